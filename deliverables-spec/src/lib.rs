@@ -1,0 +1,105 @@
+//! The deliverables spec: what a job must produce.
+//!
+//! Pure: no async runtime, no audio I/O (file metadata only, for fingerprints).
+//! `parse` reads TOML, `validate` checks meaning, `variant` resolves presets and
+//! per-title graphs, `plan` builds the task DAG, `compliance` judges outputs.
+
+pub mod compliance;
+pub mod delivery;
+pub mod error;
+pub mod files;
+pub mod model;
+pub mod naming;
+pub mod parse;
+pub mod plan;
+pub mod validate;
+pub mod variant;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub use delivery::Delivery;
+pub use error::{SpecError, SpecErrors};
+pub use model::{LevelPolicy, OutputKind, Role, Spec};
+pub use plan::{Plan, PlannedTask, RunWhen, TaskKind};
+
+/// A parsed, validated spec with what identifies it.
+#[derive(Debug, Clone)]
+pub struct LoadedSpec {
+    pub spec: Spec,
+    pub text: String,
+    pub sha256: String,
+    /// Folder that relative paths in the spec are resolved against.
+    pub base_dir: PathBuf,
+}
+
+impl LoadedSpec {
+    pub fn delivery(&self) -> Delivery {
+        Delivery::resolve(&self.spec.delivery)
+    }
+
+    /// Resolves a path written in the spec.
+    pub fn path(&self, p: &str) -> PathBuf {
+        files::resolve(&self.base_dir, p)
+    }
+
+    pub fn title(&self, name: &str) -> Option<&model::Title> {
+        self.spec.titles.iter().find(|t| t.name == name)
+    }
+
+    pub fn variant(&self, name: &str) -> Option<variant::Variant> {
+        self.spec
+            .variants
+            .get(name)
+            .map(|v| variant::resolve_variant(name, v, &self.spec.graph))
+    }
+}
+
+/// Parses and validates spec text (no file access).
+pub fn parse_and_validate(text: &str, file: Option<&Path>) -> Result<Spec, SpecErrors> {
+    let spec = parse::parse_spec(text, file)?;
+    let errors = validate::validate(&spec);
+    if errors.is_empty() {
+        Ok(spec)
+    } else {
+        Err(SpecErrors {
+            file: file.map(Path::to_path_buf),
+            errors,
+        })
+    }
+}
+
+/// Parses and validates spec text whose relative paths live under `base_dir`.
+pub fn load_text(text: String, base_dir: &Path, file: Option<&Path>) -> Result<LoadedSpec, SpecErrors> {
+    let spec = parse_and_validate(&text, file)?;
+    Ok(LoadedSpec {
+        sha256: plan::spec_hash(&text),
+        spec,
+        text,
+        base_dir: base_dir.to_path_buf(),
+    })
+}
+
+/// Reads, parses and validates a spec file.
+pub fn load_file(path: &Path) -> Result<LoadedSpec, SpecErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        SpecErrors::one(
+            Some(path.to_path_buf()),
+            SpecError::new("", format!("cannot read the spec file: {e}"))
+                .hint("check the path given on the command line"),
+        )
+    })?;
+    let base = path
+        .parent()
+        .map(Path::to_path_buf)
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("."));
+    load_text(text, &base, Some(path))
+}
+
+/// Checks the spec's input files and plans the job.
+pub fn plan_job(loaded: &LoadedSpec, tool_version: &str) -> Result<Plan, SpecErrors> {
+    let fingerprints: BTreeMap<String, String> = files::check_files(&loaded.spec, &loaded.base_dir)
+        .map_err(|errors| SpecErrors { file: None, errors })?;
+    Ok(plan::plan(&loaded.spec, &loaded.sha256, &fingerprints, tool_version))
+}

@@ -1,0 +1,381 @@
+//! The deliverables spec as data: what the TOML file says, nothing derived.
+//!
+//! Every map is a `BTreeMap` so that serialising a spec (for content-addressed
+//! task ids) is deterministic.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The schema version this build reads and writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// Explicit schema version; must equal [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    #[serde(default)]
+    pub delivery: DeliverySpec,
+    #[serde(default)]
+    pub graph: Graph,
+    /// Variants by name. Built-in names (`full`, `instrumental`, `acappella`,
+    /// `tv`, `vocal_up`, `vocal_down`, `stems`) take their defaults from a
+    /// preset; any other name is a custom variant.
+    #[serde(default = "default_variants")]
+    pub variants: BTreeMap<String, VariantSpec>,
+    pub titles: Vec<Title>,
+}
+
+fn default_variants() -> BTreeMap<String, VariantSpec> {
+    ["full", "instrumental", "acappella", "tv", "vocal_up", "vocal_down", "stems"]
+        .into_iter()
+        .map(|n| (n.to_string(), VariantSpec::default()))
+        .collect()
+}
+
+/// What kind of material a stem carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Drums,
+    Bass,
+    Music,
+    Keys,
+    Guitars,
+    Vocals,
+    BackingVocals,
+    Dialogue,
+    Fx,
+    Other,
+}
+
+impl Role {
+    pub const ALL: [Role; 10] = [
+        Role::Drums,
+        Role::Bass,
+        Role::Music,
+        Role::Keys,
+        Role::Guitars,
+        Role::Vocals,
+        Role::BackingVocals,
+        Role::Dialogue,
+        Role::Fx,
+        Role::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Drums => "drums",
+            Role::Bass => "bass",
+            Role::Music => "music",
+            Role::Keys => "keys",
+            Role::Guitars => "guitars",
+            Role::Vocals => "vocals",
+            Role::BackingVocals => "backing_vocals",
+            Role::Dialogue => "dialogue",
+            Role::Fx => "fx",
+            Role::Other => "other",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// Lead and backing vocals: what `acappella` keeps and `instrumental` drops.
+    pub fn is_vocal(self) -> bool {
+        matches!(self, Role::Vocals | Role::BackingVocals)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Title {
+    /// Human name; file names use its slug (see [`crate::naming::slug`]).
+    pub name: String,
+    /// Optional reference stereo mix the stems should reconstruct.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    pub stems: Vec<StemSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StemSpec {
+    /// Path to the audio file, relative to the spec file's folder.
+    pub file: String,
+    pub role: Role,
+    /// Processing for this stem alone, after its role's chain.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<NodeSpec>,
+}
+
+/// Processing chains: per role, per bus, and the master bus.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Graph {
+    /// Chain applied to every stem of a role.
+    #[serde(default)]
+    pub roles: BTreeMap<Role, ChainSpec>,
+    /// Buses: groups of roles with their own chain, summed before the master.
+    #[serde(default)]
+    pub buses: BTreeMap<String, BusSpec>,
+    #[serde(default)]
+    pub master: ChainSpec,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainSpec {
+    #[serde(default)]
+    pub chain: Vec<NodeSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusSpec {
+    pub roles: Vec<Role>,
+    #[serde(default)]
+    pub chain: Vec<NodeSpec>,
+}
+
+/// One processing node with its parameters. `id` names it for variant overrides.
+///
+/// Written inline as `{ node = "gain", db = -3.0, id = "trim" }`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(flatten)]
+    pub kind: NodeKind,
+}
+
+impl NodeSpec {
+    pub fn new(kind: NodeKind) -> Self {
+        NodeSpec { id: None, kind }
+    }
+}
+
+// serde cannot combine `flatten` with `deny_unknown_fields`, so the node is read
+// as a map, its `id` taken out, and the rest read strictly as a `NodeKind`.
+impl<'de> Deserialize<'de> for NodeSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut map = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
+        let id = match map.remove("id") {
+            None => None,
+            Some(serde_json::Value::String(s)) => Some(s),
+            Some(other) => return Err(D::Error::custom(format!("`id` must be a string, got {other}"))),
+        };
+        if !map.contains_key("node") {
+            return Err(D::Error::custom(format!(
+                "missing `node`: say which node this is, one of {}",
+                NodeKind::NAMES.join(", ")
+            )));
+        }
+        let kind = NodeKind::deserialize(serde_json::Value::Object(map)).map_err(D::Error::custom)?;
+        Ok(NodeSpec { id, kind })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "node", rename_all = "snake_case", deny_unknown_fields)]
+pub enum NodeKind {
+    /// Static gain (trim) in dB.
+    Gain { db: f64 },
+    /// Silence.
+    Mute {},
+    /// Where the title's master gain (found by analysis to meet the loudness
+    /// target) is applied. Master chain only; appended at its end if absent.
+    Loudness {},
+}
+
+impl NodeKind {
+    pub const NAMES: [&'static str; 3] = ["gain", "mute", "loudness"];
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            NodeKind::Gain { .. } => "gain",
+            NodeKind::Mute {} => "mute",
+            NodeKind::Loudness {} => "loudness",
+        }
+    }
+
+    /// True for nodes whose output is a fixed linear function of their input:
+    /// loudness then scales exactly with gain and analysis needs no iteration.
+    pub fn is_linear(&self) -> bool {
+        matches!(self, NodeKind::Gain { .. } | NodeKind::Mute {} | NodeKind::Loudness {})
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LevelPolicy {
+    /// Uses the full mix's master gain: variants cut against each other and
+    /// stems sum to the full mix. Judged on the true-peak ceiling.
+    Matched,
+    /// Brought to the delivery target itself and judged on it.
+    Normalized,
+}
+
+impl LevelPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LevelPolicy::Matched => "matched",
+            LevelPolicy::Normalized => "normalized",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputKind {
+    /// One stereo file: the variant's mix.
+    Mix,
+    /// One file per role: the processed stems, which sum to the variant's mix.
+    Stems,
+}
+
+/// A variant as written in the spec. Unset fields take the preset's value.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VariantSpec {
+    /// Free text for the manifest; presets describe themselves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Gain in dB per role or bus name (`bus:NAME` / `role:NAME` to be explicit).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub gains: BTreeMap<String, f64>,
+    /// Roles or buses to silence.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mute: Vec<String>,
+    /// Roles or buses to keep; every other role is muted (used by `acappella`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub only: Option<Vec<String>>,
+    /// For `vocal_up` / `vocal_down`: the size of the change in dB (positive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount_db: Option<f64>,
+    /// For `vocal_up` / `vocal_down`: which roles move (default: `vocals`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<Role>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<LevelPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<OutputKind>,
+    /// Nodes added to a chain for this variant only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub insert: Vec<InsertOverride>,
+    /// Nodes (by `id`) replaced for this variant only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replace: Vec<ReplaceOverride>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InsertOverride {
+    /// `master`, `bus:NAME` or `role:NAME`.
+    pub target: String,
+    #[serde(default)]
+    pub at: InsertAt,
+    pub nodes: Vec<NodeSpec>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InsertAt {
+    Start,
+    #[default]
+    End,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplaceOverride {
+    /// The `id` of a node anywhere in the graph.
+    pub id: String,
+    /// The replacement; omit to bypass (remove) the node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub with: Option<NodeSpec>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "u32", into = "u32")]
+pub enum BitDepth {
+    Int16,
+    Int24,
+    Float32,
+}
+
+impl BitDepth {
+    pub fn bits(self) -> u32 {
+        match self {
+            BitDepth::Int16 => 16,
+            BitDepth::Int24 => 24,
+            BitDepth::Float32 => 32,
+        }
+    }
+    pub fn is_float(self) -> bool {
+        matches!(self, BitDepth::Float32)
+    }
+    /// Short label for names and reports: `16`, `24`, `32f`.
+    pub fn label(self) -> &'static str {
+        match self {
+            BitDepth::Int16 => "16",
+            BitDepth::Int24 => "24",
+            BitDepth::Float32 => "32f",
+        }
+    }
+}
+
+impl TryFrom<u32> for BitDepth {
+    type Error = String;
+    fn try_from(v: u32) -> Result<Self, String> {
+        match v {
+            16 => Ok(BitDepth::Int16),
+            24 => Ok(BitDepth::Int24),
+            32 => Ok(BitDepth::Float32),
+            other => Err(format!(
+                "bit depth {other} is not supported; use 16 or 24 (PCM) or 32 (float)"
+            )),
+        }
+    }
+}
+
+impl From<BitDepth> for u32 {
+    fn from(b: BitDepth) -> u32 {
+        b.bits()
+    }
+}
+
+/// Delivery as written: a named profile plus field overrides.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliverySpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_lufs: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerance_lu: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub true_peak_max_dbtp: Option<f64>,
+    /// Output sample rate; defaults to the stems' rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_rate: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bit_depth: Option<BitDepth>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_dir: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub naming: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stem_naming: Option<String>,
+}

@@ -1,0 +1,199 @@
+//! Planning: spec → per-title task DAG (analysis → renders) → job manifest.
+//!
+//! A pure, deterministic function. Task ids are content-addressed: the hash of
+//! everything that determines the task's output (tool version, inputs'
+//! fingerprints, graph, variant, delivery), so an unchanged task keeps its id
+//! across submissions — the basis for caching and incremental re-renders.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::delivery::Delivery;
+use crate::model::{OutputKind, Spec, Title};
+use crate::variant::{Variant, title_graph, variants};
+
+/// What a task does. Serialised into the task record and sent to workers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TaskKind {
+    /// Decode a title, find its master gain, hash its inputs.
+    Analyze { title: String },
+    /// Render one variant of a title (a mix, or a set of stems).
+    Render { title: String, variant: String },
+    /// Judge every output against the delivery and write the job manifest.
+    Manifest,
+}
+
+impl TaskKind {
+    pub fn label(&self) -> String {
+        match self {
+            TaskKind::Analyze { title } => format!("analyze {title}"),
+            TaskKind::Render { title, variant } => format!("render {title}/{variant}"),
+            TaskKind::Manifest => "manifest".to_string(),
+        }
+    }
+}
+
+/// When a task may start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunWhen {
+    /// Every dependency succeeded (a failed one skips this task).
+    DepsSucceeded,
+    /// Every dependency finished, however: for the manifest, which reports failures.
+    DepsFinished,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedTask {
+    pub id: String,
+    pub kind: TaskKind,
+    pub deps: Vec<String>,
+    pub run_when: RunWhen,
+    /// Relative cost, for progress display.
+    pub weight: f64,
+}
+
+/// An output the plan leaves out, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SkippedOutput {
+    pub title: String,
+    pub variant: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub spec_sha256: String,
+    pub tasks: Vec<PlannedTask>,
+    pub skipped: Vec<SkippedOutput>,
+}
+
+/// SHA-256 of spec text, hex.
+pub fn spec_hash(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+fn content_id(parts: &[&serde_json::Value]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        // serde_json writes maps in key order here (BTreeMap / struct order).
+        h.update(p.to_string().as_bytes());
+        h.update([0u8]);
+    }
+    hex::encode(&h.finalize()[..16])
+}
+
+fn json<T: Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+}
+
+/// Variants that produce at least one output for this title, and the skipped ones.
+pub fn title_variants<'a>(
+    spec: &Spec,
+    title: &Title,
+    all: &'a [Variant],
+) -> (Vec<&'a Variant>, Vec<SkippedOutput>) {
+    let mut keep = Vec::new();
+    let mut skipped = Vec::new();
+    for v in all {
+        if title_graph(&spec.graph, title, v).is_audible() {
+            keep.push(v);
+        } else {
+            skipped.push(SkippedOutput {
+                title: title.name.clone(),
+                variant: v.name.clone(),
+                reason: format!(
+                    "every stem of this title is muted in `{}` ({})",
+                    v.name, v.description
+                ),
+            });
+        }
+    }
+    (keep, skipped)
+}
+
+/// Plans a validated spec. `fingerprints` maps each input path (as written in
+/// the spec) to its fingerprint.
+pub fn plan(
+    spec: &Spec,
+    spec_sha256: &str,
+    fingerprints: &BTreeMap<String, String>,
+    tool_version: &str,
+) -> Plan {
+    let delivery = json(&Delivery::resolve(&spec.delivery));
+    let graph = json(&spec.graph);
+    let all = variants(spec);
+    let all_json = json(&all);
+    let version = json(&tool_version);
+    let mut tasks = Vec::new();
+    let mut skipped = Vec::new();
+
+    for title in &spec.titles {
+        let inputs: BTreeMap<&str, &str> = title
+            .stems
+            .iter()
+            .map(|s| s.file.as_str())
+            .chain(title.reference.as_deref())
+            .map(|f| (f, fingerprints.get(f).map(String::as_str).unwrap_or("")))
+            .collect();
+        let analyze_kind = TaskKind::Analyze {
+            title: title.name.clone(),
+        };
+        // Analysis sees every variant: the clip safety looks at all outputs.
+        let analyze_id = content_id(&[
+            &version,
+            &json(&analyze_kind),
+            &json(title),
+            &json(&inputs),
+            &graph,
+            &all_json,
+            &delivery,
+        ]);
+        let stems_weight = title.stems.len() as f64;
+        tasks.push(PlannedTask {
+            id: analyze_id.clone(),
+            kind: analyze_kind,
+            deps: vec![],
+            run_when: RunWhen::DepsSucceeded,
+            weight: 2.0 * stems_weight,
+        });
+        let (keep, skip) = title_variants(spec, title, &all);
+        skipped.extend(skip);
+        for v in keep {
+            let kind = TaskKind::Render {
+                title: title.name.clone(),
+                variant: v.name.clone(),
+            };
+            let id = content_id(&[&version, &json(&kind), &json(&analyze_id), &json(v), &delivery]);
+            let outputs = match v.output {
+                OutputKind::Mix => 1.0,
+                OutputKind::Stems => 1.5,
+            };
+            tasks.push(PlannedTask {
+                id,
+                kind,
+                deps: vec![analyze_id.clone()],
+                run_when: RunWhen::DepsSucceeded,
+                weight: stems_weight * 0.5 + outputs,
+            });
+        }
+    }
+    let mut deps: Vec<String> = tasks.iter().map(|t| t.id.clone()).collect();
+    deps.dedup();
+    let manifest_id = content_id(&[&version, &json(&TaskKind::Manifest), &json(&deps), &json(&spec_sha256)]);
+    tasks.push(PlannedTask {
+        id: manifest_id,
+        kind: TaskKind::Manifest,
+        deps,
+        run_when: RunWhen::DepsFinished,
+        weight: 0.2,
+    });
+    Plan {
+        spec_sha256: spec_sha256.to_string(),
+        tasks,
+        skipped,
+    }
+}

@@ -1,0 +1,308 @@
+//! Semantic checks after parsing: every problem found, each naming its field and fix.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::delivery::{self, Delivery, PROFILES};
+use crate::error::{SpecError, did_you_mean};
+use crate::model::{Graph, NodeKind, NodeSpec, Role, Spec};
+use crate::naming::{check_template, slug};
+use crate::variant::{BUILTIN_VARIANTS, Target};
+
+const GAIN_RANGE_DB: (f64, f64) = (-120.0, 40.0);
+const VARIANT_GAIN_RANGE_DB: (f64, f64) = (-60.0, 24.0);
+
+/// All problems in a parsed spec (empty when it is valid).
+pub fn validate(spec: &Spec) -> Vec<SpecError> {
+    let mut errs = Vec::new();
+    delivery_checks(spec, &mut errs);
+    graph_checks(&spec.graph, &mut errs);
+    variant_checks(spec, &mut errs);
+    title_checks(spec, &mut errs);
+    errs
+}
+
+fn delivery_checks(spec: &Spec, errs: &mut Vec<SpecError>) {
+    let d = &spec.delivery;
+    if let Some(p) = &d.profile
+        && delivery::profile(p).is_none()
+    {
+        errs.push(
+            SpecError::new("delivery.profile", format!("unknown profile `{p}`"))
+                .hint(did_you_mean(p, PROFILES.iter().map(|p| p.name))),
+        );
+    }
+    let r = Delivery::resolve(d);
+    if !(r.target_lufs.is_finite() && (-70.0..=0.0).contains(&r.target_lufs)) {
+        errs.push(
+            SpecError::new(
+                "delivery.target_lufs",
+                format!("{} is not a loudness target", r.target_lufs),
+            )
+            .hint("use a value between -70 and 0 LUFS, e.g. -23"),
+        );
+    }
+    if !(r.tolerance_lu.is_finite() && r.tolerance_lu >= 0.0) {
+        errs.push(
+            SpecError::new(
+                "delivery.tolerance_lu",
+                format!("must be zero or positive, got {}", r.tolerance_lu),
+            )
+            .hint("it is the allowed distance either side of the target, e.g. 0.5"),
+        );
+    } else if r.tolerance_lu > 10.0 {
+        errs.push(
+            SpecError::new(
+                "delivery.tolerance_lu",
+                format!("{} LU is wider than any delivery standard", r.tolerance_lu),
+            )
+            .hint("use at most 10 LU"),
+        );
+    }
+    if !(r.true_peak_max_dbtp.is_finite() && (-20.0..=0.0).contains(&r.true_peak_max_dbtp)) {
+        errs.push(
+            SpecError::new(
+                "delivery.true_peak_max_dbtp",
+                format!("{} dBTP is not a usable ceiling", r.true_peak_max_dbtp),
+            )
+            .hint("use a value between -20 and 0 dBTP, e.g. -1"),
+        );
+    }
+    if let Some(sr) = r.sample_rate
+        && !(8000..=384_000).contains(&sr)
+    {
+        errs.push(
+            SpecError::new(
+                "delivery.sample_rate",
+                format!("{sr} Hz is not a supported rate"),
+            )
+            .hint("use e.g. 44100, 48000 or 96000"),
+        );
+    }
+    if r.output_dir.trim().is_empty() {
+        errs.push(SpecError::new("delivery.output_dir", "is empty").hint("name a folder, e.g. \"deliverables\""));
+    }
+    for (field, t, needs) in [
+        ("delivery.naming", &r.naming, ["title", "variant"]),
+        ("delivery.stem_naming", &r.stem_naming, ["title", "role"]),
+    ] {
+        match check_template(t) {
+            Err(bad) => errs.push(
+                SpecError::new(field, format!("unknown placeholder `{{{bad}}}`"))
+                    .hint(did_you_mean(&bad, crate::naming::PLACEHOLDERS)),
+            ),
+            Ok(used) => {
+                for n in needs {
+                    if !used.iter().any(|u| u == n) {
+                        errs.push(
+                            SpecError::new(field, format!("`{t}` lacks `{{{n}}}`"))
+                                .hint("without it two outputs would get the same name"),
+                        );
+                    }
+                }
+                if t.contains('/') || t.contains('\\') || t.contains("..") {
+                    errs.push(
+                        SpecError::new(field, format!("`{t}` leaves the output folder"))
+                            .hint("a file name only: no `/`, `\\` or `..`"),
+                    );
+                }
+                if !t.to_ascii_lowercase().ends_with(".wav") {
+                    errs.push(SpecError::new(field, format!("`{t}` does not end in .wav")).hint("outputs are WAV files"));
+                }
+            }
+        }
+    }
+}
+
+fn check_chain(chain: &[NodeSpec], field: &str, loudness_ok: bool, errs: &mut Vec<SpecError>) {
+    let mut loudness = 0;
+    for (i, n) in chain.iter().enumerate() {
+        let f = format!("{field}[{i}]");
+        match &n.kind {
+            NodeKind::Gain { db } => {
+                if !(db.is_finite() && (GAIN_RANGE_DB.0..=GAIN_RANGE_DB.1).contains(db)) {
+                    errs.push(
+                        SpecError::new(format!("{f}.db"), format!("gain {db} dB is out of range"))
+                            .hint("use -120 to +40 dB; use a `mute` node for silence"),
+                    );
+                }
+            }
+            NodeKind::Mute {} => {}
+            NodeKind::Loudness {} => {
+                loudness += 1;
+                if !loudness_ok {
+                    errs.push(
+                        SpecError::new(f.clone(), "the `loudness` node belongs in the master chain")
+                            .hint("move it to [graph.master]"),
+                    );
+                }
+            }
+        }
+        if let Some(id) = &n.id
+            && id.trim().is_empty()
+        {
+            errs.push(SpecError::new(format!("{f}.id"), "is empty").hint("give the node a name or leave `id` out"));
+        }
+    }
+    if loudness > 1 {
+        errs.push(SpecError::new(field, "has more than one `loudness` node").hint("keep one"));
+    }
+}
+
+fn graph_checks(g: &Graph, errs: &mut Vec<SpecError>) {
+    for (role, c) in &g.roles {
+        check_chain(&c.chain, &format!("graph.roles.{role}.chain"), false, errs);
+    }
+    let mut owner: BTreeMap<Role, &str> = BTreeMap::new();
+    for (name, b) in &g.buses {
+        let f = format!("graph.buses.{name}");
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            errs.push(SpecError::new(f.clone(), "bus names use letters, digits, `_` and `-`"));
+        }
+        if b.roles.is_empty() {
+            errs.push(SpecError::new(format!("{f}.roles"), "is empty").hint("list the roles the bus groups, e.g. [\"drums\", \"bass\"]"));
+        }
+        for r in &b.roles {
+            if let Some(other) = owner.insert(*r, name) {
+                errs.push(
+                    SpecError::new(format!("{f}.roles"), format!("role `{r}` is already in bus `{other}`"))
+                        .hint("a role feeds one bus only"),
+                );
+            }
+        }
+        check_chain(&b.chain, &format!("{f}.chain"), false, errs);
+    }
+    check_chain(&g.master.chain, "graph.master.chain", true, errs);
+}
+
+fn node_ids(g: &Spec) -> BTreeSet<String> {
+    g.graph
+        .roles
+        .values()
+        .flat_map(|c| &c.chain)
+        .chain(g.graph.buses.values().flat_map(|b| &b.chain))
+        .chain(&g.graph.master.chain)
+        .chain(g.titles.iter().flat_map(|t| t.stems.iter().flat_map(|s| &s.chain)))
+        .filter_map(|n| n.id.clone())
+        .collect()
+}
+
+fn target_names(g: &Graph) -> Vec<String> {
+    Role::ALL
+        .iter()
+        .map(|r| r.as_str().to_string())
+        .chain(g.buses.keys().cloned())
+        .collect()
+}
+
+fn variant_checks(spec: &Spec, errs: &mut Vec<SpecError>) {
+    if spec.variants.is_empty() {
+        errs.push(SpecError::new("variants", "no variants").hint("add at least [variants.full]"));
+    }
+    let names = target_names(&spec.graph);
+    let check_target = |t: &str, field: String, errs: &mut Vec<SpecError>, master_ok: bool| {
+        match Target::parse(t, &spec.graph) {
+            Some(Target::Master) if !master_ok => errs.push(SpecError::new(field, "`master` cannot be used here").hint("name a role or a bus")),
+            Some(_) => {}
+            None => errs.push(
+                SpecError::new(field, format!("`{t}` is neither a role nor a bus"))
+                    .hint(did_you_mean(t.trim_start_matches("role:").trim_start_matches("bus:"), names.iter().map(String::as_str))),
+            ),
+        }
+    };
+    let ids = node_ids(spec);
+    for (name, v) in &spec.variants {
+        let f = format!("variants.{name}");
+        if name.is_empty() || slug(name) != *name {
+            errs.push(SpecError::new(f.clone(), "variant names use letters, digits, `_`, `-` and `.`").hint("they appear in file names"));
+        }
+        for (t, db) in &v.gains {
+            check_target(t, format!("{f}.gains.{t}"), errs, false);
+            if !(db.is_finite() && (VARIANT_GAIN_RANGE_DB.0..=VARIANT_GAIN_RANGE_DB.1).contains(db)) {
+                errs.push(SpecError::new(format!("{f}.gains.{t}"), format!("{db} dB is out of range")).hint("use -60 to +24 dB, or `mute`"));
+            }
+        }
+        for (i, t) in v.mute.iter().enumerate() {
+            check_target(t, format!("{f}.mute[{i}]"), errs, false);
+        }
+        for (i, t) in v.only.iter().flatten().enumerate() {
+            check_target(t, format!("{f}.only[{i}]"), errs, false);
+        }
+        let is_vocal_move = name == "vocal_up" || name == "vocal_down";
+        if let Some(a) = v.amount_db {
+            if !is_vocal_move {
+                errs.push(SpecError::new(format!("{f}.amount_db"), "only `vocal_up` and `vocal_down` take `amount_db`").hint("use `gains` for a custom variant"));
+            } else if !(a.is_finite() && a > 0.0 && a <= 24.0) {
+                errs.push(SpecError::new(format!("{f}.amount_db"), format!("{a} dB is not a move size")).hint("give the size as a positive number of dB, e.g. 2; the variant's name sets the direction"));
+            }
+        }
+        if let Some(rs) = &v.roles {
+            if !is_vocal_move {
+                errs.push(SpecError::new(format!("{f}.roles"), "only `vocal_up` and `vocal_down` take `roles`").hint("use `gains` for a custom variant"));
+            } else if rs.is_empty() {
+                errs.push(SpecError::new(format!("{f}.roles"), "is empty").hint("e.g. [\"vocals\"]"));
+            }
+        }
+        for (i, ins) in v.insert.iter().enumerate() {
+            let fi = format!("{f}.insert[{i}]");
+            check_target(&ins.target, format!("{fi}.target"), errs, true);
+            let is_master = ins.target == "master";
+            check_chain(&ins.nodes, &format!("{fi}.nodes"), is_master, errs);
+            if is_master && ins.nodes.iter().any(|n| matches!(n.kind, NodeKind::Loudness {})) {
+                errs.push(SpecError::new(format!("{fi}.nodes"), "a variant cannot add a `loudness` node").hint("the master chain has one already"));
+            }
+        }
+        for (i, rep) in v.replace.iter().enumerate() {
+            let fr = format!("{f}.replace[{i}]");
+            if !ids.contains(&rep.id) {
+                errs.push(
+                    SpecError::new(format!("{fr}.id"), format!("no node has id `{}`", rep.id))
+                        .hint(did_you_mean(&rep.id, ids.iter().map(String::as_str))),
+                );
+            }
+            if let Some(w) = &rep.with {
+                if matches!(w.kind, NodeKind::Loudness {}) {
+                    errs.push(SpecError::new(format!("{fr}.with"), "cannot replace a node by `loudness`"));
+                }
+                check_chain(std::slice::from_ref(w), &format!("{fr}.with"), false, errs);
+            }
+        }
+    }
+    let _ = BUILTIN_VARIANTS;
+}
+
+fn title_checks(spec: &Spec, errs: &mut Vec<SpecError>) {
+    if spec.titles.is_empty() {
+        errs.push(SpecError::new("titles", "no titles").hint("add a [[titles]] table with its stems"));
+    }
+    let mut slugs: BTreeMap<String, usize> = BTreeMap::new();
+    for (ti, t) in spec.titles.iter().enumerate() {
+        let f = format!("titles[{ti}]");
+        let s = slug(&t.name);
+        if s.is_empty() {
+            errs.push(SpecError::new(format!("{f}.name"), "is empty or has no letters or digits").hint("name the title, e.g. \"night-drive\""));
+        } else if let Some(prev) = slugs.insert(s.clone(), ti) {
+            errs.push(
+                SpecError::new(format!("{f}.name"), format!("`{}` gives the same file names as titles[{prev}]", t.name))
+                    .hint("give each title a distinct name"),
+            );
+        }
+        if t.stems.is_empty() {
+            errs.push(SpecError::new(format!("{f}.stems"), "no stems").hint("list the stem files with their roles"));
+        }
+        let mut files = BTreeSet::new();
+        for (si, st) in t.stems.iter().enumerate() {
+            let fs = format!("{f}.stems[{si}]");
+            if st.file.trim().is_empty() {
+                errs.push(SpecError::new(format!("{fs}.file"), "is empty").hint("give the stem's path, relative to the spec file"));
+            } else if !files.insert(st.file.clone()) {
+                errs.push(SpecError::new(format!("{fs}.file"), format!("`{}` is listed twice in this title", st.file)).hint("list each stem file once"));
+            }
+            check_chain(&st.chain, &format!("{fs}.chain"), false, errs);
+        }
+        if let Some(r) = &t.reference
+            && r.trim().is_empty()
+        {
+            errs.push(SpecError::new(format!("{f}.reference"), "is empty").hint("give the reference mix's path or leave `reference` out"));
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! Parsing, validation, variant resolution and planning, without audio.
+
+use std::collections::BTreeMap;
+
+use deliverables_spec::model::{BitDepth, NodeKind, Role};
+use deliverables_spec::plan::{RunWhen, TaskKind, plan, spec_hash};
+use deliverables_spec::variant::{title_graph, variants};
+use deliverables_spec::{LevelPolicy, OutputKind, SpecErrors, parse_and_validate};
+
+const GOOD: &str = r#"
+schema_version = 1
+
+[delivery]
+profile = "ebu-r128"
+bit_depth = 24
+
+[graph.roles.vocals]
+chain = [{ node = "gain", db = -1.0, id = "vox_trim" }]
+
+[graph.buses.music]
+roles = ["drums", "bass", "keys", "fx"]
+chain = [{ node = "gain", db = -0.5 }]
+
+[graph.master]
+chain = [{ node = "gain", db = 0.0 }, { node = "loudness" }]
+
+[variants.full]
+[variants.instrumental]
+[variants.acappella]
+[variants.tv]
+[variants.vocal_up]
+amount_db = 1.5
+[variants.vocal_down]
+[variants.stems]
+[variants.quiet_music]
+gains = { music = -6.0 }
+level = "normalized"
+
+[[titles]]
+name = "Night Drive"
+reference = "mix.wav"
+stems = [
+  { file = "drums.wav", role = "drums" },
+  { file = "bass.wav", role = "bass" },
+  { file = "vox.wav", role = "vocals" },
+  { file = "bgv.wav", role = "backing_vocals" },
+]
+
+[[titles]]
+name = "Interlude"
+stems = [{ file = "keys.wav", role = "keys" }]
+"#;
+
+fn errors(text: &str) -> SpecErrors {
+    match parse_and_validate(text, Some(std::path::Path::new("job.toml"))) {
+        Ok(_) => panic!("expected an error for:\n{text}"),
+        Err(e) => e,
+    }
+}
+
+fn one_error(text: &str) -> String {
+    let e = errors(text);
+    assert_eq!(e.errors.len(), 1, "{e}");
+    e.errors[0].to_string()
+}
+
+#[test]
+fn good_spec_parses() {
+    let s = parse_and_validate(GOOD, None).expect("valid");
+    assert_eq!(s.titles.len(), 2);
+    assert_eq!(s.delivery.bit_depth, Some(BitDepth::Int24));
+    assert_eq!(s.graph.roles[&Role::Vocals].chain[0].id.as_deref(), Some("vox_trim"));
+    assert_eq!(s.graph.roles[&Role::Vocals].chain[0].kind, NodeKind::Gain { db: -1.0 });
+}
+
+#[test]
+fn unknown_key_names_field_line_and_suggestion() {
+    let text = GOOD.replace("bit_depth = 24", "bit_depth = 24\ntolerence_lu = 1.0");
+    let msg = one_error(&text);
+    assert!(msg.contains("delivery"), "{msg}");
+    assert!(msg.contains("unknown key `tolerence_lu`"), "{msg}");
+    assert!(msg.contains("did you mean `tolerance_lu`?"), "{msg}");
+    assert!(msg.contains("line 7"), "{msg}");
+}
+
+#[test]
+fn misspelt_role_suggests_the_right_one() {
+    let text = GOOD.replace(r#"role = "backing_vocals""#, r#"role = "backing_vocal""#);
+    let msg = one_error(&text);
+    assert!(msg.contains("titles[0].stems[3].role"), "{msg}");
+    assert!(msg.contains("did you mean `backing_vocals`?"), "{msg}");
+}
+
+#[test]
+fn misspelt_node_suggests() {
+    let text = GOOD.replace(r#"node = "gain", db = -0.5"#, r#"node = "gian", db = -0.5"#);
+    let msg = one_error(&text);
+    assert!(msg.contains("graph.buses.music.chain"), "{msg}");
+    assert!(msg.contains("did you mean `gain`?"), "{msg}");
+}
+
+#[test]
+fn negative_tolerance_is_refused() {
+    let text = GOOD.replace("bit_depth = 24", "bit_depth = 24\ntolerance_lu = -0.5");
+    let msg = one_error(&text);
+    assert!(msg.contains("delivery.tolerance_lu: must be zero or positive, got -0.5"), "{msg}");
+}
+
+#[test]
+fn unsupported_bit_depth_is_refused() {
+    let text = GOOD.replace("bit_depth = 24", "bit_depth = 20");
+    let msg = one_error(&text);
+    assert!(msg.contains("delivery.bit_depth"), "{msg}");
+    assert!(msg.contains("use 16 or 24 (PCM) or 32 (float)"), "{msg}");
+}
+
+#[test]
+fn schema_version_is_required_and_checked() {
+    let msg = one_error(&GOOD.replace("schema_version = 1", ""));
+    assert!(msg.contains("schema_version: missing"), "{msg}");
+    let msg = one_error(&GOOD.replace("schema_version = 1", "schema_version = 7"));
+    assert!(msg.contains("version 7 is not supported"), "{msg}");
+}
+
+#[test]
+fn semantic_errors_are_all_reported() {
+    let text = GOOD
+        .replace(r#"profile = "ebu-r128""#, r#"profile = "ebu-r182""#)
+        .replace("gains = { music = -6.0 }", "gains = { musik = -6.0 }")
+        .replace("amount_db = 1.5", "amount_db = -1.5")
+        .replace(r#"roles = ["drums", "bass", "keys", "fx"]"#, r#"roles = ["drums", "bass", "keys", "fx", "drums"]"#);
+    let e = errors(&text);
+    let all = e.to_string();
+    assert_eq!(e.errors.len(), 4, "{all}");
+    assert!(all.contains("delivery.profile: unknown profile `ebu-r182` (did you mean `ebu-r128`?)"), "{all}");
+    assert!(all.contains("variants.quiet_music.gains.musik"), "{all}");
+    assert!(all.contains("did you mean `music`?"), "{all}");
+    assert!(all.contains("variants.vocal_up.amount_db"), "{all}");
+    assert!(all.contains("role `drums` is already in bus `music`"), "{all}");
+    assert!(all.starts_with("job.toml: 4 problems"), "{all}");
+}
+
+#[test]
+fn loudness_node_only_on_master() {
+    let text = GOOD.replace(r#"chain = [{ node = "gain", db = -0.5 }]"#, r#"chain = [{ node = "loudness" }]"#);
+    assert!(one_error(&text).contains("belongs in the master chain"));
+}
+
+#[test]
+fn presets_resolve_to_what_engineers_expect() {
+    let s = parse_and_validate(GOOD, None).expect("valid");
+    let vs = variants(&s);
+    let by = |n: &str| vs.iter().find(|v| v.name == n).expect(n).clone();
+    let t = &s.titles[0];
+    let muted = |v: &str| -> Vec<Role> {
+        title_graph(&s.graph, t, &by(v)).stems.iter().filter(|p| p.muted).map(|p| p.role).collect()
+    };
+    assert_eq!(muted("full"), vec![]);
+    assert_eq!(muted("instrumental"), vec![Role::Vocals, Role::BackingVocals]);
+    assert_eq!(muted("acappella"), vec![Role::Drums, Role::Bass]);
+    assert_eq!(muted("tv"), vec![Role::Vocals]);
+    let up = title_graph(&s.graph, t, &by("vocal_up"));
+    assert_eq!(up.stems[2].gain_db, 1.5);
+    assert_eq!(up.stems[3].gain_db, 0.0);
+    let down = title_graph(&s.graph, t, &by("vocal_down"));
+    assert_eq!(down.stems[2].gain_db, -2.0);
+    assert_eq!(by("full").level, LevelPolicy::Normalized);
+    assert_eq!(by("tv").level, LevelPolicy::Matched);
+    assert_eq!(by("stems").output, OutputKind::Stems);
+    assert_eq!(by("quiet_music").level, LevelPolicy::Normalized);
+    let q = title_graph(&s.graph, t, &by("quiet_music"));
+    assert_eq!(q.buses[0].gain_db, -6.0);
+    // The master always carries exactly one loudness node.
+    assert_eq!(q.master.iter().filter(|n| n.kind == NodeKind::Loudness {}).count(), 1);
+}
+
+#[test]
+fn plan_is_a_deterministic_dag() {
+    let s = parse_and_validate(GOOD, None).expect("valid");
+    let fp: BTreeMap<String, String> = ["drums.wav", "bass.wav", "vox.wav", "bgv.wav", "keys.wav", "mix.wav"]
+        .iter()
+        .map(|f| (f.to_string(), format!("100:{f}")))
+        .collect();
+    let h = spec_hash(GOOD);
+    let p = plan(&s, &h, &fp, "0.1.0");
+    let p2 = plan(&s, &h, &fp, "0.1.0");
+    assert_eq!(p, p2);
+    // Title 1: analyze + 8 variants; title 2 (keys only): acappella skipped.
+    let analyses = p.tasks.iter().filter(|t| matches!(t.kind, TaskKind::Analyze { .. })).count();
+    let renders = p.tasks.iter().filter(|t| matches!(t.kind, TaskKind::Render { .. })).count();
+    assert_eq!((analyses, renders), (2, 8 + 7));
+    assert_eq!(p.skipped.len(), 1);
+    assert_eq!(p.skipped[0].variant, "acappella");
+    let manifest = p.tasks.last().expect("tasks");
+    assert_eq!(manifest.kind, TaskKind::Manifest);
+    assert_eq!(manifest.run_when, RunWhen::DepsFinished);
+    assert_eq!(manifest.deps.len(), p.tasks.len() - 1);
+    // Renders depend on their title's analysis only.
+    for t in &p.tasks {
+        if let TaskKind::Render { title, .. } = &t.kind {
+            let a = p.tasks.iter().find(|x| x.kind == TaskKind::Analyze { title: title.clone() }).expect("analysis");
+            assert_eq!(t.deps, vec![a.id.clone()]);
+        }
+    }
+    // Ids are unique and content-addressed: a changed input changes its title's ids only.
+    let ids: std::collections::BTreeSet<_> = p.tasks.iter().map(|t| &t.id).collect();
+    assert_eq!(ids.len(), p.tasks.len());
+    let mut fp2 = fp.clone();
+    fp2.insert("keys.wav".into(), "101:changed".into());
+    let p3 = plan(&s, &h, &fp2, "0.1.0");
+    let changed: Vec<_> = p.tasks.iter().zip(&p3.tasks).filter(|(a, b)| a.id != b.id).map(|(a, _)| a.kind.label()).collect();
+    assert!(changed.iter().all(|l| l.contains("Interlude") || l == "manifest"), "{changed:?}");
+    assert_eq!(changed.len(), 1 + 7 + 1);
+}
