@@ -296,7 +296,7 @@ pub fn title_graph(graph: &Graph, title: &Title, variant: &Variant) -> TitleGrap
 
     for ins in &variant.insert {
         let target = Target::parse(&ins.target, graph);
-        let mut apply = |chain: &mut Vec<NodeSpec>| match ins.at {
+        let apply = |chain: &mut Vec<NodeSpec>| match ins.at {
             InsertAt::Start => {
                 chain.splice(0..0, ins.nodes.iter().cloned());
             }

@@ -1,0 +1,9 @@
+//! The coordinator: the scheduler (a pure state machine), job storage, the
+//! gRPC services, the in-process cluster behind `render`, and the demo.
+
+pub mod demo;
+pub mod local;
+pub mod scheduler;
+pub mod server;
+pub mod settings;
+pub mod store;

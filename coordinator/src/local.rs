@@ -1,0 +1,228 @@
+//! `stemforge render`: a coordinator on an ephemeral loopback port and N
+//! workers in this process, talking over real gRPC — the same path a
+//! distributed run takes, with nothing to set up.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use deliverables_spec::manifest::Manifest;
+use indicatif::{ProgressBar, ProgressStyle};
+use stemforge_proto::v1::jobs_client::JobsClient;
+use stemforge_proto::v1::{GetJobRequest, JobStatus, SubmitJobRequest};
+use stemforge_worker::service::{WorkerOptions, run_worker};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::info;
+
+use crate::server::{Coordinator, serve};
+use crate::settings::Settings;
+use crate::store::MemoryStore;
+
+pub struct RenderOptions {
+    pub workers: usize,
+    /// Overrides the spec's output folder.
+    pub out: Option<PathBuf>,
+}
+
+/// How a render ended.
+pub struct RenderOutcome {
+    pub status: JobStatus,
+    pub manifest: Option<Manifest>,
+    pub manifest_path: Option<PathBuf>,
+}
+
+impl RenderOutcome {
+    pub fn all_pass(&self) -> bool {
+        self.status.state == 2 && self.manifest.as_ref().is_some_and(|m| m.summary.all_pass)
+    }
+}
+
+/// Renders a spec file end to end through an in-process cluster.
+pub async fn render(spec_path: &Path, settings: &Settings, opts: &RenderOptions) -> Result<RenderOutcome> {
+    let loaded = deliverables_spec::load_file(spec_path).map_err(|e| anyhow!("{e}"))?;
+    let base_dir = std::fs::canonicalize(&loaded.base_dir)
+        .with_context(|| format!("cannot resolve the spec's folder {}", loaded.base_dir.display()))?;
+    let out = match &opts.out {
+        Some(o) => {
+            std::fs::create_dir_all(o).with_context(|| format!("cannot create output folder {}", o.display()))?;
+            std::fs::canonicalize(o)?.display().to_string()
+        }
+        None => String::new(),
+    };
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.context("cannot bind a loopback port")?;
+    let addr = listener.local_addr()?;
+    let url = format!("http://{addr}");
+    let coord = Coordinator::new(Box::new(MemoryStore::new()), settings.scheduler());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let server = tokio::spawn(serve(coord, listener, stop_rx.clone()));
+    let workers: Vec<_> = (0..opts.workers.max(1))
+        .map(|i| {
+            let o = WorkerOptions {
+                worker_id: format!("local-{i}"),
+                poll_wait_ms: settings.poll_wait_ms,
+            };
+            tokio::spawn(run_worker(url.clone(), o, stop_rx.clone()))
+        })
+        .collect();
+    info!(%url, workers = workers.len(), "in-process cluster started");
+
+    let result = drive(&url, &loaded, &base_dir, out).await;
+    let _ = stop_tx.send(true);
+    for w in workers {
+        let _ = w.await;
+    }
+    let _ = server.await;
+    let status = result?;
+    let manifest_path = (!status.manifest_path.is_empty()).then(|| PathBuf::from(&status.manifest_path));
+    let manifest = match &manifest_path {
+        Some(p) => Some(
+            serde_json::from_slice(&std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?)
+                .with_context(|| format!("{} is not a manifest", p.display()))?,
+        ),
+        None => None,
+    };
+    Ok(RenderOutcome {
+        status,
+        manifest,
+        manifest_path,
+    })
+}
+
+async fn connect(url: &str) -> Result<JobsClient<tonic::transport::Channel>> {
+    let mut last = None;
+    for _ in 0..50 {
+        match JobsClient::connect(url.to_string()).await {
+            Ok(c) => return Ok(c),
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Err(anyhow!("cannot reach the coordinator at {url}: {last:?}"))
+}
+
+/// Submits the job and follows it to the end, with a progress bar on a terminal.
+async fn drive(url: &str, loaded: &deliverables_spec::LoadedSpec, base_dir: &Path, out: String) -> Result<JobStatus> {
+    let mut client = connect(url).await?;
+    let resp = client
+        .submit_job(SubmitJobRequest {
+            spec_toml: loaded.text.clone(),
+            spec_sha256: loaded.sha256.clone(),
+            base_dir: base_dir.display().to_string(),
+            priority: 0,
+            label: String::new(),
+            output_dir: out,
+        })
+        .await
+        .map_err(|s| anyhow!("{}", s.message()))?
+        .into_inner();
+    info!(job = %resp.job_id, tasks = resp.task_count, "job submitted");
+    let bar = if std::io::stderr().is_terminal() {
+        let b = ProgressBar::new(1000);
+        b.set_style(
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {percent:>3}% {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        Some(b)
+    } else {
+        None
+    };
+    let mut last_done = usize::MAX;
+    loop {
+        let st = client
+            .get_job(GetJobRequest {
+                job_id: resp.job_id.clone(),
+            })
+            .await
+            .map_err(|s| anyhow!("{}", s.message()))?
+            .into_inner();
+        let total: f64 = st.tasks.iter().map(|t| t.weight).sum::<f64>().max(1e-9);
+        let done: f64 = st
+            .tasks
+            .iter()
+            .map(|t| match t.state {
+                4..=7 => t.weight,
+                3 => t.weight * t.progress,
+                _ => 0.0,
+            })
+            .sum();
+        let finished = st.tasks.iter().filter(|t| (4..=7).contains(&t.state)).count();
+        let running: Vec<&str> = st.tasks.iter().filter(|t| t.state == 3).map(|t| t.label.as_str()).collect();
+        if let Some(b) = &bar {
+            b.set_position((1000.0 * done / total) as u64);
+            b.set_message(format!("{finished}/{} tasks {}", st.tasks.len(), running.join(", ")));
+        } else if finished != last_done {
+            info!(finished, total = st.tasks.len(), "progress");
+            last_done = finished;
+        }
+        if st.state != 1 {
+            if let Some(b) = &bar {
+                b.finish_and_clear();
+            }
+            return Ok(st);
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+/// A readable summary of a finished render, for the terminal.
+pub fn summary_table(o: &RenderOutcome) -> String {
+    let mut s = String::new();
+    for t in &o.status.tasks {
+        if t.state == 5 || t.state == 6 {
+            s.push_str(&format!("task {} {}: {}\n", t.label, if t.state == 5 { "FAILED" } else { "skipped" }, t.error));
+        }
+    }
+    let Some(m) = &o.manifest else {
+        s.push_str("no manifest was written\n");
+        return s;
+    };
+    let f = |v: Option<f64>| v.map_or("   -   ".to_string(), |x| format!("{x:7.2}"));
+    for t in &m.titles {
+        s.push_str(&format!("\n{} ({})\n", t.name, t.status));
+        if let Some(e) = &t.error {
+            s.push_str(&format!("  error: {e}\n"));
+        }
+        if let Some(l) = &t.level {
+            s.push_str(&format!(
+                "  master gain {:+.2} dB{}\n",
+                l.master_gain_db,
+                if l.clip_safety_db > 0.0 {
+                    format!(" (clip safety -{:.2} dB)", l.clip_safety_db)
+                } else {
+                    String::new()
+                }
+            ));
+        }
+        s.push_str(&format!("  {:<44} {:>7} {:>7} {:>7}  {}\n", "file", "LUFS", "dBTP", "LRA", "verdict"));
+        for out in &t.outputs {
+            let name = out.file.as_ref().map_or(format!("({})", out.variant), |f| f.path.clone());
+            let m = out.measurement.as_ref();
+            let verdict = match out.verdict.verdict {
+                deliverables_spec::compliance::Outcome::Pass => "pass".to_string(),
+                deliverables_spec::compliance::Outcome::Fail => format!("FAIL: {}", out.verdict.reasons.join("; ")),
+            };
+            s.push_str(&format!(
+                "  {:<44} {} {} {}  {}\n",
+                name,
+                f(m.and_then(|m| m.integrated_lufs)),
+                f(m.and_then(|m| m.true_peak_dbtp)),
+                f(m.and_then(|m| m.loudness_range_lu)),
+                verdict
+            ));
+        }
+        for sk in &t.skipped {
+            s.push_str(&format!("  skipped {}: {}\n", sk.variant, sk.reason));
+        }
+    }
+    s.push_str(&format!(
+        "\n{} outputs: {} passed, {} failed; manifest: {}\n",
+        m.summary.outputs,
+        m.summary.passed,
+        m.summary.failed,
+        o.manifest_path.as_ref().map_or(String::new(), |p| p.display().to_string())
+    ));
+    s
+}

@@ -1,0 +1,104 @@
+//! `stemforge`: render deliverable packs from stems.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use stemforge_coordinator::demo;
+use stemforge_coordinator::local::{RenderOptions, render, summary_table};
+use stemforge_coordinator::settings::Settings;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "stemforge", version, about = "Stems in, a loudness-compliant deliverable pack and a compliance manifest out.")]
+struct Cli {
+    /// Config file (default: ./stemforge.toml if present). STEMFORGE_* variables override it.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Write a demo session (synthesised stems, reference mix, spec) and render it.
+    Demo {
+        /// Folder for the session and its deliverables.
+        #[arg(default_value = "stemforge-demo")]
+        dir: PathBuf,
+        /// Length of the demo song, seconds.
+        #[arg(long, default_value_t = demo::DEMO_SECONDS)]
+        seconds: f64,
+        /// In-process workers (default: one per core).
+        #[arg(long)]
+        workers: Option<usize>,
+    },
+    /// Render every title and variant of a deliverables spec.
+    Render {
+        spec: PathBuf,
+        /// In-process workers (default: one per core).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Output folder (default: the spec's delivery.output_dir).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Check a spec and its files without rendering.
+    Validate { spec: PathBuf },
+}
+
+fn init_logs() {
+    let filter = EnvFilter::try_from_env("STEMFORGE_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn main() -> ExitCode {
+    init_logs();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let settings = Settings::load(cli.config.as_deref())?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.cmd {
+        Cmd::Demo { dir, seconds, workers } => {
+            if !(1.0..=600.0).contains(&seconds) {
+                anyhow::bail!("--seconds must be between 1 and 600");
+            }
+            let spec = demo::write_session(&dir, seconds)?;
+            println!("demo session written to {}", dir.display());
+            render_cmd(&rt, &spec, &settings, workers, None)
+        }
+        Cmd::Render { spec, workers, out } => render_cmd(&rt, &spec, &settings, workers, out),
+        Cmd::Validate { spec } => {
+            let loaded = deliverables_spec::load_file(&spec).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let plan = deliverables_spec::plan_job(&loaded, env!("CARGO_PKG_VERSION")).map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("{}: valid; {} titles, {} tasks planned", spec.display(), loaded.spec.titles.len(), plan.tasks.len());
+            for s in plan.skipped {
+                println!("  skipped {}/{}: {}", s.title, s.variant, s.reason);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn render_cmd(rt: &tokio::runtime::Runtime, spec: &std::path::Path, settings: &Settings, workers: Option<usize>, out: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let started = std::time::Instant::now();
+    let opts = RenderOptions {
+        workers: workers.unwrap_or_else(|| settings.worker_count()),
+        out,
+    };
+    let outcome = rt.block_on(render(spec, settings, &opts))?;
+    print!("{}", summary_table(&outcome));
+    println!("rendered in {:.2} s with {} workers", started.elapsed().as_secs_f64(), opts.workers);
+    Ok(if outcome.all_pass() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}

@@ -1,0 +1,345 @@
+//! The scheduler: a pure state machine over tasks, leases and attempts.
+//!
+//! Time comes in as an argument (`now_ms`), storage through [`Store`]: no
+//! clocks, threads or sockets here, so every transition is unit-testable.
+
+use std::collections::BTreeMap;
+
+use deliverables_spec::{Plan, RunWhen};
+use serde_json::json;
+
+use crate::store::{JobRecord, JobState, Store, StoreError, TaskRecord, TaskState};
+
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    pub lease_ms: i64,
+    pub heartbeat_ms: i64,
+    /// Attempts per task before it fails for good.
+    pub max_attempts: u32,
+    pub backoff_base_ms: i64,
+    pub backoff_max_ms: i64,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            lease_ms: 30_000,
+            heartbeat_ms: 2_000,
+            max_attempts: 3,
+            backoff_base_ms: 1_000,
+            backoff_max_ms: 60_000,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SchedError {
+    #[error("no job {0}")]
+    NoJob(String),
+    #[error("no task {task} in job {job}")]
+    NoTask { job: String, task: String },
+    /// A report under a lease that is no longer current (expired, re-leased).
+    #[error("stale lease for task {task}: {why}")]
+    StaleLease { task: String, why: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a worker receives.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub job: JobRecord,
+    pub task: TaskRecord,
+    /// JSON object: dependency task id → {kind, state, result, error}.
+    pub deps_json: String,
+}
+
+pub struct Scheduler<S: Store> {
+    store: S,
+    cfg: SchedulerConfig,
+    lease_seq: u64,
+}
+
+impl<S: Store> Scheduler<S> {
+    pub fn new(store: S, cfg: SchedulerConfig) -> Self {
+        Scheduler {
+            store,
+            cfg,
+            lease_seq: 0,
+        }
+    }
+
+    pub fn config(&self) -> &SchedulerConfig {
+        &self.cfg
+    }
+
+    /// Stores a planned job; tasks without dependencies are queued at once.
+    pub fn submit(&mut self, mut job: JobRecord, plan: &Plan) -> Result<String, SchedError> {
+        job.seq = self.store.next_job_seq()?;
+        job.state = JobState::Running;
+        let tasks: Vec<TaskRecord> = plan
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(i, p)| TaskRecord {
+                job_id: job.job_id.clone(),
+                task_id: p.id.clone(),
+                seq: i as u32,
+                kind: p.kind.clone(),
+                deps: p.deps.clone(),
+                run_when: p.run_when,
+                weight: p.weight,
+                state: if p.deps.is_empty() { TaskState::Queued } else { TaskState::Blocked },
+                attempt: 0,
+                lease_id: None,
+                lease_expires_ms: 0,
+                worker_id: None,
+                progress: 0.0,
+                not_before_ms: 0,
+                result_json: None,
+                error: None,
+                history: vec![],
+            })
+            .collect();
+        self.store.insert_job(&job, &tasks)?;
+        Ok(job.job_id)
+    }
+
+    /// Leases the best runnable task to `worker`, if any.
+    pub fn lease(&mut self, worker: &str, now_ms: i64) -> Result<Option<Grant>, SchedError> {
+        let Some(mut task) = self
+            .store
+            .queued()?
+            .into_iter()
+            .find(|t| t.not_before_ms <= now_ms)
+        else {
+            return Ok(None);
+        };
+        let job = self
+            .store
+            .job(&task.job_id)?
+            .ok_or_else(|| SchedError::NoJob(task.job_id.clone()))?;
+        self.lease_seq += 1;
+        task.attempt += 1;
+        task.state = TaskState::Leased;
+        task.lease_id = Some(format!("{}-{}-{}", &task.task_id[..8.min(task.task_id.len())], task.attempt, self.lease_seq));
+        task.lease_expires_ms = now_ms + self.cfg.lease_ms;
+        task.worker_id = Some(worker.to_string());
+        task.progress = 0.0;
+        self.store.put_tasks(std::slice::from_ref(&task), None)?;
+        let deps_json = self.deps_json(&task)?;
+        Ok(Some(Grant { job, task, deps_json }))
+    }
+
+    fn deps_json(&self, task: &TaskRecord) -> Result<String, SchedError> {
+        let all = self.store.tasks(&task.job_id)?;
+        let by_id: BTreeMap<&str, &TaskRecord> = all.iter().map(|t| (t.task_id.as_str(), t)).collect();
+        let mut out = serde_json::Map::new();
+        for d in &task.deps {
+            if let Some(t) = by_id.get(d.as_str()) {
+                let result = t
+                    .result_json
+                    .as_deref()
+                    .and_then(|r| serde_json::from_str::<serde_json::Value>(r).ok())
+                    .unwrap_or(serde_json::Value::Null);
+                out.insert(
+                    d.clone(),
+                    json!({
+                        "kind": t.kind,
+                        "state": t.state.as_str(),
+                        "result": result,
+                        "error": t.error.clone().unwrap_or_default(),
+                    }),
+                );
+            }
+        }
+        Ok(serde_json::Value::Object(out).to_string())
+    }
+
+    /// The current leased record, or why the caller's lease is not current.
+    fn current(&self, job: &str, task: &str, lease_id: &str, attempt: u32) -> Result<TaskRecord, SchedError> {
+        let t = self
+            .store
+            .tasks(job)?
+            .into_iter()
+            .find(|t| t.task_id == task)
+            .ok_or_else(|| SchedError::NoTask {
+                job: job.into(),
+                task: task.into(),
+            })?;
+        let stale = |why: String| SchedError::StaleLease {
+            task: task.to_string(),
+            why,
+        };
+        if t.state != TaskState::Leased {
+            return Err(stale(format!("task is {}", t.state.as_str())));
+        }
+        if t.lease_id.as_deref() != Some(lease_id) || t.attempt != attempt {
+            return Err(stale(format!(
+                "current lease is attempt {} ({}), report was for attempt {attempt}",
+                t.attempt,
+                t.lease_id.as_deref().unwrap_or("-")
+            )));
+        }
+        Ok(t)
+    }
+
+    /// Renews a lease; returns the new expiry and whether the job was cancelled.
+    pub fn heartbeat(&mut self, job: &str, task: &str, lease_id: &str, attempt: u32, progress: f64, now_ms: i64) -> Result<(i64, bool), SchedError> {
+        let j = self.store.job(job)?.ok_or_else(|| SchedError::NoJob(job.into()))?;
+        if j.state == JobState::Cancelled {
+            return Ok((0, true));
+        }
+        let mut t = self.current(job, task, lease_id, attempt)?;
+        t.lease_expires_ms = now_ms + self.cfg.lease_ms;
+        t.progress = progress.clamp(0.0, 1.0);
+        self.store.put_tasks(std::slice::from_ref(&t), None)?;
+        Ok((t.lease_expires_ms, false))
+    }
+
+    pub fn complete(&mut self, job: &str, task: &str, lease_id: &str, attempt: u32, result_json: String, now_ms: i64) -> Result<(), SchedError> {
+        let mut t = self.current(job, task, lease_id, attempt)?;
+        t.state = TaskState::Succeeded;
+        t.progress = 1.0;
+        t.result_json = Some(result_json);
+        t.error = None;
+        t.lease_id = None;
+        t.history.push(format!("attempt {attempt}: succeeded on {} at {now_ms}", t.worker_id.as_deref().unwrap_or("?")));
+        self.settle(job, vec![t])
+    }
+
+    pub fn fail(&mut self, job: &str, task: &str, lease_id: &str, attempt: u32, error: String, retryable: bool, now_ms: i64) -> Result<(), SchedError> {
+        let t = self.current(job, task, lease_id, attempt)?;
+        let t = self.end_attempt(t, error, retryable, now_ms);
+        self.settle(job, vec![t])
+    }
+
+    /// Ends the current attempt of `t` with an error: a retry after backoff
+    /// while attempts remain and the error is retryable, else failed for good.
+    fn end_attempt(&self, mut t: TaskRecord, error: String, retryable: bool, now_ms: i64) -> TaskRecord {
+        let worker = t.worker_id.clone().unwrap_or_default();
+        t.lease_id = None;
+        t.progress = 0.0;
+        if retryable && t.attempt < self.cfg.max_attempts {
+            let backoff = (self.cfg.backoff_base_ms << (t.attempt.saturating_sub(1)).min(20)).min(self.cfg.backoff_max_ms);
+            t.state = TaskState::Queued;
+            t.not_before_ms = now_ms + backoff;
+            t.history.push(format!("attempt {} on {worker}: {error}; retry in {backoff} ms", t.attempt));
+        } else {
+            t.state = TaskState::Failed;
+            t.history.push(format!("attempt {} on {worker}: {error}; failed for good", t.attempt));
+        }
+        t.error = Some(error);
+        t
+    }
+
+    /// Requeues (or fails) tasks whose lease lapsed. Returns how many.
+    pub fn expire_leases(&mut self, now_ms: i64) -> Result<usize, SchedError> {
+        let lapsed: Vec<TaskRecord> = self
+            .store
+            .leased()?
+            .into_iter()
+            .filter(|t| t.lease_expires_ms < now_ms)
+            .collect();
+        let n = lapsed.len();
+        let mut by_job: BTreeMap<String, Vec<TaskRecord>> = BTreeMap::new();
+        for t in lapsed {
+            let t = self.end_attempt(t, "lease expired (worker lost or stalled)".into(), true, now_ms);
+            by_job.entry(t.job_id.clone()).or_default().push(t);
+        }
+        for (job, ts) in by_job {
+            self.settle(&job, ts)?;
+        }
+        Ok(n)
+    }
+
+    /// Cancels a running job: queued and blocked tasks are cancelled; leased
+    /// ones learn it at their next heartbeat.
+    pub fn cancel(&mut self, job_id: &str) -> Result<(), SchedError> {
+        let mut job = self.store.job(job_id)?.ok_or_else(|| SchedError::NoJob(job_id.into()))?;
+        if job.state != JobState::Running {
+            return Ok(());
+        }
+        job.state = JobState::Cancelled;
+        let tasks: Vec<TaskRecord> = self
+            .store
+            .tasks(job_id)?
+            .into_iter()
+            .filter(|t| !t.state.is_terminal())
+            .map(|mut t| {
+                t.state = TaskState::Cancelled;
+                t.lease_id = None;
+                t
+            })
+            .collect();
+        self.store.put_tasks(&tasks, Some(&job))?;
+        Ok(())
+    }
+
+    /// Writes changed tasks, unblocks or skips dependants, and finishes the
+    /// job when every task is terminal — all in one store write.
+    fn settle(&mut self, job_id: &str, changed: Vec<TaskRecord>) -> Result<(), SchedError> {
+        let mut job = self.store.job(job_id)?.ok_or_else(|| SchedError::NoJob(job_id.into()))?;
+        let mut tasks: BTreeMap<String, TaskRecord> =
+            self.store.tasks(job_id)?.into_iter().map(|t| (t.task_id.clone(), t)).collect();
+        let mut dirty: Vec<String> = Vec::new();
+        for t in changed {
+            dirty.push(t.task_id.clone());
+            tasks.insert(t.task_id.clone(), t);
+        }
+        loop {
+            let mut moved = false;
+            let ids: Vec<String> = tasks.keys().cloned().collect();
+            for id in ids {
+                let t = &tasks[&id];
+                if t.state != TaskState::Blocked {
+                    continue;
+                }
+                let states: Vec<TaskState> = t.deps.iter().filter_map(|d| tasks.get(d)).map(|d| d.state).collect();
+                let all_done = states.iter().all(|s| s.is_terminal());
+                let all_ok = states.iter().all(|s| *s == TaskState::Succeeded);
+                let any_bad = states.iter().any(|s| s.is_terminal() && *s != TaskState::Succeeded);
+                let next = match t.run_when {
+                    RunWhen::DepsSucceeded if all_ok => Some(TaskState::Queued),
+                    RunWhen::DepsSucceeded if any_bad => Some(TaskState::Skipped),
+                    RunWhen::DepsFinished if all_done => Some(TaskState::Queued),
+                    _ => None,
+                };
+                if let Some(s) = next
+                    && let Some(t) = tasks.get_mut(&id)
+                {
+                    t.state = s;
+                    if s == TaskState::Skipped {
+                        t.error = Some("not run: a task it depends on failed".into());
+                    }
+                    dirty.push(id);
+                    moved = true;
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+        let job_changed = if job.state == JobState::Running && tasks.values().all(|t| t.state.is_terminal()) {
+            job.state = if tasks.values().all(|t| t.state == TaskState::Succeeded) {
+                JobState::Succeeded
+            } else {
+                JobState::Failed
+            };
+            true
+        } else {
+            false
+        };
+        dirty.sort();
+        dirty.dedup();
+        let out: Vec<TaskRecord> = dirty.iter().filter_map(|id| tasks.get(id).cloned()).collect();
+        self.store.put_tasks(&out, job_changed.then_some(&job))?;
+        Ok(())
+    }
+
+    pub fn job(&self, job_id: &str) -> Result<(JobRecord, Vec<TaskRecord>), SchedError> {
+        let job = self.store.job(job_id)?.ok_or_else(|| SchedError::NoJob(job_id.into()))?;
+        let tasks = self.store.tasks(job_id)?;
+        Ok((job, tasks))
+    }
+}

@@ -1,0 +1,281 @@
+//! The coordinator's gRPC services over the scheduler: clients submit and
+//! follow jobs, workers lease and report tasks.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use stemforge_proto::v1::jobs_server::{Jobs, JobsServer};
+use stemforge_proto::v1::tasks_server::{Tasks, TasksServer};
+use stemforge_proto::v1::{
+    CompleteTaskRequest, CompleteTaskResponse, FailTaskRequest, FailTaskResponse, GetJobRequest,
+    HeartbeatRequest, HeartbeatResponse, JobStatus, LeaseRef, LeaseTaskRequest, LeaseTaskResponse,
+    SubmitJobRequest, SubmitJobResponse, TaskLease, TaskStatus,
+};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+use tonic::{Request, Response, Status};
+use tracing::{info, warn};
+
+use crate::scheduler::{SchedError, Scheduler, SchedulerConfig};
+use crate::store::{JobRecord, JobState, Store, TaskState};
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The one mapping from scheduler errors to gRPC status codes.
+pub fn to_status(e: SchedError) -> Status {
+    match e {
+        SchedError::NoJob(_) | SchedError::NoTask { .. } => Status::not_found(e.to_string()),
+        SchedError::StaleLease { .. } => Status::failed_precondition(e.to_string()),
+        SchedError::Store(_) => Status::internal(e.to_string()),
+    }
+}
+
+/// Shared coordinator state behind both services.
+pub struct Coordinator {
+    sched: Mutex<Scheduler<Box<dyn Store>>>,
+    /// Woken whenever a task may have become runnable.
+    work: Notify,
+    tool_version: String,
+}
+
+impl Coordinator {
+    pub fn new(store: Box<dyn Store>, cfg: SchedulerConfig) -> Arc<Self> {
+        Arc::new(Coordinator {
+            sched: Mutex::new(Scheduler::new(store, cfg)),
+            work: Notify::new(),
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        })
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Scheduler<Box<dyn Store>>) -> Result<R, SchedError>) -> Result<R, Status> {
+        let mut s = self
+            .sched
+            .lock()
+            .map_err(|_| Status::internal("scheduler lock poisoned"))?;
+        f(&mut s).map_err(to_status)
+    }
+
+    /// Requeues lapsed leases now; returns how many.
+    pub fn sweep(&self) -> usize {
+        let n = self.with(|s| s.expire_leases(now_ms())).unwrap_or(0);
+        if n > 0 {
+            warn!(count = n, "leases expired; tasks requeued");
+            self.work.notify_waiters();
+        }
+        n
+    }
+}
+
+#[derive(Clone)]
+pub struct Service(pub Arc<Coordinator>);
+
+fn lease_parts(l: Option<LeaseRef>) -> Result<LeaseRef, Status> {
+    l.ok_or_else(|| Status::invalid_argument("lease is required"))
+}
+
+#[tonic::async_trait]
+impl Jobs for Service {
+    async fn submit_job(&self, req: Request<SubmitJobRequest>) -> Result<Response<SubmitJobResponse>, Status> {
+        let r = req.into_inner();
+        let hash = deliverables_spec::plan::spec_hash(&r.spec_toml);
+        if hash != r.spec_sha256 {
+            return Err(Status::invalid_argument(format!(
+                "spec_sha256 {} does not match the spec text (sha256 {hash})",
+                r.spec_sha256
+            )));
+        }
+        if !Path::new(&r.base_dir).is_absolute() {
+            return Err(Status::invalid_argument("base_dir must be an absolute path"));
+        }
+        if !r.output_dir.is_empty() && !Path::new(&r.output_dir).is_absolute() {
+            return Err(Status::invalid_argument("output_dir must be an absolute path"));
+        }
+        let loaded = deliverables_spec::load_text(r.spec_toml.clone(), Path::new(&r.base_dir), None)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let plan = deliverables_spec::plan_job(&loaded, &self.0.tool_version)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let submitted_ms = now_ms();
+        let job_id = format!("{}-{}", &hash[..12], submitted_ms);
+        let output_dir = if r.output_dir.is_empty() {
+            loaded.path(&loaded.delivery().output_dir).display().to_string()
+        } else {
+            r.output_dir
+        };
+        let job = JobRecord {
+            job_id,
+            seq: 0,
+            priority: r.priority,
+            label: r.label,
+            spec_toml: r.spec_toml,
+            spec_sha256: hash,
+            base_dir: r.base_dir,
+            output_dir,
+            submitted_ms,
+            state: JobState::Running,
+        };
+        let n = plan.tasks.len() as u32;
+        let job_id = self.0.with(|s| s.submit(job, &plan))?;
+        info!(job = %job_id, tasks = n, "job submitted");
+        self.0.work.notify_waiters();
+        Ok(Response::new(SubmitJobResponse { job_id, task_count: n }))
+    }
+
+    async fn get_job(&self, req: Request<GetJobRequest>) -> Result<Response<JobStatus>, Status> {
+        let id = req.into_inner().job_id;
+        let (job, tasks) = self.0.with(|s| s.job(&id))?;
+        let mut status = JobStatus {
+            job_id: job.job_id.clone(),
+            state: match job.state {
+                JobState::Running => 1,
+                JobState::Succeeded => 2,
+                JobState::Failed => 3,
+                JobState::Cancelled => 4,
+            },
+            spec_sha256: job.spec_sha256.clone(),
+            ..Default::default()
+        };
+        for t in &tasks {
+            if t.kind == deliverables_spec::TaskKind::Manifest
+                && let Some(r) = t.result_json.as_deref()
+                && let Ok(v) = serde_json::from_str::<serde_json::Value>(r)
+            {
+                status.manifest_path = v["manifest_path"].as_str().unwrap_or_default().to_string();
+                status.all_outputs_pass = v["summary"]["all_pass"].as_bool().unwrap_or(false);
+            }
+            status.tasks.push(TaskStatus {
+                task_id: t.task_id.clone(),
+                label: t.kind.label(),
+                state: task_state_code(t.state),
+                attempt: t.attempt,
+                progress: t.progress,
+                weight: t.weight,
+                error: t.error.clone().unwrap_or_default(),
+                worker_id: t.worker_id.clone().unwrap_or_default(),
+            });
+        }
+        Ok(Response::new(status))
+    }
+}
+
+pub fn task_state_code(s: TaskState) -> i32 {
+    match s {
+        TaskState::Blocked => 1,
+        TaskState::Queued => 2,
+        TaskState::Leased => 3,
+        TaskState::Succeeded => 4,
+        TaskState::Failed => 5,
+        TaskState::Skipped => 6,
+        TaskState::Cancelled => 7,
+    }
+}
+
+#[tonic::async_trait]
+impl Tasks for Service {
+    async fn lease_task(&self, req: Request<LeaseTaskRequest>) -> Result<Response<LeaseTaskResponse>, Status> {
+        let r = req.into_inner();
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(u64::from(r.wait_ms.min(60_000)));
+        loop {
+            // Register interest before looking, so a wake-up between the look
+            // and the wait is not lost.
+            let notified = self.0.work.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let grant = self.0.with(|s| s.lease(&r.worker_id, now_ms()))?;
+            if let Some(g) = grant {
+                let hb = self.0.with(|s| Ok(s.config().heartbeat_ms))?;
+                info!(job = %g.job.job_id, task = %g.task.kind.label(), worker = %r.worker_id, attempt = g.task.attempt, "task leased");
+                return Ok(Response::new(LeaseTaskResponse {
+                    lease: Some(TaskLease {
+                        job_id: g.job.job_id,
+                        task_id: g.task.task_id,
+                        lease_id: g.task.lease_id.unwrap_or_default(),
+                        attempt: g.task.attempt,
+                        expires_unix_ms: g.task.lease_expires_ms,
+                        heartbeat_interval_ms: hb as u32,
+                        task_json: serde_json::to_string(&g.task.kind).map_err(|e| Status::internal(e.to_string()))?,
+                        spec_toml: g.job.spec_toml,
+                        spec_sha256: g.job.spec_sha256,
+                        base_dir: g.job.base_dir,
+                        deps_json: g.deps_json,
+                        job_submitted_unix_ms: g.job.submitted_ms,
+                        output_dir: g.job.output_dir,
+                    }),
+                }));
+            }
+            // Retries in backoff become runnable with no event: poll them too.
+            let tick = tokio::time::Instant::now() + Duration::from_millis(250);
+            tokio::select! {
+                _ = notified => {},
+                _ = tokio::time::sleep_until(deadline.min(tick)) => {},
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(Response::new(LeaseTaskResponse { lease: None }));
+            }
+        }
+    }
+
+    async fn heartbeat(&self, req: Request<HeartbeatRequest>) -> Result<Response<HeartbeatResponse>, Status> {
+        let r = req.into_inner();
+        let l = lease_parts(r.lease)?;
+        let (expires, cancel) = self
+            .0
+            .with(|s| s.heartbeat(&l.job_id, &l.task_id, &l.lease_id, l.attempt, r.progress, now_ms()))?;
+        Ok(Response::new(HeartbeatResponse {
+            expires_unix_ms: expires,
+            cancel,
+        }))
+    }
+
+    async fn complete_task(&self, req: Request<CompleteTaskRequest>) -> Result<Response<CompleteTaskResponse>, Status> {
+        let r = req.into_inner();
+        let l = lease_parts(r.lease)?;
+        self.0
+            .with(|s| s.complete(&l.job_id, &l.task_id, &l.lease_id, l.attempt, r.result_json, now_ms()))?;
+        self.0.work.notify_waiters();
+        Ok(Response::new(CompleteTaskResponse {}))
+    }
+
+    async fn fail_task(&self, req: Request<FailTaskRequest>) -> Result<Response<FailTaskResponse>, Status> {
+        let r = req.into_inner();
+        let l = lease_parts(r.lease)?;
+        self.0
+            .with(|s| s.fail(&l.job_id, &l.task_id, &l.lease_id, l.attempt, r.error, r.retryable, now_ms()))?;
+        self.0.work.notify_waiters();
+        Ok(Response::new(FailTaskResponse {}))
+    }
+}
+
+/// Serves both services on `listener` until `shutdown` turns true, sweeping
+/// lapsed leases in the background.
+pub async fn serve(coord: Arc<Coordinator>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) -> Result<(), tonic::transport::Error> {
+    let addr: Option<SocketAddr> = listener.local_addr().ok();
+    let sweeper = {
+        let c = coord.clone();
+        let lease_ms = c.with(|s| Ok(s.config().lease_ms)).unwrap_or(30_000);
+        let period = Duration::from_millis((lease_ms / 4).clamp(50, 5_000) as u64);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                c.sweep();
+            }
+        })
+    };
+    info!(?addr, "coordinator listening");
+    let svc = Service(coord);
+    let result = tonic::transport::Server::builder()
+        .add_service(JobsServer::new(svc.clone()))
+        .add_service(TasksServer::new(svc))
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        })
+        .await;
+    sweeper.abort();
+    result
+}

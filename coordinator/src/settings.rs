@@ -1,0 +1,65 @@
+//! Layered configuration: built-in defaults, then a config file
+//! (`stemforge.toml` in the working folder, or `--config FILE`), then
+//! `STEMFORGE_*` environment variables; command-line flags go on top.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::scheduler::SchedulerConfig;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    /// In-process workers for `render`/`demo`; 0 = one per core.
+    pub workers: usize,
+    /// Lease length, ms: a task whose worker is silent this long is requeued.
+    pub lease_ms: i64,
+    /// How often workers renew their lease, ms.
+    pub heartbeat_ms: i64,
+    /// Attempts per task before it fails for good.
+    pub max_attempts: u32,
+    /// First retry delay, ms (doubles per attempt).
+    pub backoff_base_ms: i64,
+    /// How long a worker's lease request waits for work, ms.
+    pub poll_wait_ms: u32,
+}
+
+pub const DEFAULT_CONFIG_FILE: &str = "stemforge.toml";
+
+impl Settings {
+    pub fn load(file: Option<&Path>) -> Result<Settings, config::ConfigError> {
+        let mut b = config::Config::builder()
+            .set_default("workers", 0)?
+            .set_default("lease_ms", 30_000)?
+            .set_default("heartbeat_ms", 1_000)?
+            .set_default("max_attempts", 3)?
+            .set_default("backoff_base_ms", 1_000)?
+            .set_default("poll_wait_ms", 2_000)?;
+        b = match file {
+            Some(f) => b.add_source(config::File::from(f).required(true)),
+            None => b.add_source(config::File::with_name(DEFAULT_CONFIG_FILE).required(false)),
+        };
+        b.add_source(config::Environment::with_prefix("STEMFORGE").try_parsing(true))
+            .build()?
+            .try_deserialize()
+    }
+
+    pub fn scheduler(&self) -> SchedulerConfig {
+        SchedulerConfig {
+            lease_ms: self.lease_ms,
+            heartbeat_ms: self.heartbeat_ms,
+            max_attempts: self.max_attempts,
+            backoff_base_ms: self.backoff_base_ms,
+            ..SchedulerConfig::default()
+        }
+    }
+
+    /// Worker count with 0 meaning one per core.
+    pub fn worker_count(&self) -> usize {
+        if self.workers == 0 {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            self.workers
+        }
+    }
+}

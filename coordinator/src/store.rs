@@ -1,0 +1,220 @@
+//! Job state storage. The scheduler reads and writes only through [`Store`];
+//! the in-memory store serves `render` and tests, an embedded SQLite store
+//! implements the same trait for durable coordinators.
+
+use std::collections::BTreeMap;
+
+use deliverables_spec::{RunWhen, TaskKind};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    /// Waiting for dependencies.
+    Blocked,
+    Queued,
+    Leased,
+    Succeeded,
+    Failed,
+    /// Not run: a dependency failed.
+    Skipped,
+    Cancelled,
+}
+
+impl TaskState {
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            TaskState::Succeeded | TaskState::Failed | TaskState::Skipped | TaskState::Cancelled
+        )
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Blocked => "blocked",
+            TaskState::Queued => "queued",
+            TaskState::Leased => "leased",
+            TaskState::Succeeded => "succeeded",
+            TaskState::Failed => "failed",
+            TaskState::Skipped => "skipped",
+            TaskState::Cancelled => "cancelled",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub job_id: String,
+    /// Submission order, for FIFO among equal priorities.
+    pub seq: u64,
+    pub priority: i32,
+    pub label: String,
+    pub spec_toml: String,
+    pub spec_sha256: String,
+    pub base_dir: String,
+    pub output_dir: String,
+    pub submitted_ms: i64,
+    pub state: JobState,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub job_id: String,
+    pub task_id: String,
+    /// Position in the plan, for a stable order.
+    pub seq: u32,
+    pub kind: TaskKind,
+    pub deps: Vec<String>,
+    pub run_when: RunWhen,
+    pub weight: f64,
+    pub state: TaskState,
+    /// Attempts started so far (the current one while leased).
+    pub attempt: u32,
+    pub lease_id: Option<String>,
+    pub lease_expires_ms: i64,
+    pub worker_id: Option<String>,
+    pub progress: f64,
+    /// Earliest time a retry may be leased (backoff).
+    pub not_before_ms: i64,
+    pub result_json: Option<String>,
+    pub error: Option<String>,
+    /// One line per attempt's end: what happened, for the task history.
+    pub history: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("job store: {0}")]
+pub struct StoreError(pub String);
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// What the scheduler needs from storage. Each method is atomic: a durable
+/// store runs it as one transaction.
+pub trait Store: Send {
+    fn insert_job(&mut self, job: &JobRecord, tasks: &[TaskRecord]) -> StoreResult<()>;
+    fn job(&self, job_id: &str) -> StoreResult<Option<JobRecord>>;
+    fn jobs(&self) -> StoreResult<Vec<JobRecord>>;
+    fn put_job(&mut self, job: &JobRecord) -> StoreResult<()>;
+    fn tasks(&self, job_id: &str) -> StoreResult<Vec<TaskRecord>>;
+    /// Writes these task records (and the job, if given) together.
+    fn put_tasks(&mut self, tasks: &[TaskRecord], job: Option<&JobRecord>) -> StoreResult<()>;
+    /// Queued tasks of running jobs, best first: priority, then job, then plan order.
+    fn queued(&self) -> StoreResult<Vec<TaskRecord>>;
+    fn leased(&self) -> StoreResult<Vec<TaskRecord>>;
+    fn next_job_seq(&self) -> StoreResult<u64>;
+}
+
+/// Everything in memory: for `stemforge render` and tests.
+#[derive(Default)]
+pub struct MemoryStore {
+    jobs: BTreeMap<String, JobRecord>,
+    tasks: BTreeMap<(String, String), TaskRecord>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Store for MemoryStore {
+    fn insert_job(&mut self, job: &JobRecord, tasks: &[TaskRecord]) -> StoreResult<()> {
+        if self.jobs.contains_key(&job.job_id) {
+            return Err(StoreError(format!("job {} exists", job.job_id)));
+        }
+        self.jobs.insert(job.job_id.clone(), job.clone());
+        for t in tasks {
+            self.tasks.insert((t.job_id.clone(), t.task_id.clone()), t.clone());
+        }
+        Ok(())
+    }
+    fn job(&self, job_id: &str) -> StoreResult<Option<JobRecord>> {
+        Ok(self.jobs.get(job_id).cloned())
+    }
+    fn jobs(&self) -> StoreResult<Vec<JobRecord>> {
+        let mut v: Vec<_> = self.jobs.values().cloned().collect();
+        v.sort_by_key(|j| j.seq);
+        Ok(v)
+    }
+    fn put_job(&mut self, job: &JobRecord) -> StoreResult<()> {
+        self.jobs.insert(job.job_id.clone(), job.clone());
+        Ok(())
+    }
+    fn tasks(&self, job_id: &str) -> StoreResult<Vec<TaskRecord>> {
+        let mut v: Vec<_> = self
+            .tasks
+            .range((job_id.to_string(), String::new())..)
+            .take_while(|((j, _), _)| j == job_id)
+            .map(|(_, t)| t.clone())
+            .collect();
+        v.sort_by_key(|t| t.seq);
+        Ok(v)
+    }
+    fn put_tasks(&mut self, tasks: &[TaskRecord], job: Option<&JobRecord>) -> StoreResult<()> {
+        for t in tasks {
+            self.tasks.insert((t.job_id.clone(), t.task_id.clone()), t.clone());
+        }
+        if let Some(j) = job {
+            self.put_job(j)?;
+        }
+        Ok(())
+    }
+    fn queued(&self) -> StoreResult<Vec<TaskRecord>> {
+        let mut v: Vec<(i32, u64, TaskRecord)> = self
+            .tasks
+            .values()
+            .filter(|t| t.state == TaskState::Queued)
+            .filter_map(|t| {
+                let j = self.jobs.get(&t.job_id)?;
+                (j.state == JobState::Running).then(|| (j.priority, j.seq, t.clone()))
+            })
+            .collect();
+        v.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.seq.cmp(&b.2.seq)));
+        Ok(v.into_iter().map(|x| x.2).collect())
+    }
+    fn leased(&self) -> StoreResult<Vec<TaskRecord>> {
+        Ok(self.tasks.values().filter(|t| t.state == TaskState::Leased).cloned().collect())
+    }
+    fn next_job_seq(&self) -> StoreResult<u64> {
+        Ok(self.jobs.values().map(|j| j.seq + 1).max().unwrap_or(1))
+    }
+}
+
+/// A boxed store is a store: lets the coordinator choose one at run time.
+impl Store for Box<dyn Store> {
+    fn insert_job(&mut self, job: &JobRecord, tasks: &[TaskRecord]) -> StoreResult<()> {
+        (**self).insert_job(job, tasks)
+    }
+    fn job(&self, job_id: &str) -> StoreResult<Option<JobRecord>> {
+        (**self).job(job_id)
+    }
+    fn jobs(&self) -> StoreResult<Vec<JobRecord>> {
+        (**self).jobs()
+    }
+    fn put_job(&mut self, job: &JobRecord) -> StoreResult<()> {
+        (**self).put_job(job)
+    }
+    fn tasks(&self, job_id: &str) -> StoreResult<Vec<TaskRecord>> {
+        (**self).tasks(job_id)
+    }
+    fn put_tasks(&mut self, tasks: &[TaskRecord], job: Option<&JobRecord>) -> StoreResult<()> {
+        (**self).put_tasks(tasks, job)
+    }
+    fn queued(&self) -> StoreResult<Vec<TaskRecord>> {
+        (**self).queued()
+    }
+    fn leased(&self) -> StoreResult<Vec<TaskRecord>> {
+        (**self).leased()
+    }
+    fn next_job_seq(&self) -> StoreResult<u64> {
+        (**self).next_job_seq()
+    }
+}

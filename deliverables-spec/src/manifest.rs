@@ -1,0 +1,138 @@
+//! The compliance manifest: what was delivered, measured and judged.
+//! Its JSON form is documented in `deliverables-spec/manifest.schema.json`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::compliance::{Measurement, Verdict};
+use crate::delivery::Delivery;
+use crate::model::{LevelPolicy, Role};
+use crate::plan::SkippedOutput;
+
+pub const MANIFEST_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub manifest_version: u32,
+    pub tool: Tool,
+    pub job_id: String,
+    pub spec_sha256: String,
+    /// Job submission time (UTC, RFC 3339): not the time of writing.
+    pub submitted: String,
+    pub delivery: Delivery,
+    pub summary: Summary,
+    pub titles: Vec<TitleEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tool {
+    pub name: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub titles: usize,
+    pub titles_failed: usize,
+    pub outputs: usize,
+    pub passed: usize,
+    pub failed: usize,
+    /// True when every title rendered and every output passed.
+    pub all_pass: bool,
+}
+
+/// One input file as found by the analysis.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InputRecord {
+    /// As written in the spec.
+    pub path: String,
+    /// `stem` or `reference`.
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    pub sha256: String,
+    pub bytes: u64,
+    pub container: String,
+    pub codec: String,
+    pub sample_rate: u32,
+    pub channels: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bits_per_sample: Option<u32>,
+    /// Frames decoded (stems) or stated by the header (reference).
+    pub frames: u64,
+}
+
+/// How the title's level was set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LevelRecord {
+    /// Full mix loudness before the master gain (gain 0 dB).
+    pub full_mix_lufs_at_unity: Option<f64>,
+    /// The master gain every matched output carries.
+    pub master_gain_db: f64,
+    /// How much the clip safety lowered the master gain below what the target
+    /// needed (0 when the target was reachable without clipping).
+    pub clip_safety_db: f64,
+    /// Which output's peak set the clip safety, when it acted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip_safety_output: Option<String>,
+    /// Analysis passes (render, measure, adjust).
+    pub passes: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TitleEntry {
+    pub name: String,
+    /// `rendered` or `failed`.
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub inputs: Vec<InputRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<LevelRecord>,
+    pub outputs: Vec<OutputEntry>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<SkippedOutput>,
+}
+
+/// Facts about a written file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileRecord {
+    /// Path relative to the output folder.
+    pub path: String,
+    pub sha256: String,
+    /// SHA-256 of the WAV `data` chunk only: the audio, independent of metadata.
+    pub audio_sha256: String,
+    pub bytes: u64,
+    pub format: String,
+    pub codec: String,
+    pub sample_rate: u32,
+    pub bit_depth: u32,
+    pub sample_format: String,
+    pub channels: usize,
+    pub frames: u64,
+    pub duration_s: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputEntry {
+    pub variant: String,
+    pub description: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    /// Absent when the render failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileRecord>,
+    pub level_policy: LevelPolicy,
+    /// Master gain applied to this output, dB.
+    pub gain_db: Option<f64>,
+    /// How the output was produced: `mix` (its own sum through the master chain)
+    /// or `stem` (one role through the same chains and master gain).
+    pub mode: String,
+    pub target_lufs: f64,
+    pub tolerance_lu: f64,
+    pub true_peak_max_dbtp: f64,
+    pub measurement: Option<Measurement>,
+    /// Integrated loudness minus the full mix's, LU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset_from_full_lu: Option<f64>,
+    pub verdict: Verdict,
+}

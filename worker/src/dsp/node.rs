@@ -1,0 +1,31 @@
+//! The node contract every processor follows.
+//!
+//! `prepare` allocates, `reset` clears state, `latency` reports delay in
+//! frames, and `process` runs one block in place without allocating.
+
+use super::block::Block;
+
+pub trait Node: Send {
+    /// The spec's name for this node type.
+    fn name(&self) -> &'static str;
+    /// Called once before processing; the only place a node may allocate.
+    fn prepare(&mut self, sample_rate: u32, channels: usize, max_block: usize);
+    /// Back to the state before the first block.
+    fn reset(&mut self);
+    /// Delay this node adds, in frames.
+    fn latency(&self) -> usize {
+        0
+    }
+    /// Processes `block` in place. Must not allocate.
+    fn process(&mut self, block: &mut Block);
+}
+
+/// Converts decibels to a linear gain.
+pub fn db_to_gain(db: f64) -> f64 {
+    10f64.powf(db / 20.0)
+}
+
+/// Converts a linear amplitude to decibels (−∞ for 0).
+pub fn gain_to_db(g: f64) -> f64 {
+    20.0 * g.log10()
+}

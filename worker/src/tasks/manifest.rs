@@ -1,0 +1,224 @@
+//! The manifest task: judge every output against the delivery and write
+//! `manifest.json` (atomically) into the output folder.
+
+use std::io::Write;
+
+use deliverables_spec::TaskKind;
+use deliverables_spec::compliance::{Outcome, Verdict, judge};
+use deliverables_spec::manifest::{MANIFEST_VERSION, Manifest, OutputEntry, Summary, TitleEntry, Tool};
+use deliverables_spec::plan::title_variants;
+use deliverables_spec::variant::variants;
+use serde::{Deserialize, Serialize};
+
+use super::analyze::AnalysisResult;
+use super::render::RenderResult;
+use super::{TaskContext, TaskError};
+
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManifestResult {
+    pub manifest_path: String,
+    pub summary: Summary,
+}
+
+pub fn write_manifest(ctx: &TaskContext<'_>) -> Result<ManifestResult, TaskError> {
+    let spec = &ctx.spec.spec;
+    let d = ctx.spec.delivery();
+    let all = variants(spec);
+    let mut titles = Vec::new();
+    let mut summary = Summary::default();
+    for title in &spec.titles {
+        let analysis = ctx
+            .deps
+            .values()
+            .find(|o| matches!(&o.kind, TaskKind::Analyze { title: t } if *t == title.name));
+        let (_, skipped) = title_variants(spec, title, &all);
+        let mut entry = TitleEntry {
+            name: title.name.clone(),
+            status: "rendered".into(),
+            error: None,
+            inputs: vec![],
+            level: None,
+            outputs: vec![],
+            skipped,
+        };
+        let a: Option<AnalysisResult> = match analysis {
+            Some(o) if o.state == "succeeded" => serde_json::from_value(o.result.clone()).ok(),
+            Some(o) => {
+                entry.status = "failed".into();
+                entry.error = Some(format!("analysis {}: {}", o.state, o.error));
+                None
+            }
+            None => {
+                entry.status = "failed".into();
+                entry.error = Some("analysis did not run".into());
+                None
+            }
+        };
+        if let Some(a) = &a {
+            entry.inputs = a.inputs.clone();
+            entry.level = Some(a.level.clone());
+        }
+        // Render results in variant order.
+        let mut renders: Vec<_> = ctx
+            .deps
+            .values()
+            .filter(|o| matches!(&o.kind, TaskKind::Render { title: t, .. } if *t == title.name))
+            .collect();
+        renders.sort_by_key(|o| o.kind.label());
+        let full_lufs = renders
+            .iter()
+            .filter_map(|o| serde_json::from_value::<RenderResult>(o.result.clone()).ok())
+            .find(|r| r.variant == "full")
+            .and_then(|r| r.outputs.first().and_then(|x| x.measurement.integrated_lufs))
+            .or(a.as_ref().and_then(|a| a.full_mix_lufs));
+        for o in renders {
+            let TaskKind::Render { variant, .. } = &o.kind else { continue };
+            let v = all.iter().find(|x| &x.name == variant);
+            let description = v.map(|v| v.description.clone()).unwrap_or_default();
+            let policy = v.map_or(deliverables_spec::LevelPolicy::Matched, |v| v.level);
+            let result = (o.state == "succeeded")
+                .then(|| serde_json::from_value::<RenderResult>(o.result.clone()).ok())
+                .flatten();
+            match result {
+                Some(r) => {
+                    for out in r.outputs {
+                        let verdict = judge(out.level_policy, &d, &out.measurement);
+                        entry.outputs.push(OutputEntry {
+                            variant: out.variant,
+                            description: description.clone(),
+                            role: out.role,
+                            file: Some(out.file),
+                            level_policy: out.level_policy,
+                            gain_db: Some(out.gain_db),
+                            mode: out.mode,
+                            target_lufs: d.target_lufs,
+                            tolerance_lu: d.tolerance_lu,
+                            true_peak_max_dbtp: d.true_peak_max_dbtp,
+                            offset_from_full_lu: out
+                                .measurement
+                                .integrated_lufs
+                                .zip(full_lufs)
+                                .map(|(x, f)| ((x - f) * 1000.0).round() / 1000.0),
+                            measurement: Some(out.measurement),
+                            verdict,
+                        });
+                    }
+                }
+                None => entry.outputs.push(OutputEntry {
+                    variant: variant.clone(),
+                    description,
+                    role: None,
+                    file: None,
+                    level_policy: policy,
+                    gain_db: None,
+                    mode: "mix".into(),
+                    target_lufs: d.target_lufs,
+                    tolerance_lu: d.tolerance_lu,
+                    true_peak_max_dbtp: d.true_peak_max_dbtp,
+                    measurement: None,
+                    offset_from_full_lu: None,
+                    verdict: Verdict {
+                        verdict: Outcome::Fail,
+                        rule: "the output must be rendered".into(),
+                        reasons: vec![format!(
+                            "render {}: {}",
+                            o.state,
+                            if o.error.is_empty() { "see the analysis error" } else { &o.error }
+                        )],
+                    },
+                }),
+            }
+        }
+        if entry.status == "failed" {
+            summary.titles_failed += 1;
+        }
+        for out in &entry.outputs {
+            summary.outputs += 1;
+            match out.verdict.verdict {
+                Outcome::Pass => summary.passed += 1,
+                Outcome::Fail => summary.failed += 1,
+            }
+        }
+        titles.push(entry);
+    }
+    summary.titles = titles.len();
+    summary.all_pass = summary.failed == 0 && summary.titles_failed == 0;
+    let manifest = Manifest {
+        manifest_version: MANIFEST_VERSION,
+        tool: Tool {
+            name: "stemforge".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        },
+        job_id: ctx.job_id.to_string(),
+        spec_sha256: ctx.spec.sha256.clone(),
+        submitted: rfc3339_utc(ctx.submitted_unix_ms),
+        delivery: d,
+        summary: summary.clone(),
+        titles,
+    };
+    let path = ctx.output_dir.join(MANIFEST_FILE);
+    let mut text = serde_json::to_vec_pretty(&manifest).map_err(|e| TaskError::Internal(e.to_string()))?;
+    text.push(b'\n');
+    write_atomically(&path, &text)?;
+    Ok(ManifestResult {
+        manifest_path: path.display().to_string(),
+        summary,
+    })
+}
+
+/// Writes a small file: temporary name, fsync, rename.
+pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<(), TaskError> {
+    let io = |e: std::io::Error| {
+        TaskError::Output(crate::output::OutputError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        })
+    };
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let tmp = dir.join(format!(
+        ".{}.{}.partial",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        std::process::id()
+    ));
+    let mut f = std::fs::File::create(&tmp).map_err(io)?;
+    f.write_all(bytes).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(io)?;
+    Ok(())
+}
+
+/// Unix milliseconds → `YYYY-MM-DDTHH:MM:SSZ` (civil-from-days, proleptic Gregorian).
+pub fn rfc3339_utc(unix_ms: i64) -> String {
+    let secs = unix_ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        sod / 3600,
+        (sod % 3600) / 60,
+        sod % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339() {
+        assert_eq!(super::rfc3339_utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339_utc(1_795_478_400_000), "2026-11-23T00:00:00Z");
+        assert_eq!(super::rfc3339_utc(951_782_400_000 + 3_723_000), "2000-02-29T01:02:03Z");
+    }
+}

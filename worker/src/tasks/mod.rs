@@ -1,0 +1,99 @@
+//! Task execution: what a worker does with a leased task. No gRPC here: the
+//! service module calls [`execute`] with the task and its dependencies' results.
+
+pub mod analyze;
+pub mod manifest;
+pub mod render;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use deliverables_spec::{LoadedSpec, TaskKind};
+use serde::{Deserialize, Serialize};
+
+use crate::decode::DecodeError;
+use crate::meter::MeterError;
+use crate::output::OutputError;
+use crate::source::SourceError;
+
+/// Everything a task needs besides its kind.
+pub struct TaskContext<'a> {
+    pub spec: &'a LoadedSpec,
+    pub job_id: &'a str,
+    /// Where outputs go (absolute).
+    pub output_dir: PathBuf,
+    /// Results of the dependencies, by task id.
+    pub deps: &'a BTreeMap<String, DepOutcome>,
+    /// Job submission time, Unix ms.
+    pub submitted_unix_ms: i64,
+    pub cancel: &'a AtomicBool,
+    pub progress: &'a (dyn Fn(f64) + Sync),
+}
+
+impl TaskContext<'_> {
+    pub fn check_cancel(&self) -> Result<(), TaskError> {
+        if self.cancel.load(Ordering::Relaxed) {
+            Err(TaskError::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// How a dependency ended, as the coordinator reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DepOutcome {
+    pub kind: TaskKind,
+    /// `succeeded`, `failed`, `skipped` or `cancelled`.
+    pub state: String,
+    #[serde(default)]
+    pub result: serde_json::Value,
+    #[serde(default)]
+    pub error: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    #[error(transparent)]
+    Meter(#[from] MeterError),
+    /// The input cannot give a usable deliverable (e.g. a silent full mix).
+    #[error("{0}")]
+    Input(String),
+    /// The task record or its dependencies are not what this worker expects.
+    #[error("{0}")]
+    Internal(String),
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl TaskError {
+    /// Whether running the task again could succeed (I/O hiccups: yes; bad input: no).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            TaskError::Output(OutputError::Io { .. }) => true,
+            TaskError::Decode(DecodeError::Open { .. }) => true,
+            TaskError::Internal(_) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Runs a task; returns its result document.
+pub fn execute(kind: &TaskKind, ctx: &TaskContext<'_>) -> Result<serde_json::Value, TaskError> {
+    match kind {
+        TaskKind::Analyze { title } => to_json(analyze::analyze(ctx, title)),
+        TaskKind::Render { title, variant } => to_json(render::render(ctx, title, variant)),
+        TaskKind::Manifest => to_json(manifest::write_manifest(ctx)),
+    }
+}
+
+fn to_json<T: Serialize>(v: Result<T, TaskError>) -> Result<serde_json::Value, TaskError> {
+    v.and_then(|r| serde_json::to_value(r).map_err(|e| TaskError::Internal(e.to_string())))
+}

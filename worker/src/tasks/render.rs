@@ -1,0 +1,194 @@
+//! Render: one variant of one title, through the graph, into WAV files that
+//! appear atomically, each verified by reading it back and measuring it.
+
+use deliverables_spec::LevelPolicy;
+use deliverables_spec::manifest::FileRecord;
+use deliverables_spec::compliance::Measurement;
+use deliverables_spec::variant::title_graph;
+use serde::{Deserialize, Serialize};
+
+use super::analyze::{AnalysisResult, outputs_for};
+use super::{TaskContext, TaskError};
+use crate::decode::StemReader;
+use crate::dsp::{Block, MixGraph};
+use crate::meter::{Meter, MeterKind};
+use crate::output::{OutputWriter, Pending, digest_wav};
+use crate::source::{BLOCK_FRAMES, OUT_CHANNELS, TitleSource};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RenderedOutput {
+    pub variant: String,
+    pub role: Option<deliverables_spec::Role>,
+    pub file: FileRecord,
+    pub gain_db: f64,
+    pub level_policy: LevelPolicy,
+    pub mode: String,
+    pub measurement: Measurement,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RenderResult {
+    pub title: String,
+    pub variant: String,
+    pub description: String,
+    pub outputs: Vec<RenderedOutput>,
+}
+
+/// The analysis result among a task's dependencies.
+pub fn analysis_of(ctx: &TaskContext<'_>, title: &str) -> Result<AnalysisResult, TaskError> {
+    ctx.deps
+        .values()
+        .find(|d| matches!(&d.kind, deliverables_spec::TaskKind::Analyze { title: t } if t == title))
+        .ok_or_else(|| TaskError::Internal(format!("render of `{title}` was leased without its analysis result")))
+        .and_then(|d| {
+            serde_json::from_value(d.result.clone())
+                .map_err(|e| TaskError::Internal(format!("analysis result of `{title}` is unreadable: {e}")))
+        })
+}
+
+pub fn render(ctx: &TaskContext<'_>, title_name: &str, variant_name: &str) -> Result<RenderResult, TaskError> {
+    let spec = ctx.spec;
+    let title = spec
+        .title(title_name)
+        .ok_or_else(|| TaskError::Internal(format!("title `{title_name}` is not in the spec")))?;
+    let variant = spec
+        .variant(variant_name)
+        .ok_or_else(|| TaskError::Internal(format!("variant `{variant_name}` is not in the spec")))?;
+    let analysis = analysis_of(ctx, title_name)?;
+    let d = spec.delivery();
+    let rate = analysis.sample_rate;
+    let gain_db = match (variant.level, analysis.normalized.get(variant_name)) {
+        (LevelPolicy::Normalized, Some(own)) => own.master_gain_db,
+        _ => analysis.level.master_gain_db,
+    };
+    let tg = title_graph(&spec.spec.graph, title, &variant);
+    let planned = outputs_for(ctx, title, &variant, rate);
+    let paths: Vec<_> = title.stems.iter().map(|s| spec.path(&s.file)).collect();
+    let mut source = TitleSource::open(&paths, d.sample_rate)?;
+    let mut inputs = source.make_blocks();
+    let mut graphs: Vec<MixGraph> = planned
+        .iter()
+        .map(|o| MixGraph::new(&tg, gain_db, rate, OUT_CHANNELS, BLOCK_FRAMES, |i| o.stems.contains(&i)))
+        .collect();
+    let mut writers = planned
+        .iter()
+        .map(|o| OutputWriter::create(&ctx.output_dir.join(&o.file_name), rate, OUT_CHANNELS, d.bit_depth))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut out = Block::new(OUT_CHANNELS, BLOCK_FRAMES);
+    let total = analysis.frames.max(1);
+    let mut step = 0u64;
+    loop {
+        let n = source.read(&mut inputs)?;
+        if n == 0 {
+            break;
+        }
+        for (g, w) in graphs.iter_mut().zip(&mut writers) {
+            g.process(&inputs, &mut out);
+            w.write(&out)?;
+        }
+        step += 1;
+        if step % 16 == 0 {
+            ctx.check_cancel()?;
+            (ctx.progress)(0.7 * source.position() as f64 / total as f64);
+        }
+    }
+    if source.position() != analysis.frames {
+        return Err(TaskError::Input(format!(
+            "title `{title_name}` decoded to {} frames now but {} during analysis: a stem changed during the job; resubmit",
+            source.position(),
+            analysis.frames
+        )));
+    }
+    let pending = writers
+        .into_iter()
+        .map(OutputWriter::finish)
+        .collect::<Result<Vec<_>, _>>()?;
+
+    // Verify every file before any becomes visible.
+    let mut verified = Vec::new();
+    for (i, (p, o)) in pending.iter().zip(&planned).enumerate() {
+        ctx.check_cancel().inspect_err(|_| discard_all(&pending))?;
+        let r = verify(p, &d, rate).inspect_err(|_| discard_all(&pending))?;
+        (ctx.progress)(0.7 + 0.3 * (i + 1) as f64 / planned.len() as f64);
+        verified.push((o, r));
+    }
+    let mut outputs = Vec::new();
+    for (p, (o, (digest_file, measurement))) in pending.into_iter().zip(verified) {
+        p.commit()?;
+        outputs.push(RenderedOutput {
+            variant: variant.name.clone(),
+            role: o.role,
+            file: FileRecord {
+                path: o.file_name.clone(),
+                ..digest_file
+            },
+            gain_db,
+            level_policy: variant.level,
+            mode: if o.role.is_some() { "stem" } else { "mix" }.to_string(),
+            measurement,
+        });
+    }
+    Ok(RenderResult {
+        title: title.name.clone(),
+        variant: variant.name.clone(),
+        description: variant.description.clone(),
+        outputs,
+    })
+}
+
+fn discard_all(p: &[Pending]) {
+    for x in p {
+        let _ = std::fs::remove_file(&x.temp_path);
+    }
+}
+
+/// Reads a written file back: checksums, format, and loudness of the audio as stored.
+fn verify(p: &Pending, d: &deliverables_spec::Delivery, rate: u32) -> Result<(FileRecord, Measurement), TaskError> {
+    let digest = digest_wav(&p.temp_path)?;
+    if digest.audio_sha256 != p.audio_sha256 {
+        return Err(TaskError::Internal(format!(
+            "'{}' reads back different audio than was written; disk or file-system fault",
+            p.temp_path.display()
+        )));
+    }
+    let mut reader = StemReader::open(&p.temp_path)?;
+    let info = reader.info().clone();
+    let mut meter = Meter::new(info.channels, info.sample_rate, MeterKind::Full)?;
+    let mut block = Block::new(info.channels, BLOCK_FRAMES);
+    loop {
+        let n = reader.read(block.raw_mut(), BLOCK_FRAMES)?;
+        if n == 0 {
+            break;
+        }
+        block.set_frames(n);
+        meter.add(&block)?;
+    }
+    let frames = reader.position();
+    if frames != p.frames || info.sample_rate != rate {
+        return Err(TaskError::Internal(format!(
+            "'{}' reads back as {frames} frames at {} Hz, written {} at {rate} Hz",
+            p.temp_path.display(),
+            info.sample_rate,
+            p.frames
+        )));
+    }
+    let mut m = meter.finish();
+    if p.clipped > 0 {
+        m.notes.push(format!("{} samples clipped at full scale", p.clipped));
+    }
+    let file = FileRecord {
+        path: String::new(),
+        sha256: digest.sha256,
+        audio_sha256: digest.audio_sha256,
+        bytes: digest.bytes,
+        format: "wav".to_string(),
+        codec: info.codec.clone(),
+        sample_rate: info.sample_rate,
+        bit_depth: d.bit_depth.bits(),
+        sample_format: if d.bit_depth.is_float() { "float" } else { "int" }.to_string(),
+        channels: info.channels,
+        frames,
+        duration_s: frames as f64 / f64::from(rate),
+    };
+    Ok((file, m))
+}
