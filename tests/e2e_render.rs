@@ -1,0 +1,291 @@
+//! End to end: the real binary renders the demo through its in-process
+//! coordinator and workers; outputs are checked with independent tools.
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+
+use support::*;
+
+#[test]
+fn demo_renders_every_variant_within_tolerance() {
+    let d = demo();
+    let m = &d.manifest;
+    let outs = outputs(m);
+    let names: Vec<&str> = outs
+        .iter()
+        .map(|o| o["file"]["path"].as_str().expect("path"))
+        .collect();
+    for v in [
+        "full",
+        "instrumental",
+        "acappella",
+        "tv",
+        "vocal_up",
+        "vocal_down",
+    ] {
+        let want = format!("Night-Drive_{v}_48k24.wav");
+        assert!(
+            names.contains(&want.as_str()),
+            "missing {want} in {names:?}"
+        );
+    }
+    for role in ["drums", "bass", "keys", "vocals", "backing_vocals", "fx"] {
+        let want = format!("Night-Drive_stem-{role}_48k24.wav");
+        assert!(
+            names.contains(&want.as_str()),
+            "missing {want} in {names:?}"
+        );
+    }
+    assert_eq!(outs.len(), 12);
+    assert_eq!(m["summary"]["all_pass"], true, "{:#}", m["summary"]);
+
+    let title = &m["titles"][0];
+    let stem_frames = title["inputs"][0]["frames"].as_u64().expect("frames");
+    assert_eq!(stem_frames, 20 * 48_000);
+    let master = title["level"]["master_gain_db"]
+        .as_f64()
+        .expect("master gain");
+    for o in &outs {
+        // Every file is a valid 48 kHz 24-bit stereo WAV of the stems' length.
+        let path = d
+            .dir
+            .join("deliverables")
+            .join(o["file"]["path"].as_str().expect("path"));
+        let (spec, ch) = read_wav(&path);
+        assert_eq!(
+            (spec.sample_rate, spec.bits_per_sample, spec.channels),
+            (48_000, 24, 2)
+        );
+        assert_eq!(ch[0].len() as u64, stem_frames, "{}", path.display());
+        // Matched variants (every one here but the full mix) carry exactly its master gain.
+        assert_eq!(o["gain_db"].as_f64(), Some(master), "{}", o["file"]["path"]);
+        assert_eq!(o["verdict"]["verdict"], "pass");
+    }
+    let full = outs.iter().find(|o| o["variant"] == "full").expect("full");
+    let i = full["measurement"]["integrated_lufs"].as_f64().expect("I");
+    assert!((i - -23.0).abs() <= 0.5, "full mix at {i} LUFS");
+    assert_eq!(full["level_policy"], "normalized");
+    assert_eq!(
+        outs.iter().find(|o| o["variant"] == "tv").expect("tv")["level_policy"],
+        "matched"
+    );
+    // vocal_up is louder than full, vocal_down quieter; offsets are reported.
+    let off = |v: &str| {
+        outs.iter().find(|o| o["variant"] == v).expect(v)["offset_from_full_lu"]
+            .as_f64()
+            .expect("offset")
+    };
+    assert!(
+        off("vocal_up") > 0.3 && off("vocal_down") < -0.3,
+        "{} {}",
+        off("vocal_up"),
+        off("vocal_down")
+    );
+    assert!(off("instrumental") < 0.0 && off("acappella") < 0.0);
+}
+
+#[test]
+fn loudness_agrees_with_ffmpeg() {
+    let d = demo();
+    let mut worst = 0.0_f64;
+    for o in outputs(&d.manifest) {
+        let path = d
+            .dir
+            .join("deliverables")
+            .join(o["file"]["path"].as_str().expect("path"));
+        let ours = o["measurement"]["integrated_lufs"].as_f64().expect("I");
+        let (ff_i, ff_tp) = ffmpeg_loudness(&path);
+        let diff = (ours - ff_i).abs();
+        worst = worst.max(diff);
+        assert!(
+            diff <= 0.2,
+            "{}: ours {ours} LUFS, ffmpeg {ff_i} LUFS",
+            path.display()
+        );
+        // True peak: the ebur128 crate's 4x estimate may read a little under ffmpeg's 192 kHz one.
+        let tp = o["measurement"]["true_peak_dbtp"].as_f64().expect("TP");
+        assert!(
+            (tp - ff_tp).abs() <= 0.5,
+            "{}: TP ours {tp}, ffmpeg {ff_tp}",
+            path.display()
+        );
+    }
+    eprintln!("largest integrated-loudness difference from ffmpeg: {worst:.4} LU");
+}
+
+#[test]
+fn stems_sum_to_the_full_mix() {
+    let d = demo();
+    let dir = d.dir.join("deliverables");
+    let (_, full) = read_wav(&dir.join("Night-Drive_full_48k24.wav"));
+    let mut sum = vec![vec![0.0; full[0].len()]; 2];
+    for role in ["drums", "bass", "keys", "vocals", "backing_vocals", "fx"] {
+        let (_, s) = read_wav(&dir.join(format!("Night-Drive_stem-{role}_48k24.wav")));
+        for (acc, c) in sum.iter_mut().zip(&s) {
+            for (a, x) in acc.iter_mut().zip(c) {
+                *a += x;
+            }
+        }
+    }
+    // Six independently rounded 24-bit stems: at most 6 half-LSB errors per sample.
+    let lsb = 1.0 / 8_388_608.0;
+    let mut max_err = 0.0_f64;
+    for (a, b) in sum.iter().zip(&full) {
+        for (x, y) in a.iter().zip(b) {
+            max_err = max_err.max((x - y).abs());
+        }
+    }
+    assert!(
+        max_err <= 3.5 * lsb,
+        "stems sum differs from the full mix by {} LSB",
+        max_err / lsb
+    );
+}
+
+/// Audio is bit-identical whatever the number of workers.
+#[test]
+fn one_and_four_workers_give_identical_audio() {
+    let d = demo();
+    let spec = d.spec.to_str().expect("utf-8");
+    let mut runs = Vec::new();
+    for workers in ["1", "4"] {
+        let out = scratch(&format!("det-{workers}"));
+        let o = stemforge(&[
+            "render",
+            spec,
+            "--workers",
+            workers,
+            "--out",
+            out.to_str().expect("utf-8"),
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        let m = read_json(&out.join("manifest.json"));
+        let hashes: BTreeMap<String, (String, String)> = outputs(&m)
+            .iter()
+            .map(|o| {
+                (
+                    o["file"]["path"].as_str().expect("path").to_string(),
+                    (
+                        o["file"]["audio_sha256"]
+                            .as_str()
+                            .expect("hash")
+                            .to_string(),
+                        o["file"]["sha256"].as_str().expect("hash").to_string(),
+                    ),
+                )
+            })
+            .collect();
+        assert_eq!(hashes.len(), 12);
+        runs.push(hashes);
+    }
+    assert_eq!(runs[0], runs[1]);
+    // And the same as the demo's own render (2 workers).
+    for o in outputs(&d.manifest) {
+        let p = o["file"]["path"].as_str().expect("path");
+        assert_eq!(
+            runs[0][p].0,
+            o["file"]["audio_sha256"].as_str().expect("hash"),
+            "{p}"
+        );
+    }
+}
+
+/// With a linear graph and float output, vocal_up − full is exactly the vocal
+/// stem times the gain difference (to float precision).
+#[test]
+fn vocal_up_minus_full_is_the_scaled_vocal_stem() {
+    let d = demo();
+    let spec = std::fs::read_to_string(&d.spec).expect("spec");
+    let float_spec = spec.replace("bit_depth = 24", "bit_depth = 32");
+    assert_ne!(spec, float_spec);
+    let path = d.dir.join("float.toml");
+    std::fs::write(&path, float_spec).expect("write spec");
+    let out = scratch("float");
+    let o = stemforge(&[
+        "render",
+        path.to_str().expect("utf-8"),
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let (spec, up) = read_wav(&out.join("Night-Drive_vocal_up_48k32f.wav"));
+    assert_eq!(spec.sample_format, hound::SampleFormat::Float);
+    let (_, full) = read_wav(&out.join("Night-Drive_full_48k32f.wav"));
+    let (_, vox) = read_wav(&out.join("Night-Drive_stem-vocals_48k32f.wav"));
+    let k = 10f64.powf(2.0 / 20.0) - 1.0;
+    let (mut err2, mut sig2, mut max_rel) = (0.0, 0.0, 0.0_f64);
+    for ch in 0..2 {
+        for i in 0..up[ch].len() {
+            let diff = up[ch][i] - full[ch][i];
+            let want = k * vox[ch][i];
+            let e = diff - want;
+            err2 += e * e;
+            sig2 += want * want;
+            // Each file is rounded to f32 once: error within a few f32 ulps of the mix.
+            let tol =
+                4.0 * f64::from(f32::EPSILON) * (up[ch][i].abs() + full[ch][i].abs()).max(1e-30);
+            max_rel = max_rel.max(e.abs() / tol);
+        }
+    }
+    assert!(sig2 > 0.0);
+    let snr_db = 10.0 * (sig2 / err2.max(1e-300)).log10();
+    assert!(
+        max_rel <= 1.0,
+        "difference exceeds float precision (x{max_rel:.2} of tolerance)"
+    );
+    assert!(
+        snr_db > 120.0,
+        "vocal_up - full vs scaled vocal stem: only {snr_db:.1} dB apart"
+    );
+}
+
+/// A corrupt stem fails its title with a clear reason; the job reports it and exits non-zero.
+#[test]
+fn corrupt_stem_fails_its_title_cleanly() {
+    let d = demo();
+    let dir = scratch("corrupt");
+    let spec = std::fs::read_to_string(&d.spec).expect("spec");
+    // Title 1: the demo (absolute stem paths); title 2: the same with a text file as its bass stem.
+    let stems = d.dir.join("stems");
+    let abs = spec.replace("\"stems/", &format!("\"{}/", stems.display()));
+    std::fs::write(
+        dir.join("bad_bass.wav"),
+        b"this is not audio, just text named .wav",
+    )
+    .expect("write");
+    let title2 = abs
+        .split("[[titles]]")
+        .nth(1)
+        .expect("title block")
+        .replace("name = \"Night Drive\"", "name = \"Broken\"")
+        .replace(
+            &format!("{}/night-drive_bass.wav", stems.display()),
+            "bad_bass.wav",
+        );
+    std::fs::write(dir.join("job.toml"), format!("{abs}\n[[titles]]{title2}")).expect("write");
+    let o = stemforge(&[
+        "render",
+        dir.join("job.toml").to_str().expect("utf-8"),
+        "--workers",
+        "2",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let all = text(&o);
+    assert!(!all.contains("panicked"), "{all}");
+    let m = read_json(&dir.join("deliverables/manifest.json"));
+    let titles = m["titles"].as_array().expect("titles");
+    assert_eq!(titles[0]["status"], "rendered");
+    assert_eq!(titles[1]["status"], "failed");
+    let err = titles[1]["error"].as_str().expect("error");
+    assert!(err.contains("bad_bass.wav"), "{err}");
+    assert_eq!(m["summary"]["titles_failed"], 1);
+    assert_eq!(
+        outputs(&m)
+            .iter()
+            .filter(|o| o["verdict"]["verdict"] == "pass")
+            .count(),
+        12
+    );
+}

@@ -1,0 +1,123 @@
+//! Spec mistakes: the binary names the field and the fix, exits 2, never panics.
+
+#[path = "support/mod.rs"]
+mod support;
+
+use support::*;
+
+const SPEC: &str = r#"schema_version = 1
+[delivery]
+bit_depth = 24
+[variants.full]
+[[titles]]
+name = "t"
+stems = [{ file = "a.wav", role = "drums" }, { file = "b.wav", role = "vocals" }]
+"#;
+
+fn check(name: &str, spec: &str, expect: &[&str]) {
+    let dir = scratch(&format!("spec-{name}"));
+    // Two tiny valid stems so only the planted mistake is wrong.
+    for f in ["a.wav", "b.wav"] {
+        let w = hound::WavSpec {
+            channels: 2,
+            sample_rate: 48_000,
+            bits_per_sample: 24,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut wr = hound::WavWriter::create(dir.join(f), w).expect("wav");
+        for i in 0..48_000 {
+            wr.write_sample((i % 100) * 1000).expect("sample");
+            wr.write_sample(0i32).expect("sample");
+        }
+        wr.finalize().expect("finalize");
+    }
+    let p = dir.join("job.toml");
+    std::fs::write(&p, spec).expect("write");
+    let o = stemforge(&["render", p.to_str().expect("utf-8")]);
+    let all = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{all}");
+    assert!(!all.contains("panicked"), "{all}");
+    for e in expect {
+        assert!(all.contains(e), "expected `{e}` in:\n{all}");
+    }
+}
+
+#[test]
+fn unknown_key() {
+    check(
+        "key",
+        &SPEC.replace("bit_depth = 24", "bit_depth = 24\ntarget_lufts = -23"),
+        &[
+            "job.toml",
+            "delivery.target_lufts",
+            "unknown key `target_lufts`",
+            "did you mean `target_lufs`?",
+        ],
+    );
+}
+
+#[test]
+fn misspelt_role() {
+    check(
+        "role",
+        &SPEC.replace(r#"role = "vocals""#, r#"role = "vocal""#),
+        &[
+            "titles[0].stems[1].role",
+            "unknown value `vocal`",
+            "did you mean `vocals`?",
+        ],
+    );
+}
+
+#[test]
+fn missing_stem_file() {
+    check(
+        "missing",
+        &SPEC.replace("b.wav", "vox_final.wav"),
+        &[
+            "titles[0].stems[1].file",
+            "cannot read `vox_final.wav` (no such file)",
+            "relative to the spec file's folder",
+        ],
+    );
+}
+
+#[test]
+fn negative_tolerance() {
+    check(
+        "tol",
+        &SPEC.replace("bit_depth = 24", "bit_depth = 24\ntolerance_lu = -1"),
+        &["delivery.tolerance_lu: must be zero or positive, got -1"],
+    );
+}
+
+#[test]
+fn unsupported_bit_depth() {
+    check(
+        "bits",
+        &SPEC.replace("bit_depth = 24", "bit_depth = 12"),
+        &[
+            "delivery.bit_depth",
+            "bit depth 12 is not supported; use 16 or 24 (PCM) or 32 (float)",
+        ],
+    );
+}
+
+#[test]
+fn misspelt_variant_target_and_profile() {
+    check(
+        "multi",
+        &SPEC
+            .replace(
+                "[variants.full]",
+                "[variants.full]\n[variants.quiet]\ngains = { vocal = -3 }",
+            )
+            .replace("bit_depth = 24", "bit_depth = 24\nprofile = \"spotfy\""),
+        &[
+            "2 problems",
+            "delivery.profile: unknown profile `spotfy` (did you mean `spotify`?)",
+            "variants.quiet.gains.vocal",
+            "did you mean `vocals`?",
+        ],
+    );
+}

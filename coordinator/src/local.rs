@@ -40,19 +40,30 @@ impl RenderOutcome {
 }
 
 /// Renders a spec file end to end through an in-process cluster.
-pub async fn render(spec_path: &Path, settings: &Settings, opts: &RenderOptions) -> Result<RenderOutcome> {
+pub async fn render(
+    spec_path: &Path,
+    settings: &Settings,
+    opts: &RenderOptions,
+) -> Result<RenderOutcome> {
     let loaded = deliverables_spec::load_file(spec_path).map_err(|e| anyhow!("{e}"))?;
-    let base_dir = std::fs::canonicalize(&loaded.base_dir)
-        .with_context(|| format!("cannot resolve the spec's folder {}", loaded.base_dir.display()))?;
+    let base_dir = std::fs::canonicalize(&loaded.base_dir).with_context(|| {
+        format!(
+            "cannot resolve the spec's folder {}",
+            loaded.base_dir.display()
+        )
+    })?;
     let out = match &opts.out {
         Some(o) => {
-            std::fs::create_dir_all(o).with_context(|| format!("cannot create output folder {}", o.display()))?;
+            std::fs::create_dir_all(o)
+                .with_context(|| format!("cannot create output folder {}", o.display()))?;
             std::fs::canonicalize(o)?.display().to_string()
         }
         None => String::new(),
     };
 
-    let listener = TcpListener::bind("127.0.0.1:0").await.context("cannot bind a loopback port")?;
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("cannot bind a loopback port")?;
     let addr = listener.local_addr()?;
     let url = format!("http://{addr}");
     let coord = Coordinator::new(Box::new(MemoryStore::new()), settings.scheduler());
@@ -76,11 +87,14 @@ pub async fn render(spec_path: &Path, settings: &Settings, opts: &RenderOptions)
     }
     let _ = server.await;
     let status = result?;
-    let manifest_path = (!status.manifest_path.is_empty()).then(|| PathBuf::from(&status.manifest_path));
+    let manifest_path =
+        (!status.manifest_path.is_empty()).then(|| PathBuf::from(&status.manifest_path));
     let manifest = match &manifest_path {
         Some(p) => Some(
-            serde_json::from_slice(&std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?)
-                .with_context(|| format!("{} is not a manifest", p.display()))?,
+            serde_json::from_slice(
+                &std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?,
+            )
+            .with_context(|| format!("{} is not a manifest", p.display()))?,
         ),
         None => None,
     };
@@ -104,7 +118,12 @@ async fn connect(url: &str) -> Result<JobsClient<tonic::transport::Channel>> {
 }
 
 /// Submits the job and follows it to the end, with a progress bar on a terminal.
-async fn drive(url: &str, loaded: &deliverables_spec::LoadedSpec, base_dir: &Path, out: String) -> Result<JobStatus> {
+async fn drive(
+    url: &str,
+    loaded: &deliverables_spec::LoadedSpec,
+    base_dir: &Path,
+    out: String,
+) -> Result<JobStatus> {
     let mut client = connect(url).await?;
     let resp = client
         .submit_job(SubmitJobRequest {
@@ -122,8 +141,10 @@ async fn drive(url: &str, loaded: &deliverables_spec::LoadedSpec, base_dir: &Pat
     let bar = if std::io::stderr().is_terminal() {
         let b = ProgressBar::new(1000);
         b.set_style(
-            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {percent:>3}% {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:40} {percent:>3}% {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         Some(b)
     } else {
@@ -148,11 +169,24 @@ async fn drive(url: &str, loaded: &deliverables_spec::LoadedSpec, base_dir: &Pat
                 _ => 0.0,
             })
             .sum();
-        let finished = st.tasks.iter().filter(|t| (4..=7).contains(&t.state)).count();
-        let running: Vec<&str> = st.tasks.iter().filter(|t| t.state == 3).map(|t| t.label.as_str()).collect();
+        let finished = st
+            .tasks
+            .iter()
+            .filter(|t| (4..=7).contains(&t.state))
+            .count();
+        let running: Vec<&str> = st
+            .tasks
+            .iter()
+            .filter(|t| t.state == 3)
+            .map(|t| t.label.as_str())
+            .collect();
         if let Some(b) = &bar {
             b.set_position((1000.0 * done / total) as u64);
-            b.set_message(format!("{finished}/{} tasks {}", st.tasks.len(), running.join(", ")));
+            b.set_message(format!(
+                "{finished}/{} tasks {}",
+                st.tasks.len(),
+                running.join(", ")
+            ));
         } else if finished != last_done {
             info!(finished, total = st.tasks.len(), "progress");
             last_done = finished;
@@ -172,7 +206,12 @@ pub fn summary_table(o: &RenderOutcome) -> String {
     let mut s = String::new();
     for t in &o.status.tasks {
         if t.state == 5 || t.state == 6 {
-            s.push_str(&format!("task {} {}: {}\n", t.label, if t.state == 5 { "FAILED" } else { "skipped" }, t.error));
+            s.push_str(&format!(
+                "task {} {}: {}\n",
+                t.label,
+                if t.state == 5 { "FAILED" } else { "skipped" },
+                t.error
+            ));
         }
     }
     let Some(m) = &o.manifest else {
@@ -196,13 +235,21 @@ pub fn summary_table(o: &RenderOutcome) -> String {
                 }
             ));
         }
-        s.push_str(&format!("  {:<44} {:>7} {:>7} {:>7}  {}\n", "file", "LUFS", "dBTP", "LRA", "verdict"));
+        s.push_str(&format!(
+            "  {:<44} {:>7} {:>7} {:>7}  {}\n",
+            "file", "LUFS", "dBTP", "LRA", "verdict"
+        ));
         for out in &t.outputs {
-            let name = out.file.as_ref().map_or(format!("({})", out.variant), |f| f.path.clone());
+            let name = out
+                .file
+                .as_ref()
+                .map_or(format!("({})", out.variant), |f| f.path.clone());
             let m = out.measurement.as_ref();
             let verdict = match out.verdict.verdict {
                 deliverables_spec::compliance::Outcome::Pass => "pass".to_string(),
-                deliverables_spec::compliance::Outcome::Fail => format!("FAIL: {}", out.verdict.reasons.join("; ")),
+                deliverables_spec::compliance::Outcome::Fail => {
+                    format!("FAIL: {}", out.verdict.reasons.join("; "))
+                }
             };
             s.push_str(&format!(
                 "  {:<44} {} {} {}  {}\n",
@@ -222,7 +269,9 @@ pub fn summary_table(o: &RenderOutcome) -> String {
         m.summary.outputs,
         m.summary.passed,
         m.summary.failed,
-        o.manifest_path.as_ref().map_or(String::new(), |p| p.display().to_string())
+        o.manifest_path
+            .as_ref()
+            .map_or(String::new(), |p| p.display().to_string())
     ));
     s
 }

@@ -10,7 +10,11 @@ use stemforge_coordinator::settings::Settings;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "stemforge", version, about = "Stems in, a loudness-compliant deliverable pack and a compliance manifest out.")]
+#[command(
+    name = "stemforge",
+    version,
+    about = "Stems in, a loudness-compliant deliverable pack and a compliance manifest out."
+)]
 struct Cli {
     /// Config file (default: ./stemforge.toml if present). STEMFORGE_* variables override it.
     #[arg(long, global = true)]
@@ -51,7 +55,10 @@ fn init_logs() {
     let filter = EnvFilter::try_from_env("STEMFORGE_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn main() -> ExitCode {
@@ -68,9 +75,15 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(cli.config.as_deref())?;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     match cli.cmd {
-        Cmd::Demo { dir, seconds, workers } => {
+        Cmd::Demo {
+            dir,
+            seconds,
+            workers,
+        } => {
             if !(1.0..=600.0).contains(&seconds) {
                 anyhow::bail!("--seconds must be between 1 and 600");
             }
@@ -81,8 +94,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Render { spec, workers, out } => render_cmd(&rt, &spec, &settings, workers, out),
         Cmd::Validate { spec } => {
             let loaded = deliverables_spec::load_file(&spec).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let plan = deliverables_spec::plan_job(&loaded, env!("CARGO_PKG_VERSION")).map_err(|e| anyhow::anyhow!("{e}"))?;
-            println!("{}: valid; {} titles, {} tasks planned", spec.display(), loaded.spec.titles.len(), plan.tasks.len());
+            let plan = deliverables_spec::plan_job(&loaded, env!("CARGO_PKG_VERSION"))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "{}: valid; {} titles, {} tasks planned",
+                spec.display(),
+                loaded.spec.titles.len(),
+                plan.tasks.len()
+            );
             for s in plan.skipped {
                 println!("  skipped {}/{}: {}", s.title, s.variant, s.reason);
             }
@@ -91,7 +110,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn render_cmd(rt: &tokio::runtime::Runtime, spec: &std::path::Path, settings: &Settings, workers: Option<usize>, out: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+fn render_cmd(
+    rt: &tokio::runtime::Runtime,
+    spec: &std::path::Path,
+    settings: &Settings,
+    workers: Option<usize>,
+    out: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
     let opts = RenderOptions {
         workers: workers.unwrap_or_else(|| settings.worker_count()),
@@ -99,6 +124,14 @@ fn render_cmd(rt: &tokio::runtime::Runtime, spec: &std::path::Path, settings: &S
     };
     let outcome = rt.block_on(render(spec, settings, &opts))?;
     print!("{}", summary_table(&outcome));
-    println!("rendered in {:.2} s with {} workers", started.elapsed().as_secs_f64(), opts.workers);
-    Ok(if outcome.all_pass() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    println!(
+        "rendered in {:.2} s with {} workers",
+        started.elapsed().as_secs_f64(),
+        opts.workers
+    );
+    Ok(if outcome.all_pass() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -45,6 +45,15 @@ pub enum SchedError {
     Store(#[from] StoreError),
 }
 
+/// Names the lease a worker reports under.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaseKey<'a> {
+    pub job: &'a str,
+    pub task: &'a str,
+    pub lease_id: &'a str,
+    pub attempt: u32,
+}
+
 /// What a worker receives.
 #[derive(Debug, Clone)]
 pub struct Grant {
@@ -89,7 +98,11 @@ impl<S: Store> Scheduler<S> {
                 deps: p.deps.clone(),
                 run_when: p.run_when,
                 weight: p.weight,
-                state: if p.deps.is_empty() { TaskState::Queued } else { TaskState::Blocked },
+                state: if p.deps.is_empty() {
+                    TaskState::Queued
+                } else {
+                    TaskState::Blocked
+                },
                 attempt: 0,
                 lease_id: None,
                 lease_expires_ms: 0,
@@ -122,18 +135,28 @@ impl<S: Store> Scheduler<S> {
         self.lease_seq += 1;
         task.attempt += 1;
         task.state = TaskState::Leased;
-        task.lease_id = Some(format!("{}-{}-{}", &task.task_id[..8.min(task.task_id.len())], task.attempt, self.lease_seq));
+        task.lease_id = Some(format!(
+            "{}-{}-{}",
+            &task.task_id[..8.min(task.task_id.len())],
+            task.attempt,
+            self.lease_seq
+        ));
         task.lease_expires_ms = now_ms + self.cfg.lease_ms;
         task.worker_id = Some(worker.to_string());
         task.progress = 0.0;
         self.store.put_tasks(std::slice::from_ref(&task), None)?;
         let deps_json = self.deps_json(&task)?;
-        Ok(Some(Grant { job, task, deps_json }))
+        Ok(Some(Grant {
+            job,
+            task,
+            deps_json,
+        }))
     }
 
     fn deps_json(&self, task: &TaskRecord) -> Result<String, SchedError> {
         let all = self.store.tasks(&task.job_id)?;
-        let by_id: BTreeMap<&str, &TaskRecord> = all.iter().map(|t| (t.task_id.as_str(), t)).collect();
+        let by_id: BTreeMap<&str, &TaskRecord> =
+            all.iter().map(|t| (t.task_id.as_str(), t)).collect();
         let mut out = serde_json::Map::new();
         for d in &task.deps {
             if let Some(t) = by_id.get(d.as_str()) {
@@ -157,7 +180,13 @@ impl<S: Store> Scheduler<S> {
     }
 
     /// The current leased record, or why the caller's lease is not current.
-    fn current(&self, job: &str, task: &str, lease_id: &str, attempt: u32) -> Result<TaskRecord, SchedError> {
+    fn current(&self, k: LeaseKey<'_>) -> Result<TaskRecord, SchedError> {
+        let LeaseKey {
+            job,
+            task,
+            lease_id,
+            attempt,
+        } = k;
         let t = self
             .store
             .tasks(job)?
@@ -185,49 +214,87 @@ impl<S: Store> Scheduler<S> {
     }
 
     /// Renews a lease; returns the new expiry and whether the job was cancelled.
-    pub fn heartbeat(&mut self, job: &str, task: &str, lease_id: &str, attempt: u32, progress: f64, now_ms: i64) -> Result<(i64, bool), SchedError> {
-        let j = self.store.job(job)?.ok_or_else(|| SchedError::NoJob(job.into()))?;
+    pub fn heartbeat(
+        &mut self,
+        k: LeaseKey<'_>,
+        progress: f64,
+        now_ms: i64,
+    ) -> Result<(i64, bool), SchedError> {
+        let job = k.job;
+        let j = self
+            .store
+            .job(job)?
+            .ok_or_else(|| SchedError::NoJob(job.into()))?;
         if j.state == JobState::Cancelled {
             return Ok((0, true));
         }
-        let mut t = self.current(job, task, lease_id, attempt)?;
+        let mut t = self.current(k)?;
         t.lease_expires_ms = now_ms + self.cfg.lease_ms;
         t.progress = progress.clamp(0.0, 1.0);
         self.store.put_tasks(std::slice::from_ref(&t), None)?;
         Ok((t.lease_expires_ms, false))
     }
 
-    pub fn complete(&mut self, job: &str, task: &str, lease_id: &str, attempt: u32, result_json: String, now_ms: i64) -> Result<(), SchedError> {
-        let mut t = self.current(job, task, lease_id, attempt)?;
+    pub fn complete(
+        &mut self,
+        k: LeaseKey<'_>,
+        result_json: String,
+        now_ms: i64,
+    ) -> Result<(), SchedError> {
+        let (job, attempt) = (k.job, k.attempt);
+        let mut t = self.current(k)?;
         t.state = TaskState::Succeeded;
         t.progress = 1.0;
         t.result_json = Some(result_json);
         t.error = None;
         t.lease_id = None;
-        t.history.push(format!("attempt {attempt}: succeeded on {} at {now_ms}", t.worker_id.as_deref().unwrap_or("?")));
+        t.history.push(format!(
+            "attempt {attempt}: succeeded on {} at {now_ms}",
+            t.worker_id.as_deref().unwrap_or("?")
+        ));
         self.settle(job, vec![t])
     }
 
-    pub fn fail(&mut self, job: &str, task: &str, lease_id: &str, attempt: u32, error: String, retryable: bool, now_ms: i64) -> Result<(), SchedError> {
-        let t = self.current(job, task, lease_id, attempt)?;
+    pub fn fail(
+        &mut self,
+        k: LeaseKey<'_>,
+        error: String,
+        retryable: bool,
+        now_ms: i64,
+    ) -> Result<(), SchedError> {
+        let job = k.job;
+        let t = self.current(k)?;
         let t = self.end_attempt(t, error, retryable, now_ms);
         self.settle(job, vec![t])
     }
 
     /// Ends the current attempt of `t` with an error: a retry after backoff
     /// while attempts remain and the error is retryable, else failed for good.
-    fn end_attempt(&self, mut t: TaskRecord, error: String, retryable: bool, now_ms: i64) -> TaskRecord {
+    fn end_attempt(
+        &self,
+        mut t: TaskRecord,
+        error: String,
+        retryable: bool,
+        now_ms: i64,
+    ) -> TaskRecord {
         let worker = t.worker_id.clone().unwrap_or_default();
         t.lease_id = None;
         t.progress = 0.0;
         if retryable && t.attempt < self.cfg.max_attempts {
-            let backoff = (self.cfg.backoff_base_ms << (t.attempt.saturating_sub(1)).min(20)).min(self.cfg.backoff_max_ms);
+            let backoff = (self.cfg.backoff_base_ms << (t.attempt.saturating_sub(1)).min(20))
+                .min(self.cfg.backoff_max_ms);
             t.state = TaskState::Queued;
             t.not_before_ms = now_ms + backoff;
-            t.history.push(format!("attempt {} on {worker}: {error}; retry in {backoff} ms", t.attempt));
+            t.history.push(format!(
+                "attempt {} on {worker}: {error}; retry in {backoff} ms",
+                t.attempt
+            ));
         } else {
             t.state = TaskState::Failed;
-            t.history.push(format!("attempt {} on {worker}: {error}; failed for good", t.attempt));
+            t.history.push(format!(
+                "attempt {} on {worker}: {error}; failed for good",
+                t.attempt
+            ));
         }
         t.error = Some(error);
         t
@@ -244,7 +311,12 @@ impl<S: Store> Scheduler<S> {
         let n = lapsed.len();
         let mut by_job: BTreeMap<String, Vec<TaskRecord>> = BTreeMap::new();
         for t in lapsed {
-            let t = self.end_attempt(t, "lease expired (worker lost or stalled)".into(), true, now_ms);
+            let t = self.end_attempt(
+                t,
+                "lease expired (worker lost or stalled)".into(),
+                true,
+                now_ms,
+            );
             by_job.entry(t.job_id.clone()).or_default().push(t);
         }
         for (job, ts) in by_job {
@@ -256,7 +328,10 @@ impl<S: Store> Scheduler<S> {
     /// Cancels a running job: queued and blocked tasks are cancelled; leased
     /// ones learn it at their next heartbeat.
     pub fn cancel(&mut self, job_id: &str) -> Result<(), SchedError> {
-        let mut job = self.store.job(job_id)?.ok_or_else(|| SchedError::NoJob(job_id.into()))?;
+        let mut job = self
+            .store
+            .job(job_id)?
+            .ok_or_else(|| SchedError::NoJob(job_id.into()))?;
         if job.state != JobState::Running {
             return Ok(());
         }
@@ -279,9 +354,16 @@ impl<S: Store> Scheduler<S> {
     /// Writes changed tasks, unblocks or skips dependants, and finishes the
     /// job when every task is terminal — all in one store write.
     fn settle(&mut self, job_id: &str, changed: Vec<TaskRecord>) -> Result<(), SchedError> {
-        let mut job = self.store.job(job_id)?.ok_or_else(|| SchedError::NoJob(job_id.into()))?;
-        let mut tasks: BTreeMap<String, TaskRecord> =
-            self.store.tasks(job_id)?.into_iter().map(|t| (t.task_id.clone(), t)).collect();
+        let mut job = self
+            .store
+            .job(job_id)?
+            .ok_or_else(|| SchedError::NoJob(job_id.into()))?;
+        let mut tasks: BTreeMap<String, TaskRecord> = self
+            .store
+            .tasks(job_id)?
+            .into_iter()
+            .map(|t| (t.task_id.clone(), t))
+            .collect();
         let mut dirty: Vec<String> = Vec::new();
         for t in changed {
             dirty.push(t.task_id.clone());
@@ -295,10 +377,17 @@ impl<S: Store> Scheduler<S> {
                 if t.state != TaskState::Blocked {
                     continue;
                 }
-                let states: Vec<TaskState> = t.deps.iter().filter_map(|d| tasks.get(d)).map(|d| d.state).collect();
+                let states: Vec<TaskState> = t
+                    .deps
+                    .iter()
+                    .filter_map(|d| tasks.get(d))
+                    .map(|d| d.state)
+                    .collect();
                 let all_done = states.iter().all(|s| s.is_terminal());
                 let all_ok = states.iter().all(|s| *s == TaskState::Succeeded);
-                let any_bad = states.iter().any(|s| s.is_terminal() && *s != TaskState::Succeeded);
+                let any_bad = states
+                    .iter()
+                    .any(|s| s.is_terminal() && *s != TaskState::Succeeded);
                 let next = match t.run_when {
                     RunWhen::DepsSucceeded if all_ok => Some(TaskState::Queued),
                     RunWhen::DepsSucceeded if any_bad => Some(TaskState::Skipped),
@@ -320,25 +409,32 @@ impl<S: Store> Scheduler<S> {
                 break;
             }
         }
-        let job_changed = if job.state == JobState::Running && tasks.values().all(|t| t.state.is_terminal()) {
-            job.state = if tasks.values().all(|t| t.state == TaskState::Succeeded) {
-                JobState::Succeeded
+        let job_changed =
+            if job.state == JobState::Running && tasks.values().all(|t| t.state.is_terminal()) {
+                job.state = if tasks.values().all(|t| t.state == TaskState::Succeeded) {
+                    JobState::Succeeded
+                } else {
+                    JobState::Failed
+                };
+                true
             } else {
-                JobState::Failed
+                false
             };
-            true
-        } else {
-            false
-        };
         dirty.sort();
         dirty.dedup();
-        let out: Vec<TaskRecord> = dirty.iter().filter_map(|id| tasks.get(id).cloned()).collect();
+        let out: Vec<TaskRecord> = dirty
+            .iter()
+            .filter_map(|id| tasks.get(id).cloned())
+            .collect();
         self.store.put_tasks(&out, job_changed.then_some(&job))?;
         Ok(())
     }
 
     pub fn job(&self, job_id: &str) -> Result<(JobRecord, Vec<TaskRecord>), SchedError> {
-        let job = self.store.job(job_id)?.ok_or_else(|| SchedError::NoJob(job_id.into()))?;
+        let job = self
+            .store
+            .job(job_id)?
+            .ok_or_else(|| SchedError::NoJob(job_id.into()))?;
         let tasks = self.store.tasks(job_id)?;
         Ok((job, tasks))
     }

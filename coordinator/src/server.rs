@@ -18,7 +18,7 @@ use tokio::sync::{Notify, watch};
 use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 
-use crate::scheduler::{SchedError, Scheduler, SchedulerConfig};
+use crate::scheduler::{LeaseKey, SchedError, Scheduler, SchedulerConfig};
 use crate::store::{JobRecord, JobState, Store, TaskState};
 
 pub fn now_ms() -> i64 {
@@ -54,7 +54,10 @@ impl Coordinator {
         })
     }
 
-    fn with<R>(&self, f: impl FnOnce(&mut Scheduler<Box<dyn Store>>) -> Result<R, SchedError>) -> Result<R, Status> {
+    fn with<R>(
+        &self,
+        f: impl FnOnce(&mut Scheduler<Box<dyn Store>>) -> Result<R, SchedError>,
+    ) -> Result<R, Status> {
         let mut s = self
             .sched
             .lock()
@@ -80,9 +83,21 @@ fn lease_parts(l: Option<LeaseRef>) -> Result<LeaseRef, Status> {
     l.ok_or_else(|| Status::invalid_argument("lease is required"))
 }
 
+fn key(l: &LeaseRef) -> LeaseKey<'_> {
+    LeaseKey {
+        job: &l.job_id,
+        task: &l.task_id,
+        lease_id: &l.lease_id,
+        attempt: l.attempt,
+    }
+}
+
 #[tonic::async_trait]
 impl Jobs for Service {
-    async fn submit_job(&self, req: Request<SubmitJobRequest>) -> Result<Response<SubmitJobResponse>, Status> {
+    async fn submit_job(
+        &self,
+        req: Request<SubmitJobRequest>,
+    ) -> Result<Response<SubmitJobResponse>, Status> {
         let r = req.into_inner();
         let hash = deliverables_spec::plan::spec_hash(&r.spec_toml);
         if hash != r.spec_sha256 {
@@ -92,19 +107,27 @@ impl Jobs for Service {
             )));
         }
         if !Path::new(&r.base_dir).is_absolute() {
-            return Err(Status::invalid_argument("base_dir must be an absolute path"));
+            return Err(Status::invalid_argument(
+                "base_dir must be an absolute path",
+            ));
         }
         if !r.output_dir.is_empty() && !Path::new(&r.output_dir).is_absolute() {
-            return Err(Status::invalid_argument("output_dir must be an absolute path"));
+            return Err(Status::invalid_argument(
+                "output_dir must be an absolute path",
+            ));
         }
-        let loaded = deliverables_spec::load_text(r.spec_toml.clone(), Path::new(&r.base_dir), None)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let loaded =
+            deliverables_spec::load_text(r.spec_toml.clone(), Path::new(&r.base_dir), None)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let plan = deliverables_spec::plan_job(&loaded, &self.0.tool_version)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let submitted_ms = now_ms();
         let job_id = format!("{}-{}", &hash[..12], submitted_ms);
         let output_dir = if r.output_dir.is_empty() {
-            loaded.path(&loaded.delivery().output_dir).display().to_string()
+            loaded
+                .path(&loaded.delivery().output_dir)
+                .display()
+                .to_string()
         } else {
             r.output_dir
         };
@@ -124,7 +147,10 @@ impl Jobs for Service {
         let job_id = self.0.with(|s| s.submit(job, &plan))?;
         info!(job = %job_id, tasks = n, "job submitted");
         self.0.work.notify_waiters();
-        Ok(Response::new(SubmitJobResponse { job_id, task_count: n }))
+        Ok(Response::new(SubmitJobResponse {
+            job_id,
+            task_count: n,
+        }))
     }
 
     async fn get_job(&self, req: Request<GetJobRequest>) -> Result<Response<JobStatus>, Status> {
@@ -178,9 +204,13 @@ pub fn task_state_code(s: TaskState) -> i32 {
 
 #[tonic::async_trait]
 impl Tasks for Service {
-    async fn lease_task(&self, req: Request<LeaseTaskRequest>) -> Result<Response<LeaseTaskResponse>, Status> {
+    async fn lease_task(
+        &self,
+        req: Request<LeaseTaskRequest>,
+    ) -> Result<Response<LeaseTaskResponse>, Status> {
         let r = req.into_inner();
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(u64::from(r.wait_ms.min(60_000)));
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(u64::from(r.wait_ms.min(60_000)));
         loop {
             // Register interest before looking, so a wake-up between the look
             // and the wait is not lost.
@@ -199,7 +229,8 @@ impl Tasks for Service {
                         attempt: g.task.attempt,
                         expires_unix_ms: g.task.lease_expires_ms,
                         heartbeat_interval_ms: hb as u32,
-                        task_json: serde_json::to_string(&g.task.kind).map_err(|e| Status::internal(e.to_string()))?,
+                        task_json: serde_json::to_string(&g.task.kind)
+                            .map_err(|e| Status::internal(e.to_string()))?,
                         spec_toml: g.job.spec_toml,
                         spec_sha256: g.job.spec_sha256,
                         base_dir: g.job.base_dir,
@@ -221,32 +252,41 @@ impl Tasks for Service {
         }
     }
 
-    async fn heartbeat(&self, req: Request<HeartbeatRequest>) -> Result<Response<HeartbeatResponse>, Status> {
+    async fn heartbeat(
+        &self,
+        req: Request<HeartbeatRequest>,
+    ) -> Result<Response<HeartbeatResponse>, Status> {
         let r = req.into_inner();
         let l = lease_parts(r.lease)?;
         let (expires, cancel) = self
             .0
-            .with(|s| s.heartbeat(&l.job_id, &l.task_id, &l.lease_id, l.attempt, r.progress, now_ms()))?;
+            .with(|s| s.heartbeat(key(&l), r.progress, now_ms()))?;
         Ok(Response::new(HeartbeatResponse {
             expires_unix_ms: expires,
             cancel,
         }))
     }
 
-    async fn complete_task(&self, req: Request<CompleteTaskRequest>) -> Result<Response<CompleteTaskResponse>, Status> {
+    async fn complete_task(
+        &self,
+        req: Request<CompleteTaskRequest>,
+    ) -> Result<Response<CompleteTaskResponse>, Status> {
         let r = req.into_inner();
         let l = lease_parts(r.lease)?;
         self.0
-            .with(|s| s.complete(&l.job_id, &l.task_id, &l.lease_id, l.attempt, r.result_json, now_ms()))?;
+            .with(|s| s.complete(key(&l), r.result_json, now_ms()))?;
         self.0.work.notify_waiters();
         Ok(Response::new(CompleteTaskResponse {}))
     }
 
-    async fn fail_task(&self, req: Request<FailTaskRequest>) -> Result<Response<FailTaskResponse>, Status> {
+    async fn fail_task(
+        &self,
+        req: Request<FailTaskRequest>,
+    ) -> Result<Response<FailTaskResponse>, Status> {
         let r = req.into_inner();
         let l = lease_parts(r.lease)?;
         self.0
-            .with(|s| s.fail(&l.job_id, &l.task_id, &l.lease_id, l.attempt, r.error, r.retryable, now_ms()))?;
+            .with(|s| s.fail(key(&l), r.error, r.retryable, now_ms()))?;
         self.0.work.notify_waiters();
         Ok(Response::new(FailTaskResponse {}))
     }
@@ -254,7 +294,11 @@ impl Tasks for Service {
 
 /// Serves both services on `listener` until `shutdown` turns true, sweeping
 /// lapsed leases in the background.
-pub async fn serve(coord: Arc<Coordinator>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) -> Result<(), tonic::transport::Error> {
+pub async fn serve(
+    coord: Arc<Coordinator>,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), tonic::transport::Error> {
     let addr: Option<SocketAddr> = listener.local_addr().ok();
     let sweeper = {
         let c = coord.clone();
@@ -272,9 +316,12 @@ pub async fn serve(coord: Arc<Coordinator>, listener: TcpListener, mut shutdown:
     let result = tonic::transport::Server::builder()
         .add_service(JobsServer::new(svc.clone()))
         .add_service(TasksServer::new(svc))
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async move {
-            let _ = shutdown.wait_for(|s| *s).await;
-        })
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            async move {
+                let _ = shutdown.wait_for(|s| *s).await;
+            },
+        )
         .await;
     sweeper.abort();
     result

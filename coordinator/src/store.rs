@@ -132,7 +132,8 @@ impl Store for MemoryStore {
         }
         self.jobs.insert(job.job_id.clone(), job.clone());
         for t in tasks {
-            self.tasks.insert((t.job_id.clone(), t.task_id.clone()), t.clone());
+            self.tasks
+                .insert((t.job_id.clone(), t.task_id.clone()), t.clone());
         }
         Ok(())
     }
@@ -160,7 +161,8 @@ impl Store for MemoryStore {
     }
     fn put_tasks(&mut self, tasks: &[TaskRecord], job: Option<&JobRecord>) -> StoreResult<()> {
         for t in tasks {
-            self.tasks.insert((t.job_id.clone(), t.task_id.clone()), t.clone());
+            self.tasks
+                .insert((t.job_id.clone(), t.task_id.clone()), t.clone());
         }
         if let Some(j) = job {
             self.put_job(j)?;
@@ -177,11 +179,20 @@ impl Store for MemoryStore {
                 (j.state == JobState::Running).then(|| (j.priority, j.seq, t.clone()))
             })
             .collect();
-        v.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.seq.cmp(&b.2.seq)));
+        v.sort_by(|a, b| {
+            b.0.cmp(&a.0)
+                .then(a.1.cmp(&b.1))
+                .then(a.2.seq.cmp(&b.2.seq))
+        });
         Ok(v.into_iter().map(|x| x.2).collect())
     }
     fn leased(&self) -> StoreResult<Vec<TaskRecord>> {
-        Ok(self.tasks.values().filter(|t| t.state == TaskState::Leased).cloned().collect())
+        Ok(self
+            .tasks
+            .values()
+            .filter(|t| t.state == TaskState::Leased)
+            .cloned()
+            .collect())
     }
     fn next_job_seq(&self) -> StoreResult<u64> {
         Ok(self.jobs.values().map(|j| j.seq + 1).max().unwrap_or(1))

@@ -62,7 +62,8 @@ pub fn judge(policy: LevelPolicy, d: &Delivery, m: &Measurement) -> Verdict {
             let lo = d.target_lufs - d.tolerance_lu;
             let hi = d.target_lufs + d.tolerance_lu;
             match m.integrated_lufs {
-                None => reasons.push("no integrated loudness (silent or shorter than 400 ms)".to_string()),
+                None => reasons
+                    .push("no integrated loudness (silent or shorter than 400 ms)".to_string()),
                 Some(i) if i < lo - EPS || i > hi + EPS => reasons.push(format!(
                     "integrated {i:.2} LUFS is outside {:.1} ±{:.1} LU (off by {:+.2} LU)",
                     d.target_lufs,
@@ -82,7 +83,11 @@ pub fn judge(policy: LevelPolicy, d: &Delivery, m: &Measurement) -> Verdict {
         ),
     };
     Verdict {
-        verdict: if reasons.is_empty() { Outcome::Pass } else { Outcome::Fail },
+        verdict: if reasons.is_empty() {
+            Outcome::Pass
+        } else {
+            Outcome::Fail
+        },
         rule,
         reasons,
     }
@@ -104,12 +109,19 @@ mod tests {
     #[test]
     fn normalized_rules() {
         let d = Delivery::resolve(&DeliverySpec::default()); // -23 ±0.5, -1 dBTP
-        assert_eq!(judge(LevelPolicy::Normalized, &d, &m(Some(-23.4), -1.5)).verdict, Outcome::Pass);
+        assert_eq!(
+            judge(LevelPolicy::Normalized, &d, &m(Some(-23.4), -1.5)).verdict,
+            Outcome::Pass
+        );
         let v = judge(LevelPolicy::Normalized, &d, &m(Some(-22.3), -1.5));
         assert_eq!(v.verdict, Outcome::Fail);
         assert!(v.reasons[0].contains("+0.70 LU"), "{:?}", v.reasons);
         let v = judge(LevelPolicy::Normalized, &d, &m(Some(-23.0), -0.5));
-        assert!(v.reasons[0].contains("above the -1.0 dBTP ceiling by 0.50 dB"), "{:?}", v.reasons);
+        assert!(
+            v.reasons[0].contains("above the -1.0 dBTP ceiling by 0.50 dB"),
+            "{:?}",
+            v.reasons
+        );
         let v = judge(LevelPolicy::Normalized, &d, &m(None, -40.0));
         assert_eq!(v.verdict, Outcome::Fail);
     }
@@ -117,8 +129,17 @@ mod tests {
     #[test]
     fn matched_judged_on_ceiling_only() {
         let d = Delivery::resolve(&DeliverySpec::default());
-        assert_eq!(judge(LevelPolicy::Matched, &d, &m(Some(-31.0), -6.0)).verdict, Outcome::Pass);
-        assert_eq!(judge(LevelPolicy::Matched, &d, &m(None, -60.0)).verdict, Outcome::Pass);
-        assert_eq!(judge(LevelPolicy::Matched, &d, &m(Some(-20.0), -0.9)).verdict, Outcome::Fail);
+        assert_eq!(
+            judge(LevelPolicy::Matched, &d, &m(Some(-31.0), -6.0)).verdict,
+            Outcome::Pass
+        );
+        assert_eq!(
+            judge(LevelPolicy::Matched, &d, &m(None, -60.0)).verdict,
+            Outcome::Pass
+        );
+        assert_eq!(
+            judge(LevelPolicy::Matched, &d, &m(Some(-20.0), -0.9)).verdict,
+            Outcome::Fail
+        );
     }
 }

@@ -44,16 +44,21 @@ pub fn check_files(spec: &Spec, base: &Path) -> Result<BTreeMap<String, String>,
             .iter()
             .enumerate()
             .map(|(si, s)| (format!("titles[{ti}].stems[{si}].file"), &s.file))
-            .chain(t.reference.iter().map(|r| (format!("titles[{ti}].reference"), r)));
+            .chain(
+                t.reference
+                    .iter()
+                    .map(|r| (format!("titles[{ti}].reference"), r)),
+            );
         for (field, p) in files {
             let full = resolve(base, p);
             match std::fs::metadata(&full) {
                 Err(e) => errs.push(
-                    SpecError::new(field, format!("cannot read `{p}` ({})", io_reason(&e)))
-                        .hint(format!(
+                    SpecError::new(field, format!("cannot read `{p}` ({})", io_reason(&e))).hint(
+                        format!(
                             "looked at {}; paths are relative to the spec file's folder",
                             full.display()
-                        )),
+                        ),
+                    ),
                 ),
                 Ok(m) if m.is_dir() => errs.push(
                     SpecError::new(field, format!("`{p}` is a folder, not an audio file"))
@@ -67,7 +72,10 @@ pub fn check_files(spec: &Spec, base: &Path) -> Result<BTreeMap<String, String>,
                     Ok(fp) => {
                         out.insert(p.clone(), fp);
                     }
-                    Err(e) => errs.push(SpecError::new(field, format!("cannot read `{p}` ({})", io_reason(&e)))),
+                    Err(e) => errs.push(SpecError::new(
+                        field,
+                        format!("cannot read `{p}` ({})", io_reason(&e)),
+                    )),
                 },
             }
         }

@@ -8,8 +8,8 @@ pub mod compliance;
 pub mod delivery;
 pub mod error;
 pub mod files;
-pub mod model;
 pub mod manifest;
+pub mod model;
 pub mod naming;
 pub mod outputs;
 pub mod parse;
@@ -72,7 +72,11 @@ pub fn parse_and_validate(text: &str, file: Option<&Path>) -> Result<Spec, SpecE
 }
 
 /// Parses and validates spec text whose relative paths live under `base_dir`.
-pub fn load_text(text: String, base_dir: &Path, file: Option<&Path>) -> Result<LoadedSpec, SpecErrors> {
+pub fn load_text(
+    text: String,
+    base_dir: &Path,
+    file: Option<&Path>,
+) -> Result<LoadedSpec, SpecErrors> {
     let spec = parse_and_validate(&text, file)?;
     Ok(LoadedSpec {
         sha256: plan::spec_hash(&text),
@@ -103,5 +107,10 @@ pub fn load_file(path: &Path) -> Result<LoadedSpec, SpecErrors> {
 pub fn plan_job(loaded: &LoadedSpec, tool_version: &str) -> Result<Plan, SpecErrors> {
     let fingerprints: BTreeMap<String, String> = files::check_files(&loaded.spec, &loaded.base_dir)
         .map_err(|errors| SpecErrors { file: None, errors })?;
-    Ok(plan::plan(&loaded.spec, &loaded.sha256, &fingerprints, tool_version))
+    Ok(plan::plan(
+        &loaded.spec,
+        &loaded.sha256,
+        &fingerprints,
+        tool_version,
+    ))
 }

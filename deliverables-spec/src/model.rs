@@ -29,10 +29,18 @@ pub struct Spec {
 }
 
 fn default_variants() -> BTreeMap<String, VariantSpec> {
-    ["full", "instrumental", "acappella", "tv", "vocal_up", "vocal_down", "stems"]
-        .into_iter()
-        .map(|n| (n.to_string(), VariantSpec::default()))
-        .collect()
+    [
+        "full",
+        "instrumental",
+        "acappella",
+        "tv",
+        "vocal_up",
+        "vocal_down",
+        "stems",
+    ]
+    .into_iter()
+    .map(|n| (n.to_string(), VariantSpec::default()))
+    .collect()
 }
 
 /// What kind of material a stem carries.
@@ -173,7 +181,11 @@ impl<'de> Deserialize<'de> for NodeSpec {
         let id = match map.remove("id") {
             None => None,
             Some(serde_json::Value::String(s)) => Some(s),
-            Some(other) => return Err(D::Error::custom(format!("`id` must be a string, got {other}"))),
+            Some(other) => {
+                return Err(D::Error::custom(format!(
+                    "`id` must be a string, got {other}"
+                )));
+            }
         };
         if !map.contains_key("node") {
             return Err(D::Error::custom(format!(
@@ -181,7 +193,8 @@ impl<'de> Deserialize<'de> for NodeSpec {
                 NodeKind::NAMES.join(", ")
             )));
         }
-        let kind = NodeKind::deserialize(serde_json::Value::Object(map)).map_err(D::Error::custom)?;
+        let kind =
+            NodeKind::deserialize(serde_json::Value::Object(map)).map_err(D::Error::custom)?;
         Ok(NodeSpec { id, kind })
     }
 }
@@ -212,7 +225,10 @@ impl NodeKind {
     /// True for nodes whose output is a fixed linear function of their input:
     /// loudness then scales exactly with gain and analysis needs no iteration.
     pub fn is_linear(&self) -> bool {
-        matches!(self, NodeKind::Gain { .. } | NodeKind::Mute {} | NodeKind::Loudness {})
+        matches!(
+            self,
+            NodeKind::Gain { .. } | NodeKind::Mute {} | NodeKind::Loudness {}
+        )
     }
 }
 

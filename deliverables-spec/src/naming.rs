@@ -17,7 +17,7 @@ pub fn slug(s: &str) -> String {
 
 /// `48000` → `48`, `44100` → `44.1`.
 pub fn rate_label(rate: u32) -> String {
-    if rate % 1000 == 0 {
+    if rate.is_multiple_of(1000) {
         (rate / 1000).to_string()
     } else {
         format!("{}", f64::from(rate) / 1000.0)
@@ -44,7 +44,14 @@ pub fn check_template(t: &str) -> Result<Vec<String>, String> {
 }
 
 /// Fills a template. Unknown placeholders were rejected by validation.
-pub fn fill(template: &str, title: &str, variant: &str, role: &str, rate: u32, d: &Delivery) -> String {
+pub fn fill(
+    template: &str,
+    title: &str,
+    variant: &str,
+    role: &str,
+    rate: u32,
+    d: &Delivery,
+) -> String {
     template
         .replace("{title}", &slug(title))
         .replace("{variant}", &slug(variant))
@@ -83,7 +90,10 @@ mod tests {
 
     #[test]
     fn template_check() {
-        assert_eq!(check_template("{title}_{varaint}.wav"), Err("varaint".into()));
+        assert_eq!(
+            check_template("{title}_{varaint}.wav"),
+            Err("varaint".into())
+        );
         assert!(check_template("{title}_{variant}.wav").is_ok());
         assert!(check_template("{title").is_err());
         assert_eq!(slug("../etc/passwd"), "etcpasswd");

@@ -20,7 +20,13 @@ pub struct PlannedOutput {
 
 /// Outputs of `variant` for `title` at `rate`, in a fixed order (mix, or
 /// stems in role order). Roles that are silent in the variant give no file.
-pub fn title_outputs(spec: &Spec, d: &Delivery, title: &Title, variant: &Variant, rate: u32) -> Vec<PlannedOutput> {
+pub fn title_outputs(
+    spec: &Spec,
+    d: &Delivery,
+    title: &Title,
+    variant: &Variant,
+    rate: u32,
+) -> Vec<PlannedOutput> {
     let tg = title_graph(&spec.graph, title, variant);
     let live: Vec<usize> = sounding_stems(&tg);
     match variant.output {
@@ -34,7 +40,11 @@ pub fn title_outputs(spec: &Spec, d: &Delivery, title: &Title, variant: &Variant
         OutputKind::Stems => Role::ALL
             .iter()
             .filter_map(|&role| {
-                let stems: Vec<usize> = live.iter().copied().filter(|&i| title.stems[i].role == role).collect();
+                let stems: Vec<usize> = live
+                    .iter()
+                    .copied()
+                    .filter(|&i| title.stems[i].role == role)
+                    .collect();
                 (!stems.is_empty()).then(|| PlannedOutput {
                     variant: variant.name.clone(),
                     role: Some(role),

@@ -14,10 +14,9 @@ pub fn parse_spec(text: &str, file: Option<&Path>) -> Result<Spec, SpecErrors> {
     let table: toml::Table = toml::from_str(text).map_err(|e| fail(from_toml_error(&e, text)))?;
     match table.get("schema_version") {
         None => {
-            return Err(fail(
-                SpecError::new("schema_version", "missing")
-                    .hint(format!("add `schema_version = {SCHEMA_VERSION}` at the top")),
-            ));
+            return Err(fail(SpecError::new("schema_version", "missing").hint(
+                format!("add `schema_version = {SCHEMA_VERSION}` at the top"),
+            )));
         }
         Some(toml::Value::Integer(v)) if *v == i64::from(SCHEMA_VERSION) => {}
         Some(other) => {
@@ -26,7 +25,9 @@ pub fn parse_spec(text: &str, file: Option<&Path>) -> Result<Spec, SpecErrors> {
                     "schema_version",
                     format!("version {other} is not supported by this build"),
                 )
-                .hint(format!("this build reads schema_version = {SCHEMA_VERSION}")),
+                .hint(format!(
+                    "this build reads schema_version = {SCHEMA_VERSION}"
+                )),
             ));
         }
     }

@@ -167,7 +167,13 @@ pub fn plan(
                 title: title.name.clone(),
                 variant: v.name.clone(),
             };
-            let id = content_id(&[&version, &json(&kind), &json(&analyze_id), &json(v), &delivery]);
+            let id = content_id(&[
+                &version,
+                &json(&kind),
+                &json(&analyze_id),
+                &json(v),
+                &delivery,
+            ]);
             let outputs = match v.output {
                 OutputKind::Mix => 1.0,
                 OutputKind::Stems => 1.5,
@@ -183,7 +189,12 @@ pub fn plan(
     }
     let mut deps: Vec<String> = tasks.iter().map(|t| t.id.clone()).collect();
     deps.dedup();
-    let manifest_id = content_id(&[&version, &json(&TaskKind::Manifest), &json(&deps), &json(&spec_sha256)]);
+    let manifest_id = content_id(&[
+        &version,
+        &json(&TaskKind::Manifest),
+        &json(&deps),
+        &json(&spec_sha256),
+    ]);
     tasks.push(PlannedTask {
         id: manifest_id,
         kind: TaskKind::Manifest,

@@ -79,7 +79,10 @@ fn delivery_checks(spec: &Spec, errs: &mut Vec<SpecError>) {
         );
     }
     if r.output_dir.trim().is_empty() {
-        errs.push(SpecError::new("delivery.output_dir", "is empty").hint("name a folder, e.g. \"deliverables\""));
+        errs.push(
+            SpecError::new("delivery.output_dir", "is empty")
+                .hint("name a folder, e.g. \"deliverables\""),
+        );
     }
     for (field, t, needs) in [
         ("delivery.naming", &r.naming, ["title", "variant"]),
@@ -106,7 +109,10 @@ fn delivery_checks(spec: &Spec, errs: &mut Vec<SpecError>) {
                     );
                 }
                 if !t.to_ascii_lowercase().ends_with(".wav") {
-                    errs.push(SpecError::new(field, format!("`{t}` does not end in .wav")).hint("outputs are WAV files"));
+                    errs.push(
+                        SpecError::new(field, format!("`{t}` does not end in .wav"))
+                            .hint("outputs are WAV files"),
+                    );
                 }
             }
         }
@@ -131,8 +137,11 @@ fn check_chain(chain: &[NodeSpec], field: &str, loudness_ok: bool, errs: &mut Ve
                 loudness += 1;
                 if !loudness_ok {
                     errs.push(
-                        SpecError::new(f.clone(), "the `loudness` node belongs in the master chain")
-                            .hint("move it to [graph.master]"),
+                        SpecError::new(
+                            f.clone(),
+                            "the `loudness` node belongs in the master chain",
+                        )
+                        .hint("move it to [graph.master]"),
                     );
                 }
             }
@@ -140,7 +149,10 @@ fn check_chain(chain: &[NodeSpec], field: &str, loudness_ok: bool, errs: &mut Ve
         if let Some(id) = &n.id
             && id.trim().is_empty()
         {
-            errs.push(SpecError::new(format!("{f}.id"), "is empty").hint("give the node a name or leave `id` out"));
+            errs.push(
+                SpecError::new(format!("{f}.id"), "is empty")
+                    .hint("give the node a name or leave `id` out"),
+            );
         }
     }
     if loudness > 1 {
@@ -155,17 +167,30 @@ fn graph_checks(g: &Graph, errs: &mut Vec<SpecError>) {
     let mut owner: BTreeMap<Role, &str> = BTreeMap::new();
     for (name, b) in &g.buses {
         let f = format!("graph.buses.{name}");
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-            errs.push(SpecError::new(f.clone(), "bus names use letters, digits, `_` and `-`"));
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            errs.push(SpecError::new(
+                f.clone(),
+                "bus names use letters, digits, `_` and `-`",
+            ));
         }
         if b.roles.is_empty() {
-            errs.push(SpecError::new(format!("{f}.roles"), "is empty").hint("list the roles the bus groups, e.g. [\"drums\", \"bass\"]"));
+            errs.push(
+                SpecError::new(format!("{f}.roles"), "is empty")
+                    .hint("list the roles the bus groups, e.g. [\"drums\", \"bass\"]"),
+            );
         }
         for r in &b.roles {
             if let Some(other) = owner.insert(*r, name) {
                 errs.push(
-                    SpecError::new(format!("{f}.roles"), format!("role `{r}` is already in bus `{other}`"))
-                        .hint("a role feeds one bus only"),
+                    SpecError::new(
+                        format!("{f}.roles"),
+                        format!("role `{r}` is already in bus `{other}`"),
+                    )
+                    .hint("a role feeds one bus only"),
                 );
             }
         }
@@ -181,7 +206,11 @@ fn node_ids(g: &Spec) -> BTreeSet<String> {
         .flat_map(|c| &c.chain)
         .chain(g.graph.buses.values().flat_map(|b| &b.chain))
         .chain(&g.graph.master.chain)
-        .chain(g.titles.iter().flat_map(|t| t.stems.iter().flat_map(|s| &s.chain)))
+        .chain(
+            g.titles
+                .iter()
+                .flat_map(|t| t.stems.iter().flat_map(|s| &s.chain)),
+        )
         .filter_map(|n| n.id.clone())
         .collect()
 }
@@ -199,26 +228,44 @@ fn variant_checks(spec: &Spec, errs: &mut Vec<SpecError>) {
         errs.push(SpecError::new("variants", "no variants").hint("add at least [variants.full]"));
     }
     let names = target_names(&spec.graph);
-    let check_target = |t: &str, field: String, errs: &mut Vec<SpecError>, master_ok: bool| {
-        match Target::parse(t, &spec.graph) {
-            Some(Target::Master) if !master_ok => errs.push(SpecError::new(field, "`master` cannot be used here").hint("name a role or a bus")),
+    let check_target =
+        |t: &str, field: String, errs: &mut Vec<SpecError>, master_ok: bool| match Target::parse(
+            t,
+            &spec.graph,
+        ) {
+            Some(Target::Master) if !master_ok => errs.push(
+                SpecError::new(field, "`master` cannot be used here").hint("name a role or a bus"),
+            ),
             Some(_) => {}
             None => errs.push(
-                SpecError::new(field, format!("`{t}` is neither a role nor a bus"))
-                    .hint(did_you_mean(t.trim_start_matches("role:").trim_start_matches("bus:"), names.iter().map(String::as_str))),
+                SpecError::new(field, format!("`{t}` is neither a role nor a bus")).hint(
+                    did_you_mean(
+                        t.trim_start_matches("role:").trim_start_matches("bus:"),
+                        names.iter().map(String::as_str),
+                    ),
+                ),
             ),
-        }
-    };
+        };
     let ids = node_ids(spec);
     for (name, v) in &spec.variants {
         let f = format!("variants.{name}");
         if name.is_empty() || slug(name) != *name {
-            errs.push(SpecError::new(f.clone(), "variant names use letters, digits, `_`, `-` and `.`").hint("they appear in file names"));
+            errs.push(
+                SpecError::new(
+                    f.clone(),
+                    "variant names use letters, digits, `_`, `-` and `.`",
+                )
+                .hint("they appear in file names"),
+            );
         }
         for (t, db) in &v.gains {
             check_target(t, format!("{f}.gains.{t}"), errs, false);
-            if !(db.is_finite() && (VARIANT_GAIN_RANGE_DB.0..=VARIANT_GAIN_RANGE_DB.1).contains(db)) {
-                errs.push(SpecError::new(format!("{f}.gains.{t}"), format!("{db} dB is out of range")).hint("use -60 to +24 dB, or `mute`"));
+            if !(db.is_finite() && (VARIANT_GAIN_RANGE_DB.0..=VARIANT_GAIN_RANGE_DB.1).contains(db))
+            {
+                errs.push(
+                    SpecError::new(format!("{f}.gains.{t}"), format!("{db} dB is out of range"))
+                        .hint("use -60 to +24 dB, or `mute`"),
+                );
             }
         }
         for (i, t) in v.mute.iter().enumerate() {
@@ -230,16 +277,30 @@ fn variant_checks(spec: &Spec, errs: &mut Vec<SpecError>) {
         let is_vocal_move = name == "vocal_up" || name == "vocal_down";
         if let Some(a) = v.amount_db {
             if !is_vocal_move {
-                errs.push(SpecError::new(format!("{f}.amount_db"), "only `vocal_up` and `vocal_down` take `amount_db`").hint("use `gains` for a custom variant"));
+                errs.push(
+                    SpecError::new(
+                        format!("{f}.amount_db"),
+                        "only `vocal_up` and `vocal_down` take `amount_db`",
+                    )
+                    .hint("use `gains` for a custom variant"),
+                );
             } else if !(a.is_finite() && a > 0.0 && a <= 24.0) {
                 errs.push(SpecError::new(format!("{f}.amount_db"), format!("{a} dB is not a move size")).hint("give the size as a positive number of dB, e.g. 2; the variant's name sets the direction"));
             }
         }
         if let Some(rs) = &v.roles {
             if !is_vocal_move {
-                errs.push(SpecError::new(format!("{f}.roles"), "only `vocal_up` and `vocal_down` take `roles`").hint("use `gains` for a custom variant"));
+                errs.push(
+                    SpecError::new(
+                        format!("{f}.roles"),
+                        "only `vocal_up` and `vocal_down` take `roles`",
+                    )
+                    .hint("use `gains` for a custom variant"),
+                );
             } else if rs.is_empty() {
-                errs.push(SpecError::new(format!("{f}.roles"), "is empty").hint("e.g. [\"vocals\"]"));
+                errs.push(
+                    SpecError::new(format!("{f}.roles"), "is empty").hint("e.g. [\"vocals\"]"),
+                );
             }
         }
         for (i, ins) in v.insert.iter().enumerate() {
@@ -247,8 +308,19 @@ fn variant_checks(spec: &Spec, errs: &mut Vec<SpecError>) {
             check_target(&ins.target, format!("{fi}.target"), errs, true);
             let is_master = ins.target == "master";
             check_chain(&ins.nodes, &format!("{fi}.nodes"), is_master, errs);
-            if is_master && ins.nodes.iter().any(|n| matches!(n.kind, NodeKind::Loudness {})) {
-                errs.push(SpecError::new(format!("{fi}.nodes"), "a variant cannot add a `loudness` node").hint("the master chain has one already"));
+            if is_master
+                && ins
+                    .nodes
+                    .iter()
+                    .any(|n| matches!(n.kind, NodeKind::Loudness {}))
+            {
+                errs.push(
+                    SpecError::new(
+                        format!("{fi}.nodes"),
+                        "a variant cannot add a `loudness` node",
+                    )
+                    .hint("the master chain has one already"),
+                );
             }
         }
         for (i, rep) in v.replace.iter().enumerate() {
@@ -261,7 +333,10 @@ fn variant_checks(spec: &Spec, errs: &mut Vec<SpecError>) {
             }
             if let Some(w) = &rep.with {
                 if matches!(w.kind, NodeKind::Loudness {}) {
-                    errs.push(SpecError::new(format!("{fr}.with"), "cannot replace a node by `loudness`"));
+                    errs.push(SpecError::new(
+                        format!("{fr}.with"),
+                        "cannot replace a node by `loudness`",
+                    ));
                 }
                 check_chain(std::slice::from_ref(w), &format!("{fr}.with"), false, errs);
             }
@@ -272,37 +347,60 @@ fn variant_checks(spec: &Spec, errs: &mut Vec<SpecError>) {
 
 fn title_checks(spec: &Spec, errs: &mut Vec<SpecError>) {
     if spec.titles.is_empty() {
-        errs.push(SpecError::new("titles", "no titles").hint("add a [[titles]] table with its stems"));
+        errs.push(
+            SpecError::new("titles", "no titles").hint("add a [[titles]] table with its stems"),
+        );
     }
     let mut slugs: BTreeMap<String, usize> = BTreeMap::new();
     for (ti, t) in spec.titles.iter().enumerate() {
         let f = format!("titles[{ti}]");
         let s = slug(&t.name);
         if s.is_empty() {
-            errs.push(SpecError::new(format!("{f}.name"), "is empty or has no letters or digits").hint("name the title, e.g. \"night-drive\""));
+            errs.push(
+                SpecError::new(format!("{f}.name"), "is empty or has no letters or digits")
+                    .hint("name the title, e.g. \"night-drive\""),
+            );
         } else if let Some(prev) = slugs.insert(s.clone(), ti) {
             errs.push(
-                SpecError::new(format!("{f}.name"), format!("`{}` gives the same file names as titles[{prev}]", t.name))
-                    .hint("give each title a distinct name"),
+                SpecError::new(
+                    format!("{f}.name"),
+                    format!("`{}` gives the same file names as titles[{prev}]", t.name),
+                )
+                .hint("give each title a distinct name"),
             );
         }
         if t.stems.is_empty() {
-            errs.push(SpecError::new(format!("{f}.stems"), "no stems").hint("list the stem files with their roles"));
+            errs.push(
+                SpecError::new(format!("{f}.stems"), "no stems")
+                    .hint("list the stem files with their roles"),
+            );
         }
         let mut files = BTreeSet::new();
         for (si, st) in t.stems.iter().enumerate() {
             let fs = format!("{f}.stems[{si}]");
             if st.file.trim().is_empty() {
-                errs.push(SpecError::new(format!("{fs}.file"), "is empty").hint("give the stem's path, relative to the spec file"));
+                errs.push(
+                    SpecError::new(format!("{fs}.file"), "is empty")
+                        .hint("give the stem's path, relative to the spec file"),
+                );
             } else if !files.insert(st.file.clone()) {
-                errs.push(SpecError::new(format!("{fs}.file"), format!("`{}` is listed twice in this title", st.file)).hint("list each stem file once"));
+                errs.push(
+                    SpecError::new(
+                        format!("{fs}.file"),
+                        format!("`{}` is listed twice in this title", st.file),
+                    )
+                    .hint("list each stem file once"),
+                );
             }
             check_chain(&st.chain, &format!("{fs}.chain"), false, errs);
         }
         if let Some(r) = &t.reference
             && r.trim().is_empty()
         {
-            errs.push(SpecError::new(format!("{f}.reference"), "is empty").hint("give the reference mix's path or leave `reference` out"));
+            errs.push(
+                SpecError::new(format!("{f}.reference"), "is empty")
+                    .hint("give the reference mix's path or leave `reference` out"),
+            );
         }
     }
 }

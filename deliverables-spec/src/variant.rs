@@ -55,7 +55,10 @@ impl Target {
             return Some(Target::Master);
         }
         if let Some(b) = s.strip_prefix("bus:") {
-            return graph.buses.contains_key(b).then(|| Target::Bus(b.to_string()));
+            return graph
+                .buses
+                .contains_key(b)
+                .then(|| Target::Bus(b.to_string()));
         }
         if let Some(r) = s.strip_prefix("role:") {
             return Role::parse(r).map(Target::Role);
@@ -230,12 +233,7 @@ impl TitleGraph {
 /// Builds the graph for one title under one variant.
 pub fn title_graph(graph: &Graph, title: &Title, variant: &Variant) -> TitleGraph {
     let bus_names: Vec<&String> = graph.buses.keys().collect();
-    let bus_of = |role: Role| {
-        graph
-            .buses
-            .values()
-            .position(|b| b.roles.contains(&role))
-    };
+    let bus_of = |role: Role| graph.buses.values().position(|b| b.roles.contains(&role));
     let sounds = |key: &str| -> bool {
         !variant.mute.contains(key) && variant.only.as_ref().is_none_or(|o| o.contains(key))
     };

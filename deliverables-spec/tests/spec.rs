@@ -69,8 +69,14 @@ fn good_spec_parses() {
     let s = parse_and_validate(GOOD, None).expect("valid");
     assert_eq!(s.titles.len(), 2);
     assert_eq!(s.delivery.bit_depth, Some(BitDepth::Int24));
-    assert_eq!(s.graph.roles[&Role::Vocals].chain[0].id.as_deref(), Some("vox_trim"));
-    assert_eq!(s.graph.roles[&Role::Vocals].chain[0].kind, NodeKind::Gain { db: -1.0 });
+    assert_eq!(
+        s.graph.roles[&Role::Vocals].chain[0].id.as_deref(),
+        Some("vox_trim")
+    );
+    assert_eq!(
+        s.graph.roles[&Role::Vocals].chain[0].kind,
+        NodeKind::Gain { db: -1.0 }
+    );
 }
 
 #[test]
@@ -103,7 +109,10 @@ fn misspelt_node_suggests() {
 fn negative_tolerance_is_refused() {
     let text = GOOD.replace("bit_depth = 24", "bit_depth = 24\ntolerance_lu = -0.5");
     let msg = one_error(&text);
-    assert!(msg.contains("delivery.tolerance_lu: must be zero or positive, got -0.5"), "{msg}");
+    assert!(
+        msg.contains("delivery.tolerance_lu: must be zero or positive, got -0.5"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -128,21 +137,33 @@ fn semantic_errors_are_all_reported() {
         .replace(r#"profile = "ebu-r128""#, r#"profile = "ebu-r182""#)
         .replace("gains = { music = -6.0 }", "gains = { musik = -6.0 }")
         .replace("amount_db = 1.5", "amount_db = -1.5")
-        .replace(r#"roles = ["drums", "bass", "keys", "fx"]"#, r#"roles = ["drums", "bass", "keys", "fx", "drums"]"#);
+        .replace(
+            r#"roles = ["drums", "bass", "keys", "fx"]"#,
+            r#"roles = ["drums", "bass", "keys", "fx", "drums"]"#,
+        );
     let e = errors(&text);
     let all = e.to_string();
     assert_eq!(e.errors.len(), 4, "{all}");
-    assert!(all.contains("delivery.profile: unknown profile `ebu-r182` (did you mean `ebu-r128`?)"), "{all}");
+    assert!(
+        all.contains("delivery.profile: unknown profile `ebu-r182` (did you mean `ebu-r128`?)"),
+        "{all}"
+    );
     assert!(all.contains("variants.quiet_music.gains.musik"), "{all}");
     assert!(all.contains("did you mean `music`?"), "{all}");
     assert!(all.contains("variants.vocal_up.amount_db"), "{all}");
-    assert!(all.contains("role `drums` is already in bus `music`"), "{all}");
+    assert!(
+        all.contains("role `drums` is already in bus `music`"),
+        "{all}"
+    );
     assert!(all.starts_with("job.toml: 4 problems"), "{all}");
 }
 
 #[test]
 fn loudness_node_only_on_master() {
-    let text = GOOD.replace(r#"chain = [{ node = "gain", db = -0.5 }]"#, r#"chain = [{ node = "loudness" }]"#);
+    let text = GOOD.replace(
+        r#"chain = [{ node = "gain", db = -0.5 }]"#,
+        r#"chain = [{ node = "loudness" }]"#,
+    );
     assert!(one_error(&text).contains("belongs in the master chain"));
 }
 
@@ -153,10 +174,18 @@ fn presets_resolve_to_what_engineers_expect() {
     let by = |n: &str| vs.iter().find(|v| v.name == n).expect(n).clone();
     let t = &s.titles[0];
     let muted = |v: &str| -> Vec<Role> {
-        title_graph(&s.graph, t, &by(v)).stems.iter().filter(|p| p.muted).map(|p| p.role).collect()
+        title_graph(&s.graph, t, &by(v))
+            .stems
+            .iter()
+            .filter(|p| p.muted)
+            .map(|p| p.role)
+            .collect()
     };
     assert_eq!(muted("full"), vec![]);
-    assert_eq!(muted("instrumental"), vec![Role::Vocals, Role::BackingVocals]);
+    assert_eq!(
+        muted("instrumental"),
+        vec![Role::Vocals, Role::BackingVocals]
+    );
     assert_eq!(muted("acappella"), vec![Role::Drums, Role::Bass]);
     assert_eq!(muted("tv"), vec![Role::Vocals]);
     let up = title_graph(&s.graph, t, &by("vocal_up"));
@@ -171,23 +200,44 @@ fn presets_resolve_to_what_engineers_expect() {
     let q = title_graph(&s.graph, t, &by("quiet_music"));
     assert_eq!(q.buses[0].gain_db, -6.0);
     // The master always carries exactly one loudness node.
-    assert_eq!(q.master.iter().filter(|n| n.kind == NodeKind::Loudness {}).count(), 1);
+    assert_eq!(
+        q.master
+            .iter()
+            .filter(|n| n.kind == NodeKind::Loudness {})
+            .count(),
+        1
+    );
 }
 
 #[test]
 fn plan_is_a_deterministic_dag() {
     let s = parse_and_validate(GOOD, None).expect("valid");
-    let fp: BTreeMap<String, String> = ["drums.wav", "bass.wav", "vox.wav", "bgv.wav", "keys.wav", "mix.wav"]
-        .iter()
-        .map(|f| (f.to_string(), format!("100:{f}")))
-        .collect();
+    let fp: BTreeMap<String, String> = [
+        "drums.wav",
+        "bass.wav",
+        "vox.wav",
+        "bgv.wav",
+        "keys.wav",
+        "mix.wav",
+    ]
+    .iter()
+    .map(|f| (f.to_string(), format!("100:{f}")))
+    .collect();
     let h = spec_hash(GOOD);
     let p = plan(&s, &h, &fp, "0.1.0");
     let p2 = plan(&s, &h, &fp, "0.1.0");
     assert_eq!(p, p2);
     // Title 1: analyze + 8 variants; title 2 (keys only): acappella skipped.
-    let analyses = p.tasks.iter().filter(|t| matches!(t.kind, TaskKind::Analyze { .. })).count();
-    let renders = p.tasks.iter().filter(|t| matches!(t.kind, TaskKind::Render { .. })).count();
+    let analyses = p
+        .tasks
+        .iter()
+        .filter(|t| matches!(t.kind, TaskKind::Analyze { .. }))
+        .count();
+    let renders = p
+        .tasks
+        .iter()
+        .filter(|t| matches!(t.kind, TaskKind::Render { .. }))
+        .count();
     assert_eq!((analyses, renders), (2, 8 + 7));
     assert_eq!(p.skipped.len(), 1);
     assert_eq!(p.skipped[0].variant, "acappella");
@@ -198,7 +248,16 @@ fn plan_is_a_deterministic_dag() {
     // Renders depend on their title's analysis only.
     for t in &p.tasks {
         if let TaskKind::Render { title, .. } = &t.kind {
-            let a = p.tasks.iter().find(|x| x.kind == TaskKind::Analyze { title: title.clone() }).expect("analysis");
+            let a = p
+                .tasks
+                .iter()
+                .find(|x| {
+                    x.kind
+                        == TaskKind::Analyze {
+                            title: title.clone(),
+                        }
+                })
+                .expect("analysis");
             assert_eq!(t.deps, vec![a.id.clone()]);
         }
     }
@@ -208,7 +267,18 @@ fn plan_is_a_deterministic_dag() {
     let mut fp2 = fp.clone();
     fp2.insert("keys.wav".into(), "101:changed".into());
     let p3 = plan(&s, &h, &fp2, "0.1.0");
-    let changed: Vec<_> = p.tasks.iter().zip(&p3.tasks).filter(|(a, b)| a.id != b.id).map(|(a, _)| a.kind.label()).collect();
-    assert!(changed.iter().all(|l| l.contains("Interlude") || l == "manifest"), "{changed:?}");
+    let changed: Vec<_> = p
+        .tasks
+        .iter()
+        .zip(&p3.tasks)
+        .filter(|(a, b)| a.id != b.id)
+        .map(|(a, _)| a.kind.label())
+        .collect();
+    assert!(
+        changed
+            .iter()
+            .all(|l| l.contains("Interlude") || l == "manifest"),
+        "{changed:?}"
+    );
     assert_eq!(changed.len(), 1 + 7 + 1);
 }

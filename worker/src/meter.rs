@@ -36,7 +36,9 @@ pub struct MeterError(String);
 impl Meter {
     pub fn new(channels: usize, rate: u32, kind: MeterKind) -> Result<Self, MeterError> {
         let mode = match kind {
-            MeterKind::Full => Mode::I | Mode::LRA | Mode::M | Mode::S | Mode::TRUE_PEAK | Mode::SAMPLE_PEAK,
+            MeterKind::Full => {
+                Mode::I | Mode::LRA | Mode::M | Mode::S | Mode::TRUE_PEAK | Mode::SAMPLE_PEAK
+            }
             MeterKind::IntegratedOnly => Mode::I,
         };
         let ch = u32::try_from(channels).map_err(|_| MeterError("too many channels".into()))?;
@@ -104,7 +106,9 @@ impl Meter {
         let dur = self.frames as f64 / f64::from(self.rate);
         if integrated.is_none() {
             if dur < 0.4 {
-                notes.push(format!("no integrated loudness: {dur:.3} s is shorter than one 400 ms gating block"));
+                notes.push(format!(
+                    "no integrated loudness: {dur:.3} s is shorter than one 400 ms gating block"
+                ));
             } else {
                 notes.push("no integrated loudness: the audio is silent (every block below the −70 LUFS gate)".to_string());
             }

@@ -13,8 +13,13 @@ use crate::dsp::Block;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
-    #[error("cannot write '{path}': {source} (check the output folder exists and is writable, and the disk has space)")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error(
+        "cannot write '{path}': {source} (check the output folder exists and is writable, and the disk has space)"
+    )]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot write '{path}': {reason}")]
     Wav { path: PathBuf, reason: String },
     #[error("'{path}' is not a WAV file we can verify: {reason}")]
@@ -39,7 +44,11 @@ pub struct Quantizer {
 impl Quantizer {
     pub fn new(depth: BitDepth) -> Self {
         let bits = depth.bits();
-        let scale = if depth.is_float() { 1.0 } else { f64::from(1u32 << (bits - 1)) };
+        let scale = if depth.is_float() {
+            1.0
+        } else {
+            f64::from(1u32 << (bits - 1))
+        };
         Quantizer {
             depth,
             scale,
@@ -49,7 +58,11 @@ impl Quantizer {
 
     /// Largest value that survives quantisation without clipping (linear).
     pub fn full_scale(&self) -> f64 {
-        if self.depth.is_float() { 1.0 } else { self.max_code / self.scale }
+        if self.depth.is_float() {
+            1.0
+        } else {
+            self.max_code / self.scale
+        }
     }
 
     /// Integer code for `x` (round half away from zero), and whether it clipped.
@@ -86,10 +99,18 @@ pub struct Pending {
 }
 
 impl OutputWriter {
-    pub fn create(final_path: &Path, sample_rate: u32, channels: usize, depth: BitDepth) -> Result<Self, OutputError> {
+    pub fn create(
+        final_path: &Path,
+        sample_rate: u32,
+        channels: usize,
+        depth: BitDepth,
+    ) -> Result<Self, OutputError> {
         let dir = final_path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let name = final_path.file_name().and_then(|n| n.to_str()).unwrap_or("output.wav");
+        let name = final_path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("output.wav");
         let temp_path = dir.join(format!(
             ".{name}.{}-{}.partial",
             std::process::id(),
@@ -100,12 +121,19 @@ impl OutputWriter {
             channels: u16::try_from(channels).unwrap_or(2),
             sample_rate,
             bits_per_sample: depth.bits() as u16,
-            sample_format: if depth.is_float() { hound::SampleFormat::Float } else { hound::SampleFormat::Int },
+            sample_format: if depth.is_float() {
+                hound::SampleFormat::Float
+            } else {
+                hound::SampleFormat::Int
+            },
         };
-        let writer = hound::WavWriter::new(BufWriter::with_capacity(1 << 16, file), spec).map_err(|e| OutputError::Wav {
-            path: temp_path.clone(),
-            reason: e.to_string(),
-        })?;
+        let writer =
+            hound::WavWriter::new(BufWriter::with_capacity(1 << 16, file), spec).map_err(|e| {
+                OutputError::Wav {
+                    path: temp_path.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
         Ok(OutputWriter {
             final_path: final_path.to_path_buf(),
             temp_path,
@@ -219,13 +247,15 @@ pub fn digest_wav(path: &Path) -> Result<FileDigest, OutputError> {
     let mut f = BufReader::new(File::open(path).map_err(io_err(path))?);
     let bytes = f.get_ref().metadata().map_err(io_err(path))?.len();
     let mut hdr = [0u8; 12];
-    f.read_exact(&mut hdr).map_err(|e| verr(format!("no RIFF header: {e}")))?;
+    f.read_exact(&mut hdr)
+        .map_err(|e| verr(format!("no RIFF header: {e}")))?;
     if &hdr[0..4] != b"RIFF" || &hdr[8..12] != b"WAVE" {
         return Err(verr("not a RIFF/WAVE file".into()));
     }
     loop {
         let mut ch = [0u8; 8];
-        f.read_exact(&mut ch).map_err(|_| verr("no data chunk".into()))?;
+        f.read_exact(&mut ch)
+            .map_err(|_| verr("no data chunk".into()))?;
         let size = u64::from(u32::from_le_bytes([ch[4], ch[5], ch[6], ch[7]]));
         if &ch[0..4] == b"data" {
             let mut h = Sha256::new();
@@ -241,7 +271,8 @@ pub fn digest_wav(path: &Path) -> Result<FileDigest, OutputError> {
                 data_bytes: size,
             });
         }
-        f.seek(SeekFrom::Current((size + (size & 1)) as i64)).map_err(io_err(path))?;
+        f.seek(SeekFrom::Current((size + (size & 1)) as i64))
+            .map_err(io_err(path))?;
     }
 }
 

@@ -32,7 +32,11 @@ pub enum WorkerError {
 }
 
 /// Runs until `shutdown` turns true. Connection losses are retried with backoff.
-pub async fn run_worker(url: String, opts: WorkerOptions, mut shutdown: watch::Receiver<bool>) -> Result<(), WorkerError> {
+pub async fn run_worker(
+    url: String,
+    opts: WorkerOptions,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), WorkerError> {
     let endpoint = Channel::from_shared(url.clone()).map_err(|e| WorkerError::Connect {
         url: url.clone(),
         reason: e.to_string(),
@@ -87,11 +91,11 @@ fn lease_ref(l: &TaskLease) -> LeaseRef {
     }
 }
 
+/// A leased task ready to run: its spec, what to do, its dependencies' results.
+type Prepared = (Arc<LoadedSpec>, TaskKind, BTreeMap<String, DepOutcome>);
+
 /// Parses what a lease carries: the spec (cached by hash) and the task.
-fn prepare(
-    lease: &TaskLease,
-    cached: &mut Option<Arc<LoadedSpec>>,
-) -> Result<(Arc<LoadedSpec>, TaskKind, BTreeMap<String, DepOutcome>), TaskError> {
+fn prepare(lease: &TaskLease, cached: &mut Option<Arc<LoadedSpec>>) -> Result<Prepared, TaskError> {
     let spec = match cached {
         Some(s) if s.sha256 == lease.spec_sha256 => s.clone(),
         _ => {
@@ -102,7 +106,9 @@ fn prepare(
             )
             .map_err(|e| TaskError::Input(e.to_string()))?;
             if s.sha256 != lease.spec_sha256 {
-                return Err(TaskError::Internal("spec text does not match its hash".into()));
+                return Err(TaskError::Internal(
+                    "spec text does not match its hash".into(),
+                ));
             }
             let s = Arc::new(s);
             *cached = Some(s.clone());
@@ -114,7 +120,8 @@ fn prepare(
     let deps: BTreeMap<String, DepOutcome> = if lease.deps_json.is_empty() {
         BTreeMap::new()
     } else {
-        serde_json::from_str(&lease.deps_json).map_err(|e| TaskError::Internal(format!("unreadable dependencies: {e}")))?
+        serde_json::from_str(&lease.deps_json)
+            .map_err(|e| TaskError::Internal(format!("unreadable dependencies: {e}")))?
     };
     Ok((spec, kind, deps))
 }

@@ -65,7 +65,10 @@ impl TitleSource {
         if let Some(w) = delivery_rate
             && w != rate
         {
-            return Err(SourceError::DeliveryRate { wanted: w, have: rate });
+            return Err(SourceError::DeliveryRate {
+                wanted: w,
+                have: rate,
+            });
         }
         let raw = readers
             .iter()

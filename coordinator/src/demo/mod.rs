@@ -24,7 +24,8 @@ fn write_wav24(path: &Path, left: &[i32], right: &[i32]) -> Result<()> {
         bits_per_sample: 24,
         sample_format: hound::SampleFormat::Int,
     };
-    let mut w = hound::WavWriter::create(path, spec).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut w = hound::WavWriter::create(path, spec)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     for (l, r) in left.iter().zip(right) {
         w.write_sample(*l)?;
         w.write_sample(*r)?;
@@ -36,14 +37,16 @@ fn write_wav24(path: &Path, left: &[i32], right: &[i32]) -> Result<()> {
 /// Writes the session into `dir` and returns the spec's path.
 pub fn write_session(dir: &Path, seconds: f64) -> Result<PathBuf> {
     let stems_dir = dir.join("stems");
-    std::fs::create_dir_all(&stems_dir).with_context(|| format!("cannot create {}", stems_dir.display()))?;
+    std::fs::create_dir_all(&stems_dir)
+        .with_context(|| format!("cannot create {}", stems_dir.display()))?;
     let stems = synth::synthesize(seconds, DEMO_RATE);
     let frames = stems.first().map_or(0, |s| s.channels[0].len());
     // The reference mix is the exact unity sum of the 24-bit stems.
     let mut mix = [vec![0i64; frames], vec![0i64; frames]];
     let mut entries = String::new();
     for s in &stems {
-        let [l, r] = [&s.channels[0], &s.channels[1]].map(|c| c.iter().map(|&x| code24(x)).collect::<Vec<i32>>());
+        let [l, r] = [&s.channels[0], &s.channels[1]]
+            .map(|c| c.iter().map(|&x| code24(x)).collect::<Vec<i32>>());
         for (m, c) in mix.iter_mut().zip([&l, &r]) {
             for (a, b) in m.iter_mut().zip(c) {
                 *a += i64::from(*b);
@@ -51,9 +54,16 @@ pub fn write_session(dir: &Path, seconds: f64) -> Result<PathBuf> {
         }
         let file = format!("stems/{TITLE_SLUG}_{}.wav", s.name);
         write_wav24(&dir.join(&file), &l, &r)?;
-        entries.push_str(&format!("  {{ file = \"{file}\", role = \"{}\" }},\n", s.role));
+        entries.push_str(&format!(
+            "  {{ file = \"{file}\", role = \"{}\" }},\n",
+            s.role
+        ));
     }
-    let [ml, mr] = mix.map(|c| c.into_iter().map(|x| x.clamp(-8_388_608, 8_388_607) as i32).collect::<Vec<_>>());
+    let [ml, mr] = mix.map(|c| {
+        c.into_iter()
+            .map(|x| x.clamp(-8_388_608, 8_388_607) as i32)
+            .collect::<Vec<_>>()
+    });
     let reference = format!("stems/{TITLE_SLUG}_mix.wav");
     write_wav24(&dir.join(&reference), &ml, &mr)?;
 
@@ -100,6 +110,7 @@ stems = [
 "#
     );
     let spec_path = dir.join(SPEC_FILE);
-    std::fs::write(&spec_path, spec).with_context(|| format!("cannot write {}", spec_path.display()))?;
+    std::fs::write(&spec_path, spec)
+        .with_context(|| format!("cannot write {}", spec_path.display()))?;
     Ok(spec_path)
 }

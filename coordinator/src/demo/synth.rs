@@ -20,6 +20,7 @@
 //! maths is used. No allocation happens per sample.
 
 use std::f64::consts::{PI, TAU};
+use stemforge_worker::dsp::math::DetMath;
 
 /// One synthesised stem of the demo session.
 #[derive(Debug, Clone, PartialEq)]
@@ -303,27 +304,27 @@ fn silent(frames: usize) -> Stereo {
 }
 
 fn midi_hz(midi: f64) -> f64 {
-    440.0 * ((midi - 69.0) / 12.0).exp2()
+    440.0 * ((midi - 69.0) / 12.0).dexp2()
 }
 
 fn db_to_gain(db: f64) -> f64 {
-    10f64.powf(db / 20.0)
+    10f64.dpowf(db / 20.0)
 }
 
 /// Per-sample multiplier of an exponential decay with time constant `tau` seconds.
 fn decay(tau: f64, sr: f64) -> f64 {
-    (-1.0 / (tau * sr)).exp()
+    (-1.0 / (tau * sr)).dexp()
 }
 
 /// One-pole smoothing coefficient for time constant `tau` seconds over `samples` samples.
 fn smooth_coef(tau: f64, samples: f64, sr: f64) -> f64 {
-    1.0 - (-samples / (tau * sr)).exp()
+    1.0 - (-samples / (tau * sr)).dexp()
 }
 
 /// Equal-power pan gains for `p` in -1 (left) ..= 1 (right).
 fn pan_gains(p: f64) -> (f64, f64) {
     let a = (p.clamp(-1.0, 1.0) + 1.0) * PI / 4.0;
-    (a.cos(), a.sin())
+    (a.dcos(), a.dsin())
 }
 
 /// Linear fade over the last `len` samples of an `n`-sample event.
@@ -382,8 +383,8 @@ impl Phasor {
     /// Frequency in Hz and per-sample amplitude multiplier (1 = no decay).
     fn set(&mut self, freq: f64, damping: f64, sr: f64) {
         let w = TAU * freq / sr;
-        self.rot_c = damping * w.cos();
-        self.rot_s = damping * w.sin();
+        self.rot_c = damping * w.dcos();
+        self.rot_s = damping * w.dsin();
     }
 
     fn next(&mut self) -> f64 {
@@ -437,7 +438,7 @@ impl OnePole {
     fn new(fc: f64, sr: f64) -> OnePole {
         let fc = fc.min(0.45 * sr);
         OnePole {
-            a: 1.0 - (-TAU * fc / sr).exp(),
+            a: 1.0 - (-TAU * fc / sr).dexp(),
             z: 0.0,
         }
     }
@@ -479,7 +480,7 @@ impl Svf {
     }
 
     fn set(&mut self, fc: f64, q: f64, sr: f64) {
-        let g = (PI * fc.clamp(10.0, 0.45 * sr) / sr).tan();
+        let g = (PI * fc.clamp(10.0, 0.45 * sr) / sr).dtan();
         self.k = 1.0 / q;
         self.a1 = 1.0 / (1.0 + g * (g + self.k));
         self.a2 = g * self.a1;
@@ -516,11 +517,11 @@ impl Biquad {
         let f0 = f0.clamp(20.0, 0.45 * sr);
         let q = (f0 / bandwidth).max(0.5);
         let w0 = TAU * f0 / sr;
-        let alpha = w0.sin() / (2.0 * q);
+        let alpha = w0.dsin() / (2.0 * q);
         let a0 = 1.0 + alpha;
         self.b0 = alpha / a0;
         self.b2 = -alpha / a0;
-        self.a1 = -2.0 * w0.cos() / a0;
+        self.a1 = -2.0 * w0.dcos() / a0;
         self.a2 = (1.0 - alpha) / a0;
     }
 
@@ -898,9 +899,9 @@ fn keys_note(out: &mut Stereo, song: &Song, hit: Hit, tone: KeyTone) {
         for (k, (p, &amp)) in partials.iter_mut().zip(amps.iter()).enumerate() {
             let harmonic = (k + 1) as f64;
             let cents = if k == 0 { 0.0 } else { side * detune };
-            let fk = f * harmonic * (cents / 1200.0).exp2();
+            let fk = f * harmonic * (cents / 1200.0).dexp2();
             *p = Phasor::new(if fk < 0.45 * sr { amp } else { 0.0 });
-            p.set(fk, decay(tau / harmonic.powf(tau_exp), sr), sr);
+            p.set(fk, decay(tau / harmonic.dpowf(tau_exp), sr), sr);
         }
         let mut env = 0.35 * hit.vel * if ch == 0 { gl } else { gr };
         for (i, o) in channel[s0..s0 + n].iter_mut().enumerate() {
@@ -1201,7 +1202,7 @@ fn render_phrase(
             vib_phase += TAU * style.vib_rate * block / sr;
             drift += (0.06 * rng.bipolar() - drift) * 0.05;
             pitch += (note.midi - pitch) * glide_coef;
-            dt = (midi_hz(pitch + depth * vib_phase.sin() + drift) / sr).min(0.45);
+            dt = (midi_hz(pitch + depth * vib_phase.dsin() + drift) / sr).min(0.45);
             for ((state, target), filter) in formants
                 .iter_mut()
                 .zip(note.vowel.formants())
@@ -1274,9 +1275,9 @@ fn riser(out: &mut Stereo, song: &Song, t_end: f64, rng: &mut Rng) {
     for (i, (l, r)) in frames.enumerate() {
         let x = i as f64 / n as f64;
         if i % BLOCK == 0 {
-            filter.set(250.0 * 36f64.powf(x), 2.5, sr);
+            filter.set(250.0 * 36f64.dpowf(x), 2.5, sr);
             lfo += TAU * (0.4 + 5.0 * x * x) * BLOCK as f64 / sr;
-            (gl, gr) = pan_gains(0.75 * lfo.sin());
+            (gl, gr) = pan_gains(0.75 * lfo.dsin());
         }
         let v = 2.0 * filter.process(rng.bipolar()).band * x * x * tail_fade(i, n, fade);
         *l += v * gl;
@@ -1297,7 +1298,7 @@ fn reverse_cymbal(out: &mut Stereo, song: &Song, t_end: f64, rng: &mut Rng) {
     let fade = (0.006 * sr) as usize;
     for i in 0..n {
         let x = i as f64 / n as f64;
-        let env = 0.5 * x * (5.0 * (x - 1.0)).exp() * tail_fade(i, n, fade);
+        let env = 0.5 * x * (5.0 * (x - 1.0)).dexp() * tail_fade(i, n, fade);
         for (channel, filter) in out.iter_mut().zip(filters.iter_mut()) {
             channel[s0 + i] += env * filter.process(rng.bipolar()).high;
         }
@@ -1343,7 +1344,7 @@ fn finish_channel(x: &mut [f64], sr: f64, dc_block: bool) -> f64 {
     let fade_len = ((END_FADE_SECONDS * sr).round() as usize).min(x.len());
     let fade_start = x.len() - fade_len;
     if dc_block {
-        let r = (-TAU * 5.0 / sr).exp();
+        let r = (-TAU * 5.0 / sr).dexp();
         let (mut x1, mut y1) = (0.0f64, 0.0f64);
         for v in x.iter_mut() {
             let y = *v - x1 + r * y1;
@@ -1354,7 +1355,7 @@ fn finish_channel(x: &mut [f64], sr: f64, dc_block: bool) -> f64 {
     }
     for (i, v) in x[fade_start..].iter_mut().enumerate() {
         let p = (i + 1) as f64 / fade_len as f64;
-        *v *= 0.5 * (1.0 + (PI * p).cos());
+        *v *= 0.5 * (1.0 + (PI * p).dcos());
     }
     x.iter().fold(0.0f64, |m, v| m.max(v.abs()))
 }
@@ -1408,7 +1409,7 @@ mod tests {
     }
 
     fn db(x: f64) -> f64 {
-        20.0 * x.max(1e-300).log10()
+        20.0 * x.max(1e-300).dlog10()
     }
 
     fn peak(s: &SynthStem) -> f64 {

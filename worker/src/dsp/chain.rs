@@ -13,7 +13,13 @@ pub struct Chain {
 impl Chain {
     /// Builds and prepares the nodes. `loudness_db` is the gain the
     /// `loudness` node applies (the title's master gain).
-    pub fn build(specs: &[NodeSpec], loudness_db: f64, sample_rate: u32, channels: usize, max_block: usize) -> Chain {
+    pub fn build(
+        specs: &[NodeSpec],
+        loudness_db: f64,
+        sample_rate: u32,
+        channels: usize,
+        max_block: usize,
+    ) -> Chain {
         let mut nodes: Vec<Box<dyn Node>> = specs
             .iter()
             .map(|n| -> Box<dyn Node> {

@@ -3,6 +3,7 @@
 pub mod block;
 pub mod chain;
 pub mod graph;
+pub mod math;
 pub mod node;
 pub mod nodes;
 

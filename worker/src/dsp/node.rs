@@ -4,6 +4,7 @@
 //! frames, and `process` runs one block in place without allocating.
 
 use super::block::Block;
+use super::math::DetMath;
 
 pub trait Node: Send {
     /// The spec's name for this node type.
@@ -22,10 +23,10 @@ pub trait Node: Send {
 
 /// Converts decibels to a linear gain.
 pub fn db_to_gain(db: f64) -> f64 {
-    10f64.powf(db / 20.0)
+    10f64.dpowf(db / 20.0)
 }
 
 /// Converts a linear amplitude to decibels (−∞ for 0).
 pub fn gain_to_db(g: f64) -> f64 {
-    20.0 * g.log10()
+    20.0 * g.dlog10()
 }

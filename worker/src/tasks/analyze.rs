@@ -83,7 +83,12 @@ pub fn analyze(ctx: &TaskContext<'_>, title_name: &str) -> Result<AnalysisResult
     let rate = source.sample_rate;
     let infos = source.infos();
     drop(source);
-    let expected_frames = infos.iter().filter_map(|i| i.frames).max().unwrap_or(0).max(1);
+    let expected_frames = infos
+        .iter()
+        .filter_map(|i| i.frames)
+        .max()
+        .unwrap_or(0)
+        .max(1);
 
     // Families: the full mix (+ matched outputs), then each normalized variant.
     let all = variants(&spec.spec);
@@ -133,12 +138,13 @@ pub fn analyze(ctx: &TaskContext<'_>, title_name: &str) -> Result<AnalysisResult
     let mut stem_frames = Vec::new();
     while passes < MAX_PASSES {
         passes += 1;
-        let (results, n, sf) = run_pass(ctx, title, &paths, d.sample_rate, rate, &probes, &families, |pos| {
+        let pass = run_pass(ctx, title, &probes, &families, |pos| {
             let est = f64::from(passes - 1) + pos as f64 / expected_frames as f64;
             (ctx.progress)((est / 2.0).min(0.95));
         })?;
-        frames = n;
-        stem_frames = sf;
+        let results = pass.readings;
+        frames = pass.frames;
+        stem_frames = pass.stem_frames;
         let mut all_converged = true;
         for (fi, fam) in families.iter_mut().enumerate() {
             let members = probes.iter().zip(&results).filter(|(p, _)| p.family == fi);
@@ -162,7 +168,10 @@ pub fn analyze(ctx: &TaskContext<'_>, title_name: &str) -> Result<AnalysisResult
                         "title `{title_name}`: the full mix is silent (no 400 ms block above -70 LUFS); check the stems are the right files"
                     )));
                 }
-                notes.push(format!("variant `{}` is silent; it keeps gain 0 dB", fam.name));
+                notes.push(format!(
+                    "variant `{}` is silent; it keeps gain 0 dB",
+                    fam.name
+                ));
                 fam.converged = true;
                 continue;
             };
@@ -186,7 +195,9 @@ pub fn analyze(ctx: &TaskContext<'_>, title_name: &str) -> Result<AnalysisResult
         }
     }
     if families.iter().any(|f| !f.converged) {
-        notes.push(format!("level search did not settle within {MAX_PASSES} passes"));
+        notes.push(format!(
+            "level search did not settle within {MAX_PASSES} passes"
+        ));
     }
     for f in &families {
         if f.clip_safety_db > CONVERGED_DB {
@@ -222,7 +233,14 @@ pub fn analyze(ctx: &TaskContext<'_>, title_name: &str) -> Result<AnalysisResult
         let p = spec.path(r);
         let rd = StemReader::open(&p)?;
         let info = rd.info().clone();
-        inputs.push(input_record(r, "reference", None, &p, &info, info.frames.unwrap_or(0))?);
+        inputs.push(input_record(
+            r,
+            "reference",
+            None,
+            &p,
+            &info,
+            info.frames.unwrap_or(0),
+        )?);
     }
 
     let rec = |f: &Family| LevelRecord {
@@ -240,7 +258,10 @@ pub fn analyze(ctx: &TaskContext<'_>, title_name: &str) -> Result<AnalysisResult
         inputs,
         level: rec(&families[0]),
         full_mix_lufs: families[0].loudness,
-        normalized: families[1..].iter().map(|f| (f.name.clone(), rec(f))).collect(),
+        normalized: families[1..]
+            .iter()
+            .map(|f| (f.name.clone(), rec(f)))
+            .collect(),
         notes,
     })
 }
@@ -264,29 +285,42 @@ fn round6(x: f64) -> f64 {
     (x * 1e6).round() / 1e6
 }
 
+/// What one pass found.
+struct PassOutcome {
+    /// Per probe: integrated loudness (if measured) and sample peak.
+    readings: Vec<(Option<f64>, f64)>,
+    /// The title's length: its longest stem.
+    frames: u64,
+    /// Each stem's own length.
+    stem_frames: Vec<u64>,
+}
+
 /// Renders every probe once; returns (integrated loudness, sample peak) per
 /// probe, the title's length in frames and each stem's.
-#[allow(clippy::too_many_arguments)]
 fn run_pass(
     ctx: &TaskContext<'_>,
     title: &Title,
-    paths: &[PathBuf],
-    delivery_rate: Option<u32>,
-    rate: u32,
     probes: &[Probe],
     families: &[Family],
     progress: impl Fn(u64),
-) -> Result<(Vec<(Option<f64>, f64)>, u64, Vec<u64>), TaskError> {
-    let mut source = TitleSource::open(paths, delivery_rate)?;
+) -> Result<PassOutcome, TaskError> {
+    let paths: Vec<PathBuf> = title.stems.iter().map(|s| ctx.spec.path(&s.file)).collect();
+    let mut source = TitleSource::open(&paths, ctx.spec.delivery().sample_rate)?;
+    let rate = source.sample_rate;
     let mut inputs = source.make_blocks();
     let spec = &ctx.spec.spec;
     let mut graphs: Vec<(MixGraph, Option<Meter>, f64)> = probes
         .iter()
         .map(|p| {
             let tg = title_graph(&spec.graph, title, &p.graph_variant);
-            let g = MixGraph::new(&tg, round6(families[p.family].gain_db), rate, OUT_CHANNELS, BLOCK_FRAMES, |i| {
-                p.stems.contains(&i)
-            });
+            let g = MixGraph::new(
+                &tg,
+                round6(families[p.family].gain_db),
+                rate,
+                OUT_CHANNELS,
+                BLOCK_FRAMES,
+                |i| p.stems.contains(&i),
+            );
             let meter = if p.measures_loudness {
                 Some(Meter::new(OUT_CHANNELS, rate, MeterKind::IntegratedOnly)?)
             } else {
@@ -310,19 +344,19 @@ fn run_pass(
             }
         }
         step += 1;
-        if step % 16 == 0 {
+        if step.is_multiple_of(16) {
             ctx.check_cancel()?;
             progress(source.position());
         }
     }
-    Ok((
-        graphs
+    Ok(PassOutcome {
+        readings: graphs
             .iter()
             .map(|(_, m, p)| (m.as_ref().and_then(Meter::integrated), *p))
             .collect(),
-        source.position(),
-        source.stem_positions(),
-    ))
+        frames: source.position(),
+        stem_frames: source.stem_positions(),
+    })
 }
 
 fn input_record(
@@ -352,6 +386,11 @@ fn input_record(
 }
 
 /// The outputs a render of `variant` produces (shared with the render task).
-pub fn outputs_for(ctx: &TaskContext<'_>, title: &Title, variant: &Variant, rate: u32) -> Vec<PlannedOutput> {
+pub fn outputs_for(
+    ctx: &TaskContext<'_>,
+    title: &Title,
+    variant: &Variant,
+    rate: u32,
+) -> Vec<PlannedOutput> {
     title_outputs(&ctx.spec.spec, &ctx.spec.delivery(), title, variant, rate)
 }

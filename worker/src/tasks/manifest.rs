@@ -5,7 +5,9 @@ use std::io::Write;
 
 use deliverables_spec::TaskKind;
 use deliverables_spec::compliance::{Outcome, Verdict, judge};
-use deliverables_spec::manifest::{MANIFEST_VERSION, Manifest, OutputEntry, Summary, TitleEntry, Tool};
+use deliverables_spec::manifest::{
+    MANIFEST_VERSION, Manifest, OutputEntry, Summary, TitleEntry, Tool,
+};
 use deliverables_spec::plan::title_variants;
 use deliverables_spec::variant::variants;
 use serde::{Deserialize, Serialize};
@@ -71,10 +73,16 @@ pub fn write_manifest(ctx: &TaskContext<'_>) -> Result<ManifestResult, TaskError
             .iter()
             .filter_map(|o| serde_json::from_value::<RenderResult>(o.result.clone()).ok())
             .find(|r| r.variant == "full")
-            .and_then(|r| r.outputs.first().and_then(|x| x.measurement.integrated_lufs))
+            .and_then(|r| {
+                r.outputs
+                    .first()
+                    .and_then(|x| x.measurement.integrated_lufs)
+            })
             .or(a.as_ref().and_then(|a| a.full_mix_lufs));
         for o in renders {
-            let TaskKind::Render { variant, .. } = &o.kind else { continue };
+            let TaskKind::Render { variant, .. } = &o.kind else {
+                continue;
+            };
             let v = all.iter().find(|x| &x.name == variant);
             let description = v.map(|v| v.description.clone()).unwrap_or_default();
             let policy = v.map_or(deliverables_spec::LevelPolicy::Matched, |v| v.level);
@@ -125,7 +133,11 @@ pub fn write_manifest(ctx: &TaskContext<'_>) -> Result<ManifestResult, TaskError
                         reasons: vec![format!(
                             "render {}: {}",
                             o.state,
-                            if o.error.is_empty() { "see the analysis error" } else { &o.error }
+                            if o.error.is_empty() {
+                                "see the analysis error"
+                            } else {
+                                &o.error
+                            }
                         )],
                     },
                 }),
@@ -159,7 +171,8 @@ pub fn write_manifest(ctx: &TaskContext<'_>) -> Result<ManifestResult, TaskError
         titles,
     };
     let path = ctx.output_dir.join(MANIFEST_FILE);
-    let mut text = serde_json::to_vec_pretty(&manifest).map_err(|e| TaskError::Internal(e.to_string()))?;
+    let mut text =
+        serde_json::to_vec_pretty(&manifest).map_err(|e| TaskError::Internal(e.to_string()))?;
     text.push(b'\n');
     write_atomically(&path, &text)?;
     Ok(ManifestResult {
@@ -218,7 +231,13 @@ mod tests {
     #[test]
     fn rfc3339() {
         assert_eq!(super::rfc3339_utc(0), "1970-01-01T00:00:00Z");
-        assert_eq!(super::rfc3339_utc(1_795_478_400_000), "2026-11-23T00:00:00Z");
-        assert_eq!(super::rfc3339_utc(951_782_400_000 + 3_723_000), "2000-02-29T01:02:03Z");
+        assert_eq!(
+            super::rfc3339_utc(1_795_478_400_000),
+            "2026-11-23T00:00:00Z"
+        );
+        assert_eq!(
+            super::rfc3339_utc(951_782_400_000 + 3_723_000),
+            "2000-02-29T01:02:03Z"
+        );
     }
 }

@@ -76,12 +76,12 @@ pub enum TaskError {
 impl TaskError {
     /// Whether running the task again could succeed (I/O hiccups: yes; bad input: no).
     pub fn is_retryable(&self) -> bool {
-        match self {
-            TaskError::Output(OutputError::Io { .. }) => true,
-            TaskError::Decode(DecodeError::Open { .. }) => true,
-            TaskError::Internal(_) => true,
-            _ => false,
-        }
+        matches!(
+            self,
+            TaskError::Output(OutputError::Io { .. })
+                | TaskError::Decode(DecodeError::Open { .. } | DecodeError::Io { .. })
+                | TaskError::Internal(_)
+        )
     }
 }
 

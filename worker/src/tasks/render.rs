@@ -2,8 +2,8 @@
 //! appear atomically, each verified by reading it back and measuring it.
 
 use deliverables_spec::LevelPolicy;
-use deliverables_spec::manifest::FileRecord;
 use deliverables_spec::compliance::Measurement;
+use deliverables_spec::manifest::FileRecord;
 use deliverables_spec::variant::title_graph;
 use serde::{Deserialize, Serialize};
 
@@ -38,22 +38,33 @@ pub struct RenderResult {
 pub fn analysis_of(ctx: &TaskContext<'_>, title: &str) -> Result<AnalysisResult, TaskError> {
     ctx.deps
         .values()
-        .find(|d| matches!(&d.kind, deliverables_spec::TaskKind::Analyze { title: t } if t == title))
-        .ok_or_else(|| TaskError::Internal(format!("render of `{title}` was leased without its analysis result")))
+        .find(
+            |d| matches!(&d.kind, deliverables_spec::TaskKind::Analyze { title: t } if t == title),
+        )
+        .ok_or_else(|| {
+            TaskError::Internal(format!(
+                "render of `{title}` was leased without its analysis result"
+            ))
+        })
         .and_then(|d| {
-            serde_json::from_value(d.result.clone())
-                .map_err(|e| TaskError::Internal(format!("analysis result of `{title}` is unreadable: {e}")))
+            serde_json::from_value(d.result.clone()).map_err(|e| {
+                TaskError::Internal(format!("analysis result of `{title}` is unreadable: {e}"))
+            })
         })
 }
 
-pub fn render(ctx: &TaskContext<'_>, title_name: &str, variant_name: &str) -> Result<RenderResult, TaskError> {
+pub fn render(
+    ctx: &TaskContext<'_>,
+    title_name: &str,
+    variant_name: &str,
+) -> Result<RenderResult, TaskError> {
     let spec = ctx.spec;
     let title = spec
         .title(title_name)
         .ok_or_else(|| TaskError::Internal(format!("title `{title_name}` is not in the spec")))?;
-    let variant = spec
-        .variant(variant_name)
-        .ok_or_else(|| TaskError::Internal(format!("variant `{variant_name}` is not in the spec")))?;
+    let variant = spec.variant(variant_name).ok_or_else(|| {
+        TaskError::Internal(format!("variant `{variant_name}` is not in the spec"))
+    })?;
     let analysis = analysis_of(ctx, title_name)?;
     let d = spec.delivery();
     let rate = analysis.sample_rate;
@@ -68,11 +79,22 @@ pub fn render(ctx: &TaskContext<'_>, title_name: &str, variant_name: &str) -> Re
     let mut inputs = source.make_blocks();
     let mut graphs: Vec<MixGraph> = planned
         .iter()
-        .map(|o| MixGraph::new(&tg, gain_db, rate, OUT_CHANNELS, BLOCK_FRAMES, |i| o.stems.contains(&i)))
+        .map(|o| {
+            MixGraph::new(&tg, gain_db, rate, OUT_CHANNELS, BLOCK_FRAMES, |i| {
+                o.stems.contains(&i)
+            })
+        })
         .collect();
     let mut writers = planned
         .iter()
-        .map(|o| OutputWriter::create(&ctx.output_dir.join(&o.file_name), rate, OUT_CHANNELS, d.bit_depth))
+        .map(|o| {
+            OutputWriter::create(
+                &ctx.output_dir.join(&o.file_name),
+                rate,
+                OUT_CHANNELS,
+                d.bit_depth,
+            )
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let mut out = Block::new(OUT_CHANNELS, BLOCK_FRAMES);
     let total = analysis.frames.max(1);
@@ -87,7 +109,7 @@ pub fn render(ctx: &TaskContext<'_>, title_name: &str, variant_name: &str) -> Re
             w.write(&out)?;
         }
         step += 1;
-        if step % 16 == 0 {
+        if step.is_multiple_of(16) {
             ctx.check_cancel()?;
             (ctx.progress)(0.7 * source.position() as f64 / total as f64);
         }
@@ -143,7 +165,11 @@ fn discard_all(p: &[Pending]) {
 }
 
 /// Reads a written file back: checksums, format, and loudness of the audio as stored.
-fn verify(p: &Pending, d: &deliverables_spec::Delivery, rate: u32) -> Result<(FileRecord, Measurement), TaskError> {
+fn verify(
+    p: &Pending,
+    d: &deliverables_spec::Delivery,
+    rate: u32,
+) -> Result<(FileRecord, Measurement), TaskError> {
     let digest = digest_wav(&p.temp_path)?;
     if digest.audio_sha256 != p.audio_sha256 {
         return Err(TaskError::Internal(format!(
@@ -174,7 +200,8 @@ fn verify(p: &Pending, d: &deliverables_spec::Delivery, rate: u32) -> Result<(Fi
     }
     let mut m = meter.finish();
     if p.clipped > 0 {
-        m.notes.push(format!("{} samples clipped at full scale", p.clipped));
+        m.notes
+            .push(format!("{} samples clipped at full scale", p.clipped));
     }
     let file = FileRecord {
         path: String::new(),
@@ -185,7 +212,12 @@ fn verify(p: &Pending, d: &deliverables_spec::Delivery, rate: u32) -> Result<(Fi
         codec: info.codec.clone(),
         sample_rate: info.sample_rate,
         bit_depth: d.bit_depth.bits(),
-        sample_format: if d.bit_depth.is_float() { "float" } else { "int" }.to_string(),
+        sample_format: if d.bit_depth.is_float() {
+            "float"
+        } else {
+            "int"
+        }
+        .to_string(),
         channels: info.channels,
         frames,
         duration_s: frames as f64 / f64::from(rate),

@@ -1,0 +1,135 @@
+//! Shared helpers for the end-to-end tests: run the real `stemforge` binary,
+//! read WAV files with hound (independent of our decoder), measure with ffmpeg.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_stemforge");
+
+/// A fresh folder under the target dir's temp area.
+pub fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("stemforge-e2e-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("create scratch dir");
+    d
+}
+
+pub fn stemforge(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("STEMFORGE_LOG", "warn")
+        .output()
+        .expect("run stemforge")
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// One demo session per test binary (20 s of music), rendered once.
+pub struct Demo {
+    pub dir: PathBuf,
+    pub spec: PathBuf,
+    pub manifest: serde_json::Value,
+}
+
+pub fn demo() -> &'static Demo {
+    static DEMO: OnceLock<Demo> = OnceLock::new();
+    DEMO.get_or_init(|| {
+        let dir = scratch("demo");
+        let d = dir.to_str().expect("utf-8 path");
+        let o = stemforge(&["demo", d, "--seconds", "20", "--workers", "2"]);
+        assert!(o.status.success(), "demo failed:\n{}", text(&o));
+        let manifest = read_json(&dir.join("deliverables/manifest.json"));
+        Demo {
+            spec: dir.join("deliverables.toml"),
+            dir,
+            manifest,
+        }
+    })
+}
+
+pub fn read_json(p: &Path) -> serde_json::Value {
+    let bytes = std::fs::read(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
+    serde_json::from_slice(&bytes).expect("valid JSON")
+}
+
+/// Every output entry of every title.
+pub fn outputs(manifest: &serde_json::Value) -> Vec<serde_json::Value> {
+    manifest["titles"]
+        .as_array()
+        .expect("titles")
+        .iter()
+        .flat_map(|t| t["outputs"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
+/// Planar samples of a WAV file as f64 (ints scaled by 2^(bits-1)), read by hound.
+pub fn read_wav(p: &Path) -> (hound::WavSpec, Vec<Vec<f64>>) {
+    let mut r = hound::WavReader::open(p).unwrap_or_else(|e| panic!("open {}: {e}", p.display()));
+    let spec = r.spec();
+    let ch = spec.channels as usize;
+    let mut out = vec![Vec::new(); ch];
+    match spec.sample_format {
+        hound::SampleFormat::Float => {
+            for (i, s) in r.samples::<f32>().enumerate() {
+                out[i % ch].push(f64::from(s.expect("sample")));
+            }
+        }
+        hound::SampleFormat::Int => {
+            let scale = f64::from(1u32 << (spec.bits_per_sample - 1));
+            for (i, s) in r.samples::<i32>().enumerate() {
+                out[i % ch].push(f64::from(s.expect("sample")) / scale);
+            }
+        }
+    }
+    (spec, out)
+}
+
+/// Integrated loudness and true peak by ffmpeg's ebur128 filter, full precision.
+pub fn ffmpeg_loudness(p: &Path) -> (f64, f64) {
+    let meta = std::env::temp_dir().join(format!(
+        "stemforge-ff-{}-{}.txt",
+        std::process::id(),
+        p.file_name().and_then(|n| n.to_str()).unwrap_or("x")
+    ));
+    let filter = format!(
+        "ebur128=peak=true:metadata=1,ametadata=mode=print:file={}",
+        meta.display()
+    );
+    let o = Command::new("ffmpeg")
+        .args(["-nostdin", "-hide_banner", "-nostats", "-i"])
+        .arg(p)
+        .args(["-af", &filter, "-f", "null", "-"])
+        .output()
+        .expect("ffmpeg must be installed (apt-get install -y ffmpeg; .ci/run does this)");
+    assert!(
+        o.status.success(),
+        "ffmpeg failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let txt = std::fs::read_to_string(&meta).expect("ffmpeg metadata file");
+    let _ = std::fs::remove_file(&meta);
+    let last = |key: &str| -> f64 {
+        txt.lines()
+            .rev()
+            .filter_map(|l| l.strip_prefix(key))
+            .find_map(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {key} in ffmpeg output"))
+    };
+    // True peak per channel is printed as lavfi.r128.true_peaks_chN (linear).
+    let tp = txt
+        .lines()
+        .filter(|l| l.starts_with("lavfi.r128.true_peaks_ch"))
+        .filter_map(|l| l.split('=').nth(1)?.trim().parse::<f64>().ok())
+        .fold(0.0_f64, f64::max);
+    (last("lavfi.r128.I="), 20.0 * tp.log10())
+}
