@@ -289,3 +289,141 @@ fn corrupt_stem_fails_its_title_cleanly() {
         12
     );
 }
+
+/// A target the mix cannot reach without clipping: the clip safety lowers the
+/// master gain, no sample clips, and the manifest says why the full mix fails.
+#[test]
+fn clip_safety_keeps_samples_below_full_scale_and_reports_it() {
+    let d = demo();
+    let spec = std::fs::read_to_string(&d.spec).expect("spec");
+    let hot = spec.replace("bit_depth = 24", "bit_depth = 16\ntarget_lufs = -6.0");
+    let path = d.dir.join("hot.toml");
+    std::fs::write(&path, hot).expect("write spec");
+    let out = scratch("hot");
+    let o = stemforge(&[
+        "render",
+        path.to_str().expect("utf-8"),
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let m = read_json(&out.join("manifest.json"));
+    let level = &m["titles"][0]["level"];
+    let safety = level["clip_safety_db"].as_f64().expect("clip safety");
+    assert!(safety > 1.0, "clip safety {safety} dB");
+    assert!(level["clip_safety_output"].as_str().is_some());
+    let outs = outputs(&m);
+    let full = outs.iter().find(|o| o["variant"] == "full").expect("full");
+    assert_eq!(full["verdict"]["verdict"], "fail");
+    let reason = full["verdict"]["reasons"][0].as_str().expect("reason");
+    assert!(reason.contains("outside -6.0"), "{reason}");
+    // The loudest output touches full scale but never clips: no sample at the
+    // clamp limit beyond the one the gain was fitted to, none flagged clipped.
+    let mut loudest = 0.0_f64;
+    for o in &outs {
+        assert!(o["measurement"]["notes"].as_array().is_none_or(|n| {
+            !n.iter()
+                .any(|x| x.as_str().is_some_and(|s| s.contains("clipped")))
+        }));
+        let (_, ch) = read_wav(&out.join(o["file"]["path"].as_str().expect("path")));
+        let peak = ch.iter().flatten().fold(0.0_f64, |a, x| a.max(x.abs()));
+        loudest = loudest.max(peak);
+    }
+    assert!(loudest <= 32_767.0 / 32_768.0, "peak {loudest}");
+    assert!(
+        loudest > 0.99,
+        "clip safety should use the headroom: peak {loudest}"
+    );
+}
+
+/// The committed JSON schema describes the manifest we write: every key we
+/// write is declared, every required key is written, types match.
+#[test]
+fn manifest_matches_its_committed_schema() {
+    let schema_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deliverables-spec/manifest.schema.json");
+    let schema = read_json(&schema_path);
+    let mut problems = Vec::new();
+    check_schema(&demo().manifest, &schema, &schema, "$", &mut problems);
+    assert!(
+        problems.is_empty(),
+        "manifest vs schema:\n{}",
+        problems.join("\n")
+    );
+}
+
+fn check_schema(
+    v: &serde_json::Value,
+    s: &serde_json::Value,
+    root: &serde_json::Value,
+    at: &str,
+    out: &mut Vec<String>,
+) {
+    use serde_json::Value;
+    if let Some(r) = s["$ref"].as_str() {
+        let name = r.trim_start_matches("#/$defs/");
+        return check_schema(v, &root["$defs"][name], root, at, out);
+    }
+    if let Some(alts) = s["oneOf"].as_array() {
+        let ok = alts.iter().any(|a| {
+            let mut p = Vec::new();
+            check_schema(v, a, root, at, &mut p);
+            p.is_empty()
+        });
+        if !ok {
+            out.push(format!("{at}: matches no alternative"));
+        }
+        return;
+    }
+    let type_ok = |t: &str| match t {
+        "object" => v.is_object(),
+        "array" => v.is_array(),
+        "string" => v.is_string(),
+        "number" => v.is_number(),
+        "integer" => v.is_u64() || v.is_i64(),
+        "boolean" => v.is_boolean(),
+        "null" => v.is_null(),
+        _ => false,
+    };
+    match &s["type"] {
+        Value::String(t) if !type_ok(t) => out.push(format!("{at}: expected {t}, got {v}")),
+        Value::Array(ts) if !ts.iter().filter_map(Value::as_str).any(type_ok) => {
+            out.push(format!("{at}: expected {ts:?}, got {v}"))
+        }
+        _ => {}
+    }
+    if let Some(e) = s["enum"].as_array()
+        && !e.contains(v)
+    {
+        out.push(format!("{at}: {v} not in {e:?}"));
+    }
+    if let Some(obj) = v.as_object()
+        && let Some(props) = s["properties"].as_object()
+    {
+        for k in obj.keys() {
+            if !props.contains_key(k) {
+                out.push(format!("{at}.{k}: written but not in the schema"));
+            }
+        }
+        for r in s["required"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            if !obj.contains_key(r) {
+                out.push(format!("{at}.{r}: required but missing"));
+            }
+        }
+        for (k, sub) in props {
+            if let Some(x) = obj.get(k) {
+                check_schema(x, sub, root, &format!("{at}.{k}"), out);
+            }
+        }
+    }
+    if let (Some(items), Some(arr)) = (s.get("items"), v.as_array()) {
+        for (i, x) in arr.iter().enumerate() {
+            check_schema(x, items, root, &format!("{at}[{i}]"), out);
+        }
+    }
+}

@@ -8,11 +8,22 @@ fn plan(titles: &[&str]) -> Plan {
     let mut tasks = Vec::new();
     for t in titles {
         let a = format!("analyze-{t}");
-        tasks.push(PlannedTask { id: a.clone(), kind: TaskKind::Analyze { title: t.to_string() }, deps: vec![], run_when: RunWhen::DepsSucceeded, weight: 1.0 });
+        tasks.push(PlannedTask {
+            id: a.clone(),
+            kind: TaskKind::Analyze {
+                title: t.to_string(),
+            },
+            deps: vec![],
+            run_when: RunWhen::DepsSucceeded,
+            weight: 1.0,
+        });
         for v in ["full", "tv"] {
             tasks.push(PlannedTask {
                 id: format!("render-{t}-{v}"),
-                kind: TaskKind::Render { title: t.to_string(), variant: v.to_string() },
+                kind: TaskKind::Render {
+                    title: t.to_string(),
+                    variant: v.to_string(),
+                },
                 deps: vec![a.clone()],
                 run_when: RunWhen::DepsSucceeded,
                 weight: 1.0,
@@ -20,8 +31,18 @@ fn plan(titles: &[&str]) -> Plan {
         }
     }
     let deps = tasks.iter().map(|t| t.id.clone()).collect();
-    tasks.push(PlannedTask { id: "manifest".into(), kind: TaskKind::Manifest, deps, run_when: RunWhen::DepsFinished, weight: 0.1 });
-    Plan { spec_sha256: "x".into(), tasks, skipped: vec![] }
+    tasks.push(PlannedTask {
+        id: "manifest".into(),
+        kind: TaskKind::Manifest,
+        deps,
+        run_when: RunWhen::DepsFinished,
+        weight: 0.1,
+    });
+    Plan {
+        spec_sha256: "x".into(),
+        tasks,
+        skipped: vec![],
+    }
 }
 
 fn job(id: &str, priority: i32) -> JobRecord {
@@ -42,35 +63,59 @@ fn job(id: &str, priority: i32) -> JobRecord {
 fn sched() -> Scheduler<MemoryStore> {
     Scheduler::new(
         MemoryStore::new(),
-        SchedulerConfig { lease_ms: 1_000, heartbeat_ms: 100, max_attempts: 3, backoff_base_ms: 500, backoff_max_ms: 10_000 },
+        SchedulerConfig {
+            lease_ms: 1_000,
+            heartbeat_ms: 100,
+            max_attempts: 3,
+            backoff_base_ms: 500,
+            backoff_max_ms: 10_000,
+        },
     )
 }
 
 fn key(g: &Grant) -> LeaseKey<'_> {
-    LeaseKey { job: &g.job.job_id, task: &g.task.task_id, lease_id: g.task.lease_id.as_deref().unwrap_or(""), attempt: g.task.attempt }
+    LeaseKey {
+        job: &g.job.job_id,
+        task: &g.task.task_id,
+        lease_id: g.task.lease_id.as_deref().unwrap_or(""),
+        attempt: g.task.attempt,
+    }
 }
 
 fn state(s: &Scheduler<MemoryStore>, job: &str, task: &str) -> TaskState {
-    s.job(job).expect("job").1.into_iter().find(|t| t.task_id == task).expect("task").state
+    s.job(job)
+        .expect("job")
+        .1
+        .into_iter()
+        .find(|t| t.task_id == task)
+        .expect("task")
+        .state
 }
 
 #[test]
 fn dag_runs_in_order_and_job_succeeds() {
     let mut s = sched();
     s.submit(job("j", 0), &plan(&["a"])).expect("submit");
-    let g = s.lease("w1", 0).expect("lease").expect("analysis is runnable");
+    let g = s
+        .lease("w1", 0)
+        .expect("lease")
+        .expect("analysis is runnable");
     assert_eq!(g.task.task_id, "analyze-a");
     assert_eq!(g.task.attempt, 1);
     // Renders wait for the analysis.
     assert!(s.lease("w2", 0).expect("lease").is_none());
-    s.complete(key(&g), r#"{"gain":-8.2}"#.into(), 10).expect("complete");
+    s.complete(key(&g), r#"{"gain":-8.2}"#.into(), 10)
+        .expect("complete");
     let r1 = s.lease("w1", 10).expect("lease").expect("render");
     let r2 = s.lease("w2", 10).expect("lease").expect("render");
     // The render receives its dependency's result.
     let deps: serde_json::Value = serde_json::from_str(&r1.deps_json).expect("json");
     assert_eq!(deps["analyze-a"]["result"]["gain"], -8.2);
     assert_eq!(deps["analyze-a"]["state"], "succeeded");
-    assert!(s.lease("w3", 10).expect("lease").is_none(), "manifest waits for renders");
+    assert!(
+        s.lease("w3", 10).expect("lease").is_none(),
+        "manifest waits for renders"
+    );
     s.complete(key(&r1), "{}".into(), 20).expect("complete");
     s.complete(key(&r2), "{}".into(), 20).expect("complete");
     let m = s.lease("w1", 20).expect("lease").expect("manifest");
@@ -90,17 +135,35 @@ fn stale_reports_are_refused_after_a_lease_lapses() {
     // ...until they stop: the lease lapses and the task is requeued with backoff.
     assert_eq!(s.expire_leases(1_900).expect("expire"), 1);
     assert_eq!(state(&s, "j", "analyze-a"), TaskState::Queued);
-    assert!(s.lease("w2", 2_000).expect("lease").is_none(), "backoff 500 ms not over");
+    assert!(
+        s.lease("w2", 2_000).expect("lease").is_none(),
+        "backoff 500 ms not over"
+    );
     let second = s.lease("w2", 2_400).expect("lease").expect("retry");
     assert_eq!(second.task.attempt, 2);
     // The first worker comes back: every report under its old lease is refused.
-    let e = s.complete(key(&first), "{}".into(), 2_500).expect_err("stale");
+    let e = s
+        .complete(key(&first), "{}".into(), 2_500)
+        .expect_err("stale");
     assert!(matches!(e, SchedError::StaleLease { .. }), "{e}");
     assert!(e.to_string().contains("current lease is attempt 2"), "{e}");
-    assert!(matches!(s.heartbeat(key(&first), 0.9, 2_500), Err(SchedError::StaleLease { .. })));
-    assert!(matches!(s.fail(key(&first), "x".into(), true, 2_500), Err(SchedError::StaleLease { .. })));
-    s.complete(key(&second), "{}".into(), 2_600).expect("current lease completes");
-    let t = s.job("j").expect("job").1.into_iter().find(|t| t.task_id == "analyze-a").expect("task");
+    assert!(matches!(
+        s.heartbeat(key(&first), 0.9, 2_500),
+        Err(SchedError::StaleLease { .. })
+    ));
+    assert!(matches!(
+        s.fail(key(&first), "x".into(), true, 2_500),
+        Err(SchedError::StaleLease { .. })
+    ));
+    s.complete(key(&second), "{}".into(), 2_600)
+        .expect("current lease completes");
+    let t = s
+        .job("j")
+        .expect("job")
+        .1
+        .into_iter()
+        .find(|t| t.task_id == "analyze-a")
+        .expect("task");
     assert_eq!(t.history.len(), 2, "{:?}", t.history);
     assert!(t.history[0].contains("lease expired"));
 }
@@ -114,15 +177,25 @@ fn retries_back_off_then_fail_and_skip_dependants_but_manifest_runs() {
     let mut waits = Vec::new();
     for attempt in 1..=3 {
         let g = loop {
-            let g = s.lease("w", now).expect("lease").expect("something runnable");
+            let g = s
+                .lease("w", now)
+                .expect("lease")
+                .expect("something runnable");
             if g.task.task_id == "analyze-a" {
                 break g;
             }
             s.complete(key(&g), "{}".into(), now).expect("complete");
         };
         assert_eq!(g.task.attempt, attempt);
-        s.fail(key(&g), "disk hiccup".into(), true, now).expect("fail");
-        let t = s.job("j").expect("job").1.into_iter().find(|t| t.task_id == "analyze-a").expect("task");
+        s.fail(key(&g), "disk hiccup".into(), true, now)
+            .expect("fail");
+        let t = s
+            .job("j")
+            .expect("job")
+            .1
+            .into_iter()
+            .find(|t| t.task_id == "analyze-a")
+            .expect("task");
         if attempt < 3 {
             waits.push(t.not_before_ms - now);
             now = t.not_before_ms;
@@ -147,7 +220,8 @@ fn bad_input_fails_at_once() {
     let mut s = sched();
     s.submit(job("j", 0), &plan(&["a"])).expect("submit");
     let g = s.lease("w", 0).expect("lease").expect("task");
-    s.fail(key(&g), "corrupt stem".into(), false, 0).expect("fail");
+    s.fail(key(&g), "corrupt stem".into(), false, 0)
+        .expect("fail");
     assert_eq!(state(&s, "j", "analyze-a"), TaskState::Failed);
     assert_eq!(state(&s, "j", "manifest"), TaskState::Queued);
 }
@@ -172,5 +246,11 @@ fn cancel_reaches_workers_at_heartbeat() {
     assert_eq!(s.heartbeat(key(&g), 0.1, 10).expect("heartbeat").1, true);
     assert!(s.lease("w", 10).expect("lease").is_none());
     assert_eq!(s.job("j").expect("job").0.state, JobState::Cancelled);
-    assert!(s.job("j").expect("job").1.iter().all(|t| t.state == TaskState::Cancelled));
+    assert!(
+        s.job("j")
+            .expect("job")
+            .1
+            .iter()
+            .all(|t| t.state == TaskState::Cancelled)
+    );
 }

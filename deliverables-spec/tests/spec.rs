@@ -282,3 +282,18 @@ fn plan_is_a_deterministic_dag() {
     );
     assert_eq!(changed.len(), 1 + 7 + 1);
 }
+
+/// The README's spec example is a valid spec.
+#[test]
+fn readme_example_is_valid() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README");
+    let block = readme
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a toml block in the README");
+    let s = parse_and_validate(block, None).unwrap_or_else(|e| panic!("README example: {e}"));
+    assert_eq!(s.variants.len(), 8);
+    assert_eq!(s.titles[0].stems.len(), 3);
+}
