@@ -91,6 +91,9 @@ pub struct TitleEntry {
     pub outputs: Vec<OutputEntry>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<SkippedOutput>,
+    /// What the analysis noticed: padded or truncated stems, clip safety, …
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// Facts about a written file.

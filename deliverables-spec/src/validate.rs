@@ -343,6 +343,25 @@ fn variant_checks(spec: &Spec, errs: &mut Vec<SpecError>) {
         }
     }
     let _ = BUILTIN_VARIANTS;
+    let stem_variants: Vec<&String> = spec
+        .variants
+        .iter()
+        .filter(|(n, v)| crate::variant::resolve_variant(n, v, &spec.graph).output == crate::model::OutputKind::Stems)
+        .map(|(n, _)| n)
+        .collect();
+    let stem_naming = Delivery::resolve(&spec.delivery).stem_naming;
+    if stem_variants.len() > 1 && !stem_naming.contains("{variant}") {
+        errs.push(
+            SpecError::new(
+                "delivery.stem_naming",
+                format!(
+                    "variants {} all write stems, and `{stem_naming}` would give their files the same names",
+                    stem_variants.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+                ),
+            )
+            .hint("add `{variant}` to delivery.stem_naming, e.g. \"{title}_{variant}-{role}_{rate}k{bits}.wav\""),
+        );
+    }
 }
 
 fn title_checks(spec: &Spec, errs: &mut Vec<SpecError>) {

@@ -44,6 +44,7 @@ pub fn write_manifest(ctx: &TaskContext<'_>) -> Result<ManifestResult, TaskError
             level: None,
             outputs: vec![],
             skipped,
+            notes: vec![],
         };
         let a: Option<AnalysisResult> = match analysis {
             Some(o) if o.state == "succeeded" => serde_json::from_value(o.result.clone()).ok(),
@@ -61,6 +62,7 @@ pub fn write_manifest(ctx: &TaskContext<'_>) -> Result<ManifestResult, TaskError
         if let Some(a) = &a {
             entry.inputs = a.inputs.clone();
             entry.level = Some(a.level.clone());
+            entry.notes = a.notes.clone();
         }
         // Render results in variant order.
         let mut renders: Vec<_> = ctx
