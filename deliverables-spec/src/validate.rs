@@ -6,7 +6,7 @@ use crate::delivery::{self, Delivery, PROFILES};
 use crate::error::{SpecError, did_you_mean};
 use crate::model::{Graph, NodeKind, NodeSpec, Role, Spec};
 use crate::naming::{check_template, slug};
-use crate::variant::{BUILTIN_VARIANTS, Target};
+use crate::variant::Target;
 
 const GAIN_RANGE_DB: (f64, f64) = (-120.0, 40.0);
 const VARIANT_GAIN_RANGE_DB: (f64, f64) = (-60.0, 24.0);
@@ -342,7 +342,6 @@ fn variant_checks(spec: &Spec, errs: &mut Vec<SpecError>) {
             }
         }
     }
-    let _ = BUILTIN_VARIANTS;
     let stem_variants: Vec<&String> = spec
         .variants
         .iter()
