@@ -440,24 +440,36 @@ fn short_stem_is_padded_and_reported() {
     let mut w = hound::WavWriter::create(dir.join("short_bass.wav"), spec).expect("wav");
     for i in 0..bass[0].len() - 48_000 {
         for c in &bass {
-            w.write_sample((c[i] * 8_388_608.0).round() as i32).expect("sample");
+            w.write_sample((c[i] * 8_388_608.0).round() as i32)
+                .expect("sample");
         }
     }
     w.finalize().expect("finalize");
     let text_spec = std::fs::read_to_string(&d.spec)
         .expect("spec")
         .replace("\"stems/", &format!("\"{}/", stems.display()))
-        .replace(&format!("{}/night-drive_bass.wav", stems.display()), "short_bass.wav");
+        .replace(
+            &format!("{}/night-drive_bass.wav", stems.display()),
+            "short_bass.wav",
+        );
     std::fs::write(dir.join("job.toml"), text_spec).expect("write");
     let o = stemforge(&["render", dir.join("job.toml").to_str().expect("utf-8")]);
     assert!(o.status.success(), "{}", text(&o));
     let m = read_json(&dir.join("deliverables/manifest.json"));
     let notes = m["titles"][0]["notes"].as_array().expect("notes");
     assert!(
-        notes.iter().any(|n| n.as_str().is_some_and(|s| s.contains("short_bass.wav") && s.contains("48000 frames shorter"))),
+        notes.iter().any(|n| n
+            .as_str()
+            .is_some_and(|s| s.contains("short_bass.wav") && s.contains("48000 frames shorter"))),
         "{notes:?}"
     );
-    let bass_in = m["titles"][0]["inputs"].as_array().expect("inputs").iter().find(|i| i["role"] == "bass").expect("bass").clone();
+    let bass_in = m["titles"][0]["inputs"]
+        .as_array()
+        .expect("inputs")
+        .iter()
+        .find(|i| i["role"] == "bass")
+        .expect("bass")
+        .clone();
     assert_eq!(bass_in["frames"], 19 * 48_000);
     for o in outputs(&m) {
         assert_eq!(o["file"]["frames"], 20 * 48_000, "{}", o["file"]["path"]);

@@ -1,5 +1,6 @@
 //! `stemforge`: render deliverable packs from stems.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -51,10 +52,17 @@ enum Cmd {
     Validate { spec: PathBuf },
 }
 
+/// Logs go to stderr. On a terminal the progress bar tells the story, so only
+/// warnings are logged by default; elsewhere (CI, services) progress is logged.
 fn init_logs() {
+    let default = if std::io::stderr().is_terminal() {
+        "warn"
+    } else {
+        "info"
+    };
     let filter = EnvFilter::try_from_env("STEMFORGE_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new("warn"));
+        .unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

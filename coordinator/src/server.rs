@@ -21,6 +21,9 @@ use tracing::{info, warn};
 use crate::scheduler::{LeaseKey, SchedError, Scheduler, SchedulerConfig};
 use crate::store::{JobRecord, JobState, Store, TaskState};
 
+/// Distinguishes jobs submitted in the same millisecond.
+static JOB_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -122,7 +125,12 @@ impl Jobs for Service {
         let plan = deliverables_spec::plan_job(&loaded, &self.0.tool_version)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let submitted_ms = now_ms();
-        let job_id = format!("{}-{}", &hash[..12], submitted_ms);
+        let job_id = format!(
+            "{}-{}-{}",
+            &hash[..12],
+            submitted_ms,
+            JOB_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
         let output_dir = if r.output_dir.is_empty() {
             loaded
                 .path(&loaded.delivery().output_dir)

@@ -345,7 +345,10 @@ fn variant_checks(spec: &Spec, errs: &mut Vec<SpecError>) {
     let stem_variants: Vec<&String> = spec
         .variants
         .iter()
-        .filter(|(n, v)| crate::variant::resolve_variant(n, v, &spec.graph).output == crate::model::OutputKind::Stems)
+        .filter(|(n, v)| {
+            crate::variant::resolve_variant(n, v, &spec.graph).output
+                == crate::model::OutputKind::Stems
+        })
         .map(|(n, _)| n)
         .collect();
     let stem_naming = Delivery::resolve(&spec.delivery).stem_naming;

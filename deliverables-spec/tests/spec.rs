@@ -300,10 +300,16 @@ fn readme_example_is_valid() {
 
 #[test]
 fn two_stem_variants_need_variant_in_stem_names() {
-    let text = GOOD.replace("[variants.stems]", "[variants.stems]\n[variants.stems_inst]\noutput = \"stems\"\nmute = [\"vocals\"]");
+    let text = GOOD.replace(
+        "[variants.stems]",
+        "[variants.stems]\n[variants.stems_inst]\noutput = \"stems\"\nmute = [\"vocals\"]",
+    );
     let msg = one_error(&text);
     assert!(msg.contains("delivery.stem_naming"), "{msg}");
     assert!(msg.contains("add `{variant}`"), "{msg}");
-    let ok = text.replace("bit_depth = 24", "bit_depth = 24\nstem_naming = \"{title}_{variant}-{role}.wav\"");
+    let ok = text.replace(
+        "bit_depth = 24",
+        "bit_depth = 24\nstem_naming = \"{title}_{variant}-{role}.wav\"",
+    );
     parse_and_validate(&ok, None).expect("valid with {variant} in the stem names");
 }
