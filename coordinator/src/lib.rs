@@ -1,6 +1,7 @@
 //! The coordinator: the scheduler (a pure state machine), job storage, the
 //! gRPC services, the in-process cluster behind `render`, and the demo.
 
+pub mod bench;
 pub mod demo;
 pub mod local;
 pub mod scheduler;

@@ -50,6 +50,16 @@ enum Cmd {
     },
     /// Check a spec and its files without rendering.
     Validate { spec: PathBuf },
+    /// Realtime factor of the mastering graph on one core (demo chain), with
+    /// ffmpeg doing comparable work in the same run.
+    Bench {
+        /// Length of the benchmark song, seconds.
+        #[arg(long, default_value_t = 60.0)]
+        seconds: f64,
+        /// Runs of each; the best is kept.
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+    },
 }
 
 /// Logs go to stderr. On a terminal the progress bar tells the story, so only
@@ -100,6 +110,33 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             render_cmd(&rt, &spec, &settings, workers, None)
         }
         Cmd::Render { spec, workers, out } => render_cmd(&rt, &spec, &settings, workers, out),
+        Cmd::Bench { seconds, repeats } => {
+            if !(1.0..=600.0).contains(&seconds) {
+                anyhow::bail!("--seconds must be between 1 and 600");
+            }
+            let dir = std::env::temp_dir().join(format!("stemforge-bench-{}", std::process::id()));
+            let r = stemforge_coordinator::bench::run(&dir, seconds, repeats);
+            let _ = std::fs::remove_dir_all(&dir);
+            let r = r?;
+            println!(
+                "audio: {:.1} s, 6 stems, demo chain (per-stem EQ + compression, bus EQ + glue, master glue + true-peak limiter)",
+                r.audio_seconds
+            );
+            println!("graph: {:.1}x realtime (one core)", r.graph_realtime);
+            match r.ffmpeg_realtime {
+                Some(f) => {
+                    println!(
+                        "ffmpeg amix+equalizer+acompressor+alimiter: {f:.1}x realtime (one thread)"
+                    );
+                    println!(
+                        "ratio: stemforge graph is {:.2}x ffmpeg",
+                        r.graph_realtime / f
+                    );
+                }
+                None => println!("ffmpeg: not installed, no comparison"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Validate { spec } => {
             let loaded = deliverables_spec::load_file(&spec).map_err(|e| anyhow::anyhow!("{e}"))?;
             let plan = deliverables_spec::plan_job(&loaded, env!("CARGO_PKG_VERSION"))

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{BitDepth, DeliverySpec};
+use crate::model::{BitDepth, DeliverySpec, Dither};
 
 /// A named loudness preset. Every field can be overridden in the spec.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -90,6 +90,18 @@ pub struct Delivery {
     pub output_dir: String,
     pub naming: String,
     pub stem_naming: String,
+    pub dither: Dither,
+    pub true_peak_margin_db: f64,
+}
+
+pub const DEFAULT_TRUE_PEAK_MARGIN_DB: f64 = 0.1;
+
+impl Delivery {
+    /// The ceiling limiters and the final check aim for: the delivery's
+    /// ceiling minus the safety margin.
+    pub fn working_ceiling_db(&self) -> f64 {
+        self.true_peak_max_dbtp - self.true_peak_margin_db
+    }
 }
 
 impl Delivery {
@@ -117,6 +129,10 @@ impl Delivery {
                 .stem_naming
                 .clone()
                 .unwrap_or_else(|| DEFAULT_STEM_NAMING.to_string()),
+            dither: spec.dither.unwrap_or_default(),
+            true_peak_margin_db: spec
+                .true_peak_margin_db
+                .unwrap_or(DEFAULT_TRUE_PEAK_MARGIN_DB),
         }
     }
 }

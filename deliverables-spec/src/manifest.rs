@@ -76,6 +76,14 @@ pub struct LevelRecord {
     pub clip_safety_output: Option<String>,
     /// Analysis passes (render, measure, adjust).
     pub passes: u32,
+    /// True peak of the family's mix as it will be written (dithered,
+    /// quantised), before the ceiling trim, by the accurate estimator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mix_true_peak_dbtp: Option<f64>,
+    /// Static trim (≤ 0) applied to every linked output so the mix meets the
+    /// working ceiling (delivery ceiling minus margin) after quantisation.
+    #[serde(default)]
+    pub ceiling_trim_db: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -127,8 +135,12 @@ pub struct OutputEntry {
     pub level_policy: LevelPolicy,
     /// Master gain applied to this output, dB.
     pub gain_db: Option<f64>,
-    /// How the output was produced: `mix` (its own sum through the master chain)
-    /// or `stem` (one role through the same chains and master gain).
+    /// The title's ceiling trim applied to this output, dB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ceiling_trim_db: Option<f64>,
+    /// How the output was produced: `mix` (its own sum through the chains,
+    /// its own detectors) or `linked_stem` (one role through the same chains,
+    /// with the bus and master dynamics envelopes of the variant's mix).
     pub mode: String,
     pub target_lufs: f64,
     pub tolerance_lu: f64,

@@ -207,28 +207,168 @@ pub enum NodeKind {
     /// Silence.
     Mute {},
     /// Where the title's master gain (found by analysis to meet the loudness
-    /// target) is applied. Master chain only; appended at its end if absent.
+    /// target) is applied. Master chain only; appended at its end if absent,
+    /// or before the first limiter.
     Loudness {},
+    /// Inverts the signal.
+    Polarity {},
+    /// Stereo balance: -1 full left … 0 centre … +1 full right. The far side
+    /// is attenuated by cos(|position|·π/2); the near side is untouched.
+    Balance { position: f64 },
+    /// Butterworth high-pass: 12 dB/oct (one biquad), 24 or 48 (cascades).
+    HighPass {
+        freq_hz: f64,
+        #[serde(default = "default_slope")]
+        slope_db_oct: u32,
+    },
+    LowPass {
+        freq_hz: f64,
+        #[serde(default = "default_slope")]
+        slope_db_oct: u32,
+    },
+    /// Audio EQ Cookbook shelves and bell; `q` as in the cookbook.
+    LowShelf {
+        freq_hz: f64,
+        gain_db: f64,
+        #[serde(default = "default_shelf_q")]
+        q: f64,
+    },
+    HighShelf {
+        freq_hz: f64,
+        gain_db: f64,
+        #[serde(default = "default_shelf_q")]
+        q: f64,
+    },
+    /// Peaking ("bell") EQ.
+    Peak {
+        freq_hz: f64,
+        gain_db: f64,
+        #[serde(default = "default_bell_q")]
+        q: f64,
+    },
+    Notch {
+        freq_hz: f64,
+        #[serde(default = "default_notch_q")]
+        q: f64,
+    },
+    /// Feed-forward compressor, channel-linked.
+    Compressor {
+        threshold_db: f64,
+        ratio: f64,
+        #[serde(default = "default_knee")]
+        knee_db: f64,
+        #[serde(default = "default_attack")]
+        attack_ms: f64,
+        #[serde(default = "default_release")]
+        release_ms: f64,
+        #[serde(default)]
+        makeup_db: f64,
+        #[serde(default)]
+        detection: Detection,
+    },
+    /// True-peak lookahead limiter, channel-linked. `ceiling_dbtp` defaults
+    /// to the delivery's ceiling minus its safety margin.
+    Limiter {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ceiling_dbtp: Option<f64>,
+        #[serde(default = "default_lookahead")]
+        lookahead_ms: f64,
+        #[serde(default = "default_limiter_release")]
+        release_ms: f64,
+        /// A linear-phase low-pass just below Nyquist (passband to 0.42·fs)
+        /// before the limiter, so inter-sample peaks read the same on every
+        /// meter. On by default.
+        #[serde(default = "default_true")]
+        band_limit: bool,
+    },
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Compressor level detection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Detection {
+    #[default]
+    Peak,
+    Rms,
+}
+
+fn default_slope() -> u32 {
+    12
+}
+fn default_shelf_q() -> f64 {
+    std::f64::consts::FRAC_1_SQRT_2
+}
+fn default_bell_q() -> f64 {
+    1.0
+}
+fn default_notch_q() -> f64 {
+    10.0
+}
+fn default_knee() -> f64 {
+    6.0
+}
+fn default_attack() -> f64 {
+    10.0
+}
+fn default_release() -> f64 {
+    150.0
+}
+fn default_lookahead() -> f64 {
+    2.0
+}
+fn default_limiter_release() -> f64 {
+    80.0
 }
 
 impl NodeKind {
-    pub const NAMES: [&'static str; 3] = ["gain", "mute", "loudness"];
+    pub const NAMES: [&'static str; 13] = [
+        "gain",
+        "mute",
+        "loudness",
+        "polarity",
+        "balance",
+        "high_pass",
+        "low_pass",
+        "low_shelf",
+        "high_shelf",
+        "peak",
+        "notch",
+        "compressor",
+        "limiter",
+    ];
 
     pub fn name(&self) -> &'static str {
         match self {
             NodeKind::Gain { .. } => "gain",
             NodeKind::Mute {} => "mute",
             NodeKind::Loudness {} => "loudness",
+            NodeKind::Polarity {} => "polarity",
+            NodeKind::Balance { .. } => "balance",
+            NodeKind::HighPass { .. } => "high_pass",
+            NodeKind::LowPass { .. } => "low_pass",
+            NodeKind::LowShelf { .. } => "low_shelf",
+            NodeKind::HighShelf { .. } => "high_shelf",
+            NodeKind::Peak { .. } => "peak",
+            NodeKind::Notch { .. } => "notch",
+            NodeKind::Compressor { .. } => "compressor",
+            NodeKind::Limiter { .. } => "limiter",
         }
     }
 
     /// True for nodes whose output is a fixed linear function of their input:
     /// loudness then scales exactly with gain and analysis needs no iteration.
     pub fn is_linear(&self) -> bool {
-        matches!(
-            self,
-            NodeKind::Gain { .. } | NodeKind::Mute {} | NodeKind::Loudness {}
-        )
+        !self.is_dynamics()
+    }
+
+    /// Nodes whose gain depends on the signal (compressor, limiter). For linked
+    /// stems their gain envelope is computed on the full mix and shared.
+    pub fn is_dynamics(&self) -> bool {
+        matches!(self, NodeKind::Compressor { .. } | NodeKind::Limiter { .. })
     }
 }
 
@@ -394,4 +534,20 @@ pub struct DeliverySpec {
     pub naming: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stem_naming: Option<String>,
+    /// Dither before quantising to 16/24-bit (float output is never dithered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dither: Option<Dither>,
+    /// Safety margin below the true-peak ceiling that limiters and the final
+    /// ceiling check aim for, dB (default 0.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub true_peak_margin_db: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dither {
+    /// Triangular-PDF noise of ±1 LSB, seeded per output (reproducible).
+    #[default]
+    Tpdf,
+    None,
 }

@@ -67,6 +67,15 @@ fn delivery_checks(spec: &Spec, errs: &mut Vec<SpecError>) {
             .hint("use a value between -20 and 0 dBTP, e.g. -1"),
         );
     }
+    if !(r.true_peak_margin_db.is_finite() && (0.0..=3.0).contains(&r.true_peak_margin_db)) {
+        errs.push(
+            SpecError::new(
+                "delivery.true_peak_margin_db",
+                format!("{} dB is not a usable margin", r.true_peak_margin_db),
+            )
+            .hint("use 0 to 3 dB; 0.1 is the default"),
+        );
+    }
     if let Some(sr) = r.sample_rate
         && !(8000..=384_000).contains(&sr)
     {
@@ -123,28 +132,17 @@ fn check_chain(chain: &[NodeSpec], field: &str, loudness_ok: bool, errs: &mut Ve
     let mut loudness = 0;
     for (i, n) in chain.iter().enumerate() {
         let f = format!("{field}[{i}]");
-        match &n.kind {
-            NodeKind::Gain { db } => {
-                if !(db.is_finite() && (GAIN_RANGE_DB.0..=GAIN_RANGE_DB.1).contains(db)) {
-                    errs.push(
-                        SpecError::new(format!("{f}.db"), format!("gain {db} dB is out of range"))
-                            .hint("use -120 to +40 dB; use a `mute` node for silence"),
-                    );
-                }
-            }
-            NodeKind::Mute {} => {}
-            NodeKind::Loudness {} => {
-                loudness += 1;
-                if !loudness_ok {
-                    errs.push(
-                        SpecError::new(
-                            f.clone(),
-                            "the `loudness` node belongs in the master chain",
-                        )
+        if matches!(n.kind, NodeKind::Loudness {}) {
+            loudness += 1;
+            if !loudness_ok {
+                errs.push(
+                    SpecError::new(f.clone(), "the `loudness` node belongs in the master chain")
                         .hint("move it to [graph.master]"),
-                    );
-                }
+                );
             }
+        }
+        for (param, message, hint) in node_param_errors(&n.kind) {
+            errs.push(SpecError::new(format!("{f}.{param}"), message).hint(hint));
         }
         if let Some(id) = &n.id
             && id.trim().is_empty()
@@ -158,6 +156,117 @@ fn check_chain(chain: &[NodeSpec], field: &str, loudness_ok: bool, errs: &mut Ve
     if loudness > 1 {
         errs.push(SpecError::new(field, "has more than one `loudness` node").hint("keep one"));
     }
+}
+
+/// Out-of-range parameters of one node: (parameter, what is wrong, the fix).
+/// Frequencies are checked against the stems' Nyquist limit when the graph is
+/// built, since the rate is known only then.
+pub fn node_param_errors(kind: &NodeKind) -> Vec<(&'static str, String, String)> {
+    let mut e = Vec::new();
+    let mut range = |param: &'static str, v: f64, lo: f64, hi: f64, unit: &str, hint: &str| {
+        if !(v.is_finite() && v >= lo && v <= hi) {
+            e.push((
+                param,
+                format!("{v} {unit} is out of range"),
+                format!("use {lo} to {hi} {unit}{hint}"),
+            ));
+        }
+    };
+    match kind {
+        NodeKind::Gain { db } => range(
+            "db",
+            *db,
+            GAIN_RANGE_DB.0,
+            GAIN_RANGE_DB.1,
+            "dB",
+            "; use a `mute` node for silence",
+        ),
+        NodeKind::Mute {} | NodeKind::Loudness {} | NodeKind::Polarity {} => {}
+        NodeKind::Balance { position } => range(
+            "position",
+            *position,
+            -1.0,
+            1.0,
+            "",
+            " (-1 left, 0 centre, +1 right)",
+        ),
+        NodeKind::HighPass {
+            freq_hz,
+            slope_db_oct,
+        }
+        | NodeKind::LowPass {
+            freq_hz,
+            slope_db_oct,
+        } => {
+            range("freq_hz", *freq_hz, 1.0, 100_000.0, "Hz", "");
+            if ![12, 24, 48].contains(slope_db_oct) {
+                e.push((
+                    "slope_db_oct",
+                    format!("{slope_db_oct} dB/oct is not offered"),
+                    "use 12, 24 or 48".to_string(),
+                ));
+            }
+        }
+        NodeKind::LowShelf {
+            freq_hz,
+            gain_db,
+            q,
+        }
+        | NodeKind::HighShelf {
+            freq_hz,
+            gain_db,
+            q,
+        }
+        | NodeKind::Peak {
+            freq_hz,
+            gain_db,
+            q,
+        } => {
+            range("freq_hz", *freq_hz, 1.0, 100_000.0, "Hz", "");
+            range("gain_db", *gain_db, -30.0, 30.0, "dB", "");
+            range("q", *q, 0.05, 50.0, "", "");
+        }
+        NodeKind::Notch { freq_hz, q } => {
+            range("freq_hz", *freq_hz, 1.0, 100_000.0, "Hz", "");
+            range("q", *q, 0.05, 100.0, "", "");
+        }
+        NodeKind::Compressor {
+            threshold_db,
+            ratio,
+            knee_db,
+            attack_ms,
+            release_ms,
+            makeup_db,
+            ..
+        } => {
+            range("threshold_db", *threshold_db, -80.0, 0.0, "dB", "");
+            range("ratio", *ratio, 1.0, 100.0, ":1", "; 1 is no compression");
+            range("knee_db", *knee_db, 0.0, 24.0, "dB", "");
+            range("attack_ms", *attack_ms, 0.01, 500.0, "ms", "");
+            range("release_ms", *release_ms, 1.0, 5000.0, "ms", "");
+            range("makeup_db", *makeup_db, -24.0, 24.0, "dB", "");
+        }
+        NodeKind::Limiter {
+            ceiling_dbtp,
+            lookahead_ms,
+            release_ms,
+            ..
+        } => {
+            if let Some(c) = ceiling_dbtp {
+                range(
+                    "ceiling_dbtp",
+                    *c,
+                    -20.0,
+                    0.0,
+                    "dBTP",
+                    "; a ceiling above 0 dBTP cannot be delivered",
+                );
+            }
+            range("lookahead_ms", *lookahead_ms, 0.5, 20.0, "ms", "");
+            range("release_ms", *release_ms, 1.0, 5000.0, "ms", "");
+        }
+    }
+    e
 }
 
 fn graph_checks(g: &Graph, errs: &mut Vec<SpecError>) {

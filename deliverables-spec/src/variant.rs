@@ -125,7 +125,9 @@ pub fn resolve_variant(name: &str, v: &VariantSpec, graph: &Graph) -> Variant {
             (
                 LevelPolicy::Matched,
                 OutputKind::Mix,
-                "TV mix: lead vocal muted, backing vocals kept".to_string(),
+                format!(
+                    "TV mix: lead vocal muted, backing vocals kept, {TV_DIP_DB} dB presence dip at {TV_DIP_HZ} Hz on the music"
+                ),
             )
         }
         "vocal_up" | "vocal_down" => {
@@ -159,6 +161,12 @@ pub fn resolve_variant(name: &str, v: &VariantSpec, graph: &Graph) -> Variant {
     if let Some(o) = &v.only {
         only = Some(o.iter().filter_map(key).collect());
     }
+    // The TV preset's presence dip; the user's own `insert` list replaces it.
+    let insert = if name == "tv" && v.insert.is_empty() {
+        tv_presence_dip(graph)
+    } else {
+        v.insert.clone()
+    };
     Variant {
         name: name.to_string(),
         description: v.description.clone().unwrap_or(description),
@@ -167,9 +175,44 @@ pub fn resolve_variant(name: &str, v: &VariantSpec, graph: &Graph) -> Variant {
         gains,
         mute,
         only,
-        insert: v.insert.clone(),
+        insert,
         replace: v.replace.clone(),
     }
+}
+
+/// The `tv` preset's dip: a gentle bell cut in the presence range where the
+/// dialogue sits.
+pub const TV_DIP_HZ: f64 = 2500.0;
+pub const TV_DIP_DB: f64 = -3.0;
+pub const TV_DIP_Q: f64 = 0.7;
+
+/// On the `music` bus if there is one, else on every non-vocal, non-dialogue role.
+fn tv_presence_dip(graph: &Graph) -> Vec<crate::model::InsertOverride> {
+    let dip = NodeSpec {
+        id: Some("tv_presence_dip".into()),
+        kind: NodeKind::Peak {
+            freq_hz: TV_DIP_HZ,
+            gain_db: TV_DIP_DB,
+            q: TV_DIP_Q,
+        },
+    };
+    let targets: Vec<String> = if graph.buses.contains_key("music") {
+        vec!["bus:music".into()]
+    } else {
+        Role::ALL
+            .iter()
+            .filter(|r| !r.is_vocal() && **r != Role::Dialogue)
+            .map(|r| format!("role:{r}"))
+            .collect()
+    };
+    targets
+        .into_iter()
+        .map(|target| crate::model::InsertOverride {
+            target,
+            at: InsertAt::End,
+            nodes: vec![dip.clone()],
+        })
+        .collect()
 }
 
 /// All variants of a spec, resolved, in name order.
@@ -289,7 +332,12 @@ pub fn title_graph(graph: &Graph, title: &Title, variant: &Variant) -> TitleGrap
         .iter()
         .any(|n| matches!(n.kind, NodeKind::Loudness {}))
     {
-        master.push(NodeSpec::new(NodeKind::Loudness {}));
+        // Gain into the limiter, not after it.
+        let at = master
+            .iter()
+            .position(|n| matches!(n.kind, NodeKind::Limiter { .. }))
+            .unwrap_or(master.len());
+        master.insert(at, NodeSpec::new(NodeKind::Loudness {}));
     }
 
     for ins in &variant.insert {

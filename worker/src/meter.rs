@@ -4,6 +4,7 @@ use deliverables_spec::compliance::Measurement;
 use ebur128::{EbuR128, Mode};
 
 use crate::dsp::Block;
+use crate::dsp::true_peak::TruePeakDetector;
 
 /// What to measure: everything, or only integrated loudness and sample peak
 /// (cheap enough for the analysis passes).
@@ -26,7 +27,8 @@ pub struct Meter {
     sample_peak: f64,
     frames: u64,
     rate: u32,
-    channels: usize,
+    /// The accurate true-peak estimator (design commitment §6), full mode only.
+    true_peak: Option<TruePeakDetector>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,12 +55,15 @@ impl Meter {
             sample_peak: 0.0,
             frames: 0,
             rate,
-            channels,
+            true_peak: (kind == MeterKind::Full).then(|| TruePeakDetector::new(channels, rate)),
         })
     }
 
     pub fn add(&mut self, block: &Block) -> Result<(), MeterError> {
         self.sample_peak = self.sample_peak.max(block.peak());
+        if let Some(tp) = &mut self.true_peak {
+            tp.push_block(block);
+        }
         let n = block.frames();
         self.frames += n as u64;
         let mut start = 0;
@@ -99,7 +104,7 @@ impl Meter {
         self.sample_peak
     }
 
-    pub fn finish(&self) -> Measurement {
+    pub fn finish(&mut self) -> Measurement {
         let mut notes = Vec::new();
         let finite = |v: f64| v.is_finite().then_some(v);
         let integrated = self.integrated();
@@ -115,13 +120,10 @@ impl Meter {
         }
         let lra = self.ebu.loudness_range().ok().and_then(finite);
         let full = self.kind == MeterKind::Full;
-        let true_peak = full
-            .then(|| {
-                (0..self.channels)
-                    .filter_map(|c| self.ebu.true_peak(c as u32).ok())
-                    .fold(0.0_f64, f64::max)
-            })
-            .map(to_db)
+        let true_peak = self
+            .true_peak
+            .as_mut()
+            .map(|t| to_db(t.finish()))
             .and_then(finite);
         let sample_peak = finite(to_db(self.sample_peak));
         if sample_peak.is_none() {
@@ -138,7 +140,7 @@ impl Meter {
             max_momentary_lufs: finite(self.max_momentary).map(round3),
             max_short_term_lufs: finite(self.max_short_term).map(round3),
             true_peak_method: if full {
-                "ebur128 crate: 4x oversampling below 96 kHz".to_string()
+                TRUE_PEAK_METHOD.to_string()
             } else {
                 String::new()
             },
@@ -146,6 +148,9 @@ impl Meter {
         }
     }
 }
+
+/// How `true_peak_dbtp` is measured, for the manifest.
+pub const TRUE_PEAK_METHOD: &str = "stemforge polyphase FIR oversampling to >= 384 kHz (ITU-R BS.1770 annex 2 method, longer filters)";
 
 fn to_db(x: f64) -> f64 {
     20.0 * x.log10()

@@ -10,6 +10,7 @@ use deliverables_spec::model::BitDepth;
 use sha2::{Digest, Sha256};
 
 use crate::dsp::Block;
+use crate::dsp::dither::{self, Tpdf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
@@ -65,12 +66,91 @@ impl Quantizer {
         }
     }
 
-    /// Integer code for `x` (round half away from zero), and whether it clipped.
+    /// Integer code for `x` already including dither, in code units after
+    /// scaling (round half away from zero), and whether it clipped.
     #[inline]
     pub fn int_code(&self, x: f64) -> (i32, bool) {
         let v = (x * self.scale).round();
         let c = v.clamp(-self.scale, self.max_code);
         (c as i32, c != v)
+    }
+}
+
+/// The last step before the file: a static trim (the title's ceiling
+/// correction), TPDF dither for integer formats, and quantisation.
+#[derive(Debug, Clone)]
+pub struct OutputStage {
+    q: Quantizer,
+    trim: f64,
+    dither: Vec<Tpdf>,
+    /// Samples clamped at full scale so far.
+    pub clipped: u64,
+}
+
+/// Where the dither of an output comes from (design commitment §1).
+#[derive(Debug, Clone)]
+pub struct DitherSeed<'a> {
+    pub spec_sha256: &'a str,
+    pub title: &'a str,
+    pub variant: &'a str,
+    pub output: &'a str,
+}
+
+impl OutputStage {
+    /// `trim_db` ≤ 0 is applied before dither. Integer formats are dithered
+    /// (TPDF, ±1 LSB) unless `dither` is `None`; float is never dithered.
+    pub fn new(
+        depth: BitDepth,
+        channels: usize,
+        trim_db: f64,
+        dither: Option<DitherSeed<'_>>,
+    ) -> Self {
+        let dither = match dither {
+            Some(d) if !depth.is_float() => (0..channels)
+                .map(|c| Tpdf::new(dither::seed(d.spec_sha256, d.title, d.variant, d.output, c)))
+                .collect(),
+            _ => Vec::new(),
+        };
+        OutputStage {
+            q: Quantizer::new(depth),
+            trim: crate::dsp::db_to_gain(trim_db),
+            dither,
+            clipped: 0,
+        }
+    }
+
+    pub fn quantizer(&self) -> Quantizer {
+        self.q
+    }
+
+    /// The integer code of sample `x` on channel `ch`.
+    #[inline]
+    pub fn int_code(&mut self, ch: usize, x: f64) -> i32 {
+        let d = self.dither.get_mut(ch).map_or(0.0, Tpdf::sample);
+        let (c, clipped) = self.q.int_code(x * self.trim + d / self.q.scale);
+        self.clipped += u64::from(clipped);
+        c
+    }
+
+    /// The f32 sample for float output.
+    #[inline]
+    pub fn float_sample(&self, x: f64) -> f32 {
+        (x * self.trim) as f32
+    }
+
+    /// What the file will hold for `block`, as f64 (for measuring before writing).
+    pub fn render(&mut self, block: &Block, out: &mut Block) {
+        out.set_frames(block.frames());
+        for ch in 0..block.channels() {
+            for i in 0..block.frames() {
+                let x = block.channel(ch)[i];
+                out.channel_mut(ch)[i] = if self.q.depth.is_float() {
+                    f64::from(self.float_sample(x))
+                } else {
+                    f64::from(self.int_code(ch, x)) / self.q.scale
+                };
+            }
+        }
     }
 }
 
@@ -81,10 +161,10 @@ pub struct OutputWriter {
     final_path: PathBuf,
     temp_path: PathBuf,
     writer: Option<hound::WavWriter<BufWriter<File>>>,
-    q: Quantizer,
+    stage: OutputStage,
+    depth: BitDepth,
     audio_hash: Sha256,
     frames: u64,
-    clipped: u64,
 }
 
 /// A finished, fsynced, not yet visible output.
@@ -103,8 +183,9 @@ impl OutputWriter {
         final_path: &Path,
         sample_rate: u32,
         channels: usize,
-        depth: BitDepth,
+        stage: OutputStage,
     ) -> Result<Self, OutputError> {
+        let depth = stage.quantizer().depth;
         let dir = final_path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let name = final_path
@@ -138,15 +219,11 @@ impl OutputWriter {
             final_path: final_path.to_path_buf(),
             temp_path,
             writer: Some(writer),
-            q: Quantizer::new(depth),
+            stage,
+            depth,
             audio_hash: Sha256::new(),
             frames: 0,
-            clipped: 0,
         })
-    }
-
-    pub fn quantizer(&self) -> Quantizer {
-        self.q
     }
 
     /// Writes one block, interleaving its channels.
@@ -158,17 +235,16 @@ impl OutputWriter {
             path: self.temp_path.clone(),
             reason: e.to_string(),
         };
-        let bytes_per = (self.q.depth.bits() / 8) as usize;
+        let bytes_per = (self.depth.bits() / 8) as usize;
         for i in 0..block.frames() {
             for ch in 0..block.channels() {
                 let x = block.channel(ch)[i];
-                if self.q.depth.is_float() {
-                    let f = x as f32;
+                if self.depth.is_float() {
+                    let f = self.stage.float_sample(x);
                     w.write_sample(f).map_err(wav_err)?;
                     self.audio_hash.update(f.to_le_bytes());
                 } else {
-                    let (code, clipped) = self.q.int_code(x);
-                    self.clipped += u64::from(clipped);
+                    let code = self.stage.int_code(ch, x);
                     if bytes_per == 2 {
                         w.write_sample(code as i16).map_err(wav_err)?;
                     } else {
@@ -197,7 +273,7 @@ impl OutputWriter {
             temp_path: self.temp_path.clone(),
             audio_sha256: hex::encode(self.audio_hash.clone().finalize()),
             frames: self.frames,
-            clipped: self.clipped,
+            clipped: self.stage.clipped,
         })
     }
 }

@@ -77,20 +77,55 @@ profile = "ebu-r128"          # -23 LUFS +/-0.5 LU, true peak <= -1 dBTP
 bit_depth = 24
 output_dir = "deliverables"
 
-# Per-role trims, a music bus, and the master bus where the loudness stage
-# applies the gain that brings the full mix to the target.
+# A realistic chain: per-stem EQ and compression, a music bus with EQ and
+# glue compression, and a master bus with glue compression, the loudness
+# stage (the gain that meets the target) and a true-peak limiter.
+[graph.roles.drums]
+chain = [
+  {{ node = "high_pass", freq_hz = 30.0, slope_db_oct = 24 }},
+  {{ node = "compressor", threshold_db = -20.0, ratio = 3.0, attack_ms = 5.0, release_ms = 120.0, makeup_db = 2.0 }},
+]
+
+[graph.roles.bass]
+chain = [
+  {{ node = "high_pass", freq_hz = 35.0 }},
+  {{ node = "compressor", threshold_db = -22.0, ratio = 4.0, attack_ms = 10.0, release_ms = 150.0, makeup_db = 3.0 }},
+]
+
+[graph.roles.keys]
+chain = [
+  {{ node = "high_pass", freq_hz = 120.0 }},
+  {{ node = "peak", freq_hz = 400.0, gain_db = -2.0, q = 1.0 }},
+]
+
 [graph.roles.vocals]
-chain = [{{ node = "gain", db = 1.0, id = "lead_trim" }}]
+chain = [
+  {{ node = "high_pass", freq_hz = 90.0, slope_db_oct = 24 }},
+  {{ node = "compressor", threshold_db = -24.0, ratio = 3.0, knee_db = 6.0, attack_ms = 3.0, release_ms = 100.0, makeup_db = 4.0, detection = "rms" }},
+  {{ node = "high_shelf", freq_hz = 8000.0, gain_db = 2.0 }},
+  {{ node = "gain", db = -2.0, id = "lead_trim" }},
+]
 
 [graph.roles.backing_vocals]
-chain = [{{ node = "gain", db = -1.5 }}]
+chain = [
+  {{ node = "high_pass", freq_hz = 150.0 }},
+  {{ node = "gain", db = -1.5 }},
+]
 
 [graph.buses.music]
 roles = ["drums", "bass", "keys", "fx"]
-chain = [{{ node = "gain", db = -0.5, id = "music_trim" }}]
+chain = [
+  {{ node = "low_shelf", freq_hz = 80.0, gain_db = 1.0 }},
+  {{ node = "compressor", threshold_db = -18.0, ratio = 2.0, attack_ms = 20.0, release_ms = 200.0, id = "music_glue" }},
+]
 
 [graph.master]
-chain = [{{ node = "loudness" }}]
+chain = [
+  {{ node = "high_pass", freq_hz = 20.0 }},
+  {{ node = "compressor", threshold_db = -12.0, ratio = 1.5, knee_db = 6.0, attack_ms = 30.0, release_ms = 250.0, id = "glue" }},
+  {{ node = "loudness" }},
+  {{ node = "limiter", ceiling_dbtp = -1.1, lookahead_ms = 2.0, release_ms = 80.0 }},
+]
 
 [variants.full]
 [variants.instrumental]

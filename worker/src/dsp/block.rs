@@ -69,6 +69,14 @@ impl Block {
         }
     }
 
+    /// Copies `len` frames of `src` starting at `start` into this block.
+    pub fn copy_range_from(&mut self, src: &Block, start: usize, len: usize) {
+        self.set_frames(len);
+        for (d, s) in self.data.iter_mut().zip(&src.data) {
+            d[..len].copy_from_slice(&s[start..start + len]);
+        }
+    }
+
     /// `self += gain * src`, sample by sample, in a fixed order (deterministic).
     pub fn add_scaled(&mut self, src: &Block, gain: f64) {
         let n = self.frames.min(src.frames);

@@ -1,23 +1,32 @@
 //! The mix graph for one title under one variant: stem chains → buses →
 //! master chain. Sums in f64 in a fixed order, so the output is the same bits
 //! on every run and every worker.
+//!
+//! Latency compensation: each path is delayed so that every signal reaches
+//! each summing point aligned. The delays are computed over *all* the
+//! title's stems, whatever the variant mutes or the output keeps, so every
+//! graph of a title (mixes, linked stems) has the same internal alignment
+//! and the same total latency, which the caller trims from the output.
 
 use deliverables_spec::variant::TitleGraph;
 
 use super::block::Block;
-use super::chain::Chain;
-use super::node::db_to_gain;
+use super::chain::{Chain, ChainContext, GraphError};
+use super::node::{Node, db_to_gain};
+use super::nodes::Delay;
 
 struct StemProc {
     /// Index into the title's stems (and the decoded input blocks).
     input: usize,
     chain: Chain,
+    align: Delay,
     gain: f64,
     bus: Option<usize>,
 }
 
 struct BusProc {
     chain: Chain,
+    align: Delay,
     gain: f64,
     sum: Block,
     active: bool,
@@ -28,48 +37,116 @@ pub struct MixGraph {
     buses: Vec<BusProc>,
     master: Chain,
     scratch: Block,
+    latency: usize,
+    linked: bool,
 }
 
 impl MixGraph {
-    /// Builds the graph; `keep` selects which stems feed it (all of them for a
-    /// mix, one role's for a stem output). Muted stems are left out.
+    /// Builds the graph. `keep` selects which stems feed it (all of them for a
+    /// mix, one role's for a stem output); muted stems are left out.
+    /// `linked`: bus and master dynamics replay a reference graph's envelopes
+    /// (see [`MixGraph::process_linked`]).
     pub fn new(
         tg: &TitleGraph,
-        master_gain_db: f64,
-        sample_rate: u32,
-        channels: usize,
-        max_block: usize,
+        ctx: &ChainContext,
         keep: impl Fn(usize) -> bool,
-    ) -> MixGraph {
+        linked: bool,
+    ) -> Result<MixGraph, GraphError> {
         let bus_live = |b: Option<usize>| b.is_none_or(|b| !tg.buses[b].muted);
-        let stems: Vec<StemProc> = tg
-            .stems
-            .iter()
-            .filter(|s| !s.muted && bus_live(s.bus) && keep(s.index))
-            .map(|s| StemProc {
-                input: s.index,
-                chain: Chain::build(&s.chain, 0.0, sample_rate, channels, max_block),
-                gain: db_to_gain(s.gain_db),
-                bus: s.bus,
+        // Every stem's chain, to learn the latencies of the whole structure.
+        let mut chains = Vec::with_capacity(tg.stems.len());
+        for s in &tg.stems {
+            chains.push(Chain::build(
+                &s.chain,
+                ctx,
+                &format!("chain of stem {} (role {})", s.index + 1, s.role),
+                false,
+            )?);
+        }
+        let stem_lat: Vec<usize> = chains.iter().map(Chain::latency).collect();
+        let mut bus_chains = Vec::with_capacity(tg.buses.len());
+        for bp in &tg.buses {
+            bus_chains.push(Chain::build(
+                &bp.chain,
+                ctx,
+                &format!("graph.buses.{}.chain", bp.name),
+                linked,
+            )?);
+        }
+        let bus_in_lat: Vec<usize> = (0..tg.buses.len())
+            .map(|b| {
+                tg.stems
+                    .iter()
+                    .filter(|s| s.bus == Some(b))
+                    .map(|s| stem_lat[s.index])
+                    .max()
+                    .unwrap_or(0)
             })
             .collect();
+        let bus_out_lat: Vec<usize> = bus_chains
+            .iter()
+            .zip(&bus_in_lat)
+            .map(|(c, l)| l + c.latency())
+            .collect();
+        let bus_used = |b: usize| tg.stems.iter().any(|s| s.bus == Some(b));
+        let master_in = tg
+            .stems
+            .iter()
+            .filter(|s| s.bus.is_none())
+            .map(|s| stem_lat[s.index])
+            .chain(
+                (0..tg.buses.len())
+                    .filter(|&b| bus_used(b))
+                    .map(|b| bus_out_lat[b]),
+            )
+            .max()
+            .unwrap_or(0);
+        let master = Chain::build(&tg.master, ctx, "graph.master.chain", linked)?;
+        let latency = master_in + master.latency();
+
+        let prep = |frames: usize| {
+            let mut d = Delay::new(frames);
+            d.prepare(ctx.sample_rate, ctx.channels, ctx.max_block);
+            d
+        };
+        let mut stems = Vec::new();
+        for (s, chain) in tg.stems.iter().zip(chains) {
+            if s.muted || !bus_live(s.bus) || !keep(s.index) {
+                continue;
+            }
+            let target = match s.bus {
+                Some(b) => bus_in_lat[b],
+                None => master_in,
+            };
+            stems.push(StemProc {
+                input: s.index,
+                chain,
+                align: prep(target - stem_lat[s.index]),
+                gain: db_to_gain(s.gain_db),
+                bus: s.bus,
+            });
+        }
         let buses = tg
             .buses
             .iter()
+            .zip(bus_chains)
             .enumerate()
-            .map(|(i, b)| BusProc {
-                chain: Chain::build(&b.chain, 0.0, sample_rate, channels, max_block),
+            .map(|(i, (b, chain))| BusProc {
+                chain,
+                align: prep(master_in - bus_out_lat[i].min(master_in)),
                 gain: db_to_gain(b.gain_db),
-                sum: Block::new(channels, max_block),
+                sum: Block::new(ctx.channels, ctx.max_block),
                 active: stems.iter().any(|s| s.bus == Some(i)),
             })
             .collect();
-        MixGraph {
+        Ok(MixGraph {
             stems,
             buses,
-            master: Chain::build(&tg.master, master_gain_db, sample_rate, channels, max_block),
-            scratch: Block::new(channels, max_block),
-        }
+            master,
+            scratch: Block::new(ctx.channels, ctx.max_block),
+            latency,
+            linked,
+        })
     }
 
     /// True when no stem feeds this graph (its output is silence).
@@ -77,20 +154,12 @@ impl MixGraph {
         self.stems.is_empty()
     }
 
-    /// Delay from input to output, in frames (the longest path).
+    /// Delay from input to output, in frames: trim this many leading frames.
     pub fn latency(&self) -> usize {
-        let bus_lat = |b: Option<usize>| b.map_or(0, |b| self.buses[b].chain.latency());
-        self.stems
-            .iter()
-            .map(|s| s.chain.latency() + bus_lat(s.bus))
-            .max()
-            .unwrap_or(0)
-            + self.master.latency()
+        self.latency
     }
 
-    /// Mixes one block. `inputs[i]` is the decoded block of the title's stem `i`;
-    /// all have the same frame count. Writes the master output to `out`.
-    pub fn process(&mut self, inputs: &[Block], out: &mut Block) {
+    fn mix_stems(&mut self, inputs: &[Block], out: &mut Block) {
         let frames = inputs.first().map_or(0, Block::frames);
         out.silence(frames);
         for b in &mut self.buses {
@@ -99,15 +168,39 @@ impl MixGraph {
         for s in &mut self.stems {
             self.scratch.copy_from(&inputs[s.input]);
             s.chain.process(&mut self.scratch);
+            s.align.process(&mut self.scratch);
             match s.bus {
                 Some(b) => self.buses[b].sum.add_scaled(&self.scratch, s.gain),
                 None => out.add_scaled(&self.scratch, s.gain),
             }
         }
+    }
+
+    /// Mixes one block with the graph's own detectors. `inputs[i]` is the
+    /// decoded block of the title's stem `i`; all have the same frame count.
+    pub fn process(&mut self, inputs: &[Block], out: &mut Block) {
+        debug_assert!(!self.linked, "a linked graph needs its reference");
+        self.mix_stems(inputs, out);
         for b in self.buses.iter_mut().filter(|b| b.active) {
             b.chain.process(&mut b.sum);
+            b.align.process(&mut b.sum);
             out.add_scaled(&b.sum, b.gain);
         }
         self.master.process(out);
+    }
+
+    /// Mixes one block of a linked graph: stem chains run as usual; bus and
+    /// master dynamics apply the envelopes `reference` (the full graph, built
+    /// from the same title graph, not linked) computed on this same block.
+    pub fn process_linked(&mut self, inputs: &[Block], reference: &MixGraph, out: &mut Block) {
+        self.mix_stems(inputs, out);
+        for (b, r) in self.buses.iter_mut().zip(&reference.buses) {
+            if b.active {
+                b.chain.process_linked(&mut b.sum, &r.chain);
+                b.align.process(&mut b.sum);
+                out.add_scaled(&b.sum, b.gain);
+            }
+        }
+        self.master.process_linked(out, &reference.master);
     }
 }

@@ -1,11 +1,17 @@
 //! The mastering graph. Knows nothing about gRPC, files or tasks: blocks in, blocks out.
 
+pub mod band_limit;
 pub mod block;
 pub mod chain;
+pub mod dither;
+pub mod dynamics;
+pub mod eq;
 pub mod graph;
+pub mod limiter;
 pub mod math;
 pub mod node;
 pub mod nodes;
+pub mod true_peak;
 
 pub use block::Block;
 pub use graph::MixGraph;

@@ -19,6 +19,15 @@ pub trait Node: Send {
     }
     /// Processes `block` in place. Must not allocate.
     fn process(&mut self, block: &mut Block);
+    /// Dynamics nodes (compressor, limiter): the linear gain applied to each
+    /// output frame of the last `process` call (channel-linked, so one value
+    /// per frame), such that `output[i] = delayed_input[i] * envelope[i]`
+    /// where `delayed_input` is the input delayed by `latency()` frames.
+    /// Linked stems replay this envelope instead of running their own
+    /// detector. `None` for every other node.
+    fn gain_envelope(&self) -> Option<&[f64]> {
+        None
+    }
 }
 
 /// Converts decibels to a linear gain.

@@ -1,30 +1,39 @@
 //! Analysis: decode a title, find the master gain that brings the full mix to
-//! the target through the whole graph, and lower it if any output would clip.
+//! the target *through the whole graph* (render, measure, adjust: the
+//! limiter makes loudness non-linear in gain, so a secant step is used), then
+//! guarantee the ceiling: the full mix is rendered through the exact output
+//! stage (dither, quantisation) and measured with the accurate true-peak
+//! estimator; if it is over the working ceiling, a static trim — computed
+//! once per title — is applied to every linked output.
 //!
-//! Iterative (render, measure, adjust): exact in two passes for linear graphs,
-//! and still correct once the graph holds dynamics. Re-decodes on each pass
-//! instead of buffering, so memory does not grow with duration.
+//! Re-decodes on each pass instead of buffering: memory does not grow with
+//! duration.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use deliverables_spec::LevelPolicy;
 use deliverables_spec::manifest::{InputRecord, LevelRecord};
-use deliverables_spec::model::Title;
+use deliverables_spec::model::{Dither, NodeKind, Title};
 use deliverables_spec::outputs::{PlannedOutput, title_outputs};
 use deliverables_spec::plan::title_variants;
 use deliverables_spec::variant::{Variant, resolve_variant, title_graph, variants};
 use serde::{Deserialize, Serialize};
 
+use super::stream::{Stage, run_stages};
 use super::{TaskContext, TaskError};
 use crate::decode::StemReader;
+use crate::dsp::chain::ChainContext;
+use crate::dsp::true_peak::TruePeakDetector;
 use crate::dsp::{Block, MixGraph, gain_to_db};
 use crate::meter::{Meter, MeterKind};
-use crate::output::{Quantizer, sha256_file};
+use crate::output::{DitherSeed, OutputStage, Quantizer, sha256_file};
 use crate::source::{BLOCK_FRAMES, OUT_CHANNELS, TitleSource};
 
-const MAX_PASSES: u32 = 6;
-/// Gain changes below this end the iteration, dB.
+const MAX_PASSES: u32 = 8;
+/// Loudness error that ends the search, LU.
+const LOUDNESS_TOLERANCE: f64 = 0.005;
+/// Gain steps below this end the search, dB.
 const CONVERGED_DB: f64 = 0.001;
 /// Kept below full scale so rounding never reaches a clipped code, dB.
 const CLIP_MARGIN_DB: f64 = 0.0001;
@@ -41,7 +50,7 @@ pub struct AnalysisResult {
     pub level: LevelRecord,
     /// Integrated loudness of the full mix at the master gain.
     pub full_mix_lufs: Option<f64>,
-    /// Normalized variants other than `full`: their own gain.
+    /// Normalized variants other than `full`: their own gain and trim.
     pub normalized: BTreeMap<String, LevelRecord>,
     #[serde(default)]
     pub notes: Vec<String>,
@@ -50,22 +59,30 @@ pub struct AnalysisResult {
 /// A set of outputs that share one gain, and the mix whose loudness sets it.
 struct Family {
     name: String,
+    /// File name of the family's mix (its dither seed), for the ceiling check.
+    mix_file: String,
     gain_db: f64,
+    search: GainSearch,
     at_unity: Option<f64>,
     loudness: Option<f64>,
+    true_peak_db: Option<f64>,
     clip_safety_db: f64,
     clip_output: Option<String>,
     converged: bool,
+    /// Peaks are bounded by a limiter on the master: no clip probes needed.
+    limited: bool,
 }
 
 /// One graph rendered in a pass.
 struct Probe {
     family: usize,
-    /// Sets the family's gain by its loudness.
+    /// The family's mix: sets the gain by its loudness; measured for the ceiling.
     measures_loudness: bool,
     label: String,
-    graph_variant: Variant,
+    variant: Variant,
     stems: Vec<usize>,
+    /// Index of the probe whose envelopes a linked stem replays.
+    reference: Option<usize>,
 }
 
 pub fn analyze(ctx: &TaskContext<'_>, title_name: &str) -> Result<AnalysisResult, TaskError> {
@@ -76,7 +93,6 @@ pub fn analyze(ctx: &TaskContext<'_>, title_name: &str) -> Result<AnalysisResult
     let d = spec.delivery();
     let paths: Vec<PathBuf> = title.stems.iter().map(|s| spec.path(&s.file)).collect();
 
-    let mut inputs = Vec::new();
     let mut notes = Vec::new();
     // Open once to learn formats and rate (and to fail early on bad input).
     let source = TitleSource::open(&paths, d.sample_rate)?;
@@ -90,7 +106,6 @@ pub fn analyze(ctx: &TaskContext<'_>, title_name: &str) -> Result<AnalysisResult
         .unwrap_or(0)
         .max(1);
 
-    // Families: the full mix (+ matched outputs), then each normalized variant.
     let all = variants(&spec.spec);
     let (live, _) = title_variants(&spec.spec, title, &all);
     let full = resolve_variant(
@@ -98,36 +113,57 @@ pub fn analyze(ctx: &TaskContext<'_>, title_name: &str) -> Result<AnalysisResult
         &spec.spec.variants.get("full").cloned().unwrap_or_default(),
         &spec.spec.graph,
     );
-    let mut families = vec![Family::new("full")];
+    let every_stem: Vec<usize> = (0..title.stems.len()).collect();
+    let mut families = vec![Family::new(ctx, title, &full, rate)];
     let mut probes = vec![Probe {
         family: 0,
         measures_loudness: true,
         label: "full mix".into(),
-        stems: (0..title.stems.len()).collect(),
-        graph_variant: full.clone(),
+        stems: every_stem.clone(),
+        variant: full.clone(),
+        reference: None,
     }];
     for v in &live {
         let family = if v.level == LevelPolicy::Normalized && v.name != "full" {
-            families.push(Family::new(&v.name));
-            let f = families.len() - 1;
+            families.push(Family::new(ctx, title, v, rate));
             probes.push(Probe {
-                family: f,
+                family: families.len() - 1,
                 measures_loudness: true,
                 label: format!("{} mix", v.name),
-                stems: (0..title.stems.len()).collect(),
-                graph_variant: (*v).clone(),
+                stems: every_stem.clone(),
+                variant: (*v).clone(),
+                reference: None,
             });
-            f
+            families.len() - 1
         } else {
             0
         };
-        for o in title_outputs(&spec.spec, &d, title, v, rate) {
+        if families[family].limited {
+            continue;
+        }
+        // Without a master limiter, every output's peak decides the clip safety.
+        let outs = title_outputs(&spec.spec, &d, title, v, rate);
+        let reference = if outs.iter().any(|o| o.role.is_some()) {
+            probes.push(Probe {
+                family,
+                measures_loudness: false,
+                label: format!("{} mix", v.name),
+                stems: every_stem.clone(),
+                variant: (*v).clone(),
+                reference: None,
+            });
+            Some(probes.len() - 1)
+        } else {
+            None
+        };
+        for o in outs {
             probes.push(Probe {
                 family,
                 measures_loudness: false,
                 label: o.file_name.clone(),
                 stems: o.stems.clone(),
-                graph_variant: (*v).clone(),
+                variant: (*v).clone(),
+                reference: o.role.and(reference),
             });
         }
     }
@@ -138,55 +174,68 @@ pub fn analyze(ctx: &TaskContext<'_>, title_name: &str) -> Result<AnalysisResult
     let mut stem_frames = Vec::new();
     while passes < MAX_PASSES {
         passes += 1;
-        let pass = run_pass(ctx, title, &probes, &families, |pos| {
-            let est = f64::from(passes - 1) + pos as f64 / expected_frames as f64;
-            (ctx.progress)((est / 2.0).min(0.95));
-        })?;
-        let results = pass.readings;
+        let pass = run_pass(
+            ctx,
+            title,
+            &paths,
+            &probes,
+            &families,
+            expected_frames,
+            passes,
+        )?;
         frames = pass.frames;
         stem_frames = pass.stem_frames;
         let mut all_converged = true;
         for (fi, fam) in families.iter_mut().enumerate() {
-            let members = probes.iter().zip(&results).filter(|(p, _)| p.family == fi);
-            let mut loud = None;
             let mut peak = (0.0_f64, String::new());
-            for (p, r) in members {
-                if p.measures_loudness {
-                    loud = r.0;
+            for (p, r) in probes.iter().zip(&pass.readings) {
+                if p.family != fi {
+                    continue;
                 }
-                if r.1 > peak.0 {
-                    peak = (r.1, p.label.clone());
+                if p.measures_loudness {
+                    fam.loudness = r.loudness;
+                    fam.true_peak_db = r.true_peak_db;
+                }
+                if r.peak > peak.0 {
+                    peak = (r.peak, p.label.clone());
                 }
             }
             if passes == 1 {
-                fam.at_unity = loud;
+                fam.at_unity = fam.loudness;
             }
-            fam.loudness = loud;
-            let Some(l) = loud else {
-                if fi == 0 {
-                    return Err(TaskError::Input(format!(
-                        "title `{title_name}`: the full mix is silent (no 400 ms block above -70 LUFS); check the stems are the right files"
-                    )));
-                }
+            if fam.loudness.is_none() && fi == 0 && passes == 1 {
+                return Err(TaskError::Input(format!(
+                    "title `{title_name}`: the full mix is silent (no 400 ms block above -70 LUFS); check the stems are the right files"
+                )));
+            }
+            if fam.loudness.is_none() && passes == 1 {
                 notes.push(format!(
                     "variant `{}` is silent; it keeps gain 0 dB",
                     fam.name
                 ));
                 fam.converged = true;
                 continue;
-            };
-            let want = d.target_lufs - l;
-            let headroom = if peak.0 > 0.0 {
+            }
+            // Silence at a very low trial gain reads as "far below the target".
+            let l = fam.loudness.unwrap_or(f64::NEG_INFINITY);
+            let err = d.target_lufs - l;
+            let want = fam.search.next(fam.gain_db, l, d.target_lufs) - fam.gain_db;
+            let headroom = if peak.0 > 0.0 && !fam.limited {
                 gain_to_db(full_scale / peak.0) - CLIP_MARGIN_DB
             } else {
                 f64::INFINITY
             };
             let step = want.min(headroom);
-            fam.clip_safety_db = (want - step).max(0.0);
+            fam.clip_safety_db = if want > headroom {
+                (err - headroom.max(0.0)).max(0.0)
+            } else {
+                0.0
+            };
             fam.clip_output = (fam.clip_safety_db > CONVERGED_DB).then(|| peak.1.clone());
-            fam.converged = step.abs() < CONVERGED_DB;
+            fam.converged =
+                step.abs() < CONVERGED_DB || (step == want && err.abs() < LOUDNESS_TOLERANCE);
             if !fam.converged {
-                fam.gain_db += step;
+                fam.gain_db = round6(fam.gain_db + step);
                 all_converged = false;
             }
         }
@@ -196,13 +245,17 @@ pub fn analyze(ctx: &TaskContext<'_>, title_name: &str) -> Result<AnalysisResult
     }
     if families.iter().any(|f| !f.converged) {
         notes.push(format!(
-            "level search did not settle within {MAX_PASSES} passes"
+            "level search stopped after {MAX_PASSES} passes within {:.3} LU of the target",
+            families
+                .iter()
+                .filter_map(|f| f.loudness.map(|l| (d.target_lufs - l).abs()))
+                .fold(0.0, f64::max)
         ));
     }
     for f in &families {
         if f.clip_safety_db > CONVERGED_DB {
             notes.push(format!(
-                "clip safety: `{}` gain lowered {:.2} dB below the loudness target so that `{}` does not clip (no limiter in this graph)",
+                "clip safety: `{}` gain lowered {:.2} dB below the loudness target so that `{}` does not clip (no limiter on the master)",
                 f.name,
                 f.clip_safety_db,
                 f.clip_output.as_deref().unwrap_or("?")
@@ -211,6 +264,7 @@ pub fn analyze(ctx: &TaskContext<'_>, title_name: &str) -> Result<AnalysisResult
     }
 
     // Input records: content hashes and formats.
+    let mut inputs = Vec::new();
     for (((s, p), info), &n) in title.stems.iter().zip(&paths).zip(&infos).zip(&stem_frames) {
         if let Some(stated) = info.frames
             && stated != n
@@ -243,118 +297,252 @@ pub fn analyze(ctx: &TaskContext<'_>, title_name: &str) -> Result<AnalysisResult
         )?);
     }
 
-    let rec = |f: &Family| LevelRecord {
-        full_mix_lufs_at_unity: f.at_unity,
-        master_gain_db: round6(f.gain_db),
-        clip_safety_db: round6(f.clip_safety_db),
-        clip_safety_output: f.clip_output.clone(),
-        passes,
+    let ceiling = d.working_ceiling_db();
+    let rec = |f: &Family, notes: &mut Vec<String>| {
+        let trim = f.true_peak_db.map_or(0.0, |tp| (ceiling - tp).min(0.0));
+        if trim < 0.0 {
+            notes.push(format!(
+                "ceiling: `{}` measured {:.3} dBTP after quantisation; every linked output trimmed {trim:.3} dB to {ceiling:.2} dBTP",
+                f.mix_file,
+                f.true_peak_db.unwrap_or(0.0)
+            ));
+        }
+        LevelRecord {
+            full_mix_lufs_at_unity: f.at_unity,
+            master_gain_db: round6(f.gain_db),
+            clip_safety_db: round6(f.clip_safety_db),
+            clip_safety_output: f.clip_output.clone(),
+            passes,
+            mix_true_peak_dbtp: f.true_peak_db.map(round6),
+            ceiling_trim_db: round6(trim),
+        }
     };
+    let level = rec(&families[0], &mut notes);
+    let mut normalized = BTreeMap::new();
+    for f in &families[1..] {
+        normalized.insert(f.name.clone(), rec(f, &mut notes));
+    }
     (ctx.progress)(1.0);
     Ok(AnalysisResult {
         title: title.name.clone(),
         sample_rate: rate,
         frames,
         inputs,
-        level: rec(&families[0]),
+        level,
         full_mix_lufs: families[0].loudness,
-        normalized: families[1..]
-            .iter()
-            .map(|f| (f.name.clone(), rec(f)))
-            .collect(),
+        normalized,
         notes,
     })
 }
 
 impl Family {
-    fn new(name: &str) -> Self {
+    fn new(ctx: &TaskContext<'_>, title: &Title, v: &Variant, rate: u32) -> Self {
+        let tg = title_graph(&ctx.spec.spec.graph, title, v);
+        let mix_file = deliverables_spec::naming::mix_file_name(
+            &ctx.spec.delivery(),
+            &title.name,
+            &v.name,
+            rate,
+        );
         Family {
-            name: name.to_string(),
+            name: v.name.clone(),
+            mix_file,
             gain_db: 0.0,
+            search: GainSearch::default(),
             at_unity: None,
             loudness: None,
+            true_peak_db: None,
             clip_safety_db: 0.0,
             clip_output: None,
             converged: false,
+            limited: tg
+                .master
+                .iter()
+                .any(|n| matches!(n.kind, NodeKind::Limiter { .. })),
         }
     }
 }
 
+/// Largest change of a gain in one pass, dB.
+const MAX_STEP_DB: f64 = 24.0;
+/// Range the master gain is searched in, dB.
+const GAIN_RANGE_DB: (f64, f64) = (-60.0, 40.0);
+
+/// Finds the gain at which loudness meets the target. Loudness rises with
+/// gain, but by less than 1 dB per dB once a limiter works (and not at all
+/// when it saturates), so: a secant step, kept inside the bracket of gains
+/// known to be below and above the target (bisecting otherwise), at most
+/// `MAX_STEP_DB` per pass, within `GAIN_RANGE_DB`.
+#[derive(Debug, Default, Clone)]
+struct GainSearch {
+    below: Option<f64>,
+    above: Option<f64>,
+    last: Option<(f64, f64)>,
+}
+
+impl GainSearch {
+    fn next(&mut self, gain: f64, loudness: f64, target: f64) -> f64 {
+        if loudness < target {
+            self.below = Some(self.below.map_or(gain, |b| b.max(gain)));
+        } else {
+            self.above = Some(self.above.map_or(gain, |a| a.min(gain)));
+        }
+        let err = target - loudness;
+        let slope = match self.last {
+            Some((g0, l0))
+                if (gain - g0).abs() > 1e-9 && loudness.is_finite() && l0.is_finite() =>
+            {
+                (loudness - l0) / (gain - g0)
+            }
+            _ => 1.0,
+        };
+        self.last = Some((gain, loudness));
+        let mut next = if err.is_finite() && slope > 0.02 {
+            gain + (err / slope).clamp(-MAX_STEP_DB, MAX_STEP_DB)
+        } else if err.is_finite() {
+            gain + err.signum() * MAX_STEP_DB.min(err.abs().max(1.0))
+        } else {
+            gain + MAX_STEP_DB
+        };
+        if let (Some(b), Some(a)) = (self.below, self.above)
+            && !(next > b && next < a)
+        {
+            next = 0.5 * (a + b);
+        }
+        next.clamp(GAIN_RANGE_DB.0, GAIN_RANGE_DB.1)
+    }
+}
+
 /// Gains are rounded so they travel through JSON unchanged (determinism).
-fn round6(x: f64) -> f64 {
+pub fn round6(x: f64) -> f64 {
     (x * 1e6).round() / 1e6
+}
+
+struct Reading {
+    loudness: Option<f64>,
+    /// Sample peak before quantisation (linear).
+    peak: f64,
+    /// True peak of the quantised, dithered mix (the family's file), dBTP.
+    true_peak_db: Option<f64>,
 }
 
 /// What one pass found.
 struct PassOutcome {
-    /// Per probe: integrated loudness (if measured) and sample peak.
-    readings: Vec<(Option<f64>, f64)>,
+    readings: Vec<Reading>,
     /// The title's length: its longest stem.
     frames: u64,
     /// Each stem's own length.
     stem_frames: Vec<u64>,
 }
 
-/// Renders every probe once; returns (integrated loudness, sample peak) per
-/// probe, the title's length in frames and each stem's.
+/// The context every graph of this title is built with.
+pub fn chain_context(ctx: &TaskContext<'_>, rate: u32, gain_db: f64) -> ChainContext {
+    ChainContext {
+        sample_rate: rate,
+        channels: OUT_CHANNELS,
+        max_block: BLOCK_FRAMES,
+        loudness_db: gain_db,
+        default_ceiling_db: ctx.spec.delivery().working_ceiling_db(),
+    }
+}
+
+/// Renders every probe once.
 fn run_pass(
     ctx: &TaskContext<'_>,
     title: &Title,
+    paths: &[PathBuf],
     probes: &[Probe],
     families: &[Family],
-    progress: impl Fn(u64),
+    expected_frames: u64,
+    pass: u32,
 ) -> Result<PassOutcome, TaskError> {
-    let paths: Vec<PathBuf> = title.stems.iter().map(|s| ctx.spec.path(&s.file)).collect();
-    let mut source = TitleSource::open(&paths, ctx.spec.delivery().sample_rate)?;
+    let d = ctx.spec.delivery();
+    let mut source = TitleSource::open(paths, d.sample_rate)?;
     let rate = source.sample_rate;
-    let mut inputs = source.make_blocks();
     let spec = &ctx.spec.spec;
-    let mut graphs: Vec<(MixGraph, Option<Meter>, f64)> = probes
+    let mut stages = Vec::with_capacity(probes.len());
+    for p in probes {
+        let tg = title_graph(&spec.graph, title, &p.variant);
+        let cc = chain_context(ctx, rate, families[p.family].gain_db);
+        let graph = MixGraph::new(&tg, &cc, |i| p.stems.contains(&i), p.reference.is_some())
+            .map_err(|e| TaskError::Input(format!("title `{}`: {e}", title.name)))?;
+        stages.push(Stage {
+            graph,
+            reference: p.reference,
+        });
+    }
+    struct Acc {
+        meter: Option<Meter>,
+        peak: f64,
+        out_stage: Option<OutputStage>,
+        tp: Option<TruePeakDetector>,
+        quantised: Block,
+    }
+    let mut acc: Vec<Acc> = probes
         .iter()
         .map(|p| {
-            let tg = title_graph(&spec.graph, title, &p.graph_variant);
-            let g = MixGraph::new(
-                &tg,
-                round6(families[p.family].gain_db),
-                rate,
-                OUT_CHANNELS,
-                BLOCK_FRAMES,
-                |i| p.stems.contains(&i),
-            );
-            let meter = if p.measures_loudness {
-                Some(Meter::new(OUT_CHANNELS, rate, MeterKind::IntegratedOnly)?)
-            } else {
-                None
+            let f = &families[p.family];
+            let seed = DitherSeed {
+                spec_sha256: &ctx.spec.sha256,
+                title: &title.name,
+                variant: &f.name,
+                output: &f.mix_file,
             };
-            Ok((g, meter, 0.0))
+            Ok(Acc {
+                meter: if p.measures_loudness {
+                    Some(Meter::new(OUT_CHANNELS, rate, MeterKind::IntegratedOnly)?)
+                } else {
+                    None
+                },
+                peak: 0.0,
+                out_stage: p.measures_loudness.then(|| {
+                    OutputStage::new(
+                        d.bit_depth,
+                        OUT_CHANNELS,
+                        0.0,
+                        (d.dither == Dither::Tpdf).then_some(seed),
+                    )
+                }),
+                tp: p
+                    .measures_loudness
+                    .then(|| TruePeakDetector::new(OUT_CHANNELS, rate)),
+                quantised: Block::new(OUT_CHANNELS, BLOCK_FRAMES),
+            })
         })
         .collect::<Result<_, TaskError>>()?;
-    let mut out = Block::new(OUT_CHANNELS, BLOCK_FRAMES);
-    let mut step = 0u64;
-    loop {
-        let n = source.read(&mut inputs)?;
-        if n == 0 {
-            break;
-        }
-        for (g, meter, peak) in &mut graphs {
-            g.process(&inputs, &mut out);
-            *peak = peak.max(out.peak());
-            if let Some(m) = meter {
-                m.add(&out)?;
+    let frames = run_stages(
+        ctx,
+        &mut source,
+        &mut stages,
+        expected_frames,
+        |f| (ctx.progress)(((f64::from(pass - 1) + f) / 3.0).min(0.95)),
+        |i, block| {
+            let a = &mut acc[i];
+            a.peak = a.peak.max(block.peak());
+            if let Some(m) = &mut a.meter {
+                m.add(block)?;
             }
-        }
-        step += 1;
-        if step.is_multiple_of(16) {
-            ctx.check_cancel()?;
-            progress(source.position());
-        }
-    }
+            if let (Some(os), Some(tp)) = (&mut a.out_stage, &mut a.tp) {
+                os.render(block, &mut a.quantised);
+                tp.push_block(&a.quantised);
+            }
+            Ok(())
+        },
+    )?;
     Ok(PassOutcome {
-        readings: graphs
-            .iter()
-            .map(|(_, m, p)| (m.as_ref().and_then(Meter::integrated), *p))
+        readings: acc
+            .iter_mut()
+            .map(|a| Reading {
+                loudness: a.meter.as_ref().and_then(Meter::integrated),
+                peak: a.peak,
+                true_peak_db: a
+                    .tp
+                    .as_mut()
+                    .map(|t| gain_to_db(t.finish()))
+                    .filter(|v| v.is_finite()),
+            })
             .collect(),
-        frames: source.position(),
+        frames,
         stem_frames: source.stem_positions(),
     })
 }

@@ -4,6 +4,7 @@
 pub mod analyze;
 pub mod manifest;
 pub mod render;
+pub mod stream;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -1,19 +1,30 @@
 //! Render: one variant of one title, through the graph, into WAV files that
 //! appear atomically, each verified by reading it back and measuring it.
+//!
+//! A mix runs its own detectors on its own sum. A `stems` output runs the
+//! variant's whole mix as a reference (not written) and one *linked* graph
+//! per role that replays the reference's bus and master dynamics envelopes:
+//! Σ processed stems = the mastered mix.
 
 use deliverables_spec::LevelPolicy;
 use deliverables_spec::compliance::Measurement;
 use deliverables_spec::manifest::FileRecord;
+use deliverables_spec::model::Dither;
 use deliverables_spec::variant::title_graph;
 use serde::{Deserialize, Serialize};
 
-use super::analyze::{AnalysisResult, outputs_for};
+use super::analyze::{AnalysisResult, chain_context, outputs_for};
+use super::stream::{Stage, run_stages};
 use super::{TaskContext, TaskError};
 use crate::decode::StemReader;
 use crate::dsp::{Block, MixGraph};
 use crate::meter::{Meter, MeterKind};
-use crate::output::{OutputWriter, Pending, digest_wav};
+use crate::output::{DitherSeed, OutputStage, OutputWriter, Pending, digest_wav};
 use crate::source::{BLOCK_FRAMES, OUT_CHANNELS, TitleSource};
+
+/// How a file was produced.
+pub const MODE_MIX: &str = "mix";
+pub const MODE_LINKED_STEM: &str = "linked_stem";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RenderedOutput {
@@ -21,6 +32,7 @@ pub struct RenderedOutput {
     pub role: Option<deliverables_spec::Role>,
     pub file: FileRecord,
     pub gain_db: f64,
+    pub ceiling_trim_db: f64,
     pub level_policy: LevelPolicy,
     pub mode: String,
     pub measurement: Measurement,
@@ -68,56 +80,74 @@ pub fn render(
     let analysis = analysis_of(ctx, title_name)?;
     let d = spec.delivery();
     let rate = analysis.sample_rate;
-    let gain_db = match (variant.level, analysis.normalized.get(variant_name)) {
-        (LevelPolicy::Normalized, Some(own)) => own.master_gain_db,
-        _ => analysis.level.master_gain_db,
+    let level = match (variant.level, analysis.normalized.get(variant_name)) {
+        (LevelPolicy::Normalized, Some(own)) => own,
+        _ => &analysis.level,
     };
+    let (gain_db, trim_db) = (level.master_gain_db, level.ceiling_trim_db);
     let tg = title_graph(&spec.spec.graph, title, &variant);
     let planned = outputs_for(ctx, title, &variant, rate);
-    let paths: Vec<_> = title.stems.iter().map(|s| spec.path(&s.file)).collect();
-    let mut source = TitleSource::open(&paths, d.sample_rate)?;
-    let mut inputs = source.make_blocks();
-    let mut graphs: Vec<MixGraph> = planned
-        .iter()
-        .map(|o| {
-            MixGraph::new(&tg, gain_db, rate, OUT_CHANNELS, BLOCK_FRAMES, |i| {
-                o.stems.contains(&i)
-            })
-        })
-        .collect();
+    let cc = chain_context(ctx, rate, gain_db);
+    let graph_err =
+        |e: crate::dsp::chain::GraphError| TaskError::Input(format!("title `{title_name}`: {e}"));
+
+    // Stage 0 is the variant's whole mix when stems replay its envelopes.
+    let linked = planned.iter().any(|o| o.role.is_some());
+    let mut stages = Vec::new();
+    if linked {
+        stages.push(Stage::own(
+            MixGraph::new(&tg, &cc, |_| true, false).map_err(graph_err)?,
+        ));
+    }
+    for o in &planned {
+        let g = MixGraph::new(&tg, &cc, |i| o.stems.contains(&i), linked).map_err(graph_err)?;
+        stages.push(Stage {
+            graph: g,
+            reference: linked.then_some(0),
+        });
+    }
+    let first_output = usize::from(linked);
     let mut writers = planned
         .iter()
         .map(|o| {
+            let seed = DitherSeed {
+                spec_sha256: &spec.sha256,
+                title: &title.name,
+                variant: &variant.name,
+                output: &o.file_name,
+            };
+            let stage = OutputStage::new(
+                d.bit_depth,
+                OUT_CHANNELS,
+                trim_db,
+                (d.dither == Dither::Tpdf).then_some(seed),
+            );
             OutputWriter::create(
                 &ctx.output_dir.join(&o.file_name),
                 rate,
                 OUT_CHANNELS,
-                d.bit_depth,
+                stage,
             )
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let mut out = Block::new(OUT_CHANNELS, BLOCK_FRAMES);
-    let total = analysis.frames.max(1);
-    let mut step = 0u64;
-    loop {
-        let n = source.read(&mut inputs)?;
-        if n == 0 {
-            break;
-        }
-        for (g, w) in graphs.iter_mut().zip(&mut writers) {
-            g.process(&inputs, &mut out);
-            w.write(&out)?;
-        }
-        step += 1;
-        if step.is_multiple_of(16) {
-            ctx.check_cancel()?;
-            (ctx.progress)(0.7 * source.position() as f64 / total as f64);
-        }
-    }
-    if source.position() != analysis.frames {
+    let paths: Vec<_> = title.stems.iter().map(|s| spec.path(&s.file)).collect();
+    let mut source = TitleSource::open(&paths, d.sample_rate)?;
+    let frames = run_stages(
+        ctx,
+        &mut source,
+        &mut stages,
+        analysis.frames,
+        |f| (ctx.progress)(0.7 * f),
+        |i, block| {
+            if i >= first_output {
+                writers[i - first_output].write(block)?;
+            }
+            Ok(())
+        },
+    )?;
+    if frames != analysis.frames {
         return Err(TaskError::Input(format!(
-            "title `{title_name}` decoded to {} frames now but {} during analysis: a stem changed during the job; resubmit",
-            source.position(),
+            "title `{title_name}` decoded to {frames} frames now but {} during analysis: a stem changed during the job; resubmit",
             analysis.frames
         )));
     }
@@ -145,8 +175,14 @@ pub fn render(
                 ..digest_file
             },
             gain_db,
+            ceiling_trim_db: trim_db,
             level_policy: variant.level,
-            mode: if o.role.is_some() { "stem" } else { "mix" }.to_string(),
+            mode: if o.role.is_some() {
+                MODE_LINKED_STEM
+            } else {
+                MODE_MIX
+            }
+            .to_string(),
             measurement,
         });
     }

@@ -1,0 +1,188 @@
+//! A linear-phase FIR low-pass just below Nyquist, placed before every
+//! true-peak limiter.
+//!
+//! Full-band material (hard-clipped noise, say) carries energy right up to
+//! Nyquist, where every true-peak meter's reconstruction filter differs; its
+//! inter-sample peaks then read differently on every meter (ours vs ffmpeg's
+//! 192 kHz resampler differed by 0.4 dB). Removing the top few percent of the
+//! band — inaudible at 44.1 kHz and above — makes the peaks well defined, so
+//! a limited file meets its ceiling on any meter. Linear and time-invariant:
+//! linked stems run it on each stem and still sum to the mix.
+
+use super::block::Block;
+use super::math::DetMath;
+use super::node::Node;
+
+/// Passband edge and stopband start as fractions of the sample rate.
+const PASS_EDGE: f64 = 0.42;
+const STOP_EDGE: f64 = 0.475;
+/// Taps (odd: symmetric, integer group delay).
+const TAPS: usize = 121;
+const KAISER_BETA: f64 = 8.0;
+
+pub struct BandLimit {
+    taps: Vec<f64>,
+    /// Per channel: history, stored twice over so every window is one slice.
+    hist: Vec<Vec<f64>>,
+    pos: usize,
+}
+
+fn bessel_i0(x: f64) -> f64 {
+    let mut sum = 1.0;
+    let mut term = 1.0;
+    let y = x * x / 4.0;
+    for k in 1..200 {
+        term *= y / (f64::from(k) * f64::from(k));
+        sum += term;
+        if term < sum * 1e-17 {
+            break;
+        }
+    }
+    sum
+}
+
+/// Windowed-sinc low-pass at the middle of the transition band, unity DC gain.
+pub fn design() -> Vec<f64> {
+    let fc = 0.5 * (PASS_EDGE + STOP_EDGE);
+    let m = (TAPS - 1) as f64 / 2.0;
+    let i0b = bessel_i0(KAISER_BETA);
+    let mut h: Vec<f64> = (0..TAPS)
+        .map(|n| {
+            let t = n as f64 - m;
+            let sinc = if t == 0.0 {
+                2.0 * fc
+            } else {
+                (2.0 * std::f64::consts::PI * fc * t).dsin() / (std::f64::consts::PI * t)
+            };
+            let r = t / m;
+            sinc * bessel_i0(KAISER_BETA * (1.0 - r * r).max(0.0).sqrt()) / i0b
+        })
+        .collect();
+    let sum: f64 = h.iter().sum();
+    for x in &mut h {
+        *x /= sum;
+    }
+    h
+}
+
+impl BandLimit {
+    pub fn new() -> Self {
+        BandLimit {
+            taps: design(),
+            hist: Vec::new(),
+            pos: 0,
+        }
+    }
+}
+
+impl Default for BandLimit {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Node for BandLimit {
+    fn name(&self) -> &'static str {
+        "band_limit"
+    }
+    fn prepare(&mut self, _: u32, channels: usize, _: usize) {
+        self.hist = vec![vec![0.0; 2 * TAPS]; channels];
+        self.pos = 0;
+    }
+    fn reset(&mut self) {
+        for h in &mut self.hist {
+            h.fill(0.0);
+        }
+        self.pos = 0;
+    }
+    fn latency(&self) -> usize {
+        (TAPS - 1) / 2
+    }
+    fn process(&mut self, block: &mut Block) {
+        let start = self.pos;
+        for (ch, hist) in self.hist.iter_mut().enumerate().take(block.channels()) {
+            let mut p = start;
+            for x in block.channel_mut(ch) {
+                // Newest sample at p and p + TAPS; the window hist[p+1 ..= p+TAPS]
+                // runs oldest to newest.
+                hist[p] = *x;
+                hist[p + TAPS] = *x;
+                let w = &hist[p + 1..p + 1 + TAPS];
+                let mut acc = 0.0;
+                for (h, v) in self.taps.iter().rev().zip(w) {
+                    acc += h * v;
+                }
+                *x = acc;
+                p += 1;
+                if p == TAPS {
+                    p = 0;
+                }
+            }
+        }
+        self.pos = (start + block.frames()) % TAPS;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response_db(h: &[f64], f: f64) -> f64 {
+        let (mut re, mut im) = (0.0, 0.0);
+        for (n, c) in h.iter().enumerate() {
+            let w = 2.0 * std::f64::consts::PI * f * n as f64;
+            re += c * w.cos();
+            im -= c * w.sin();
+        }
+        10.0 * (re * re + im * im).log10()
+    }
+
+    #[test]
+    fn flat_passband_deep_stopband() {
+        let h = design();
+        let mut ripple = 0.0_f64;
+        for i in 0..=420 {
+            ripple = ripple.max(response_db(&h, i as f64 / 1000.0).abs());
+        }
+        assert!(ripple < 0.01, "passband ripple {ripple} dB");
+        for i in 475..=500 {
+            let a = response_db(&h, i as f64 / 1000.0);
+            assert!(a < -70.0, "stopband at {} fs: {a} dB", i as f64 / 1000.0);
+        }
+    }
+
+    #[test]
+    fn impulse_is_the_kernel_delayed_and_blocks_do_not_matter() {
+        let mut n = BandLimit::new();
+        n.prepare(48_000, 2, 4096);
+        let mut b = Block::new(2, 4096);
+        b.silence(300);
+        b.channel_mut(0)[0] = 1.0;
+        n.process(&mut b);
+        let h = design();
+        for (k, c) in h.iter().enumerate() {
+            assert_eq!(b.channel(0)[k].to_bits(), c.to_bits(), "tap {k}");
+        }
+        assert_eq!(n.latency(), 60);
+        // Block-size independence.
+        let sig: Vec<f64> = (0..5000)
+            .map(|i| ((i * 7919) % 1000) as f64 / 500.0 - 1.0)
+            .collect();
+        let run = |bs: usize| {
+            let mut n = BandLimit::new();
+            n.prepare(48_000, 1, 4096);
+            let mut out = Vec::new();
+            for chunk in sig.chunks(bs) {
+                let mut b = Block::new(1, 4096);
+                b.set_frames(chunk.len());
+                b.channel_mut(0).copy_from_slice(chunk);
+                n.process(&mut b);
+                out.extend_from_slice(b.channel(0));
+            }
+            out
+        };
+        let a = run(4096);
+        let c = run(333);
+        assert!(a.iter().zip(&c).all(|(x, y)| x.to_bits() == y.to_bits()));
+    }
+}
