@@ -89,7 +89,7 @@ fn demo_renders_every_variant_within_tolerance() {
 #[test]
 fn loudness_agrees_with_ffmpeg() {
     let d = demo();
-    let mut worst = 0.0_f64;
+    let (mut worst, mut worst_tp) = (0.0_f64, 0.0_f64);
     for o in outputs(&d.manifest) {
         let path = d
             .dir
@@ -104,15 +104,12 @@ fn loudness_agrees_with_ffmpeg() {
             "{}: ours {ours} LUFS, ffmpeg {ff_i} LUFS",
             path.display()
         );
-        // True peak: the ebur128 crate's 4x estimate may read a little under ffmpeg's 192 kHz one.
+        // True peak from our oversampling estimator against ffmpeg's 192 kHz one.
         let tp = o["measurement"]["true_peak_dbtp"].as_f64().expect("TP");
-        assert!(
-            (tp - ff_tp).abs() <= 0.5,
-            "{}: TP ours {tp}, ffmpeg {ff_tp}",
-            path.display()
-        );
+        worst_tp = worst_tp.max((tp - ff_tp).abs());
+        assert!((tp - ff_tp).abs() <= 0.2, "{}: TP ours {tp}, ffmpeg {ff_tp}", path.display());
     }
-    eprintln!("largest integrated-loudness difference from ffmpeg: {worst:.4} LU");
+    eprintln!("largest difference from ffmpeg: integrated {worst:.4} LU, true peak {worst_tp:.4} dB");
 }
 
 #[test]

@@ -121,3 +121,38 @@ fn misspelt_variant_target_and_profile() {
         ],
     );
 }
+
+/// A filter above the stems' Nyquist frequency is caught when the graph is
+/// built (the rate is known only then): the title fails with the node named.
+#[test]
+fn filter_above_nyquist_names_the_node() {
+    let dir = scratch("nyquist");
+    for f in ["a.wav", "b.wav"] {
+        let w = hound::WavSpec { channels: 2, sample_rate: 48_000, bits_per_sample: 24, sample_format: hound::SampleFormat::Int };
+        let mut wr = hound::WavWriter::create(dir.join(f), w).expect("wav");
+        for i in 0..48_000 {
+            wr.write_sample((i % 100) * 1000).expect("sample");
+            wr.write_sample(0i32).expect("sample");
+        }
+        wr.finalize().expect("finalize");
+    }
+    let spec = SPEC.replace("[variants.full]", "[graph.buses.band]\nroles = [\"drums\"]\nchain = [{ node = \"gain\", db = 0.0 }, { node = \"high_pass\", freq_hz = 30000.0 }]\n\n[variants.full]");
+    std::fs::write(dir.join("job.toml"), spec).expect("write");
+    let o = stemforge(&["render", dir.join("job.toml").to_str().expect("utf-8")]);
+    let all = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{all}");
+    assert!(!all.contains("panicked"), "{all}");
+    let m = read_json(&dir.join("deliverables/manifest.json"));
+    let err = m["titles"][0]["error"].as_str().expect("title error");
+    assert!(err.contains("graph.buses.band.chain[1] (high_pass)"), "{err}");
+    assert!(err.contains("Nyquist"), "{err}");
+}
+
+#[test]
+fn out_of_range_node_parameters() {
+    check(
+        "params",
+        &SPEC.replace("[variants.full]", "[graph.master]\nchain = [{ node = \"compressor\", threshold_db = -20.0, ratio = 0.5 }, { node = \"limiter\", ceiling_dbtp = 1.0 }, { node = \"peak\", freq_hz = 1000.0, gain_db = 3.0, q = 0.0 }]\n\n[variants.full]"),
+        &["3 problems", "graph.master.chain[0].ratio: 0.5 :1 is out of range", "graph.master.chain[1].ceiling_dbtp: 1 dBTP is out of range", "a ceiling above 0 dBTP cannot be delivered", "graph.master.chain[2].q"],
+    );
+}
