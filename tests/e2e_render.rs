@@ -107,9 +107,15 @@ fn loudness_agrees_with_ffmpeg() {
         // True peak from our oversampling estimator against ffmpeg's 192 kHz one.
         let tp = o["measurement"]["true_peak_dbtp"].as_f64().expect("TP");
         worst_tp = worst_tp.max((tp - ff_tp).abs());
-        assert!((tp - ff_tp).abs() <= 0.2, "{}: TP ours {tp}, ffmpeg {ff_tp}", path.display());
+        assert!(
+            (tp - ff_tp).abs() <= 0.2,
+            "{}: TP ours {tp}, ffmpeg {ff_tp}",
+            path.display()
+        );
     }
-    eprintln!("largest difference from ffmpeg: integrated {worst:.4} LU, true peak {worst_tp:.4} dB");
+    eprintln!(
+        "largest difference from ffmpeg: integrated {worst:.4} LU, true peak {worst_tp:.4} dB"
+    );
 }
 
 #[test]

@@ -128,7 +128,12 @@ fn misspelt_variant_target_and_profile() {
 fn filter_above_nyquist_names_the_node() {
     let dir = scratch("nyquist");
     for f in ["a.wav", "b.wav"] {
-        let w = hound::WavSpec { channels: 2, sample_rate: 48_000, bits_per_sample: 24, sample_format: hound::SampleFormat::Int };
+        let w = hound::WavSpec {
+            channels: 2,
+            sample_rate: 48_000,
+            bits_per_sample: 24,
+            sample_format: hound::SampleFormat::Int,
+        };
         let mut wr = hound::WavWriter::create(dir.join(f), w).expect("wav");
         for i in 0..48_000 {
             wr.write_sample((i % 100) * 1000).expect("sample");
@@ -144,7 +149,10 @@ fn filter_above_nyquist_names_the_node() {
     assert!(!all.contains("panicked"), "{all}");
     let m = read_json(&dir.join("deliverables/manifest.json"));
     let err = m["titles"][0]["error"].as_str().expect("title error");
-    assert!(err.contains("graph.buses.band.chain[1] (high_pass)"), "{err}");
+    assert!(
+        err.contains("graph.buses.band.chain[1] (high_pass)"),
+        "{err}"
+    );
     assert!(err.contains("Nyquist"), "{err}");
 }
 
