@@ -81,6 +81,29 @@ impl Default for BandLimit {
     }
 }
 
+/// The symmetric FIR over one window (oldest to newest): taps are folded
+/// (h[k] = h[N-1-k]) and summed in four interleaved partial sums, combined in
+/// a fixed order — deterministic, and quick without any reordering by the
+/// compiler.
+#[inline]
+fn fir(h: &[f64], w: &[f64]) -> f64 {
+    const HALF: usize = (TAPS - 1) / 2;
+    let (h, w) = (&h[..TAPS], &w[..TAPS]);
+    let mut acc = [0.0f64; 4];
+    let mut k = 0;
+    while k + 4 <= HALF {
+        for j in 0..4 {
+            acc[j] += h[k + j] * (w[k + j] + w[TAPS - 1 - k - j]);
+        }
+        k += 4;
+    }
+    while k < HALF {
+        acc[0] += h[k] * (w[k] + w[TAPS - 1 - k]);
+        k += 1;
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + h[HALF] * w[HALF]
+}
+
 impl Node for BandLimit {
     fn name(&self) -> &'static str {
         "band_limit"
@@ -107,12 +130,7 @@ impl Node for BandLimit {
                 // runs oldest to newest.
                 hist[p] = *x;
                 hist[p + TAPS] = *x;
-                let w = &hist[p + 1..p + 1 + TAPS];
-                let mut acc = 0.0;
-                for (h, v) in self.taps.iter().rev().zip(w) {
-                    acc += h * v;
-                }
-                *x = acc;
+                *x = fir(&self.taps, &hist[p + 1..p + 1 + TAPS]);
                 p += 1;
                 if p == TAPS {
                     p = 0;
