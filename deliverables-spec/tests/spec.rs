@@ -313,3 +313,60 @@ fn two_stem_variants_need_variant_in_stem_names() {
     );
     parse_and_validate(&ok, None).expect("valid with {variant} in the stem names");
 }
+
+/// The `tv` preset dips the presence range on the music bus (or, without a
+/// `music` bus, on every non-vocal, non-dialogue role); the user's own
+/// `insert` replaces it.
+#[test]
+fn tv_preset_dips_the_music_and_is_overridable() {
+    let s = parse_and_validate(GOOD, None).expect("valid");
+    let tv = variants(&s)
+        .into_iter()
+        .find(|v| v.name == "tv")
+        .expect("tv");
+    assert_eq!(tv.insert.len(), 1);
+    assert_eq!(tv.insert[0].target, "bus:music");
+    assert_eq!(
+        tv.insert[0].nodes[0].kind,
+        NodeKind::Peak {
+            freq_hz: 2500.0,
+            gain_db: -3.0,
+            q: 0.7
+        }
+    );
+    let g = title_graph(&s.graph, &s.titles[0], &tv);
+    assert!(
+        g.buses[0]
+            .chain
+            .iter()
+            .any(|n| n.id.as_deref() == Some("tv_presence_dip"))
+    );
+    assert!(g.stems.iter().all(|st| {
+        st.chain
+            .iter()
+            .all(|n| n.id.as_deref() != Some("tv_presence_dip"))
+    }));
+
+    let no_bus = GOOD.replace("[graph.buses.music]\nroles = [\"drums\", \"bass\", \"keys\", \"fx\"]\nchain = [{ node = \"gain\", db = -0.5 }]\n", "");
+    let s2 = parse_and_validate(&no_bus, None).expect("valid");
+    let tv2 = variants(&s2)
+        .into_iter()
+        .find(|v| v.name == "tv")
+        .expect("tv");
+    let targets: Vec<&str> = tv2.insert.iter().map(|i| i.target.as_str()).collect();
+    assert!(
+        targets.contains(&"role:drums")
+            && !targets.contains(&"role:vocals")
+            && !targets.contains(&"role:dialogue"),
+        "{targets:?}"
+    );
+
+    let custom = GOOD.replace("[variants.tv]", "[variants.tv]\ninsert = [{ target = \"master\", nodes = [{ node = \"gain\", db = -1.0 }] }]");
+    let s3 = parse_and_validate(&custom, None).expect("valid");
+    let tv3 = variants(&s3)
+        .into_iter()
+        .find(|v| v.name == "tv")
+        .expect("tv");
+    assert_eq!(tv3.insert.len(), 1);
+    assert_eq!(tv3.insert[0].target, "master");
+}
