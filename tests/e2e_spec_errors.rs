@@ -14,9 +14,8 @@ name = "t"
 stems = [{ file = "a.wav", role = "drums" }, { file = "b.wav", role = "vocals" }]
 "#;
 
-fn check(name: &str, spec: &str, expect: &[&str]) {
-    let dir = scratch(&format!("spec-{name}"));
-    // Two tiny valid stems so only the planted mistake is wrong.
+/// Two tiny valid stems, `a.wav` and `b.wav`, so only the planted mistake is wrong.
+fn write_two_stems(dir: &std::path::Path) {
     for f in ["a.wav", "b.wav"] {
         let w = hound::WavSpec {
             channels: 2,
@@ -31,6 +30,11 @@ fn check(name: &str, spec: &str, expect: &[&str]) {
         }
         wr.finalize().expect("finalize");
     }
+}
+
+fn check(name: &str, spec: &str, expect: &[&str]) {
+    let dir = scratch(&format!("spec-{name}"));
+    write_two_stems(&dir);
     let p = dir.join("job.toml");
     std::fs::write(&p, spec).expect("write");
     let o = stemforge(&["render", p.to_str().expect("utf-8")]);
@@ -127,20 +131,7 @@ fn misspelt_variant_target_and_profile() {
 #[test]
 fn filter_above_nyquist_names_the_node() {
     let dir = scratch("nyquist");
-    for f in ["a.wav", "b.wav"] {
-        let w = hound::WavSpec {
-            channels: 2,
-            sample_rate: 48_000,
-            bits_per_sample: 24,
-            sample_format: hound::SampleFormat::Int,
-        };
-        let mut wr = hound::WavWriter::create(dir.join(f), w).expect("wav");
-        for i in 0..48_000 {
-            wr.write_sample((i % 100) * 1000).expect("sample");
-            wr.write_sample(0i32).expect("sample");
-        }
-        wr.finalize().expect("finalize");
-    }
+    write_two_stems(&dir);
     let spec = SPEC.replace("[variants.full]", "[graph.buses.band]\nroles = [\"drums\"]\nchain = [{ node = \"gain\", db = 0.0 }, { node = \"high_pass\", freq_hz = 30000.0 }]\n\n[variants.full]");
     std::fs::write(dir.join("job.toml"), spec).expect("write");
     let o = stemforge(&["render", dir.join("job.toml").to_str().expect("utf-8")]);
