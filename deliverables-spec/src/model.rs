@@ -29,18 +29,10 @@ pub struct Spec {
 }
 
 fn default_variants() -> BTreeMap<String, VariantSpec> {
-    [
-        "full",
-        "instrumental",
-        "acappella",
-        "tv",
-        "vocal_up",
-        "vocal_down",
-        "stems",
-    ]
-    .into_iter()
-    .map(|n| (n.to_string(), VariantSpec::default()))
-    .collect()
+    crate::variant::BUILTIN_VARIANTS
+        .into_iter()
+        .map(|n| (n.to_string(), VariantSpec::default()))
+        .collect()
 }
 
 /// What kind of material a stem carries.
