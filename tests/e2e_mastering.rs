@@ -38,15 +38,7 @@ fn render_variant_of_demo(name: &str, bits: &str, no_eq: bool) -> (PathBuf, serd
             .join("\n");
         assert!(spec.contains("\"limiter\"") && spec.contains("\"compressor\""));
     }
-    let path = d.dir.join(format!("{name}.toml"));
-    std::fs::write(&path, spec).expect("write spec");
-    let out = scratch(name);
-    let o = stemforge(&[
-        "render",
-        path.to_str().expect("utf-8"),
-        "--out",
-        out.to_str().expect("utf-8"),
-    ]);
+    let (out, o) = render_demo_variant(name, &spec);
     assert!(o.status.success(), "{}", text(&o));
     let m = read_json(&out.join("manifest.json"));
     (out, m)
@@ -57,15 +49,8 @@ const ROLES: [&str; 6] = ["drums", "bass", "keys", "vocals", "backing_vocals", "
 /// RMS of (Σ stems − full mix) in dBFS, and the full mix's RMS.
 fn null_depth(dir: &Path, suffix: &str) -> (f64, f64) {
     let (_, full) = read_wav(&dir.join(format!("Night-Drive_full_{suffix}.wav")));
-    let mut sum = vec![vec![0.0; full[0].len()]; 2];
-    for role in ROLES {
-        let (_, s) = read_wav(&dir.join(format!("Night-Drive_stem-{role}_{suffix}.wav")));
-        for (acc, c) in sum.iter_mut().zip(&s) {
-            for (a, x) in acc.iter_mut().zip(c) {
-                *a += x;
-            }
-        }
-    }
+    let sum =
+        sum_wavs(&ROLES.map(|role| dir.join(format!("Night-Drive_stem-{role}_{suffix}.wav"))));
     let (mut e2, mut s2, mut n) = (0.0, 0.0, 0.0);
     for (a, b) in sum.iter().zip(&full) {
         for (x, y) in a.iter().zip(b) {

@@ -123,15 +123,10 @@ fn stems_sum_to_the_full_mix() {
     let d = demo();
     let dir = d.dir.join("deliverables");
     let (_, full) = read_wav(&dir.join("Night-Drive_full_48k24.wav"));
-    let mut sum = vec![vec![0.0; full[0].len()]; 2];
-    for role in ["drums", "bass", "keys", "vocals", "backing_vocals", "fx"] {
-        let (_, s) = read_wav(&dir.join(format!("Night-Drive_stem-{role}_48k24.wav")));
-        for (acc, c) in sum.iter_mut().zip(&s) {
-            for (a, x) in acc.iter_mut().zip(c) {
-                *a += x;
-            }
-        }
-    }
+    let sum = sum_wavs(
+        &["drums", "bass", "keys", "vocals", "backing_vocals", "fx"]
+            .map(|role| dir.join(format!("Night-Drive_stem-{role}_48k24.wav"))),
+    );
     // Seven independently dithered (TPDF, ±1 LSB) and rounded 24-bit files:
     // at most 7 × 1.5 LSB per sample, and only dither noise on average.
     let lsb = 1.0 / 8_388_608.0;
@@ -215,15 +210,7 @@ fn vocal_up_minus_full_is_the_scaled_vocal_stem() {
         "per-stem compressors stay"
     );
     assert!(!float_spec.contains("\"limiter\""));
-    let path = d.dir.join("float.toml");
-    std::fs::write(&path, float_spec).expect("write spec");
-    let out = scratch("float");
-    let o = stemforge(&[
-        "render",
-        path.to_str().expect("utf-8"),
-        "--out",
-        out.to_str().expect("utf-8"),
-    ]);
+    let (out, o) = render_demo_variant("float", &float_spec);
     assert!(o.status.success(), "{}", text(&o));
     let (spec, up) = read_wav(&out.join("Night-Drive_vocal_up_48k32f.wav"));
     assert_eq!(spec.sample_format, hound::SampleFormat::Float);
@@ -315,15 +302,7 @@ fn clip_safety_keeps_samples_below_full_scale_and_reports_it() {
     // The clip safety matters where no limiter bounds the peaks.
     let hot = without_lines(&spec, &["\"limiter\""])
         .replace("bit_depth = 24", "bit_depth = 16\ntarget_lufs = -6.0");
-    let path = d.dir.join("hot.toml");
-    std::fs::write(&path, hot).expect("write spec");
-    let out = scratch("hot");
-    let o = stemforge(&[
-        "render",
-        path.to_str().expect("utf-8"),
-        "--out",
-        out.to_str().expect("utf-8"),
-    ]);
+    let (out, o) = render_demo_variant("hot", &hot);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let m = read_json(&out.join("manifest.json"));
     let level = &m["titles"][0]["level"];

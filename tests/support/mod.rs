@@ -133,3 +133,35 @@ pub fn ffmpeg_loudness(p: &Path) -> (f64, f64) {
         .fold(0.0_f64, f64::max);
     (last("lavfi.r128.I="), 20.0 * tp.log10())
 }
+
+/// Writes `spec_text` as `NAME.toml` beside the demo session (so its relative
+/// stem paths resolve) and renders it into a fresh scratch folder `NAME`.
+pub fn render_demo_variant(name: &str, spec_text: &str) -> (PathBuf, Output) {
+    let path = demo().dir.join(format!("{name}.toml"));
+    std::fs::write(&path, spec_text).expect("write spec");
+    let out = scratch(name);
+    let o = stemforge(&[
+        "render",
+        path.to_str().expect("utf-8"),
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    (out, o)
+}
+
+/// Sample-by-sample sum of stereo WAV files of equal length, read by hound.
+pub fn sum_wavs(paths: &[PathBuf]) -> Vec<Vec<f64>> {
+    let mut sum: Vec<Vec<f64>> = Vec::new();
+    for p in paths {
+        let (_, s) = read_wav(p);
+        if sum.is_empty() {
+            sum = vec![vec![0.0; s[0].len()]; s.len()];
+        }
+        for (acc, c) in sum.iter_mut().zip(&s) {
+            for (a, x) in acc.iter_mut().zip(c) {
+                *a += x;
+            }
+        }
+    }
+    sum
+}
