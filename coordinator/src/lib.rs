@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod demo;
 pub mod local;
+pub mod measure;
 pub mod scheduler;
 pub mod server;
 pub mod settings;

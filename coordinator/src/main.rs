@@ -50,6 +50,21 @@ enum Cmd {
     },
     /// Check a spec and its files without rendering.
     Validate { spec: PathBuf },
+    /// Measure files (WAV/BWF, FLAC, AIFF; mono to 7.1) as the manifest does:
+    /// integrated, LRA, true peak, sample peak, max momentary and short-term.
+    Measure {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Judge against a delivery profile (exit 1 if any file fails).
+        #[arg(long)]
+        profile: Option<String>,
+        /// A dialogue stem aligned with the files: add dialogue-gated loudness.
+        #[arg(long)]
+        dialogue: Option<PathBuf>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Realtime factor of the mastering graph on one core (demo chain), with
     /// ffmpeg doing comparable work in the same run.
     Bench {
@@ -136,6 +151,30 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 None => println!("ffmpeg: not installed, no comparison"),
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Measure {
+            files,
+            profile,
+            dialogue,
+            json,
+        } => {
+            let report = stemforge_coordinator::measure::measure(
+                &stemforge_coordinator::measure::MeasureOptions {
+                    files,
+                    profile,
+                    dialogue,
+                },
+            )?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", stemforge_coordinator::measure::text(&report));
+            }
+            Ok(if report.all_pass {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Cmd::Validate { spec } => {
             let loaded = deliverables_spec::load_file(&spec).map_err(|e| anyhow::anyhow!("{e}"))?;

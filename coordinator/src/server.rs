@@ -149,6 +149,7 @@ impl Jobs for Service {
             base_dir: r.base_dir,
             output_dir,
             submitted_ms,
+            origination_unix_s: origination_unix_s(&loaded, submitted_ms),
             state: JobState::Running,
         };
         let n = plan.tasks.len() as u32;
@@ -244,6 +245,7 @@ impl Tasks for Service {
                         base_dir: g.job.base_dir,
                         deps_json: g.deps_json,
                         job_submitted_unix_ms: g.job.submitted_ms,
+                        origination_unix_s: g.job.origination_unix_s,
                         output_dir: g.job.output_dir,
                     }),
                 }));
@@ -333,4 +335,20 @@ pub async fn serve(
         .await;
     sweeper.abort();
     result
+}
+
+/// The time BWF files of a job carry (design commitment §1): the spec's
+/// origination, else `SOURCE_DATE_EPOCH`, else the submission time. Decided
+/// here, once, so every worker writes the same bytes.
+fn origination_unix_s(spec: &deliverables_spec::LoadedSpec, submitted_ms: i64) -> i64 {
+    spec.delivery()
+        .origination
+        .as_deref()
+        .and_then(deliverables_spec::timestamp::parse_rfc3339_utc)
+        .or_else(|| {
+            std::env::var("SOURCE_DATE_EPOCH")
+                .ok()
+                .and_then(|v| v.trim().parse::<i64>().ok())
+        })
+        .unwrap_or(submitted_ms.div_euclid(1000))
 }

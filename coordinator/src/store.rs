@@ -62,6 +62,9 @@ pub struct JobRecord {
     pub base_dir: String,
     pub output_dir: String,
     pub submitted_ms: i64,
+    /// BWF origination time of every output, Unix seconds (see the proto).
+    #[serde(default)]
+    pub origination_unix_s: i64,
     pub state: JobState,
 }
 

@@ -56,6 +56,7 @@ fn job(id: &str, priority: i32) -> JobRecord {
         base_dir: "/".into(),
         output_dir: "/out".into(),
         submitted_ms: 0,
+        origination_unix_s: 0,
         state: JobState::Running,
     }
 }

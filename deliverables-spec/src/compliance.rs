@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::delivery::Delivery;
-use crate::model::LevelPolicy;
+use crate::model::{LevelPolicy, LoudnessBasis, Role};
 
 /// What was measured on a written file. `None` where a value does not exist
 /// (silence has no integrated loudness); `notes` says why.
@@ -20,9 +20,34 @@ pub struct Measurement {
     pub max_short_term_lufs: Option<f64>,
     /// Which true-peak estimator produced `true_peak_dbtp`.
     pub true_peak_method: String,
+    /// Short-term loudness (3 s window) at the end of every whole second:
+    /// entry `i` is the window ending at `i + 1` s. `null` before 3 s and
+    /// where the window is silent (below −70 LUFS).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub short_term_lufs: Vec<Option<f64>>,
+    /// Loudness over the blocks where the dialogue stem is active: present
+    /// when the title has a dialogue stem and this output contains it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dialogue: Option<DialogueMeasurement>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
 }
+
+/// Dialogue-gated loudness, estimated from stems.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DialogueMeasurement {
+    /// Integrated loudness of this output over the dialogue blocks only
+    /// (BS.1770 gating within them); `None` if no block passes the gates.
+    pub integrated_lufs: Option<f64>,
+    /// Share of the programme's 400 ms blocks in which dialogue is active (0–1).
+    pub share: f64,
+    /// Stems whose sum decided where dialogue is.
+    pub roles: Vec<Role>,
+    pub method: String,
+}
+
+/// The wording every dialogue measurement carries: it is not a speech detector.
+pub const DIALOGUE_METHOD: &str = "estimate from stems: the mix measured over the 400 ms blocks where the dialogue stem is active (its block loudness above the absolute gate and within the relative gate of its loudest block); broadcasters' meters detect speech in the mix instead";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -31,57 +56,214 @@ pub enum Outcome {
     Fail,
 }
 
+/// One limit checked, or one value reported without a limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckOutcome {
+    Pass,
+    Fail,
+    /// Measured and reported; not judged under this output's rule.
+    Reported,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Check {
+    /// `integrated`, `dialogue_integrated`, `true_peak`, `max_short_term`,
+    /// `max_momentary`, `loudness_range`.
+    pub name: String,
+    pub measured: Option<f64>,
+    pub unit: String,
+    /// The limit in words, e.g. `-23.0 ±0.5` or `≤ -1.0`.
+    pub limit: String,
+    pub outcome: CheckOutcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Verdict {
     pub verdict: Outcome,
     /// The rule applied, in words.
     pub rule: String,
+    /// What integrated loudness was measured on, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loudness_basis: Option<String>,
     /// Why it failed (empty on pass).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reasons: Vec<String>,
+    /// Every limit checked (and values reported), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<Check>,
+}
+
+impl Verdict {
+    /// A verdict for an output that could not be measured at all.
+    pub fn failed(rule: impl Into<String>, reason: impl Into<String>) -> Verdict {
+        Verdict {
+            verdict: Outcome::Fail,
+            rule: rule.into(),
+            loudness_basis: None,
+            reasons: vec![reason.into()],
+            checks: vec![],
+        }
+    }
 }
 
 /// Smallest tolerance used for float comparisons of rounded meter readings.
 const EPS: f64 = 1e-9;
 
-/// Judges one output. `normalized` outputs (and the full mix) must meet the
-/// loudness target and the ceiling; `matched` ones the ceiling only (their
-/// loudness follows the full mix by design).
-pub fn judge(policy: LevelPolicy, d: &Delivery, m: &Measurement) -> Verdict {
-    let mut reasons = Vec::new();
-    let ceiling = d.true_peak_max_dbtp;
-    match m.true_peak_dbtp {
-        Some(tp) if tp > ceiling + EPS => reasons.push(format!(
-            "true peak {tp:.2} dBTP is above the {ceiling:.1} dBTP ceiling by {:.2} dB",
-            tp - ceiling
-        )),
-        _ => {}
+struct Checks(Vec<Check>);
+
+impl Checks {
+    fn add(
+        &mut self,
+        name: &str,
+        measured: Option<f64>,
+        unit: &str,
+        limit: String,
+        judged: bool,
+        fail: Option<String>,
+    ) {
+        let outcome = match (judged, &fail) {
+            (false, _) => CheckOutcome::Reported,
+            (true, None) => CheckOutcome::Pass,
+            (true, Some(_)) => CheckOutcome::Fail,
+        };
+        self.0.push(Check {
+            name: name.into(),
+            measured,
+            unit: unit.into(),
+            limit: if judged { limit } else { "not judged".into() },
+            outcome,
+            reason: if judged { fail } else { None },
+        });
     }
-    let rule = match policy {
-        LevelPolicy::Normalized => {
-            let lo = d.target_lufs - d.tolerance_lu;
-            let hi = d.target_lufs + d.tolerance_lu;
-            match m.integrated_lufs {
-                None => reasons
-                    .push("no integrated loudness (silent or shorter than 400 ms)".to_string()),
-                Some(i) if i < lo - EPS || i > hi + EPS => reasons.push(format!(
-                    "integrated {i:.2} LUFS is outside {:.1} ±{:.1} LU (off by {:+.2} LU)",
-                    d.target_lufs,
-                    d.tolerance_lu,
-                    i - d.target_lufs
-                )),
-                Some(_) => {}
-            }
-            format!(
-                "normalized: integrated {:.1} LUFS ±{:.1} LU and true peak ≤ {:.1} dBTP ({})",
-                d.target_lufs, d.tolerance_lu, ceiling, d.profile
-            )
-        }
-        LevelPolicy::Matched => format!(
-            "matched to the full mix's gain: true peak ≤ {ceiling:.1} dBTP ({}); loudness reported, not judged",
-            d.profile
+
+    /// A "no more than" limit on an optional value.
+    fn at_most(&mut self, name: &str, what: &str, m: Option<f64>, unit: &str, max: f64) {
+        let fail = match m {
+            Some(v) if v > max + EPS => Some(format!(
+                "{what} {v:.2} {unit} is above the {max:.1} {unit} limit by {:.2}",
+                v - max
+            )),
+            _ => None,
+        };
+        self.add(name, m, unit, format!("≤ {max:.1}"), true, fail);
+    }
+}
+
+/// Judges one output. `normalized` outputs (and the full mix) are held to
+/// every limit of the delivery; `matched` ones to the true-peak ceiling only
+/// (their loudness follows the full mix by design and is reported).
+pub fn judge(policy: LevelPolicy, d: &Delivery, m: &Measurement) -> Verdict {
+    let mut c = Checks(Vec::new());
+    let ceiling = d.true_peak_max_dbtp;
+    let target = d.loudness_target(m.dialogue.as_ref().map(|x| x.share));
+    let normalized = policy == LevelPolicy::Normalized;
+
+    // Integrated loudness, on the basis the profile and the dialogue share pick.
+    let (lo, hi) = (
+        target.target_lufs - target.tolerance_lu,
+        target.target_lufs + target.tolerance_lu,
+    );
+    let (name, what, value) = match target.basis {
+        LoudnessBasis::Dialogue => (
+            "dialogue_integrated",
+            "dialogue-gated integrated",
+            m.dialogue.as_ref().and_then(|x| x.integrated_lufs),
         ),
+        LoudnessBasis::Programme => ("integrated", "integrated", m.integrated_lufs),
     };
+    let fail = match value {
+        None => Some(format!(
+            "no {what} loudness (silent, shorter than 400 ms, or no block passed the gates)"
+        )),
+        Some(i) if i < lo - EPS || i > hi + EPS => Some(format!(
+            "{what} {i:.2} LUFS is outside {:.1} ±{:.1} LU (off by {:+.2} LU)",
+            target.target_lufs,
+            target.tolerance_lu,
+            i - target.target_lufs
+        )),
+        Some(_) => None,
+    };
+    c.add(
+        name,
+        value,
+        "LUFS",
+        format!("{:.1} ±{:.1}", target.target_lufs, target.tolerance_lu),
+        normalized,
+        fail,
+    );
+    if target.basis == LoudnessBasis::Dialogue {
+        c.add(
+            "integrated",
+            m.integrated_lufs,
+            "LUFS",
+            String::new(),
+            false,
+            None,
+        );
+    }
+    c.at_most("true_peak", "true peak", m.true_peak_dbtp, "dBTP", ceiling);
+    if normalized {
+        if let Some(max) = d.max_short_term_lufs {
+            c.at_most(
+                "max_short_term",
+                "max short-term",
+                m.max_short_term_lufs,
+                "LUFS",
+                max,
+            );
+        }
+        if let Some(max) = d.max_momentary_lufs {
+            c.at_most(
+                "max_momentary",
+                "max momentary",
+                m.max_momentary_lufs,
+                "LUFS",
+                max,
+            );
+        }
+        if d.loudness_range_min_lu.is_some() || d.loudness_range_max_lu.is_some() {
+            let (min, max) = (
+                d.loudness_range_min_lu.unwrap_or(0.0),
+                d.loudness_range_max_lu.unwrap_or(f64::INFINITY),
+            );
+            let fail = match m.loudness_range_lu {
+                Some(v) if v < min - EPS || v > max + EPS => Some(format!(
+                    "loudness range {v:.1} LU is outside {min:.1} to {max:.1} LU"
+                )),
+                None => Some("no loudness range (shorter than 3 s or silent)".into()),
+                _ => None,
+            };
+            c.add(
+                "loudness_range",
+                m.loudness_range_lu,
+                "LU",
+                format!("{min:.1} to {max:.1}"),
+                true,
+                fail,
+            );
+        }
+    }
+    let limits =
+        c.0.iter()
+            .filter(|x| x.outcome != CheckOutcome::Reported)
+            .map(|x| format!("{} {}", x.name.replace('_', " "), x.limit))
+            .collect::<Vec<_>>()
+            .join(", ");
+    let rule = if normalized {
+        format!(
+            "normalized: every limit of {} applies ({limits})",
+            d.profile
+        )
+    } else {
+        format!(
+            "matched to the full mix's gain: only the true-peak ceiling of {} applies ({limits}); loudness reported, not judged",
+            d.profile
+        )
+    };
+    let reasons: Vec<String> = c.0.iter().filter_map(|x| x.reason.clone()).collect();
     Verdict {
         verdict: if reasons.is_empty() {
             Outcome::Pass
@@ -89,7 +271,9 @@ pub fn judge(policy: LevelPolicy, d: &Delivery, m: &Measurement) -> Verdict {
             Outcome::Fail
         },
         rule,
+        loudness_basis: normalized.then_some(target.why),
         reasons,
+        checks: c.0,
     }
 }
 
@@ -106,6 +290,13 @@ mod tests {
         }
     }
 
+    fn profile(name: &str) -> Delivery {
+        Delivery::resolve(&DeliverySpec {
+            profile: Some(name.into()),
+            ..Default::default()
+        })
+    }
+
     #[test]
     fn normalized_rules() {
         let d = Delivery::resolve(&DeliverySpec::default()); // -23 ±0.5, -1 dBTP
@@ -116,23 +307,25 @@ mod tests {
         let v = judge(LevelPolicy::Normalized, &d, &m(Some(-22.3), -1.5));
         assert_eq!(v.verdict, Outcome::Fail);
         assert!(v.reasons[0].contains("+0.70 LU"), "{:?}", v.reasons);
+        assert_eq!(v.checks[0].outcome, CheckOutcome::Fail);
+        assert_eq!(v.checks[1].outcome, CheckOutcome::Pass);
         let v = judge(LevelPolicy::Normalized, &d, &m(Some(-23.0), -0.5));
         assert!(
-            v.reasons[0].contains("above the -1.0 dBTP ceiling by 0.50 dB"),
+            v.reasons[0].contains("true peak -0.50 dBTP is above the -1.0 dBTP limit by 0.50"),
             "{:?}",
             v.reasons
         );
         let v = judge(LevelPolicy::Normalized, &d, &m(None, -40.0));
         assert_eq!(v.verdict, Outcome::Fail);
+        assert!(v.rule.contains("integrated -23.0 ±0.5"), "{}", v.rule);
     }
 
     #[test]
     fn matched_judged_on_ceiling_only() {
         let d = Delivery::resolve(&DeliverySpec::default());
-        assert_eq!(
-            judge(LevelPolicy::Matched, &d, &m(Some(-31.0), -6.0)).verdict,
-            Outcome::Pass
-        );
+        let v = judge(LevelPolicy::Matched, &d, &m(Some(-31.0), -6.0));
+        assert_eq!(v.verdict, Outcome::Pass);
+        assert_eq!(v.checks[0].outcome, CheckOutcome::Reported);
         assert_eq!(
             judge(LevelPolicy::Matched, &d, &m(None, -60.0)).verdict,
             Outcome::Pass
@@ -140,6 +333,101 @@ mod tests {
         assert_eq!(
             judge(LevelPolicy::Matched, &d, &m(Some(-20.0), -0.9)).verdict,
             Outcome::Fail
+        );
+    }
+
+    #[test]
+    fn s1_checks_max_short_term() {
+        let d = profile("ebu-r128-s1");
+        let mut x = m(Some(-23.0), -3.0);
+        x.max_short_term_lufs = Some(-17.2);
+        let v = judge(LevelPolicy::Normalized, &d, &x);
+        assert_eq!(v.verdict, Outcome::Fail);
+        assert!(
+            v.reasons[0].contains("max short-term -17.20 LUFS is above the -18.0 LUFS limit"),
+            "{:?}",
+            v.reasons
+        );
+        x.max_short_term_lufs = Some(-18.5);
+        assert_eq!(
+            judge(LevelPolicy::Normalized, &d, &x).verdict,
+            Outcome::Pass
+        );
+        // Plain R128 does not check it.
+        x.max_short_term_lufs = Some(-10.0);
+        let v = judge(LevelPolicy::Normalized, &profile("ebu-r128"), &x);
+        assert_eq!(v.verdict, Outcome::Pass);
+    }
+
+    #[test]
+    fn netflix_dialogue_basis_and_fallback() {
+        let d = profile("netflix");
+        let mut x = m(Some(-22.0), -3.0);
+        x.dialogue = Some(DialogueMeasurement {
+            integrated_lufs: Some(-26.5),
+            share: 0.4,
+            roles: vec![Role::Dialogue],
+            method: DIALOGUE_METHOD.into(),
+        });
+        let v = judge(LevelPolicy::Normalized, &d, &x);
+        assert_eq!(v.verdict, Outcome::Pass, "{:?}", v.reasons);
+        assert_eq!(v.checks[0].name, "dialogue_integrated");
+        assert!(
+            v.loudness_basis
+                .as_deref()
+                .unwrap_or_default()
+                .contains("40.0%")
+        );
+        // 10 % dialogue: full programme at -24 ±2; -22.0 passes, -21.5 fails.
+        if let Some(dl) = x.dialogue.as_mut() {
+            dl.share = 0.1;
+        }
+        let v = judge(LevelPolicy::Normalized, &d, &x);
+        assert_eq!(v.checks[0].name, "integrated");
+        assert_eq!(v.verdict, Outcome::Pass);
+        assert!(
+            v.loudness_basis
+                .as_deref()
+                .unwrap_or_default()
+                .contains("fallback")
+        );
+        x.integrated_lufs = Some(-21.5);
+        assert_eq!(
+            judge(LevelPolicy::Normalized, &d, &x).verdict,
+            Outcome::Fail
+        );
+        // No dialogue stem at all: falls back and says so.
+        x.dialogue = None;
+        let v = judge(LevelPolicy::Normalized, &d, &x);
+        assert!(
+            v.loudness_basis
+                .as_deref()
+                .unwrap_or_default()
+                .contains("no dialogue stem"),
+            "{:?}",
+            v.loudness_basis
+        );
+    }
+
+    #[test]
+    fn loudness_range_limits_when_set() {
+        let d = Delivery::resolve(&DeliverySpec {
+            loudness_range_min_lu: Some(4.0),
+            loudness_range_max_lu: Some(18.0),
+            ..Default::default()
+        });
+        let mut x = m(Some(-23.0), -3.0);
+        x.loudness_range_lu = Some(2.5);
+        let v = judge(LevelPolicy::Normalized, &d, &x);
+        assert!(
+            v.reasons[0].contains("outside 4.0 to 18.0"),
+            "{:?}",
+            v.reasons
+        );
+        x.loudness_range_lu = Some(9.0);
+        assert_eq!(
+            judge(LevelPolicy::Normalized, &d, &x).verdict,
+            Outcome::Pass
         );
     }
 }

@@ -14,6 +14,7 @@ pub mod naming;
 pub mod outputs;
 pub mod parse;
 pub mod plan;
+pub mod timestamp;
 pub mod validate;
 pub mod variant;
 
@@ -37,7 +38,7 @@ pub struct LoadedSpec {
 
 impl LoadedSpec {
     pub fn delivery(&self) -> Delivery {
-        Delivery::resolve(&self.spec.delivery)
+        Delivery::of(&self.spec)
     }
 
     /// Resolves a path written in the spec.

@@ -59,6 +59,9 @@ pub struct InputRecord {
     pub bits_per_sample: Option<u32>,
     /// Frames decoded (stems) or stated by the header (reference).
     pub frames: u64,
+    /// BWF `TimeReference` (samples since midnight), when the file has a `bext`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_reference: Option<u64>,
 }
 
 /// How the title's level was set.
@@ -84,6 +87,13 @@ pub struct LevelRecord {
     /// working ceiling (delivery ceiling minus margin) after quantisation.
     #[serde(default)]
     pub ceiling_trim_db: f64,
+    /// The loudness rule the gain was searched for (basis, target, why).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loudness_target: Option<crate::delivery::LoudnessTarget>,
+    /// Share of the programme with dialogue, from the dialogue stem (0–1);
+    /// absent when the title has no dialogue stem.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dialogue_share: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -18,6 +18,9 @@ pub struct Spec {
     pub schema_version: u32,
     #[serde(default)]
     pub delivery: DeliverySpec,
+    /// Custom delivery profiles by name, selectable as `delivery.profile`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub profiles: BTreeMap<String, ProfileSpec>,
     #[serde(default)]
     pub graph: Graph,
     /// Variants by name. Built-in names (`full`, `instrumental`, `acappella`,
@@ -533,6 +536,92 @@ pub struct DeliverySpec {
     /// ceiling check aim for, dB (default 0.1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub true_peak_margin_db: Option<f64>,
+    /// Limits beyond integrated loudness and true peak (profile overrides).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_short_term_lufs: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_momentary_lufs: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loudness_range_min_lu: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loudness_range_max_lu: Option<f64>,
+    /// What integrated loudness is measured on: the whole programme or,
+    /// estimated from the dialogue stem, the dialogue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loudness_basis: Option<LoudnessBasis>,
+    /// How dialogue is found (dialogue-gated profiles) and when to fall back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dialogue: Option<DialogueSpec>,
+    /// BWF origination date and time, RFC 3339 UTC (`2026-11-24T09:30:00Z`).
+    /// Default: `SOURCE_DATE_EPOCH`, else the job's submission time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origination: Option<String>,
+    /// BWF `Originator` (32 ASCII characters at most); default `stemforge`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub originator: Option<String>,
+}
+
+/// What a delivery's integrated loudness is measured on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoudnessBasis {
+    /// The whole programme (ITU-R BS.1770 gating).
+    #[default]
+    Programme,
+    /// Only where the dialogue stem is active (an estimate from stems).
+    Dialogue,
+}
+
+/// Dialogue gating, as written (every field optional).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DialogueSpec {
+    /// Count `vocals` (and `backing_vocals`) stems as dialogue too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_vocals: Option<bool>,
+    /// A 400 ms block of the dialogue stem counts as speech above this, LUFS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub absolute_gate_lufs: Option<f64>,
+    /// … and within this many LU of the stem's loudest block.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relative_gate_lu: Option<f64>,
+    /// Below this share of the programme (0–1) the profile's fallback applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_share: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_target_lufs: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_tolerance_lu: Option<f64>,
+}
+
+/// A custom delivery profile: a built-in one (`base`) with fields changed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileSpec {
+    /// Built-in profile the others fields override (default `ebu-r128`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    /// Where the figures come from, for the manifest and report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_lufs: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerance_lu: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub true_peak_max_dbtp: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_short_term_lufs: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_momentary_lufs: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loudness_range_min_lu: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loudness_range_max_lu: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loudness_basis: Option<LoudnessBasis>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dialogue: Option<DialogueSpec>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

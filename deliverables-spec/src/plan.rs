@@ -123,7 +123,7 @@ pub fn plan(
     fingerprints: &BTreeMap<String, String>,
     tool_version: &str,
 ) -> Plan {
-    let delivery = json(&Delivery::resolve(&spec.delivery));
+    let delivery = json(&Delivery::of(spec));
     let graph = json(&spec.graph);
     let all = variants(spec);
     let all_json = json(&all);

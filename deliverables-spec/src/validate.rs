@@ -25,13 +25,45 @@ fn delivery_checks(spec: &Spec, errs: &mut Vec<SpecError>) {
     let d = &spec.delivery;
     if let Some(p) = &d.profile
         && delivery::profile(p).is_none()
+        && !spec.profiles.contains_key(p)
     {
         errs.push(
-            SpecError::new("delivery.profile", format!("unknown profile `{p}`"))
-                .hint(did_you_mean(p, PROFILES.iter().map(|p| p.name))),
+            SpecError::new("delivery.profile", format!("unknown profile `{p}`")).hint(
+                did_you_mean(
+                    p,
+                    PROFILES
+                        .iter()
+                        .map(|p| p.name)
+                        .chain(spec.profiles.keys().map(String::as_str)),
+                ),
+            ),
         );
     }
-    let r = Delivery::resolve(d);
+    for (name, c) in &spec.profiles {
+        if delivery::profile(name).is_some() {
+            errs.push(
+                SpecError::new(
+                    format!("profiles.{name}"),
+                    "has the name of a built-in profile",
+                )
+                .hint(format!(
+                    "name it differently and write `base = \"{name}\"`, or override fields in [delivery]"
+                )),
+            );
+        }
+        if let Some(b) = &c.base
+            && delivery::profile(b).is_none()
+        {
+            errs.push(
+                SpecError::new(
+                    format!("profiles.{name}.base"),
+                    format!("unknown built-in profile `{b}`"),
+                )
+                .hint(did_you_mean(b, PROFILES.iter().map(|p| p.name))),
+            );
+        }
+    }
+    let r = Delivery::of(spec);
     if !(r.target_lufs.is_finite() && (-70.0..=0.0).contains(&r.target_lufs)) {
         errs.push(
             SpecError::new(
@@ -74,6 +106,27 @@ fn delivery_checks(spec: &Spec, errs: &mut Vec<SpecError>) {
                 format!("{} dB is not a usable margin", r.true_peak_margin_db),
             )
             .hint("use 0 to 3 dB; 0.1 is the default"),
+        );
+    }
+    limit_checks(&r, errs);
+    if let Some(o) = &r.origination
+        && crate::timestamp::parse_rfc3339_utc(o).is_none()
+    {
+        errs.push(
+            SpecError::new(
+                "delivery.origination",
+                format!("`{o}` is not a UTC date and time"),
+            )
+            .hint("write e.g. \"2026-11-24T09:30:00Z\" (BWF carries no time zone)"),
+        );
+    }
+    if r.originator.len() > 32 || !r.originator.is_ascii() {
+        errs.push(
+            SpecError::new(
+                "delivery.originator",
+                format!("`{}` does not fit the BWF field", r.originator),
+            )
+            .hint("use at most 32 ASCII characters"),
         );
     }
     if let Some(sr) = r.sample_rate
@@ -460,7 +513,7 @@ fn variant_checks(spec: &Spec, errs: &mut Vec<SpecError>) {
         })
         .map(|(n, _)| n)
         .collect();
-    let stem_naming = Delivery::resolve(&spec.delivery).stem_naming;
+    let stem_naming = Delivery::of(spec).stem_naming;
     if stem_variants.len() > 1 && !stem_naming.contains("{variant}") {
         errs.push(
             SpecError::new(
@@ -532,5 +585,94 @@ fn title_checks(spec: &Spec, errs: &mut Vec<SpecError>) {
                     .hint("give the reference mix's path or leave `reference` out"),
             );
         }
+    }
+}
+
+/// Ranges of the limits beyond target, tolerance and ceiling.
+fn limit_checks(r: &Delivery, errs: &mut Vec<SpecError>) {
+    let mut range = |field: &str, v: Option<f64>, lo: f64, hi: f64, hint: &str| {
+        if let Some(v) = v
+            && !(v.is_finite() && (lo..=hi).contains(&v))
+        {
+            errs.push(
+                SpecError::new(field, format!("{v} is out of range"))
+                    .hint(format!("use {lo} to {hi}; {hint}")),
+            );
+        }
+    };
+    range(
+        "delivery.max_short_term_lufs",
+        r.max_short_term_lufs,
+        -70.0,
+        0.0,
+        "EBU R 128 s1 uses -18",
+    );
+    range(
+        "delivery.max_momentary_lufs",
+        r.max_momentary_lufs,
+        -70.0,
+        0.0,
+        "e.g. -10",
+    );
+    range(
+        "delivery.loudness_range_min_lu",
+        r.loudness_range_min_lu,
+        0.0,
+        50.0,
+        "e.g. 4",
+    );
+    range(
+        "delivery.loudness_range_max_lu",
+        r.loudness_range_max_lu,
+        0.0,
+        50.0,
+        "e.g. 18",
+    );
+    let g = &r.dialogue;
+    range(
+        "delivery.dialogue.absolute_gate_lufs",
+        Some(g.absolute_gate_lufs),
+        -70.0,
+        0.0,
+        "the default is -50",
+    );
+    range(
+        "delivery.dialogue.relative_gate_lu",
+        Some(g.relative_gate_lu),
+        1.0,
+        60.0,
+        "the default is 20",
+    );
+    range(
+        "delivery.dialogue.min_share",
+        Some(g.min_share),
+        0.0,
+        1.0,
+        "a fraction: 0.15 is 15 %",
+    );
+    range(
+        "delivery.dialogue.fallback_target_lufs",
+        Some(g.fallback_target_lufs),
+        -70.0,
+        0.0,
+        "e.g. -24",
+    );
+    range(
+        "delivery.dialogue.fallback_tolerance_lu",
+        Some(g.fallback_tolerance_lu),
+        0.0,
+        10.0,
+        "e.g. 2",
+    );
+    if let (Some(lo), Some(hi)) = (r.loudness_range_min_lu, r.loudness_range_max_lu)
+        && lo > hi
+    {
+        errs.push(
+            SpecError::new(
+                "delivery.loudness_range_min_lu",
+                format!("{lo} LU is above loudness_range_max_lu ({hi} LU)"),
+            )
+            .hint("swap them"),
+        );
     }
 }

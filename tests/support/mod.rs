@@ -25,6 +25,16 @@ pub fn stemforge(args: &[&str]) -> Output {
         .expect("run stemforge")
 }
 
+/// As [`stemforge`], with extra environment variables.
+pub fn stemforge_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("STEMFORGE_LOG", "warn")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run stemforge")
+}
+
 pub fn text(o: &Output) -> String {
     format!(
         "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",

@@ -1,4 +1,4 @@
-//! Writing outputs: quantise, write WAV to a temporary name in the destination
+//! Writing outputs: quantise, write Broadcast WAV to a temporary name in the destination
 //! folder, fsync, verify by reading back, then rename into place.
 
 use std::fs::File;
@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use deliverables_spec::model::BitDepth;
 use sha2::{Digest, Sha256};
 
+use crate::bwf::{self, Bext, BextLoudness, BwfWriter, WavFormat};
 use crate::dsp::Block;
 use crate::dsp::dither::{self, Tpdf};
 
@@ -156,14 +157,16 @@ impl OutputStage {
 
 static TEMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
-/// A WAV file being written under a temporary name.
+/// A Broadcast WAV file being written under a temporary name.
 pub struct OutputWriter {
     final_path: PathBuf,
     temp_path: PathBuf,
-    writer: Option<hound::WavWriter<BufWriter<File>>>,
+    writer: Option<BwfWriter<BufWriter<File>>>,
     stage: OutputStage,
     depth: BitDepth,
     audio_hash: Sha256,
+    /// Interleaved bytes of one block, reused.
+    bytes: Vec<u8>,
     frames: u64,
 }
 
@@ -176,6 +179,8 @@ pub struct Pending {
     pub frames: u64,
     /// Samples that had to be clamped at full scale (0 unless the clip safety failed).
     pub clipped: u64,
+    /// File offset of the `bext` body, for the loudness fields measured later.
+    pub bext_offset: u64,
 }
 
 impl OutputWriter {
@@ -184,6 +189,7 @@ impl OutputWriter {
         sample_rate: u32,
         channels: usize,
         stage: OutputStage,
+        bext: &Bext,
     ) -> Result<Self, OutputError> {
         let depth = stage.quantizer().depth;
         let dir = final_path.parent().unwrap_or(Path::new("."));
@@ -198,22 +204,20 @@ impl OutputWriter {
             TEMP_SEQ.fetch_add(1, Ordering::Relaxed)
         ));
         let file = File::create(&temp_path).map_err(io_err(&temp_path))?;
-        let spec = hound::WavSpec {
-            channels: u16::try_from(channels).unwrap_or(2),
+        let format = WavFormat {
             sample_rate,
+            channels: u16::try_from(channels).map_err(|_| OutputError::Wav {
+                path: temp_path.clone(),
+                reason: format!("{channels} channels do not fit a WAV header"),
+            })?,
             bits_per_sample: depth.bits() as u16,
-            sample_format: if depth.is_float() {
-                hound::SampleFormat::Float
-            } else {
-                hound::SampleFormat::Int
-            },
+            float: depth.is_float(),
+            channel_mask: None,
         };
-        let writer =
-            hound::WavWriter::new(BufWriter::with_capacity(1 << 16, file), spec).map_err(|e| {
-                OutputError::Wav {
-                    path: temp_path.clone(),
-                    reason: e.to_string(),
-                }
+        let writer = BwfWriter::new(BufWriter::with_capacity(1 << 16, file), &format, bext)
+            .map_err(|e| OutputError::Wav {
+                path: temp_path.clone(),
+                reason: e.to_string(),
             })?;
         Ok(OutputWriter {
             final_path: final_path.to_path_buf(),
@@ -222,6 +226,7 @@ impl OutputWriter {
             stage,
             depth,
             audio_hash: Sha256::new(),
+            bytes: Vec::new(),
             frames: 0,
         })
     }
@@ -231,49 +236,52 @@ impl OutputWriter {
         let Some(w) = self.writer.as_mut() else {
             return Ok(());
         };
-        let wav_err = |e: hound::Error| OutputError::Wav {
-            path: self.temp_path.clone(),
-            reason: e.to_string(),
-        };
         let bytes_per = (self.depth.bits() / 8) as usize;
+        self.bytes.clear();
         for i in 0..block.frames() {
             for ch in 0..block.channels() {
                 let x = block.channel(ch)[i];
                 if self.depth.is_float() {
                     let f = self.stage.float_sample(x);
-                    w.write_sample(f).map_err(wav_err)?;
-                    self.audio_hash.update(f.to_le_bytes());
+                    self.bytes.extend_from_slice(&f.to_le_bytes());
                 } else {
                     let code = self.stage.int_code(ch, x);
-                    if bytes_per == 2 {
-                        w.write_sample(code as i16).map_err(wav_err)?;
-                    } else {
-                        w.write_sample(code).map_err(wav_err)?;
-                    }
-                    self.audio_hash.update(&code.to_le_bytes()[..bytes_per]);
+                    self.bytes
+                        .extend_from_slice(&code.to_le_bytes()[..bytes_per]);
                 }
             }
         }
+        self.audio_hash.update(&self.bytes);
+        w.write_samples(&self.bytes).map_err(|e| OutputError::Wav {
+            path: self.temp_path.clone(),
+            reason: e.to_string(),
+        })?;
         self.frames += block.frames() as u64;
         Ok(())
     }
 
     /// Completes the header and fsyncs. The file is still under its temporary name.
     pub fn finish(mut self) -> Result<Pending, OutputError> {
+        let mut bext_offset = 0;
         if let Some(w) = self.writer.take() {
-            w.finalize().map_err(|e| OutputError::Wav {
+            let (buf, layout) = w.finish().map_err(|e| OutputError::Wav {
                 path: self.temp_path.clone(),
                 reason: e.to_string(),
             })?;
+            bext_offset = layout.bext_offset;
+            let f = buf.into_inner().map_err(|e| OutputError::Io {
+                path: self.temp_path.clone(),
+                source: e.into_error(),
+            })?;
+            f.sync_all().map_err(io_err(&self.temp_path))?;
         }
-        let f = File::open(&self.temp_path).map_err(io_err(&self.temp_path))?;
-        f.sync_all().map_err(io_err(&self.temp_path))?;
         Ok(Pending {
             final_path: self.final_path.clone(),
             temp_path: self.temp_path.clone(),
             audio_sha256: hex::encode(self.audio_hash.clone().finalize()),
             frames: self.frames,
             clipped: self.stage.clipped,
+            bext_offset,
         })
     }
 }
@@ -288,6 +296,19 @@ impl Drop for OutputWriter {
 }
 
 impl Pending {
+    /// Writes the measured loudness into the file's `bext` chunk and fsyncs.
+    pub fn write_loudness(&self, l: &BextLoudness) -> Result<(), OutputError> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&self.temp_path)
+            .map_err(io_err(&self.temp_path))?;
+        bwf::patch_loudness(&mut f, self.bext_offset, l).map_err(|e| OutputError::Wav {
+            path: self.temp_path.clone(),
+            reason: e.to_string(),
+        })?;
+        f.sync_all().map_err(io_err(&self.temp_path))
+    }
+
     /// Makes the file visible under its final name, atomically.
     pub fn commit(self) -> Result<PathBuf, OutputError> {
         std::fs::rename(&self.temp_path, &self.final_path).map_err(io_err(&self.final_path))?;

@@ -150,6 +150,7 @@ async fn run_one(
             let (c2, p2) = (cancel.clone(), progress.clone());
             let job_id = lease.job_id.clone();
             let submitted = lease.job_submitted_unix_ms;
+            let origination = lease.origination_unix_s;
             let work = tokio::task::spawn_blocking(move || {
                 let report = move |f: f64| p2.store(f.clamp(0.0, 1.0).to_bits(), Ordering::Relaxed);
                 let ctx = TaskContext {
@@ -158,6 +159,7 @@ async fn run_one(
                     output_dir,
                     deps: &deps,
                     submitted_unix_ms: submitted,
+                    origination_unix_s: origination,
                     cancel: &c2,
                     progress: &report,
                 };

@@ -13,9 +13,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use deliverables_spec::LevelPolicy;
+use deliverables_spec::delivery::LoudnessTarget;
 use deliverables_spec::manifest::{InputRecord, LevelRecord};
+use deliverables_spec::model::LoudnessBasis;
 use deliverables_spec::model::{Dither, NodeKind, Title};
-use deliverables_spec::outputs::{PlannedOutput, title_outputs};
+use deliverables_spec::outputs::{PlannedOutput, sounding_stems, title_outputs};
 use deliverables_spec::plan::title_variants;
 use deliverables_spec::variant::{Variant, resolve_variant, title_graph, variants};
 use serde::{Deserialize, Serialize};
@@ -23,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use super::stream::{Stage, run_stages};
 use super::{TaskContext, TaskError};
 use crate::decode::StemReader;
+use crate::dialogue::DialogueActivity;
 use crate::dsp::chain::ChainContext;
 use crate::dsp::true_peak::TruePeakDetector;
 use crate::dsp::{Block, MixGraph, gain_to_db};
@@ -52,6 +55,12 @@ pub struct AnalysisResult {
     pub full_mix_lufs: Option<f64>,
     /// Normalized variants other than `full`: their own gain and trim.
     pub normalized: BTreeMap<String, LevelRecord>,
+    /// Where the dialogue stem is active (titles with a dialogue stem).
+    #[serde(default)]
+    pub dialogue: Option<DialogueActivity>,
+    /// BWF `TimeReference` every output carries: the stems' (0 without bext).
+    #[serde(default)]
+    pub time_reference: u64,
     #[serde(default)]
     pub notes: Vec<String>,
 }
@@ -62,6 +71,8 @@ struct Family {
     /// File name of the family's mix (its dither seed), for the ceiling check.
     mix_file: String,
     gain_db: f64,
+    /// The loudness rule this family's mix is brought to.
+    target: LoudnessTarget,
     search: GainSearch,
     at_unity: Option<f64>,
     loudness: Option<f64>,
@@ -106,6 +117,10 @@ pub fn analyze(ctx: &TaskContext<'_>, title_name: &str) -> Result<AnalysisResult
         .unwrap_or(0)
         .max(1);
 
+    let dialogue = find_dialogue(ctx, title, &d)?;
+    let blocks_total = crate::dialogue::gating_blocks(expected_frames, rate);
+    let dialogue_share = dialogue.as_ref().map(|a| a.share(blocks_total));
+
     let all = variants(&spec.spec);
     let (live, _) = title_variants(&spec.spec, title, &all);
     let full = resolve_variant(
@@ -114,7 +129,8 @@ pub fn analyze(ctx: &TaskContext<'_>, title_name: &str) -> Result<AnalysisResult
         &spec.spec.graph,
     );
     let every_stem: Vec<usize> = (0..title.stems.len()).collect();
-    let mut families = vec![Family::new(ctx, title, &full, rate)];
+    let family = |v: &Variant| Family::new(ctx, title, v, rate, dialogue.as_ref(), dialogue_share);
+    let mut families = vec![family(&full)];
     let mut probes = vec![Probe {
         family: 0,
         measures_loudness: true,
@@ -125,7 +141,7 @@ pub fn analyze(ctx: &TaskContext<'_>, title_name: &str) -> Result<AnalysisResult
     }];
     for v in &live {
         let family = if v.level == LevelPolicy::Normalized && v.name != "full" {
-            families.push(Family::new(ctx, title, v, rate));
+            families.push(family(v));
             probes.push(Probe {
                 family: families.len() - 1,
                 measures_loudness: true,
@@ -174,15 +190,13 @@ pub fn analyze(ctx: &TaskContext<'_>, title_name: &str) -> Result<AnalysisResult
     let mut stem_frames = Vec::new();
     while passes < MAX_PASSES {
         passes += 1;
-        let pass = run_pass(
-            ctx,
+        let input = PassInput {
             title,
-            &paths,
-            &probes,
-            &families,
+            paths: &paths,
             expected_frames,
-            passes,
-        )?;
+            dialogue: dialogue.as_ref(),
+        };
+        let pass = run_pass(ctx, &input, &probes, &families, passes)?;
         frames = pass.frames;
         stem_frames = pass.stem_frames;
         let mut all_converged = true;
@@ -218,8 +232,9 @@ pub fn analyze(ctx: &TaskContext<'_>, title_name: &str) -> Result<AnalysisResult
             }
             // Silence at a very low trial gain reads as "far below the target".
             let l = fam.loudness.unwrap_or(f64::NEG_INFINITY);
-            let err = d.target_lufs - l;
-            let want = fam.search.next(fam.gain_db, l, d.target_lufs) - fam.gain_db;
+            let target = fam.target.target_lufs;
+            let err = target - l;
+            let want = fam.search.next(fam.gain_db, l, target) - fam.gain_db;
             let headroom = if peak.0 > 0.0 && !fam.limited {
                 gain_to_db(full_scale / peak.0) - CLIP_MARGIN_DB
             } else {
@@ -248,7 +263,7 @@ pub fn analyze(ctx: &TaskContext<'_>, title_name: &str) -> Result<AnalysisResult
             "level search stopped after {MAX_PASSES} passes within {:.3} LU of the target",
             families
                 .iter()
-                .filter_map(|f| f.loudness.map(|l| (d.target_lufs - l).abs()))
+                .filter_map(|f| f.loudness.map(|l| (f.target.target_lufs - l).abs()))
                 .fold(0.0, f64::max)
         ));
     }
@@ -283,6 +298,7 @@ pub fn analyze(ctx: &TaskContext<'_>, title_name: &str) -> Result<AnalysisResult
         }
         inputs.push(input_record(&s.file, "stem", Some(s.role), p, info, n)?);
     }
+    let time_reference = timeline_position(&inputs, &mut notes);
     if let Some(r) = &title.reference {
         let p = spec.path(r);
         let rd = StemReader::open(&p)?;
@@ -315,6 +331,8 @@ pub fn analyze(ctx: &TaskContext<'_>, title_name: &str) -> Result<AnalysisResult
             passes,
             mix_true_peak_dbtp: f.true_peak_db.map(round6),
             ceiling_trim_db: round6(trim),
+            loudness_target: Some(f.target.clone()),
+            dialogue_share,
         }
     };
     let level = rec(&families[0], &mut notes);
@@ -331,13 +349,92 @@ pub fn analyze(ctx: &TaskContext<'_>, title_name: &str) -> Result<AnalysisResult
         level,
         full_mix_lufs: families[0].loudness,
         normalized,
+        dialogue,
+        time_reference,
         notes,
     })
 }
 
+/// The stems' BWF `TimeReference`: outputs start where the stems start on
+/// the session timeline. Stems that disagree are noted; the first one wins.
+fn timeline_position(inputs: &[InputRecord], notes: &mut Vec<String>) -> u64 {
+    let mut with = inputs
+        .iter()
+        .filter(|i| i.kind == "stem")
+        .filter_map(|i| i.time_reference.map(|t| (i, t)));
+    let Some((first, t)) = with.next() else {
+        return 0;
+    };
+    for (other, u) in with {
+        if u != t {
+            notes.push(format!(
+                "stems disagree on their BWF TimeReference: `{}` starts at sample {t}, `{}` at {u}; outputs carry {t}. Check the stems were printed from the same session start",
+                first.path, other.path
+            ));
+        }
+    }
+    t
+}
+
+/// Where the title's dialogue is, when it has stems of the dialogue roles.
+fn find_dialogue(
+    ctx: &TaskContext<'_>,
+    title: &Title,
+    d: &deliverables_spec::Delivery,
+) -> Result<Option<DialogueActivity>, TaskError> {
+    let gate = &d.dialogue;
+    let paths: Vec<PathBuf> = title
+        .stems
+        .iter()
+        .filter(|s| gate.roles.contains(&s.role))
+        .map(|s| ctx.spec.path(&s.file))
+        .collect();
+    let roles: Vec<_> = gate
+        .roles
+        .iter()
+        .copied()
+        .filter(|r| title.stems.iter().any(|s| s.role == *r))
+        .collect();
+    crate::dialogue::find(&paths, &roles, d.sample_rate, gate, || {
+        ctx.check_cancel().is_err()
+    })
+    .map_err(|e| match e {
+        crate::dialogue::DialogueError::Source(s) => TaskError::Source(s),
+        crate::dialogue::DialogueError::Meter(m) => TaskError::Meter(m),
+    })
+}
+
+/// Whether any stem of the dialogue roles sounds in this graph.
+pub fn carries_dialogue(
+    title: &Title,
+    sounding: &[usize],
+    activity: Option<&DialogueActivity>,
+) -> bool {
+    activity.is_some_and(|a| {
+        sounding.iter().any(|&i| {
+            title
+                .stems
+                .get(i)
+                .is_some_and(|s| a.roles.contains(&s.role))
+        })
+    })
+}
+
 impl Family {
-    fn new(ctx: &TaskContext<'_>, title: &Title, v: &Variant, rate: u32) -> Self {
+    fn new(
+        ctx: &TaskContext<'_>,
+        title: &Title,
+        v: &Variant,
+        rate: u32,
+        dialogue: Option<&DialogueActivity>,
+        share: Option<f64>,
+    ) -> Self {
         let tg = title_graph(&ctx.spec.spec.graph, title, v);
+        let has_dialogue = carries_dialogue(title, &sounding_stems(&tg), dialogue);
+        let target = ctx
+            .spec
+            .delivery()
+            .loudness_target(share.filter(|_| has_dialogue));
         let mix_file = deliverables_spec::naming::mix_file_name(
             &ctx.spec.delivery(),
             &title.name,
@@ -348,6 +445,7 @@ impl Family {
             name: v.name.clone(),
             mix_file,
             gain_db: 0.0,
+            target,
             search: GainSearch::default(),
             at_unity: None,
             loudness: None,
@@ -446,16 +544,29 @@ pub fn chain_context(ctx: &TaskContext<'_>, rate: u32, gain_db: f64) -> ChainCon
     }
 }
 
+/// What every pass reads: the title, its stems, and where its dialogue is.
+#[derive(Clone, Copy)]
+struct PassInput<'a> {
+    title: &'a Title,
+    paths: &'a [PathBuf],
+    expected_frames: u64,
+    dialogue: Option<&'a DialogueActivity>,
+}
+
 /// Renders every probe once.
 fn run_pass(
     ctx: &TaskContext<'_>,
-    title: &Title,
-    paths: &[PathBuf],
+    input: &PassInput<'_>,
     probes: &[Probe],
     families: &[Family],
-    expected_frames: u64,
     pass: u32,
 ) -> Result<PassOutcome, TaskError> {
+    let PassInput {
+        title,
+        paths,
+        expected_frames,
+        dialogue,
+    } = *input;
     let d = ctx.spec.delivery();
     let mut source = TitleSource::open(paths, d.sample_rate)?;
     let rate = source.sample_rate;
@@ -473,6 +584,8 @@ fn run_pass(
     }
     struct Acc {
         meter: Option<Meter>,
+        /// Loudness over the dialogue blocks only (dialogue-gated families).
+        dialogue_gated: bool,
         peak: f64,
         out_stage: Option<OutputStage>,
         tp: Option<TruePeakDetector>,
@@ -488,12 +601,20 @@ fn run_pass(
                 variant: &f.name,
                 output: &f.mix_file,
             };
+            let dialogue_gated = f.target.basis == LoudnessBasis::Dialogue;
             Ok(Acc {
-                meter: if p.measures_loudness {
-                    Some(Meter::new(OUT_CHANNELS, rate, MeterKind::IntegratedOnly)?)
-                } else {
-                    None
+                meter: match (p.measures_loudness, dialogue_gated) {
+                    (false, _) => None,
+                    (true, false) => {
+                        Some(Meter::new(OUT_CHANNELS, rate, MeterKind::IntegratedOnly)?)
+                    }
+                    (true, true) => Some(Meter::with_blocks(
+                        OUT_CHANNELS,
+                        rate,
+                        MeterKind::IntegratedOnly,
+                    )?),
                 },
+                dialogue_gated,
                 peak: 0.0,
                 out_stage: p.measures_loudness.then(|| {
                     OutputStage::new(
@@ -533,7 +654,16 @@ fn run_pass(
         readings: acc
             .iter_mut()
             .map(|a| Reading {
-                loudness: a.meter.as_ref().and_then(Meter::integrated),
+                loudness: a.meter.as_ref().and_then(|m| match dialogue {
+                    Some(act) if a.dialogue_gated => crate::meter::gated_integrated(
+                        m.blocks()
+                            .iter()
+                            .enumerate()
+                            .filter(|&(j, _)| act.is_active(j as u64))
+                            .map(|(_, &e)| e),
+                    ),
+                    _ => m.integrated(),
+                }),
                 peak: a.peak,
                 true_peak_db: a
                     .tp
@@ -570,6 +700,8 @@ fn input_record(
         channels: info.channels,
         bits_per_sample: info.bits_per_sample,
         frames,
+        // Not a WAV, or no bext: no timeline position.
+        time_reference: crate::bwf::bext_time_reference(path).ok().flatten(),
     })
 }
 

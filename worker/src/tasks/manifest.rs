@@ -1,5 +1,6 @@
 //! The manifest task: judge every output against the delivery and write
-//! `manifest.json` (atomically) into the output folder.
+//! `manifest.json`, `manifest.csv` and `report.html` (each atomically) into
+//! the output folder.
 
 use std::io::Write;
 
@@ -95,6 +96,8 @@ pub fn write_manifest(ctx: &TaskContext<'_>) -> Result<ManifestResult, TaskError
                 Some(r) => {
                     for out in r.outputs {
                         let verdict = judge(out.level_policy, &d, &out.measurement);
+                        let target =
+                            d.loudness_target(out.measurement.dialogue.as_ref().map(|x| x.share));
                         entry.outputs.push(OutputEntry {
                             variant: out.variant,
                             description: description.clone(),
@@ -104,8 +107,8 @@ pub fn write_manifest(ctx: &TaskContext<'_>) -> Result<ManifestResult, TaskError
                             gain_db: Some(out.gain_db),
                             ceiling_trim_db: Some(out.ceiling_trim_db),
                             mode: out.mode,
-                            target_lufs: d.target_lufs,
-                            tolerance_lu: d.tolerance_lu,
+                            target_lufs: target.target_lufs,
+                            tolerance_lu: target.tolerance_lu,
                             true_peak_max_dbtp: d.true_peak_max_dbtp,
                             offset_from_full_lu: out
                                 .measurement
@@ -131,10 +134,9 @@ pub fn write_manifest(ctx: &TaskContext<'_>) -> Result<ManifestResult, TaskError
                     true_peak_max_dbtp: d.true_peak_max_dbtp,
                     measurement: None,
                     offset_from_full_lu: None,
-                    verdict: Verdict {
-                        verdict: Outcome::Fail,
-                        rule: "the output must be rendered".into(),
-                        reasons: vec![format!(
+                    verdict: Verdict::failed(
+                        "the output must be rendered",
+                        format!(
                             "render {}: {}",
                             o.state,
                             if o.error.is_empty() {
@@ -142,8 +144,8 @@ pub fn write_manifest(ctx: &TaskContext<'_>) -> Result<ManifestResult, TaskError
                             } else {
                                 &o.error
                             }
-                        )],
-                    },
+                        ),
+                    ),
                 }),
             }
         }
@@ -169,11 +171,21 @@ pub fn write_manifest(ctx: &TaskContext<'_>) -> Result<ManifestResult, TaskError
         },
         job_id: ctx.job_id.to_string(),
         spec_sha256: ctx.spec.sha256.clone(),
-        submitted: rfc3339_utc(ctx.submitted_unix_ms),
+        submitted: deliverables_spec::timestamp::rfc3339_utc(ctx.submitted_unix_ms),
         delivery: d,
         summary: summary.clone(),
         titles,
     };
+    // The report and the CSV first: manifest.json appearing means the job's
+    // paperwork is complete.
+    write_atomically(
+        &ctx.output_dir.join(crate::report::CSV_FILE),
+        crate::report::manifest_csv(&manifest).as_bytes(),
+    )?;
+    write_atomically(
+        &ctx.output_dir.join(crate::report::REPORT_FILE),
+        crate::report::report_html(&manifest).as_bytes(),
+    )?;
     let path = ctx.output_dir.join(MANIFEST_FILE);
     let mut text =
         serde_json::to_vec_pretty(&manifest).map_err(|e| TaskError::Internal(e.to_string()))?;
@@ -206,39 +218,4 @@ pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<(), Task
     drop(f);
     std::fs::rename(&tmp, path).map_err(io)?;
     Ok(())
-}
-
-/// Unix milliseconds → `YYYY-MM-DDTHH:MM:SSZ` (civil-from-days, proleptic Gregorian).
-pub fn rfc3339_utc(unix_ms: i64) -> String {
-    let secs = unix_ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        sod / 3600,
-        (sod % 3600) / 60,
-        sod % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn rfc3339() {
-        assert_eq!(super::rfc3339_utc(0), "1970-01-01T00:00:00Z");
-        assert_eq!(
-            super::rfc3339_utc(1_795_392_000_000),
-            "2026-11-23T00:00:00Z"
-        );
-        assert_eq!(super::rfc3339_utc(951_786_123_000), "2000-02-29T01:02:03Z");
-    }
 }

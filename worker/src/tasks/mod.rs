@@ -3,6 +3,7 @@
 
 pub mod analyze;
 pub mod manifest;
+pub mod metadata;
 pub mod render;
 pub mod stream;
 
@@ -28,6 +29,8 @@ pub struct TaskContext<'a> {
     pub deps: &'a BTreeMap<String, DepOutcome>,
     /// Job submission time, Unix ms.
     pub submitted_unix_ms: i64,
+    /// BWF origination time, Unix seconds (decided at submission).
+    pub origination_unix_s: i64,
     pub cancel: &'a AtomicBool,
     pub progress: &'a (dyn Fn(f64) + Sync),
 }

@@ -13,10 +13,12 @@ use deliverables_spec::model::Dither;
 use deliverables_spec::variant::title_graph;
 use serde::{Deserialize, Serialize};
 
-use super::analyze::{AnalysisResult, chain_context, outputs_for};
+use super::analyze::{AnalysisResult, carries_dialogue, chain_context, outputs_for};
+use super::metadata::{OutputLabel, bext_loudness, output_bext};
 use super::stream::{Stage, run_stages};
 use super::{TaskContext, TaskError};
 use crate::decode::StemReader;
+use crate::dialogue::DialogueActivity;
 use crate::dsp::{Block, MixGraph};
 use crate::meter::{Meter, MeterKind};
 use crate::output::{DitherSeed, OutputStage, OutputWriter, Pending, digest_wav};
@@ -122,11 +124,26 @@ pub fn render(
                 trim_db,
                 (d.dither == Dither::Tpdf).then_some(seed),
             );
+            let bext = output_bext(
+                &OutputLabel {
+                    title: &title.name,
+                    variant: &variant.name,
+                    role: o.role.map(|r| r.as_str()),
+                    file_name: &o.file_name,
+                    spec_sha256: &spec.sha256,
+                },
+                &d,
+                ctx.origination_unix_s,
+                analysis.time_reference,
+                rate,
+                OUT_CHANNELS,
+            );
             OutputWriter::create(
                 &ctx.output_dir.join(&o.file_name),
                 rate,
                 OUT_CHANNELS,
                 stage,
+                &bext,
             )
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -160,7 +177,11 @@ pub fn render(
     let mut verified = Vec::new();
     for (i, (p, o)) in pending.iter().zip(&planned).enumerate() {
         ctx.check_cancel().inspect_err(|_| discard_all(&pending))?;
-        let r = verify(p, &d, rate).inspect_err(|_| discard_all(&pending))?;
+        let dialogue = analysis
+            .dialogue
+            .as_ref()
+            .filter(|_| carries_dialogue(title, &o.stems, analysis.dialogue.as_ref()));
+        let r = verify(p, &d, rate, dialogue).inspect_err(|_| discard_all(&pending))?;
         (ctx.progress)(0.7 + 0.3 * (i + 1) as f64 / planned.len() as f64);
         verified.push((o, r));
     }
@@ -200,22 +221,21 @@ fn discard_all(p: &[Pending]) {
     }
 }
 
-/// Reads a written file back: checksums, format, and loudness of the audio as stored.
+/// Reads a written file back and measures the audio as stored, writes the
+/// loudness into its `bext`, then checksums the finished file.
 fn verify(
     p: &Pending,
     d: &deliverables_spec::Delivery,
     rate: u32,
+    dialogue: Option<&DialogueActivity>,
 ) -> Result<(FileRecord, Measurement), TaskError> {
-    let digest = digest_wav(&p.temp_path)?;
-    if digest.audio_sha256 != p.audio_sha256 {
-        return Err(TaskError::Internal(format!(
-            "'{}' reads back different audio than was written; disk or file-system fault",
-            p.temp_path.display()
-        )));
-    }
     let mut reader = StemReader::open(&p.temp_path)?;
     let info = reader.info().clone();
-    let mut meter = Meter::new(info.channels, info.sample_rate, MeterKind::Full)?;
+    let mut meter = if dialogue.is_some() {
+        Meter::with_blocks(info.channels, info.sample_rate, MeterKind::Full)?
+    } else {
+        Meter::new(info.channels, info.sample_rate, MeterKind::Full)?
+    };
     let mut block = Block::new(info.channels, BLOCK_FRAMES);
     loop {
         let n = reader.read(block.raw_mut(), BLOCK_FRAMES)?;
@@ -235,6 +255,15 @@ fn verify(
         )));
     }
     let mut m = meter.finish();
+    m.dialogue = dialogue.map(|a| a.measure(meter.blocks()));
+    p.write_loudness(&bext_loudness(&m))?;
+    let digest = digest_wav(&p.temp_path)?;
+    if digest.audio_sha256 != p.audio_sha256 {
+        return Err(TaskError::Internal(format!(
+            "'{}' reads back different audio than was written; disk or file-system fault",
+            p.temp_path.display()
+        )));
+    }
     if p.clipped > 0 {
         m.notes
             .push(format!("{} samples clipped at full scale", p.clipped));

@@ -1,0 +1,97 @@
+//! Measures any audio file the decoder reads (WAV/BWF, FLAC, AIFF; mono,
+//! stereo, 5.0, 5.1, 7.1 with BS.1770 channel weights, LFE excluded):
+//! the same figures as the manifest, optionally dialogue-gated by a stem.
+
+use std::path::{Path, PathBuf};
+
+use deliverables_spec::Role;
+use deliverables_spec::compliance::Measurement;
+use deliverables_spec::delivery::DialogueGate;
+use serde::Serialize;
+
+use crate::decode::{DecodeError, StemReader};
+use crate::dialogue::{DialogueActivity, DialogueError};
+use crate::dsp::Block;
+use crate::meter::{Meter, MeterError, MeterKind, layout_name};
+use crate::source::BLOCK_FRAMES;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MeasureError {
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error(transparent)]
+    Meter(#[from] MeterError),
+    #[error("dialogue stem: {0}")]
+    Dialogue(#[from] DialogueError),
+}
+
+/// A file and what was measured on it.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileMeasurement {
+    pub path: PathBuf,
+    pub container: String,
+    pub codec: String,
+    pub sample_rate: u32,
+    pub channels: usize,
+    /// The channel layout the BS.1770 weights assume.
+    pub layout: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bits_per_sample: Option<u32>,
+    pub frames: u64,
+    pub duration_s: f64,
+    pub measurement: Measurement,
+}
+
+/// Where dialogue is, from a dialogue stem file, for gating a measurement.
+pub fn dialogue_from_stem(
+    stem: &Path,
+    gate: &DialogueGate,
+) -> Result<DialogueActivity, MeasureError> {
+    let found =
+        crate::dialogue::find(&[stem.to_path_buf()], &[Role::Dialogue], None, gate, || {
+            false
+        })?;
+    Ok(found.unwrap_or(DialogueActivity {
+        roles: vec![Role::Dialogue],
+        runs: vec![],
+        loudest_block_lufs: None,
+    }))
+}
+
+/// Decodes `path` and measures it in one streaming pass.
+pub fn measure_file(
+    path: &Path,
+    dialogue: Option<&DialogueActivity>,
+) -> Result<FileMeasurement, MeasureError> {
+    let mut reader = StemReader::open(path)?;
+    let info = reader.info().clone();
+    let mut meter = if dialogue.is_some() {
+        Meter::with_blocks(info.channels, info.sample_rate, MeterKind::Full)?
+    } else {
+        Meter::new(info.channels, info.sample_rate, MeterKind::Full)?
+    };
+    let mut block = Block::new(info.channels, BLOCK_FRAMES);
+    loop {
+        let n = reader.read(block.raw_mut(), BLOCK_FRAMES)?;
+        if n == 0 {
+            break;
+        }
+        block.set_frames(n);
+        meter.add(&block)?;
+    }
+    let frames = reader.position();
+    let mut m = meter.finish();
+    m.dialogue = dialogue.map(|a| a.measure(meter.blocks()));
+    Ok(FileMeasurement {
+        path: path.to_path_buf(),
+        container: info.container.clone(),
+        codec: info.codec.clone(),
+        sample_rate: info.sample_rate,
+        channels: info.channels,
+        layout: layout_name(info.channels).to_string(),
+        bits_per_sample: info.bits_per_sample,
+        frames,
+        duration_s: frames as f64 / f64::from(info.sample_rate.max(1)),
+        measurement: m,
+    })
+}
