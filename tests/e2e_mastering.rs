@@ -259,7 +259,7 @@ fn limiter_never_lets_a_true_peak_through() {
                 .join(format!("out{bits}"))
                 .join(o["file"]["path"].as_str().expect("path"));
             let ours = o["measurement"]["true_peak_dbtp"].as_f64().expect("TP");
-            let (_, ff) = ffmpeg_loudness(&file);
+            let ff = ffmpeg_r128(&file).tp;
             eprintln!(
                 "{bits}-bit {}: TP ours {ours:.3}, ffmpeg {ff:.3} dBTP",
                 o["file"]["path"]

@@ -89,32 +89,55 @@ fn demo_renders_every_variant_within_tolerance() {
 #[test]
 fn loudness_agrees_with_ffmpeg() {
     let d = demo();
-    let (mut worst, mut worst_tp) = (0.0_f64, 0.0_f64);
+    let (mut worst_i, mut worst_lra, mut worst_tp) = (0.0_f64, 0.0_f64, 0.0_f64);
     for o in outputs(&d.manifest) {
         let path = d
             .dir
             .join("deliverables")
             .join(o["file"]["path"].as_str().expect("path"));
-        let ours = o["measurement"]["integrated_lufs"].as_f64().expect("I");
-        let (ff_i, ff_tp) = ffmpeg_loudness(&path);
-        let diff = (ours - ff_i).abs();
-        worst = worst.max(diff);
-        assert!(
-            diff <= 0.2,
-            "{}: ours {ours} LUFS, ffmpeg {ff_i} LUFS",
-            path.display()
-        );
+        let m = &o["measurement"];
+        let ff = ffmpeg_r128(&path);
+        let i = m["integrated_lufs"].as_f64().expect("I");
+        let lra = m["loudness_range_lu"].as_f64().expect("LRA");
         // True peak from our oversampling estimator against ffmpeg's 192 kHz one.
-        let tp = o["measurement"]["true_peak_dbtp"].as_f64().expect("TP");
-        worst_tp = worst_tp.max((tp - ff_tp).abs());
+        let tp = m["true_peak_dbtp"].as_f64().expect("TP");
+        worst_i = worst_i.max((i - ff.i).abs());
+        worst_lra = worst_lra.max((lra - ff.lra_ebu_rule).abs());
+        worst_tp = worst_tp.max((tp - ff.tp).abs());
+        let p = path.display();
+        assert!((i - ff.i).abs() <= 0.1, "{p}: I ours {i}, ffmpeg {}", ff.i);
+        // ffmpeg's LRA ranks its percentiles differently (see FfR128): on the
+        // mixes that does not matter; on sparse stems it can move one rank.
+        // Every output must match the EBU rule on ffmpeg's own short-term
+        // values; the mixes must also match ffmpeg's LRA.
         assert!(
-            (tp - ff_tp).abs() <= 0.2,
-            "{}: TP ours {tp}, ffmpeg {ff_tp}",
-            path.display()
+            (lra - ff.lra_ebu_rule).abs() <= 0.05,
+            "{p}: LRA ours {lra}, EBU rule on ffmpeg's short-term values {}",
+            ff.lra_ebu_rule
+        );
+        if o["role"].is_null() {
+            assert!(
+                (lra - ff.lra).abs() <= 0.5,
+                "{p}: LRA ours {lra}, ffmpeg {}",
+                ff.lra
+            );
+        }
+        eprintln!(
+            "{:<44} I {i:8.3} ff {:8.3} | LRA {lra:6.3} ff {:6.3} ebu-rule {:6.3} | TP {tp:7.3} ff {:7.3}",
+            o["file"]["path"].as_str().unwrap_or("?"),
+            ff.i,
+            ff.lra,
+            ff.lra_ebu_rule,
+            ff.tp
+        );
+        assert!(
+            (tp - ff.tp).abs() <= 0.2,
+            "{p}: TP ours {tp}, ffmpeg {}",
+            ff.tp
         );
     }
     eprintln!(
-        "largest difference from ffmpeg: integrated {worst:.4} LU, true peak {worst_tp:.4} dB"
+        "largest difference from ffmpeg: integrated {worst_i:.4} LU, LRA (EBU rule) {worst_lra:.4} LU, true peak {worst_tp:.4} dB"
     );
 }
 

@@ -155,3 +155,60 @@ fn out_of_range_node_parameters() {
         &["3 problems", "graph.master.chain[0].ratio: 0.5 :1 is out of range", "graph.master.chain[1].ceiling_dbtp: 1 dBTP is out of range", "a ceiling above 0 dBTP cannot be delivered", "graph.master.chain[2].q"],
     );
 }
+
+#[test]
+fn profile_mistakes_name_the_field_and_the_fix() {
+    // A custom profile misspelt in `delivery.profile`: the hint offers it.
+    check(
+        "custom-profile",
+        &SPEC.replace(
+            "[delivery]\nbit_depth = 24",
+            "[profiles.broadcaster-x]\nbase = \"atsc-a85\"\n\n[delivery]\nbit_depth = 24\nprofile = \"broadcaster-y\"",
+        ),
+        &[
+            "delivery.profile",
+            "unknown profile `broadcaster-y`",
+            "did you mean `broadcaster-x`?",
+        ],
+    );
+    check(
+        "profile-base",
+        &SPEC.replace(
+            "[delivery]",
+            "[profiles.ebu-r128]\nbase = \"netflx\"\n\n[delivery]",
+        ),
+        &[
+            "profiles.ebu-r128",
+            "has the name of a built-in profile",
+            "profiles.ebu-r128.base",
+            "did you mean `netflix`?",
+        ],
+    );
+    check(
+        "limits",
+        &SPEC.replace(
+            "bit_depth = 24",
+            "bit_depth = 24\nmax_short_term_lufs = 5.0\nloudness_range_min_lu = 20.0\nloudness_range_max_lu = 4.0\norigination = \"24/11/2026 10:00\"\n\n[delivery.dialogue]\nmin_share = 15.0",
+        ),
+        &[
+            "delivery.max_short_term_lufs",
+            "delivery.loudness_range_min_lu",
+            "swap them",
+            "delivery.origination",
+            "2026-11-24T09:30:00Z",
+            "delivery.dialogue.min_share",
+            "0.15 is 15 %",
+        ],
+    );
+    check(
+        "dialogue-key",
+        &SPEC.replace(
+            "bit_depth = 24",
+            "bit_depth = 24\n\n[delivery.dialogue]\nrelative_gate = 15.0",
+        ),
+        &[
+            "delivery.dialogue.relative_gate",
+            "did you mean `relative_gate_lu`?",
+        ],
+    );
+}

@@ -165,11 +165,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     dialogue,
                 },
             )?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+            let out = if json {
+                serde_json::to_string_pretty(&report)? + "\n"
             } else {
-                print!("{}", stemforge_coordinator::measure::text(&report));
-            }
+                stemforge_coordinator::measure::text(&report)
+            };
+            write_stdout(&out)?;
             Ok(if report.all_pass {
                 ExitCode::SUCCESS
             } else {
@@ -191,6 +192,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Writes to stdout; a reader that went away (`| head`) is not an error.
+fn write_stdout(s: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(s.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r?),
     }
 }
 

@@ -7,6 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+#[path = "../../worker/tests/common/mod.rs"]
+mod common;
+#[allow(unused_imports)]
+pub use common::{FfR128, ffmpeg_r128};
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_stemforge");
 
 /// A fresh folder under the target dir's temp area.
@@ -102,46 +107,6 @@ pub fn read_wav(p: &Path) -> (hound::WavSpec, Vec<Vec<f64>>) {
         }
     }
     (spec, out)
-}
-
-/// Integrated loudness and true peak by ffmpeg's ebur128 filter, full precision.
-pub fn ffmpeg_loudness(p: &Path) -> (f64, f64) {
-    let meta = std::env::temp_dir().join(format!(
-        "stemforge-ff-{}-{}.txt",
-        std::process::id(),
-        p.file_name().and_then(|n| n.to_str()).unwrap_or("x")
-    ));
-    let filter = format!(
-        "ebur128=peak=true:metadata=1,ametadata=mode=print:file={}",
-        meta.display()
-    );
-    let o = Command::new("ffmpeg")
-        .args(["-nostdin", "-hide_banner", "-nostats", "-i"])
-        .arg(p)
-        .args(["-af", &filter, "-f", "null", "-"])
-        .output()
-        .expect("ffmpeg must be installed (apt-get install -y ffmpeg; .ci/run does this)");
-    assert!(
-        o.status.success(),
-        "ffmpeg failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let txt = std::fs::read_to_string(&meta).expect("ffmpeg metadata file");
-    let _ = std::fs::remove_file(&meta);
-    let last = |key: &str| -> f64 {
-        txt.lines()
-            .rev()
-            .filter_map(|l| l.strip_prefix(key))
-            .find_map(|v| v.trim().parse::<f64>().ok())
-            .unwrap_or_else(|| panic!("no {key} in ffmpeg output"))
-    };
-    // True peak per channel is printed as lavfi.r128.true_peaks_chN (linear).
-    let tp = txt
-        .lines()
-        .filter(|l| l.starts_with("lavfi.r128.true_peaks_ch"))
-        .filter_map(|l| l.split('=').nth(1)?.trim().parse::<f64>().ok())
-        .fold(0.0_f64, f64::max);
-    (last("lavfi.r128.I="), 20.0 * tp.log10())
 }
 
 /// Writes `spec_text` as `NAME.toml` beside the demo session (so its relative

@@ -28,6 +28,8 @@ pub enum MeasureError {
 /// A file and what was measured on it.
 #[derive(Debug, Clone, Serialize)]
 pub struct FileMeasurement {
+    /// Not serialised: whoever reports a measurement names the file.
+    #[serde(skip_serializing)]
     pub path: PathBuf,
     pub container: String,
     pub codec: String,

@@ -80,6 +80,30 @@ pub fn gated_integrated(energies: impl Iterator<Item = f64> + Clone) -> Option<f
     (n > 0).then(|| energy_to_lufs(sum / n as f64))
 }
 
+/// EBU Tech 3342 (v3+) loudness range from short-term (3 s) energies taken
+/// at least every 100 ms: absolute gate −70 LUFS, relative gate −20 LU below
+/// their power mean, then the spread between the 10th and 95th percentiles
+/// (nearest rank, as libebur128). `None` with no window above the gates.
+pub fn loudness_range(short_term_energies: &[f64]) -> Option<f64> {
+    let abs = lufs_to_energy(ABSOLUTE_GATE_LUFS);
+    let above: Vec<f64> = short_term_energies
+        .iter()
+        .copied()
+        .filter(|&e| e >= abs)
+        .collect();
+    if above.is_empty() {
+        return None;
+    }
+    let rel = above.iter().sum::<f64>() / above.len() as f64 * 10f64.powf(-20.0 / 10.0);
+    let mut kept: Vec<f64> = above.into_iter().filter(|&e| e >= rel).collect();
+    if kept.is_empty() {
+        return None;
+    }
+    kept.sort_by(f64::total_cmp);
+    let at = |p: f64| kept[((kept.len() - 1) as f64 * p + 0.5) as usize];
+    Some(energy_to_lufs(at(0.95)) - energy_to_lufs(at(0.10)))
+}
+
 /// Streams blocks into an EBU R128 meter, polling momentary and short-term
 /// loudness every 100 ms of audio.
 pub struct Meter {
@@ -100,6 +124,10 @@ pub struct Meter {
     blocks: Option<Vec<f64>>,
     /// Short-term loudness at every whole second (full mode).
     short_term: Vec<Option<f64>>,
+    /// Short-term energy every 100 ms from 3 s on, for the loudness range
+    /// (the `ebur128` crate's own LRA steps its windows only every second,
+    /// which EBU Tech 3342 v3 no longer allows).
+    short_term_energies: Vec<f64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -124,7 +152,7 @@ impl Meter {
         blocks: bool,
     ) -> Result<Self, MeterError> {
         let mut mode = match kind {
-            MeterKind::Full => Mode::I | Mode::LRA | Mode::M | Mode::S,
+            MeterKind::Full => Mode::I | Mode::M | Mode::S,
             MeterKind::IntegratedOnly => Mode::I,
         };
         if blocks {
@@ -148,6 +176,7 @@ impl Meter {
             true_peak: (kind == MeterKind::Full).then(|| TruePeakDetector::new(channels, rate)),
             blocks: blocks.then(Vec::new),
             short_term: Vec::new(),
+            short_term_energies: Vec::new(),
         })
     }
 
@@ -200,8 +229,11 @@ impl Meter {
         }
         let whole_window = self.hops >= 30;
         let s = self.ebu.loudness_shortterm().ok().filter(|s| s.is_finite());
-        if whole_window && let Some(s) = s {
-            self.max_short_term = self.max_short_term.max(s);
+        if whole_window {
+            if let Some(s) = s {
+                self.max_short_term = self.max_short_term.max(s);
+            }
+            self.short_term_energies.push(s.map_or(0.0, lufs_to_energy));
         }
         if self.hops.is_multiple_of(10) {
             let gated = s.filter(|&s| s >= ABSOLUTE_GATE_LUFS);
@@ -243,7 +275,7 @@ impl Meter {
             }
         }
         let full = self.kind == MeterKind::Full;
-        let lra = self.ebu.loudness_range().ok().and_then(finite);
+        let lra = loudness_range(&self.short_term_energies).and_then(finite);
         let true_peak = self
             .true_peak
             .as_mut()

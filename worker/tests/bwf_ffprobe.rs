@@ -6,39 +6,18 @@
 
 use std::fs::File;
 use std::io::BufWriter;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
 use stemforge_worker::bwf::{self, Bext, BextLoudness, BwfWriter, Layout, WavFormat};
 use stemforge_worker::decode::StemReader;
 
+mod common;
+
+use common::TempDir;
+
 const RATE: u32 = 48_000;
-
-/// A directory under the system temp dir, unique per process and test, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(test: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "stemforge-bwf-ffprobe-{}-{test}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Runs an ffmpeg tool, failing the test with an install hint if it is missing.
 fn run(tool: &str, args: &[&str]) -> Vec<u8> {
