@@ -2,10 +2,14 @@
 //! gRPC services, the in-process cluster behind `render`, and the demo.
 
 pub mod bench;
+pub mod bench_cluster;
+pub mod daemon;
 pub mod demo;
 pub mod local;
 pub mod measure;
+pub mod remote;
 pub mod scheduler;
 pub mod server;
 pub mod settings;
+pub mod sqlite_store;
 pub mod store;

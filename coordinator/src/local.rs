@@ -9,7 +9,6 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow};
 use deliverables_spec::manifest::Manifest;
 use indicatif::{ProgressBar, ProgressStyle};
-use stemforge_proto::v1::jobs_client::JobsClient;
 use stemforge_proto::v1::{GetJobRequest, JobStatus, SubmitJobRequest};
 use stemforge_worker::service::{WorkerOptions, run_worker};
 use tokio::net::TcpListener;
@@ -105,18 +104,6 @@ pub async fn render(
     })
 }
 
-async fn connect(url: &str) -> Result<JobsClient<tonic::transport::Channel>> {
-    let mut last = None;
-    for _ in 0..50 {
-        match JobsClient::connect(url.to_string()).await {
-            Ok(c) => return Ok(c),
-            Err(e) => last = Some(e),
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Err(anyhow!("cannot reach the coordinator at {url}: {last:?}"))
-}
-
 /// Submits the job and follows it to the end, with a progress bar on a terminal.
 async fn drive(
     url: &str,
@@ -124,7 +111,7 @@ async fn drive(
     base_dir: &Path,
     out: String,
 ) -> Result<JobStatus> {
-    let mut client = connect(url).await?;
+    let mut client = crate::remote::connect(url).await?;
     let resp = client
         .submit_job(SubmitJobRequest {
             spec_toml: loaded.text.clone(),

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use stemforge_coordinator::demo;
 use stemforge_coordinator::local::{RenderOptions, render, summary_table};
+use stemforge_coordinator::remote;
 use stemforge_coordinator::settings::Settings;
 use tracing_subscriber::EnvFilter;
 
@@ -50,6 +51,86 @@ enum Cmd {
     },
     /// Check a spec and its files without rendering.
     Validate { spec: PathBuf },
+    /// Coordinator throughput: tasks per second over many worker connections
+    /// (real tiny renders, SQLite store), and a catalog's speed-up with 1, 2
+    /// and 4 worker processes.
+    BenchCluster {
+        /// Tiny titles for the dispatch measurement.
+        #[arg(long, default_value_t = 150)]
+        tiny_titles: usize,
+        /// Concurrent worker connections for the dispatch measurement.
+        #[arg(long, default_value_t = 50)]
+        connections: usize,
+        /// Titles of the scaling catalog (0 skips it).
+        #[arg(long, default_value_t = 20)]
+        titles: usize,
+        /// Length of each scaling title, seconds.
+        #[arg(long, default_value_t = 4.0)]
+        seconds: f64,
+    },
+    /// Run a coordinator: the gRPC API over a durable job store in --data-dir.
+    Coordinator {
+        /// Address to listen on (default from config: 127.0.0.1:7447).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Folder for the job database (default from config: ./stemforge-data).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Run a worker that pulls tasks from a coordinator.
+    Worker {
+        /// Coordinator URL (default from config: http://127.0.0.1:7447).
+        #[arg(long)]
+        coordinator: Option<String>,
+        /// Name shown in task histories (default: host name and process id).
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Submit a spec to a coordinator; prints the job id.
+    Submit {
+        spec: PathBuf,
+        #[arg(long)]
+        coordinator: Option<String>,
+        /// Higher runs first (default 0).
+        #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+        priority: i32,
+        /// A name for status listings.
+        #[arg(long, default_value = "")]
+        label: String,
+        /// Output folder (default: the spec's delivery.output_dir).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Every job, or one job's tasks and their states.
+    Status {
+        job: Option<String>,
+        #[arg(long)]
+        coordinator: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Follow a job live until it finishes (exit 0 if it succeeded).
+    Watch {
+        job: String,
+        #[arg(long)]
+        coordinator: Option<String>,
+    },
+    /// Cancel a job: running tasks stop at their next heartbeat.
+    Cancel {
+        job: String,
+        #[arg(long)]
+        coordinator: Option<String>,
+    },
+    /// Run a job's failed, skipped and cancelled tasks again (or one task).
+    Retry {
+        job: String,
+        /// Only this task (and what it blocked).
+        #[arg(long)]
+        task: Option<String>,
+        #[arg(long)]
+        coordinator: Option<String>,
+    },
     /// Measure files (WAV/BWF, FLAC, AIFF; mono to 7.1) as the manifest does:
     /// integrated, LRA, true peak, sample peak, max momentary and short-term.
     Measure {
@@ -177,6 +258,136 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
+        Cmd::BenchCluster {
+            tiny_titles,
+            connections,
+            titles,
+            seconds,
+        } => {
+            use stemforge_coordinator::bench_cluster;
+            let dir = std::env::temp_dir()
+                .join(format!("stemforge-bench-cluster-{}", std::process::id()));
+            let r = rt.block_on(async {
+                let d = bench_cluster::dispatch(&dir, tiny_titles, connections, &settings).await?;
+                println!(
+                    "dispatch: {} tasks ({} one-second titles: analysis + full mix each, + manifest) over {} worker connections in {:.2} s: {:.1} tasks/s",
+                    d.tasks,
+                    tiny_titles,
+                    d.connections,
+                    d.seconds,
+                    d.tasks as f64 / d.seconds
+                );
+                if titles > 0 {
+                    let rows = bench_cluster::scaling(&dir, titles, seconds, &settings).await?;
+                    let base = rows.first().map_or(1.0, |r| r.seconds);
+                    for r in &rows {
+                        println!(
+                            "catalog of {titles} x {seconds:.0} s titles ({} tasks), {} worker process(es): {:.1} s, speed-up {:.2}x",
+                            r.tasks,
+                            r.workers,
+                            r.seconds,
+                            base / r.seconds
+                        );
+                    }
+                }
+                anyhow::Ok(())
+            });
+            let _ = std::fs::remove_dir_all(&dir);
+            r?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Coordinator { listen, data_dir } => {
+            let listen = listen.unwrap_or_else(|| settings.listen.clone());
+            let data_dir = data_dir.unwrap_or_else(|| PathBuf::from(&settings.data_dir));
+            rt.block_on(stemforge_coordinator::daemon::run_coordinator(
+                &settings, &listen, &data_dir,
+            ))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Worker { coordinator, id } => {
+            let url = coordinator.unwrap_or_else(|| settings.coordinator.clone());
+            let id = id.unwrap_or_else(default_worker_id);
+            rt.block_on(stemforge_coordinator::daemon::run_worker(
+                &settings, &url, &id,
+            ))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Submit {
+            spec,
+            coordinator,
+            priority,
+            label,
+            out,
+        } => {
+            let url = coordinator.unwrap_or_else(|| settings.coordinator.clone());
+            let output_dir = match out {
+                Some(o) => {
+                    std::fs::create_dir_all(&o)?;
+                    std::fs::canonicalize(&o)?.display().to_string()
+                }
+                None => String::new(),
+            };
+            let resp = rt.block_on(async {
+                let mut c = remote::connect(&url).await?;
+                remote::submit_file(
+                    &mut c,
+                    &spec,
+                    &remote::SubmitOptions {
+                        priority,
+                        label,
+                        output_dir,
+                    },
+                )
+                .await
+            })?;
+            write_stdout(&format!("{}\n", resp.job_id))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Status {
+            job,
+            coordinator,
+            json,
+        } => {
+            let url = coordinator.unwrap_or_else(|| settings.coordinator.clone());
+            let out = rt.block_on(remote::status(&url, job.as_deref(), json))?;
+            write_stdout(&out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Watch { job, coordinator } => {
+            let url = coordinator.unwrap_or_else(|| settings.coordinator.clone());
+            let st = rt.block_on(remote::watch(&url, &job))?;
+            println!(
+                "job {} {}{}",
+                st.job_id,
+                remote::job_state_name(st.state),
+                if st.manifest_path.is_empty() {
+                    String::new()
+                } else {
+                    format!("; manifest {}", st.manifest_path)
+                }
+            );
+            Ok(if st.state == 2 && st.all_outputs_pass {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Cmd::Cancel { job, coordinator } => {
+            let url = coordinator.unwrap_or_else(|| settings.coordinator.clone());
+            rt.block_on(remote::cancel(&url, &job))?;
+            println!("job {job} cancelled");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Retry {
+            job,
+            task,
+            coordinator,
+        } => {
+            let url = coordinator.unwrap_or_else(|| settings.coordinator.clone());
+            let n = rt.block_on(remote::retry(&url, &job, task.as_deref()))?;
+            println!("job {job}: {n} tasks to run again");
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Validate { spec } => {
             let loaded = deliverables_spec::load_file(&spec).map_err(|e| anyhow::anyhow!("{e}"))?;
             let plan = deliverables_spec::plan_job(&loaded, env!("CARGO_PKG_VERSION"))
@@ -193,6 +404,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `host-pid`: unique per worker process, readable in task histories.
+fn default_worker_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "worker".to_string());
+    format!("{host}-{}", std::process::id())
 }
 
 /// Writes to stdout; a reader that went away (`| head`) is not an error.

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use deliverables_spec::{Plan, RunWhen};
 use serde_json::json;
 
-use crate::store::{JobRecord, JobState, Store, StoreError, TaskRecord, TaskState};
+use crate::store::{JobEvent, JobRecord, JobState, Store, StoreError, TaskRecord, TaskState};
 
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {
@@ -18,6 +18,8 @@ pub struct SchedulerConfig {
     pub max_attempts: u32,
     pub backoff_base_ms: i64,
     pub backoff_max_ms: i64,
+    /// Failed or lapsed attempts after which a worker is kept off a job.
+    pub max_worker_failures: u32,
 }
 
 impl Default for SchedulerConfig {
@@ -28,6 +30,7 @@ impl Default for SchedulerConfig {
             max_attempts: 3,
             backoff_base_ms: 1_000,
             backoff_max_ms: 60_000,
+            max_worker_failures: 3,
         }
     }
 }
@@ -41,6 +44,9 @@ pub enum SchedError {
     /// A report under a lease that is no longer current (expired, re-leased).
     #[error("stale lease for task {task}: {why}")]
     StaleLease { task: String, why: String },
+    /// A retry of something that has not finished, or a retry of nothing.
+    #[error("nothing to retry: {0}")]
+    NothingToRetry(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -83,7 +89,17 @@ impl<S: Store> Scheduler<S> {
     }
 
     /// Stores a planned job; tasks without dependencies are queued at once.
-    pub fn submit(&mut self, mut job: JobRecord, plan: &Plan) -> Result<String, SchedError> {
+    pub fn submit(&mut self, job: JobRecord, plan: &Plan) -> Result<String, SchedError> {
+        let now = job.submitted_ms;
+        self.submit_at(job, plan, now)
+    }
+
+    fn submit_at(
+        &mut self,
+        mut job: JobRecord,
+        plan: &Plan,
+        now_ms: i64,
+    ) -> Result<String, SchedError> {
         job.seq = self.store.next_job_seq()?;
         job.state = JobState::Running;
         let tasks: Vec<TaskRecord> = plan
@@ -112,20 +128,44 @@ impl<S: Store> Scheduler<S> {
                 result_json: None,
                 error: None,
                 history: vec![],
+                attempt_limit: 0,
             })
             .collect();
-        self.store.insert_job(&job, &tasks)?;
+        let mut events = vec![job_event(&job, now_ms, "submitted")];
+        events.extend(
+            tasks
+                .iter()
+                .map(|t| task_event(t, now_ms, "planned".into())),
+        );
+        self.store.insert_job(&job, &tasks, &events)?;
         Ok(job.job_id)
     }
 
     /// Leases the best runnable task to `worker`, if any.
     pub fn lease(&mut self, worker: &str, now_ms: i64) -> Result<Option<Grant>, SchedError> {
-        let Some(mut task) = self
-            .store
-            .queued()?
-            .into_iter()
-            .find(|t| t.not_before_ms <= now_ms)
-        else {
+        let mut excluded: BTreeMap<String, bool> = BTreeMap::new();
+        let mut found = None;
+        for t in self.store.queued()? {
+            if t.not_before_ms > now_ms {
+                continue;
+            }
+            let keep_off = match excluded.get(&t.job_id) {
+                Some(&k) => k,
+                None => {
+                    let k = self.store.job(&t.job_id)?.is_some_and(|j| {
+                        j.worker_failures.get(worker).copied().unwrap_or(0)
+                            >= self.cfg.max_worker_failures
+                    });
+                    excluded.insert(t.job_id.clone(), k);
+                    k
+                }
+            };
+            if !keep_off {
+                found = Some(t);
+                break;
+            }
+        }
+        let Some(mut task) = found else {
             return Ok(None);
         };
         let job = self
@@ -144,7 +184,9 @@ impl<S: Store> Scheduler<S> {
         task.lease_expires_ms = now_ms + self.cfg.lease_ms;
         task.worker_id = Some(worker.to_string());
         task.progress = 0.0;
-        self.store.put_tasks(std::slice::from_ref(&task), None)?;
+        let ev = task_event(&task, now_ms, format!("leased to {worker}"));
+        self.store
+            .put_tasks(std::slice::from_ref(&task), None, &[ev])?;
         let deps_json = self.deps_json(&task)?;
         Ok(Some(Grant {
             job,
@@ -231,7 +273,7 @@ impl<S: Store> Scheduler<S> {
         let mut t = self.current(k)?;
         t.lease_expires_ms = now_ms + self.cfg.lease_ms;
         t.progress = progress.clamp(0.0, 1.0);
-        self.store.put_tasks(std::slice::from_ref(&t), None)?;
+        self.store.put_tasks(std::slice::from_ref(&t), None, &[])?;
         Ok((t.lease_expires_ms, false))
     }
 
@@ -252,7 +294,7 @@ impl<S: Store> Scheduler<S> {
             "attempt {attempt}: succeeded on {} at {now_ms}",
             t.worker_id.as_deref().unwrap_or("?")
         ));
-        self.settle(job, vec![t])
+        self.settle(job, vec![t], now_ms)
     }
 
     pub fn fail(
@@ -265,7 +307,7 @@ impl<S: Store> Scheduler<S> {
         let job = k.job;
         let t = self.current(k)?;
         let t = self.end_attempt(t, error, retryable, now_ms);
-        self.settle(job, vec![t])
+        self.settle(job, vec![t], now_ms)
     }
 
     /// Ends the current attempt of `t` with an error: a retry after backoff
@@ -280,7 +322,12 @@ impl<S: Store> Scheduler<S> {
         let worker = t.worker_id.clone().unwrap_or_default();
         t.lease_id = None;
         t.progress = 0.0;
-        if retryable && t.attempt < self.cfg.max_attempts {
+        let limit = if t.attempt_limit == 0 {
+            self.cfg.max_attempts
+        } else {
+            t.attempt_limit
+        };
+        if retryable && t.attempt < limit {
             let backoff = (self.cfg.backoff_base_ms << (t.attempt.saturating_sub(1)).min(20))
                 .min(self.cfg.backoff_max_ms);
             t.state = TaskState::Queued;
@@ -320,14 +367,14 @@ impl<S: Store> Scheduler<S> {
             by_job.entry(t.job_id.clone()).or_default().push(t);
         }
         for (job, ts) in by_job {
-            self.settle(&job, ts)?;
+            self.settle(&job, ts, now_ms)?;
         }
         Ok(n)
     }
 
     /// Cancels a running job: queued and blocked tasks are cancelled; leased
     /// ones learn it at their next heartbeat.
-    pub fn cancel(&mut self, job_id: &str) -> Result<(), SchedError> {
+    pub fn cancel(&mut self, job_id: &str, now_ms: i64) -> Result<(), SchedError> {
         let mut job = self
             .store
             .job(job_id)?
@@ -347,13 +394,83 @@ impl<S: Store> Scheduler<S> {
                 t
             })
             .collect();
-        self.store.put_tasks(&tasks, Some(&job))?;
+        let mut events: Vec<JobEvent> = tasks
+            .iter()
+            .map(|t| task_event(t, now_ms, "cancelled with the job".into()))
+            .collect();
+        events.push(job_event(&job, now_ms, "cancelled"));
+        self.store.put_tasks(&tasks, Some(&job), &events)?;
         Ok(())
+    }
+
+    /// Runs again what did not succeed: the failed, skipped and cancelled
+    /// tasks of a job (or one task, with its skipped dependants), each with
+    /// a fresh allowance of attempts; the manifest task is redone so it
+    /// reflects the new results. The job is running again.
+    pub fn retry(
+        &mut self,
+        job_id: &str,
+        task_id: Option<&str>,
+        now_ms: i64,
+    ) -> Result<usize, SchedError> {
+        let mut job = self
+            .store
+            .job(job_id)?
+            .ok_or_else(|| SchedError::NoJob(job_id.into()))?;
+        let tasks = self.store.tasks(job_id)?;
+        if let Some(id) = task_id
+            && !tasks.iter().any(|t| t.task_id == id)
+        {
+            return Err(SchedError::NoTask {
+                job: job_id.into(),
+                task: id.into(),
+            });
+        }
+        let again = |t: &TaskRecord| {
+            matches!(
+                t.state,
+                TaskState::Failed | TaskState::Skipped | TaskState::Cancelled
+            ) && task_id.is_none_or(|id| id == t.task_id || t.state == TaskState::Skipped)
+        };
+        let mut changed: Vec<TaskRecord> = Vec::new();
+        for t in &tasks {
+            let redo_manifest = t.run_when == RunWhen::DepsFinished && t.state.is_terminal();
+            if !(again(t) || redo_manifest) {
+                continue;
+            }
+            let mut t = t.clone();
+            t.state = TaskState::Blocked;
+            t.attempt_limit = t.attempt + self.cfg.max_attempts;
+            t.not_before_ms = 0;
+            t.error = None;
+            t.lease_id = None;
+            t.history.push(format!("retry requested at {now_ms}"));
+            changed.push(t);
+        }
+        if changed.iter().all(|t| t.run_when == RunWhen::DepsFinished) {
+            return Err(SchedError::NothingToRetry(format!(
+                "job {job_id} has no failed, skipped or cancelled task{}",
+                task_id.map(|t| format!(" {t}")).unwrap_or_default()
+            )));
+        }
+        let n = changed.len();
+        job.state = JobState::Running;
+        job.worker_failures.clear();
+        self.store
+            .put_tasks(&[], Some(&job), &[job_event(&job, now_ms, "retry")])?;
+        // Blocked tasks whose dependencies are done become queued here.
+        self.settle(job_id, changed, now_ms)?;
+        Ok(n)
     }
 
     /// Writes changed tasks, unblocks or skips dependants, and finishes the
     /// job when every task is terminal — all in one store write.
-    fn settle(&mut self, job_id: &str, changed: Vec<TaskRecord>) -> Result<(), SchedError> {
+    fn settle(
+        &mut self,
+        job_id: &str,
+        changed: Vec<TaskRecord>,
+        now_ms: i64,
+    ) -> Result<(), SchedError> {
         let mut job = self
             .store
             .job(job_id)?
@@ -364,6 +481,23 @@ impl<S: Store> Scheduler<S> {
             .into_iter()
             .map(|t| (t.task_id.clone(), t))
             .collect();
+        let before: BTreeMap<String, (TaskState, u32)> = tasks
+            .iter()
+            .map(|(id, t)| (id.clone(), (t.state, t.attempt)))
+            .collect();
+        // Failed or lapsed attempts count against the worker on this job.
+        let mut failures_changed = false;
+        for t in &changed {
+            let ended_badly = t.lease_id.is_none()
+                && before
+                    .get(&t.task_id)
+                    .is_some_and(|b| b.0 == TaskState::Leased)
+                && t.state != TaskState::Succeeded;
+            if ended_badly && let Some(w) = &t.worker_id {
+                *job.worker_failures.entry(w.clone()).or_insert(0) += 1;
+                failures_changed = true;
+            }
+        }
         let mut dirty: Vec<String> = Vec::new();
         for t in changed {
             dirty.push(t.task_id.clone());
@@ -409,25 +543,55 @@ impl<S: Store> Scheduler<S> {
                 break;
             }
         }
-        let job_changed =
-            if job.state == JobState::Running && tasks.values().all(|t| t.state.is_terminal()) {
-                job.state = if tasks.values().all(|t| t.state == TaskState::Succeeded) {
-                    JobState::Succeeded
-                } else {
-                    JobState::Failed
-                };
-                true
+        let job_finished =
+            job.state == JobState::Running && tasks.values().all(|t| t.state.is_terminal());
+        if job_finished {
+            job.state = if tasks.values().all(|t| t.state == TaskState::Succeeded) {
+                JobState::Succeeded
             } else {
-                false
+                JobState::Failed
             };
+        }
         dirty.sort();
         dirty.dedup();
         let out: Vec<TaskRecord> = dirty
             .iter()
             .filter_map(|id| tasks.get(id).cloned())
             .collect();
-        self.store.put_tasks(&out, job_changed.then_some(&job))?;
+        let mut events: Vec<JobEvent> = out
+            .iter()
+            .filter(|t| before.get(&t.task_id) != Some(&(t.state, t.attempt)))
+            .map(|t| {
+                let msg = match t.state {
+                    TaskState::Queued | TaskState::Failed => {
+                        t.history.last().cloned().unwrap_or_default()
+                    }
+                    _ => t.error.clone().unwrap_or_default(),
+                };
+                task_event(t, now_ms, msg)
+            })
+            .collect();
+        if job_finished {
+            events.push(job_event(&job, now_ms, "finished"));
+        }
+        let job_write = (job_finished || failures_changed).then_some(&job);
+        self.store.put_tasks(&out, job_write, &events)?;
         Ok(())
+    }
+
+    /// Events of a job after `after` (for watchers), at most `limit`.
+    pub fn events(
+        &self,
+        job_id: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<JobEvent>, SchedError> {
+        Ok(self.store.events(job_id, after, limit)?)
+    }
+
+    /// Every job, oldest first.
+    pub fn jobs(&self) -> Result<Vec<JobRecord>, SchedError> {
+        Ok(self.store.jobs()?)
     }
 
     pub fn job(&self, job_id: &str) -> Result<(JobRecord, Vec<TaskRecord>), SchedError> {
@@ -437,5 +601,39 @@ impl<S: Store> Scheduler<S> {
             .ok_or_else(|| SchedError::NoJob(job_id.into()))?;
         let tasks = self.store.tasks(job_id)?;
         Ok((job, tasks))
+    }
+}
+
+fn task_event(t: &TaskRecord, now_ms: i64, message: String) -> JobEvent {
+    JobEvent {
+        seq: 0,
+        job_id: t.job_id.clone(),
+        at_ms: now_ms,
+        task_id: t.task_id.clone(),
+        kind: "task".into(),
+        state: t.state.as_str().into(),
+        attempt: t.attempt,
+        worker_id: t.worker_id.clone().unwrap_or_default(),
+        message,
+    }
+}
+
+fn job_event(j: &JobRecord, now_ms: i64, message: &str) -> JobEvent {
+    JobEvent {
+        seq: 0,
+        job_id: j.job_id.clone(),
+        at_ms: now_ms,
+        task_id: String::new(),
+        kind: "job".into(),
+        state: match j.state {
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+        .into(),
+        attempt: 0,
+        worker_id: String::new(),
+        message: message.into(),
     }
 }

@@ -9,9 +9,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use stemforge_proto::v1::jobs_server::{Jobs, JobsServer};
 use stemforge_proto::v1::tasks_server::{Tasks, TasksServer};
 use stemforge_proto::v1::{
-    CompleteTaskRequest, CompleteTaskResponse, FailTaskRequest, FailTaskResponse, GetJobRequest,
-    HeartbeatRequest, HeartbeatResponse, JobStatus, LeaseRef, LeaseTaskRequest, LeaseTaskResponse,
-    SubmitJobRequest, SubmitJobResponse, TaskLease, TaskStatus,
+    CancelJobRequest, CancelJobResponse, CompleteTaskRequest, CompleteTaskResponse,
+    FailTaskRequest, FailTaskResponse, GetJobRequest, HeartbeatRequest, HeartbeatResponse,
+    JobEvent, JobStatus, LeaseRef, LeaseTaskRequest, LeaseTaskResponse, ListJobsRequest,
+    ListJobsResponse, RetryJobRequest, RetryJobResponse, SubmitJobRequest, SubmitJobResponse,
+    TaskLease, TaskStatus, WatchJobRequest,
 };
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
@@ -35,7 +37,9 @@ pub fn now_ms() -> i64 {
 pub fn to_status(e: SchedError) -> Status {
     match e {
         SchedError::NoJob(_) | SchedError::NoTask { .. } => Status::not_found(e.to_string()),
-        SchedError::StaleLease { .. } => Status::failed_precondition(e.to_string()),
+        SchedError::StaleLease { .. } | SchedError::NothingToRetry(_) => {
+            Status::failed_precondition(e.to_string())
+        }
         SchedError::Store(_) => Status::internal(e.to_string()),
     }
 }
@@ -45,6 +49,8 @@ pub struct Coordinator {
     sched: Mutex<Scheduler<Box<dyn Store>>>,
     /// Woken whenever a task may have become runnable.
     work: Notify,
+    /// Woken whenever job state changed (for watchers).
+    changed: Notify,
     tool_version: String,
 }
 
@@ -53,6 +59,7 @@ impl Coordinator {
         Arc::new(Coordinator {
             sched: Mutex::new(Scheduler::new(store, cfg)),
             work: Notify::new(),
+            changed: Notify::new(),
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
         })
     }
@@ -74,6 +81,7 @@ impl Coordinator {
         if n > 0 {
             warn!(count = n, "leases expired; tasks requeued");
             self.work.notify_waiters();
+            self.changed.notify_waiters();
         }
         n
     }
@@ -151,11 +159,13 @@ impl Jobs for Service {
             submitted_ms,
             origination_unix_s: origination_unix_s(&loaded, submitted_ms),
             state: JobState::Running,
+            worker_failures: Default::default(),
         };
         let n = plan.tasks.len() as u32;
         let job_id = self.0.with(|s| s.submit(job, &plan))?;
         info!(job = %job_id, tasks = n, "job submitted");
         self.0.work.notify_waiters();
+        self.0.changed.notify_waiters();
         Ok(Response::new(SubmitJobResponse {
             job_id,
             task_count: n,
@@ -165,17 +175,7 @@ impl Jobs for Service {
     async fn get_job(&self, req: Request<GetJobRequest>) -> Result<Response<JobStatus>, Status> {
         let id = req.into_inner().job_id;
         let (job, tasks) = self.0.with(|s| s.job(&id))?;
-        let mut status = JobStatus {
-            job_id: job.job_id.clone(),
-            state: match job.state {
-                JobState::Running => 1,
-                JobState::Succeeded => 2,
-                JobState::Failed => 3,
-                JobState::Cancelled => 4,
-            },
-            spec_sha256: job.spec_sha256.clone(),
-            ..Default::default()
-        };
+        let mut status = job_status(&job);
         for t in &tasks {
             if t.kind == deliverables_spec::TaskKind::Manifest
                 && let Some(r) = t.result_json.as_deref()
@@ -193,9 +193,166 @@ impl Jobs for Service {
                 weight: t.weight,
                 error: t.error.clone().unwrap_or_default(),
                 worker_id: t.worker_id.clone().unwrap_or_default(),
+                history: t.history.clone(),
+                not_before_unix_ms: t.not_before_ms,
             });
         }
         Ok(Response::new(status))
+    }
+
+    async fn list_jobs(
+        &self,
+        _req: Request<ListJobsRequest>,
+    ) -> Result<Response<ListJobsResponse>, Status> {
+        let jobs = self.0.with(|s| s.jobs())?;
+        Ok(Response::new(ListJobsResponse {
+            jobs: jobs.iter().map(job_status).collect(),
+        }))
+    }
+
+    async fn cancel_job(
+        &self,
+        req: Request<CancelJobRequest>,
+    ) -> Result<Response<CancelJobResponse>, Status> {
+        let id = req.into_inner().job_id;
+        self.0.with(|s| s.cancel(&id, now_ms()))?;
+        info!(job = %id, "job cancelled");
+        self.0.changed.notify_waiters();
+        Ok(Response::new(CancelJobResponse {}))
+    }
+
+    async fn retry_job(
+        &self,
+        req: Request<RetryJobRequest>,
+    ) -> Result<Response<RetryJobResponse>, Status> {
+        let r = req.into_inner();
+        let task = (!r.task_id.is_empty()).then_some(r.task_id.as_str());
+        let n = self.0.with(|s| s.retry(&r.job_id, task, now_ms()))?;
+        info!(job = %r.job_id, tasks = n, "retry requested");
+        self.0.work.notify_waiters();
+        self.0.changed.notify_waiters();
+        self.0.changed.notify_waiters();
+        Ok(Response::new(RetryJobResponse {
+            tasks_requeued: n as u32,
+        }))
+    }
+
+    type WatchJobStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<JobEvent, Status>> + Send + 'static>,
+    >;
+
+    async fn watch_job(
+        &self,
+        req: Request<WatchJobRequest>,
+    ) -> Result<Response<Self::WatchJobStream>, Status> {
+        let r = req.into_inner();
+        // Fail early for an unknown job.
+        self.0.with(|s| s.job(&r.job_id))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let coord = self.0.clone();
+        tokio::spawn(async move {
+            if let Err(e) = stream_events(&coord, &r.job_id, r.after_seq, &tx).await {
+                let _ = tx.send(Err(e)).await;
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}
+
+/// Sends stored events after `after`, then new ones as they are stored, and
+/// progress of leased tasks as it changes, until the job has finished and
+/// every event is out (or the watcher goes away).
+async fn stream_events(
+    coord: &Coordinator,
+    job_id: &str,
+    mut after: u64,
+    tx: &tokio::sync::mpsc::Sender<Result<JobEvent, Status>>,
+) -> Result<(), Status> {
+    let mut progress: std::collections::BTreeMap<String, f64> = Default::default();
+    loop {
+        let changed = coord.changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        let (events, job, tasks) = coord.with(|s| {
+            let ev = s.events(job_id, after, 1000)?;
+            let (job, tasks) = s.job(job_id)?;
+            Ok((ev, job, tasks))
+        })?;
+        let labels: std::collections::BTreeMap<&str, String> = tasks
+            .iter()
+            .map(|t| (t.task_id.as_str(), t.kind.label()))
+            .collect();
+        let drained = events.len() < 1000;
+        for e in events {
+            after = e.seq;
+            let msg = JobEvent {
+                seq: e.seq,
+                at_unix_ms: e.at_ms,
+                label: labels.get(e.task_id.as_str()).cloned().unwrap_or_default(),
+                task_id: e.task_id,
+                kind: e.kind,
+                state: e.state,
+                attempt: e.attempt,
+                worker_id: e.worker_id,
+                message: e.message,
+                progress: 0.0,
+            };
+            if tx.send(Ok(msg)).await.is_err() {
+                return Ok(());
+            }
+        }
+        for t in tasks.iter().filter(|t| t.state == TaskState::Leased) {
+            let last = progress.get(&t.task_id).copied().unwrap_or(-1.0);
+            if (t.progress - last).abs() >= 0.005 {
+                progress.insert(t.task_id.clone(), t.progress);
+                let msg = JobEvent {
+                    seq: 0,
+                    at_unix_ms: now_ms(),
+                    task_id: t.task_id.clone(),
+                    label: t.kind.label(),
+                    kind: "progress".into(),
+                    state: "leased".into(),
+                    attempt: t.attempt,
+                    worker_id: t.worker_id.clone().unwrap_or_default(),
+                    message: String::new(),
+                    progress: t.progress,
+                };
+                if tx.send(Ok(msg)).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        if drained && job.state != JobState::Running {
+            return Ok(());
+        }
+        if !drained {
+            continue;
+        }
+        tokio::select! {
+            _ = changed => {},
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {},
+            _ = tx.closed() => return Ok(()),
+        }
+    }
+}
+
+fn job_status(job: &JobRecord) -> JobStatus {
+    JobStatus {
+        job_id: job.job_id.clone(),
+        state: match job.state {
+            JobState::Running => 1,
+            JobState::Succeeded => 2,
+            JobState::Failed => 3,
+            JobState::Cancelled => 4,
+        },
+        spec_sha256: job.spec_sha256.clone(),
+        priority: job.priority,
+        label: job.label.clone(),
+        submitted_unix_ms: job.submitted_ms,
+        output_dir: job.output_dir.clone(),
+        ..Default::default()
     }
 }
 
@@ -228,6 +385,7 @@ impl Tasks for Service {
             notified.as_mut().enable();
             let grant = self.0.with(|s| s.lease(&r.worker_id, now_ms()))?;
             if let Some(g) = grant {
+                self.0.changed.notify_waiters();
                 let hb = self.0.with(|s| Ok(s.config().heartbeat_ms))?;
                 info!(job = %g.job.job_id, task = %g.task.kind.label(), worker = %r.worker_id, attempt = g.task.attempt, "task leased");
                 return Ok(Response::new(LeaseTaskResponse {
@@ -286,6 +444,7 @@ impl Tasks for Service {
         self.0
             .with(|s| s.complete(key(&l), r.result_json, now_ms()))?;
         self.0.work.notify_waiters();
+        self.0.changed.notify_waiters();
         Ok(Response::new(CompleteTaskResponse {}))
     }
 
@@ -298,6 +457,7 @@ impl Tasks for Service {
         self.0
             .with(|s| s.fail(key(&l), r.error, r.retryable, now_ms()))?;
         self.0.work.notify_waiters();
+        self.0.changed.notify_waiters();
         Ok(Response::new(FailTaskResponse {}))
     }
 }

@@ -22,6 +22,16 @@ pub struct Settings {
     pub backoff_base_ms: i64,
     /// How long a worker's lease request waits for work, ms.
     pub poll_wait_ms: u32,
+    /// Longest retry delay, ms.
+    pub backoff_max_ms: i64,
+    /// Failed or lapsed attempts after which a worker is kept off a job.
+    pub max_worker_failures: u32,
+    /// Where `stemforge coordinator` listens.
+    pub listen: String,
+    /// Where `stemforge coordinator` keeps its job database.
+    pub data_dir: String,
+    /// The coordinator workers and client commands talk to.
+    pub coordinator: String,
 }
 
 pub const DEFAULT_CONFIG_FILE: &str = "stemforge.toml";
@@ -34,7 +44,12 @@ impl Settings {
             .set_default("heartbeat_ms", 1_000)?
             .set_default("max_attempts", 3)?
             .set_default("backoff_base_ms", 1_000)?
-            .set_default("poll_wait_ms", 2_000)?;
+            .set_default("poll_wait_ms", 2_000)?
+            .set_default("backoff_max_ms", 60_000)?
+            .set_default("max_worker_failures", 3)?
+            .set_default("listen", "127.0.0.1:7447")?
+            .set_default("data_dir", "stemforge-data")?
+            .set_default("coordinator", "http://127.0.0.1:7447")?;
         b = match file {
             Some(f) => b.add_source(config::File::from(f).required(true)),
             None => b.add_source(config::File::with_name(DEFAULT_CONFIG_FILE).required(false)),
@@ -50,7 +65,8 @@ impl Settings {
             heartbeat_ms: self.heartbeat_ms,
             max_attempts: self.max_attempts,
             backoff_base_ms: self.backoff_base_ms,
-            ..SchedulerConfig::default()
+            backoff_max_ms: self.backoff_max_ms,
+            max_worker_failures: self.max_worker_failures,
         }
     }
 

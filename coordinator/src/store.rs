@@ -66,6 +66,10 @@ pub struct JobRecord {
     #[serde(default)]
     pub origination_unix_s: i64,
     pub state: JobState,
+    /// Failed or lapsed attempts per worker: a worker at the limit is kept
+    /// off this job.
+    #[serde(default)]
+    pub worker_failures: BTreeMap<String, u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -91,6 +95,29 @@ pub struct TaskRecord {
     pub error: Option<String>,
     /// One line per attempt's end: what happened, for the task history.
     pub history: Vec<String>,
+    /// Attempts allowed in total (a manual retry raises it); 0 means the
+    /// scheduler's `max_attempts`.
+    #[serde(default)]
+    pub attempt_limit: u32,
+}
+
+/// Something that happened to a job, in order. Stored with the transition
+/// that caused it (same transaction), so a watcher can resume after `seq`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobEvent {
+    /// Assigned by the store on append: increasing, never reused.
+    pub seq: u64,
+    pub job_id: String,
+    pub at_ms: i64,
+    /// Empty for job-level events.
+    pub task_id: String,
+    /// `task` (a task changed state) or `job` (the job did).
+    pub kind: String,
+    /// The new state (`queued`, `leased`, `succeeded`, …).
+    pub state: String,
+    pub attempt: u32,
+    pub worker_id: String,
+    pub message: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,13 +129,27 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// What the scheduler needs from storage. Each method is atomic: a durable
 /// store runs it as one transaction.
 pub trait Store: Send {
-    fn insert_job(&mut self, job: &JobRecord, tasks: &[TaskRecord]) -> StoreResult<()>;
+    /// Stores a new job, its tasks and its first events.
+    fn insert_job(
+        &mut self,
+        job: &JobRecord,
+        tasks: &[TaskRecord],
+        events: &[JobEvent],
+    ) -> StoreResult<()>;
     fn job(&self, job_id: &str) -> StoreResult<Option<JobRecord>>;
     fn jobs(&self) -> StoreResult<Vec<JobRecord>>;
     fn put_job(&mut self, job: &JobRecord) -> StoreResult<()>;
     fn tasks(&self, job_id: &str) -> StoreResult<Vec<TaskRecord>>;
-    /// Writes these task records (and the job, if given) together.
-    fn put_tasks(&mut self, tasks: &[TaskRecord], job: Option<&JobRecord>) -> StoreResult<()>;
+    /// Writes these task records, the job (if given) and appends the events,
+    /// all together (one transaction).
+    fn put_tasks(
+        &mut self,
+        tasks: &[TaskRecord],
+        job: Option<&JobRecord>,
+        events: &[JobEvent],
+    ) -> StoreResult<()>;
+    /// Events of a job with `seq > after`, in order, at most `limit`.
+    fn events(&self, job_id: &str, after: u64, limit: usize) -> StoreResult<Vec<JobEvent>>;
     /// Queued tasks of running jobs, best first: priority, then job, then plan order.
     fn queued(&self) -> StoreResult<Vec<TaskRecord>>;
     fn leased(&self) -> StoreResult<Vec<TaskRecord>>;
@@ -120,6 +161,16 @@ pub trait Store: Send {
 pub struct MemoryStore {
     jobs: BTreeMap<String, JobRecord>,
     tasks: BTreeMap<(String, String), TaskRecord>,
+    events: Vec<JobEvent>,
+}
+
+impl MemoryStore {
+    fn append(&mut self, events: &[JobEvent]) {
+        for e in events {
+            let seq = self.events.len() as u64 + 1;
+            self.events.push(JobEvent { seq, ..e.clone() });
+        }
+    }
 }
 
 impl MemoryStore {
@@ -129,7 +180,12 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
-    fn insert_job(&mut self, job: &JobRecord, tasks: &[TaskRecord]) -> StoreResult<()> {
+    fn insert_job(
+        &mut self,
+        job: &JobRecord,
+        tasks: &[TaskRecord],
+        events: &[JobEvent],
+    ) -> StoreResult<()> {
         if self.jobs.contains_key(&job.job_id) {
             return Err(StoreError(format!("job {} exists", job.job_id)));
         }
@@ -138,6 +194,7 @@ impl Store for MemoryStore {
             self.tasks
                 .insert((t.job_id.clone(), t.task_id.clone()), t.clone());
         }
+        self.append(events);
         Ok(())
     }
     fn job(&self, job_id: &str) -> StoreResult<Option<JobRecord>> {
@@ -162,7 +219,12 @@ impl Store for MemoryStore {
         v.sort_by_key(|t| t.seq);
         Ok(v)
     }
-    fn put_tasks(&mut self, tasks: &[TaskRecord], job: Option<&JobRecord>) -> StoreResult<()> {
+    fn put_tasks(
+        &mut self,
+        tasks: &[TaskRecord],
+        job: Option<&JobRecord>,
+        events: &[JobEvent],
+    ) -> StoreResult<()> {
         for t in tasks {
             self.tasks
                 .insert((t.job_id.clone(), t.task_id.clone()), t.clone());
@@ -170,7 +232,19 @@ impl Store for MemoryStore {
         if let Some(j) = job {
             self.put_job(j)?;
         }
+        self.append(events);
         Ok(())
+    }
+    fn events(&self, job_id: &str, after: u64, limit: usize) -> StoreResult<Vec<JobEvent>> {
+        let start = usize::try_from(after)
+            .unwrap_or(usize::MAX)
+            .min(self.events.len());
+        Ok(self.events[start..]
+            .iter()
+            .filter(|e| e.job_id == job_id)
+            .take(limit)
+            .cloned()
+            .collect())
     }
     fn queued(&self) -> StoreResult<Vec<TaskRecord>> {
         let mut v: Vec<(i32, u64, TaskRecord)> = self
@@ -204,8 +278,13 @@ impl Store for MemoryStore {
 
 /// A boxed store is a store: lets the coordinator choose one at run time.
 impl Store for Box<dyn Store> {
-    fn insert_job(&mut self, job: &JobRecord, tasks: &[TaskRecord]) -> StoreResult<()> {
-        (**self).insert_job(job, tasks)
+    fn insert_job(
+        &mut self,
+        job: &JobRecord,
+        tasks: &[TaskRecord],
+        events: &[JobEvent],
+    ) -> StoreResult<()> {
+        (**self).insert_job(job, tasks, events)
     }
     fn job(&self, job_id: &str) -> StoreResult<Option<JobRecord>> {
         (**self).job(job_id)
@@ -219,8 +298,16 @@ impl Store for Box<dyn Store> {
     fn tasks(&self, job_id: &str) -> StoreResult<Vec<TaskRecord>> {
         (**self).tasks(job_id)
     }
-    fn put_tasks(&mut self, tasks: &[TaskRecord], job: Option<&JobRecord>) -> StoreResult<()> {
-        (**self).put_tasks(tasks, job)
+    fn put_tasks(
+        &mut self,
+        tasks: &[TaskRecord],
+        job: Option<&JobRecord>,
+        events: &[JobEvent],
+    ) -> StoreResult<()> {
+        (**self).put_tasks(tasks, job, events)
+    }
+    fn events(&self, job_id: &str, after: u64, limit: usize) -> StoreResult<Vec<JobEvent>> {
+        (**self).events(job_id, after, limit)
     }
     fn queued(&self) -> StoreResult<Vec<TaskRecord>> {
         (**self).queued()

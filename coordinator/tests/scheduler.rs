@@ -57,6 +57,7 @@ fn job(id: &str, priority: i32) -> JobRecord {
         output_dir: "/out".into(),
         submitted_ms: 0,
         origination_unix_s: 0,
+        worker_failures: Default::default(),
         state: JobState::Running,
     }
 }
@@ -70,6 +71,7 @@ fn sched() -> Scheduler<MemoryStore> {
             max_attempts: 3,
             backoff_base_ms: 500,
             backoff_max_ms: 10_000,
+            max_worker_failures: 2,
         },
     )
 }
@@ -177,9 +179,11 @@ fn retries_back_off_then_fail_and_skip_dependants_but_manifest_runs() {
     // Title a's analysis fails three times (retryable): backoff 500, then 1000 ms.
     let mut waits = Vec::new();
     for attempt in 1..=3 {
+        // A different worker each time: two failures keep a worker off the job.
+        let worker = format!("w{attempt}");
         let g = loop {
             let g = s
-                .lease("w", now)
+                .lease(&worker, now)
                 .expect("lease")
                 .expect("something runnable");
             if g.task.task_id == "analyze-a" {
@@ -243,7 +247,7 @@ fn cancel_reaches_workers_at_heartbeat() {
     let mut s = sched();
     s.submit(job("j", 0), &plan(&["a"])).expect("submit");
     let g = s.lease("w", 0).expect("lease").expect("task");
-    s.cancel("j").expect("cancel");
+    s.cancel("j", 5).expect("cancel");
     assert!(s.heartbeat(key(&g), 0.1, 10).expect("heartbeat").1);
     assert!(s.lease("w", 10).expect("lease").is_none());
     assert_eq!(s.job("j").expect("job").0.state, JobState::Cancelled);
@@ -254,4 +258,84 @@ fn cancel_reaches_workers_at_heartbeat() {
             .iter()
             .all(|t| t.state == TaskState::Cancelled)
     );
+}
+
+#[test]
+fn a_worker_that_keeps_failing_is_kept_off_the_job() {
+    let mut s = sched(); // max_worker_failures = 2
+    s.submit(job("j", 0), &plan(&["a", "b"])).expect("submit");
+    for _ in 0..2 {
+        let g = s.lease("flaky", 0).expect("lease").expect("task");
+        s.fail(key(&g), "disk hiccup".into(), true, 0)
+            .expect("fail");
+    }
+    // Both analyses are queued (after backoff), but not for `flaky`.
+    assert!(s.lease("flaky", 60_000).expect("lease").is_none());
+    let g = s.lease("good", 60_000).expect("lease").expect("task");
+    assert_eq!(g.job.job_id, "j");
+    // Another job is fine for the flaky worker.
+    s.submit(job("k", 0), &plan(&["c"])).expect("submit");
+    let g = s.lease("flaky", 60_000).expect("lease").expect("task");
+    assert_eq!(g.job.job_id, "k");
+}
+
+#[test]
+fn retry_reruns_failed_tasks_and_the_manifest_with_events() {
+    let mut s = sched();
+    s.submit(job("j", 0), &plan(&["a"])).expect("submit");
+    let g = s.lease("w", 0).expect("lease").expect("task");
+    s.fail(key(&g), "stem missing".into(), false, 0)
+        .expect("fail");
+    while let Some(g) = s.lease("w", 0).expect("lease") {
+        s.complete(key(&g), "{}".into(), 0).expect("complete");
+    }
+    assert_eq!(s.job("j").expect("job").0.state, JobState::Failed);
+    assert!(matches!(
+        s.retry("j", Some("nope"), 1),
+        Err(stemforge_coordinator::scheduler::SchedError::NoTask { .. })
+    ));
+    let n = s.retry("j", None, 10).expect("retry");
+    assert_eq!(n, 4, "analysis, its two skipped renders and the manifest");
+    assert_eq!(s.job("j").expect("job").0.state, JobState::Running);
+    assert_eq!(state(&s, "j", "analyze-a"), TaskState::Queued);
+    assert_eq!(state(&s, "j", "manifest"), TaskState::Blocked);
+    while let Some(g) = s.lease("w", 20).expect("lease") {
+        s.complete(key(&g), "{}".into(), 20).expect("complete");
+    }
+    let (j, tasks) = s.job("j").expect("job");
+    assert_eq!(j.state, JobState::Succeeded);
+    let a = tasks
+        .iter()
+        .find(|t| t.task_id == "analyze-a")
+        .expect("task");
+    assert_eq!(a.attempt, 2, "{:?}", a.history);
+    // Nothing left to retry.
+    assert!(s.retry("j", None, 30).is_err());
+    // The event log tells the story in order, and resumes after a seq.
+    let ev = s.events("j", 0, 1000).expect("events");
+    let states: Vec<String> = ev
+        .iter()
+        .filter(|e| e.task_id == "analyze-a")
+        .map(|e| e.state.clone())
+        .collect();
+    assert_eq!(
+        states,
+        [
+            "queued",
+            "leased",
+            "failed",
+            "queued",
+            "leased",
+            "succeeded"
+        ]
+    );
+    assert!(ev.windows(2).all(|w| w[0].seq < w[1].seq));
+    let mid = ev[ev.len() / 2].seq;
+    assert!(
+        s.events("j", mid, 1000)
+            .expect("events")
+            .iter()
+            .all(|e| e.seq > mid)
+    );
+    assert_eq!(ev.last().map(|e| e.kind.as_str()), Some("job"));
 }

@@ -197,7 +197,13 @@ async fn run_one(
                 lease: Some(lref),
                 result_json: result.to_string(),
             };
-            if let Err(s) = client.complete_task(req).await {
+            let r = report(|| {
+                let mut c = client.clone();
+                let req = req.clone();
+                async move { c.complete_task(req).await.map(|_| ()) }
+            })
+            .await;
+            if let Err(s) = r {
                 warn!(worker = %opts.worker_id, task = %lease.task_id, "completion refused: {}", s.message());
             } else {
                 info!(worker = %opts.worker_id, task = %lease.task_id, secs, "task done");
@@ -213,9 +219,42 @@ async fn run_one(
                 error: e.to_string(),
                 retryable: e.is_retryable(),
             };
-            if let Err(s) = client.fail_task(req).await {
+            let r = report(|| {
+                let mut c = client.clone();
+                let req = req.clone();
+                async move { c.fail_task(req).await.map(|_| ()) }
+            })
+            .await;
+            if let Err(s) = r {
                 warn!(worker = %opts.worker_id, "failure report refused: {}", s.message());
             }
+        }
+    }
+}
+
+/// Sends a completion or failure report, retrying while the coordinator is
+/// unreachable (restarting, network blip) for up to a minute: the work is
+/// done and its lease may still be valid when the coordinator is back. A
+/// refusal (stale lease, unknown task) is final.
+async fn report<F, Fut>(mut send: F) -> Result<(), tonic::Status>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), tonic::Status>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match send().await {
+            Err(s)
+                if matches!(
+                    s.code(),
+                    tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
+                ) && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(2));
+            }
+            r => return r,
         }
     }
 }

@@ -1,0 +1,195 @@
+//! `stemforge bench-cluster`: how fast the coordinator hands out real tasks,
+//! and how a catalog scales with worker processes on this machine.
+//!
+//! 1. Dispatch: a catalog of many one-second titles (full mix only, the demo
+//!    chain) over `--connections` in-process workers, each with its own gRPC
+//!    connection, against the durable SQLite store: tasks finished per second.
+//!    Every task is a real analysis or render.
+//! 2. Scaling: a catalog of `--titles` demo titles (the whole variant pack)
+//!    rendered by 1, 2 and 4 `stemforge worker` processes: wall time and
+//!    speed-up against one process.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow};
+use stemforge_worker::service::{WorkerOptions, run_worker};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::demo;
+use crate::remote::{self, SubmitOptions};
+use crate::server::{Coordinator, serve};
+use crate::settings::Settings;
+use crate::sqlite_store::SqliteStore;
+
+pub struct DispatchReport {
+    pub tasks: usize,
+    pub connections: usize,
+    pub seconds: f64,
+}
+
+pub struct ScalingRow {
+    pub workers: usize,
+    pub tasks: usize,
+    pub seconds: f64,
+}
+
+/// Writes the demo session into `dir` and a spec with `titles` copies of its
+/// title (each with its own name, so its own outputs); `only_full` keeps one
+/// variant. Returns the spec path.
+pub fn catalog(dir: &Path, seconds: f64, titles: usize, only_full: bool) -> Result<PathBuf> {
+    let one = demo::write_session(dir, seconds)?;
+    let text = std::fs::read_to_string(&one)?;
+    let at = text
+        .find("[[titles]]")
+        .ok_or_else(|| anyhow!("demo spec has no titles"))?;
+    let (mut head, block) = (text[..at].to_string(), &text[at..]);
+    if only_full && let Some(v) = head.find("[variants.") {
+        head = format!("{}[variants.full]\n\n", &head[..v]);
+    }
+    let mut spec = head;
+    for i in 0..titles {
+        spec.push_str(&block.replace(
+            "name = \"Night Drive\"",
+            &format!("name = \"Night Drive {:03}\"", i + 1),
+        ));
+        spec.push('\n');
+    }
+    let path = dir.join(format!("catalog-{titles}.toml"));
+    std::fs::write(&path, spec)?;
+    Ok(path)
+}
+
+async fn wait_done(url: &str, job: &str) -> Result<usize> {
+    let mut c = remote::connect(url).await?;
+    loop {
+        let st = remote::get_job(&mut c, job).await?;
+        if st.state != 1 {
+            if st.state != 2 {
+                return Err(anyhow!(
+                    "benchmark job ended {}",
+                    remote::job_state_name(st.state)
+                ));
+            }
+            return Ok(st.tasks.len());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Tasks per second over `connections` concurrent worker connections.
+pub async fn dispatch(
+    dir: &Path,
+    titles: usize,
+    connections: usize,
+    settings: &Settings,
+) -> Result<DispatchReport> {
+    let spec = catalog(&dir.join("tiny"), 1.0, titles, true)?;
+    let store = SqliteStore::open(&dir.join("data/jobs.sqlite")).map_err(|e| anyhow!("{e}"))?;
+    let coord = Coordinator::new(Box::new(store), settings.scheduler());
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let server = tokio::spawn(serve(coord, listener, stop_rx.clone()));
+    let workers: Vec<_> = (0..connections)
+        .map(|i| {
+            let o = WorkerOptions {
+                worker_id: format!("bench-{i}"),
+                poll_wait_ms: 1_000,
+            };
+            tokio::spawn(run_worker(url.clone(), o, stop_rx.clone()))
+        })
+        .collect();
+    let mut c = remote::connect(&url).await?;
+    let started = Instant::now();
+    let job = remote::submit_file(
+        &mut c,
+        &spec,
+        &SubmitOptions {
+            output_dir: dir.join("tiny-out").display().to_string(),
+            ..Default::default()
+        },
+    )
+    .await?
+    .job_id;
+    let tasks = wait_done(&url, &job).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let _ = stop_tx.send(true);
+    for w in workers {
+        let _ = w.await;
+    }
+    let _ = server.await;
+    Ok(DispatchReport {
+        tasks,
+        connections,
+        seconds,
+    })
+}
+
+struct Procs(Vec<Child>);
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Wall time of a `titles`-title catalog with 1, 2 and 4 worker processes.
+pub async fn scaling(
+    dir: &Path,
+    titles: usize,
+    seconds: f64,
+    settings: &Settings,
+) -> Result<Vec<ScalingRow>> {
+    let spec = catalog(&dir.join("catalog"), seconds, titles, false)?;
+    let exe = std::env::current_exe().context("cannot find the stemforge binary")?;
+    let mut rows = Vec::new();
+    for workers in [1usize, 2, 4] {
+        let store = SqliteStore::open(&dir.join(format!("data-{workers}/jobs.sqlite")))
+            .map_err(|e| anyhow!("{e}"))?;
+        let coord = Coordinator::new(Box::new(store), settings.scheduler());
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let server = tokio::spawn(serve(coord, listener, stop_rx));
+        let procs = Procs(
+            (0..workers)
+                .map(|i| {
+                    Command::new(&exe)
+                        .args(["worker", "--coordinator", &url, "--id"])
+                        .arg(format!("proc-{i}"))
+                        .env("STEMFORGE_LOG", "warn")
+                        .stdout(Stdio::null())
+                        .spawn()
+                        .context("cannot start a worker process")
+                })
+                .collect::<Result<_>>()?,
+        );
+        let mut c = remote::connect(&url).await?;
+        let started = Instant::now();
+        let job = remote::submit_file(
+            &mut c,
+            &spec,
+            &SubmitOptions {
+                output_dir: dir.join(format!("out-{workers}")).display().to_string(),
+                ..Default::default()
+            },
+        )
+        .await?
+        .job_id;
+        let tasks = wait_done(&url, &job).await?;
+        rows.push(ScalingRow {
+            workers,
+            tasks,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+        drop(procs);
+        let _ = stop_tx.send(true);
+        let _ = server.await;
+    }
+    Ok(rows)
+}

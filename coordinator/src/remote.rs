@@ -1,0 +1,382 @@
+//! Client commands against a running coordinator: submit, status, watch,
+//! cancel, retry. `render` uses the same submit path with its in-process
+//! cluster.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use serde::Serialize;
+use stemforge_proto::v1::jobs_client::JobsClient;
+use stemforge_proto::v1::{
+    CancelJobRequest, GetJobRequest, JobStatus, ListJobsRequest, RetryJobRequest, SubmitJobRequest,
+    SubmitJobResponse, WatchJobRequest,
+};
+use tonic::transport::Channel;
+use tracing::info;
+
+pub type Client = JobsClient<Channel>;
+
+/// Connects, retrying briefly (a coordinator that is just starting).
+pub async fn connect(url: &str) -> Result<Client> {
+    let mut last = None;
+    for _ in 0..50 {
+        match JobsClient::connect(url.to_string()).await {
+            Ok(c) => return Ok(c),
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Err(anyhow!(
+        "cannot reach the coordinator at {url}: {}; start one with `stemforge coordinator` or pass --coordinator URL",
+        last.map_or_else(|| "no answer".to_string(), |e| e.to_string())
+    ))
+}
+
+fn status_err(s: tonic::Status) -> anyhow::Error {
+    anyhow!("{}", s.message())
+}
+
+/// What a submission needs besides the spec.
+#[derive(Debug, Clone, Default)]
+pub struct SubmitOptions {
+    pub priority: i32,
+    pub label: String,
+    /// Absolute output folder overriding the spec's (empty: the spec's).
+    pub output_dir: String,
+}
+
+/// Reads, validates and submits a spec file.
+pub async fn submit_file(
+    client: &mut Client,
+    spec_path: &Path,
+    opts: &SubmitOptions,
+) -> Result<SubmitJobResponse> {
+    let loaded = deliverables_spec::load_file(spec_path).map_err(|e| anyhow!("{e}"))?;
+    let base_dir = std::fs::canonicalize(&loaded.base_dir).with_context(|| {
+        format!(
+            "cannot resolve the spec's folder {}",
+            loaded.base_dir.display()
+        )
+    })?;
+    let resp = client
+        .submit_job(SubmitJobRequest {
+            spec_toml: loaded.text.clone(),
+            spec_sha256: loaded.sha256.clone(),
+            base_dir: base_dir.display().to_string(),
+            priority: opts.priority,
+            label: opts.label.clone(),
+            output_dir: opts.output_dir.clone(),
+        })
+        .await
+        .map_err(status_err)?
+        .into_inner();
+    info!(job = %resp.job_id, tasks = resp.task_count, "job submitted");
+    Ok(resp)
+}
+
+pub fn job_state_name(code: i32) -> &'static str {
+    match code {
+        1 => "running",
+        2 => "succeeded",
+        3 => "failed",
+        4 => "cancelled",
+        _ => "unknown",
+    }
+}
+
+pub fn task_state_name(code: i32) -> &'static str {
+    match code {
+        1 => "blocked",
+        2 => "queued",
+        3 => "leased",
+        4 => "succeeded",
+        5 => "failed",
+        6 => "skipped",
+        7 => "cancelled",
+        _ => "unknown",
+    }
+}
+
+/// A job's status as `stemforge status --json` prints it.
+#[derive(Debug, Serialize)]
+pub struct JobView {
+    pub job_id: String,
+    pub state: &'static str,
+    pub priority: i32,
+    pub label: String,
+    pub submitted_unix_ms: i64,
+    pub output_dir: String,
+    pub manifest_path: String,
+    pub all_outputs_pass: bool,
+    pub tasks: Vec<TaskView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TaskView {
+    pub task_id: String,
+    pub label: String,
+    pub state: &'static str,
+    /// Executions started so far.
+    pub attempt: u32,
+    pub worker_id: String,
+    pub error: String,
+    pub history: Vec<String>,
+}
+
+impl From<&JobStatus> for JobView {
+    fn from(s: &JobStatus) -> Self {
+        JobView {
+            job_id: s.job_id.clone(),
+            state: job_state_name(s.state),
+            priority: s.priority,
+            label: s.label.clone(),
+            submitted_unix_ms: s.submitted_unix_ms,
+            output_dir: s.output_dir.clone(),
+            manifest_path: s.manifest_path.clone(),
+            all_outputs_pass: s.all_outputs_pass,
+            tasks: s
+                .tasks
+                .iter()
+                .map(|t| TaskView {
+                    task_id: t.task_id.clone(),
+                    label: t.label.clone(),
+                    state: task_state_name(t.state),
+                    attempt: t.attempt,
+                    worker_id: t.worker_id.clone(),
+                    error: t.error.clone(),
+                    history: t.history.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+pub async fn get_job(client: &mut Client, job_id: &str) -> Result<JobStatus> {
+    Ok(client
+        .get_job(GetJobRequest {
+            job_id: job_id.to_string(),
+        })
+        .await
+        .map_err(status_err)?
+        .into_inner())
+}
+
+/// `stemforge status`: one job's tasks, or every job.
+pub async fn status(url: &str, job: Option<&str>, json: bool) -> Result<String> {
+    let mut client = connect(url).await?;
+    match job {
+        Some(id) => {
+            let st = get_job(&mut client, id).await?;
+            let view = JobView::from(&st);
+            if json {
+                return Ok(serde_json::to_string_pretty(&view)? + "\n");
+            }
+            Ok(job_table(&view))
+        }
+        None => {
+            let jobs = client
+                .list_jobs(ListJobsRequest {})
+                .await
+                .map_err(status_err)?
+                .into_inner()
+                .jobs;
+            let views: Vec<JobView> = jobs.iter().map(JobView::from).collect();
+            if json {
+                return Ok(serde_json::to_string_pretty(&views)? + "\n");
+            }
+            let mut s = format!(
+                "{:<40} {:<10} {:>8}  {}\n",
+                "job", "state", "priority", "label"
+            );
+            for v in &views {
+                let _ = writeln!(
+                    s,
+                    "{:<40} {:<10} {:>8}  {}",
+                    v.job_id, v.state, v.priority, v.label
+                );
+            }
+            Ok(s)
+        }
+    }
+}
+
+/// Titles × tasks and their states.
+fn job_table(v: &JobView) -> String {
+    let mut s = format!(
+        "job {} {} (priority {}){}\n",
+        v.job_id,
+        v.state,
+        v.priority,
+        if v.manifest_path.is_empty() {
+            String::new()
+        } else {
+            format!("; manifest {}", v.manifest_path)
+        }
+    );
+    let _ = writeln!(
+        s,
+        "  {:<44} {:<10} {:>7}  {:<12} error",
+        "task", "state", "attempt", "worker"
+    );
+    for t in &v.tasks {
+        let _ = writeln!(
+            s,
+            "  {:<44} {:<10} {:>7}  {:<12} {}",
+            t.label, t.state, t.attempt, t.worker_id, t.error
+        );
+    }
+    s
+}
+
+pub async fn cancel(url: &str, job: &str) -> Result<()> {
+    let mut client = connect(url).await?;
+    client
+        .cancel_job(CancelJobRequest {
+            job_id: job.to_string(),
+        })
+        .await
+        .map_err(status_err)?;
+    Ok(())
+}
+
+pub async fn retry(url: &str, job: &str, task: Option<&str>) -> Result<u32> {
+    let mut client = connect(url).await?;
+    Ok(client
+        .retry_job(RetryJobRequest {
+            job_id: job.to_string(),
+            task_id: task.unwrap_or_default().to_string(),
+        })
+        .await
+        .map_err(status_err)?
+        .into_inner()
+        .tasks_requeued)
+}
+
+/// The title a task label names (`analyze T`, `render T/v`, `manifest`).
+fn title_of(label: &str) -> String {
+    let rest = label.split_once(' ').map_or(label, |(_, r)| r);
+    rest.split('/').next().unwrap_or(rest).to_string()
+}
+
+/// `stemforge watch`: follows a job's event stream to its end, one progress
+/// bar per title on a terminal (log lines otherwise). Reconnects and resumes
+/// after the last event seen if the coordinator goes away.
+pub async fn watch(url: &str, job: &str) -> Result<JobStatus> {
+    let mut client = connect(url).await?;
+    let first = get_job(&mut client, job).await?;
+    let tty = std::io::stderr().is_terminal();
+    let multi = MultiProgress::new();
+    let style = ProgressStyle::with_template("{prefix:<28} {bar:30} {pos:>3}/{len:3} {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    // Per title: tasks and how many finished.
+    let mut titles: BTreeMap<String, (ProgressBar, BTreeMap<String, bool>)> = BTreeMap::new();
+    for t in &first.tasks {
+        let title = title_of(&t.label);
+        let entry = titles.entry(title.clone()).or_insert_with(|| {
+            let b = if tty {
+                multi.add(ProgressBar::new(0))
+            } else {
+                ProgressBar::hidden()
+            };
+            b.set_style(style.clone());
+            b.set_prefix(title.clone());
+            (b, BTreeMap::new())
+        });
+        entry
+            .1
+            .insert(t.task_id.clone(), (4..=7).contains(&t.state));
+    }
+    for (b, tasks) in titles.values() {
+        b.set_length(tasks.len() as u64);
+        b.set_position(tasks.values().filter(|d| **d).count() as u64);
+    }
+    let mut after = 0u64;
+    let mut failures = 0;
+    loop {
+        let stream = client
+            .watch_job(WatchJobRequest {
+                job_id: job.to_string(),
+                after_seq: after,
+            })
+            .await;
+        let mut stream = match stream {
+            Ok(s) => s.into_inner(),
+            Err(e) if failures < 30 => {
+                failures += 1;
+                tracing::warn!("watch: {}; reconnecting", e.message());
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                client = connect(url).await.unwrap_or(client);
+                continue;
+            }
+            Err(e) => return Err(status_err(e)),
+        };
+        let ended = loop {
+            match stream.message().await {
+                Ok(Some(e)) => {
+                    if e.seq > 0 {
+                        after = e.seq;
+                    }
+                    let title = title_of(&e.label);
+                    if let Some((bar, tasks)) = titles.get_mut(&title) {
+                        match e.kind.as_str() {
+                            "progress" => {
+                                bar.set_message(format!("{} {:.0}%", e.label, e.progress * 100.0))
+                            }
+                            "task" => {
+                                let done = matches!(
+                                    e.state.as_str(),
+                                    "succeeded" | "failed" | "skipped" | "cancelled"
+                                );
+                                tasks.insert(e.task_id.clone(), done);
+                                bar.set_position(tasks.values().filter(|d| **d).count() as u64);
+                                bar.set_message(format!("{} {}", e.label, e.state));
+                            }
+                            _ => {}
+                        }
+                    }
+                    if !tty && e.kind != "progress" {
+                        eprintln!(
+                            "{} {} {}{}{}",
+                            e.kind,
+                            if e.label.is_empty() { job } else { &e.label },
+                            e.state,
+                            if e.attempt > 0 {
+                                format!(" (attempt {})", e.attempt)
+                            } else {
+                                String::new()
+                            },
+                            if e.message.is_empty() {
+                                String::new()
+                            } else {
+                                format!(": {}", e.message)
+                            }
+                        );
+                    }
+                }
+                Ok(None) => break true,
+                Err(e) => {
+                    tracing::warn!("watch stream broke: {}; resuming", e.message());
+                    break false;
+                }
+            }
+        };
+        if ended {
+            break;
+        }
+        failures += 1;
+        if failures > 30 {
+            return Err(anyhow!("lost the coordinator at {url}"));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        client = connect(url).await.unwrap_or(client);
+    }
+    for (b, _) in titles.values() {
+        b.finish();
+    }
+    get_job(&mut client, job).await
+}
