@@ -1,10 +1,10 @@
 //! `stemforge bench-cluster`: how fast the coordinator hands out real tasks,
 //! and how a catalog scales with worker processes on this machine.
 //!
-//! 1. Dispatch: a catalog of many one-second titles (full mix only, the demo
-//!    chain) over `--connections` in-process workers, each with its own gRPC
-//!    connection, against the durable SQLite store: tasks finished per second.
-//!    Every task is a real analysis or render.
+//! 1. Dispatch: a catalog of many half-second titles (gain-only graph, full
+//!    mix only) over `--connections` in-process workers, each with its own
+//!    gRPC connection, against the durable SQLite store: tasks finished per
+//!    second. Every task is a real analysis or render, just a short one.
 //! 2. Scaling: a catalog of `--titles` demo titles (the whole variant pack)
 //!    rendered by 1, 2 and 4 `stemforge worker` processes: wall time and
 //!    speed-up against one process.
@@ -62,6 +62,49 @@ pub fn catalog(dir: &Path, seconds: f64, titles: usize, only_full: bool) -> Resu
     Ok(path)
 }
 
+/// `titles` titles of two half-second stems (a tone and noise), gain-only
+/// graph, full mix only: each analysis and render is real but takes
+/// milliseconds, so the coordinator's dispatch is what is measured.
+pub fn tiny_catalog(dir: &Path, titles: usize) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 48_000,
+        bits_per_sample: 24,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut noise = 0x2545_f491_4f6c_dd1d_u64;
+    for (name, tone) in [("tone", true), ("noise", false)] {
+        let mut w = hound::WavWriter::create(dir.join(format!("{name}.wav")), spec)?;
+        for i in 0..24_000 {
+            let x = if tone {
+                0.2 * (std::f64::consts::TAU * 440.0 * f64::from(i) / 48_000.0).sin()
+            } else {
+                noise ^= noise << 13;
+                noise ^= noise >> 7;
+                noise ^= noise << 17;
+                0.05 * ((noise >> 11) as f64 / (1u64 << 53) as f64 - 0.5)
+            };
+            let c = (x * 8_388_607.0) as i32;
+            w.write_sample(c)?;
+            w.write_sample(c)?;
+        }
+        w.finalize()?;
+    }
+    let mut text = String::from(
+        "schema_version = 1\n\n[graph.master]\nchain = [{ node = \"loudness\" }]\n\n[variants.full]\n\n",
+    );
+    for i in 0..titles {
+        text.push_str(&format!(
+            "[[titles]]\nname = \"Tiny {:04}\"\nstems = [\n  {{ file = \"tone.wav\", role = \"keys\" }},\n  {{ file = \"noise.wav\", role = \"fx\" }},\n]\n\n",
+            i + 1
+        ));
+    }
+    let path = dir.join("tiny.toml");
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
 async fn wait_done(url: &str, job: &str) -> Result<usize> {
     let mut c = remote::connect(url).await?;
     loop {
@@ -86,7 +129,7 @@ pub async fn dispatch(
     connections: usize,
     settings: &Settings,
 ) -> Result<DispatchReport> {
-    let spec = catalog(&dir.join("tiny"), 1.0, titles, true)?;
+    let spec = tiny_catalog(&dir.join("tiny"), titles)?;
     let store = SqliteStore::open(&dir.join("data/jobs.sqlite")).map_err(|e| anyhow!("{e}"))?;
     let coord = Coordinator::new(Box::new(store), settings.scheduler());
     let listener = TcpListener::bind("127.0.0.1:0").await?;

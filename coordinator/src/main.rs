@@ -56,7 +56,7 @@ enum Cmd {
     /// and 4 worker processes.
     BenchCluster {
         /// Tiny titles for the dispatch measurement.
-        #[arg(long, default_value_t = 150)]
+        #[arg(long, default_value_t = 500)]
         tiny_titles: usize,
         /// Concurrent worker connections for the dispatch measurement.
         #[arg(long, default_value_t = 50)]
@@ -270,7 +270,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let r = rt.block_on(async {
                 let d = bench_cluster::dispatch(&dir, tiny_titles, connections, &settings).await?;
                 println!(
-                    "dispatch: {} tasks ({} one-second titles: analysis + full mix each, + manifest) over {} worker connections in {:.2} s: {:.1} tasks/s",
+                    "dispatch: {} tasks ({} half-second titles: analysis + full mix each, + manifest) over {} worker connections in {:.2} s: {:.1} tasks/s",
                     d.tasks,
                     tiny_titles,
                     d.connections,

@@ -73,6 +73,9 @@ pub struct Scheduler<S: Store> {
     store: S,
     cfg: SchedulerConfig,
     lease_seq: u64,
+    /// When each worker last asked for work (not stored: a restarted
+    /// coordinator relearns it within one poll).
+    last_poll: BTreeMap<String, i64>,
 }
 
 impl<S: Store> Scheduler<S> {
@@ -81,6 +84,7 @@ impl<S: Store> Scheduler<S> {
             store,
             cfg,
             lease_seq: 0,
+            last_poll: BTreeMap::new(),
         }
     }
 
@@ -143,6 +147,15 @@ impl<S: Store> Scheduler<S> {
 
     /// Leases the best runnable task to `worker`, if any.
     pub fn lease(&mut self, worker: &str, now_ms: i64) -> Result<Option<Grant>, SchedError> {
+        self.last_poll.insert(worker.to_string(), now_ms);
+        // Workers seen within a lease period are "around".
+        let around: Vec<String> = self
+            .last_poll
+            .iter()
+            .filter(|(w, at)| w.as_str() != worker && now_ms - **at <= self.cfg.lease_ms)
+            .map(|(w, _)| w.clone())
+            .collect();
+        let limit = self.cfg.max_worker_failures;
         let mut excluded: BTreeMap<String, bool> = BTreeMap::new();
         let mut found = None;
         for t in self.store.queued()? {
@@ -152,9 +165,11 @@ impl<S: Store> Scheduler<S> {
             let keep_off = match excluded.get(&t.job_id) {
                 Some(&k) => k,
                 None => {
+                    // Kept off only while another worker in good standing
+                    // with this job is around to take its tasks.
                     let k = self.store.job(&t.job_id)?.is_some_and(|j| {
-                        j.worker_failures.get(worker).copied().unwrap_or(0)
-                            >= self.cfg.max_worker_failures
+                        let fails = |w: &str| j.worker_failures.get(w).copied().unwrap_or(0);
+                        fails(worker) >= limit && around.iter().any(|w| fails(w) < limit)
                     });
                     excluded.insert(t.job_id.clone(), k);
                     k
@@ -294,7 +309,7 @@ impl<S: Store> Scheduler<S> {
             "attempt {attempt}: succeeded on {} at {now_ms}",
             t.worker_id.as_deref().unwrap_or("?")
         ));
-        self.settle(job, vec![t], now_ms)
+        self.settle(job, vec![t], now_ms, &[])
     }
 
     pub fn fail(
@@ -306,8 +321,14 @@ impl<S: Store> Scheduler<S> {
     ) -> Result<(), SchedError> {
         let job = k.job;
         let t = self.current(k)?;
+        // Bad input is the task's fault, not the worker's.
+        let blame: Vec<String> = if retryable {
+            t.worker_id.clone().into_iter().collect()
+        } else {
+            vec![]
+        };
         let t = self.end_attempt(t, error, retryable, now_ms);
-        self.settle(job, vec![t], now_ms)
+        self.settle(job, vec![t], now_ms, &blame)
     }
 
     /// Ends the current attempt of `t` with an error: a retry after backoff
@@ -356,18 +377,21 @@ impl<S: Store> Scheduler<S> {
             .filter(|t| t.lease_expires_ms < now_ms)
             .collect();
         let n = lapsed.len();
-        let mut by_job: BTreeMap<String, Vec<TaskRecord>> = BTreeMap::new();
+        let mut by_job: BTreeMap<String, (Vec<TaskRecord>, Vec<String>)> = BTreeMap::new();
         for t in lapsed {
+            let worker = t.worker_id.clone();
             let t = self.end_attempt(
                 t,
                 "lease expired (worker lost or stalled)".into(),
                 true,
                 now_ms,
             );
-            by_job.entry(t.job_id.clone()).or_default().push(t);
+            let e = by_job.entry(t.job_id.clone()).or_default();
+            e.0.push(t);
+            e.1.extend(worker);
         }
-        for (job, ts) in by_job {
-            self.settle(&job, ts, now_ms)?;
+        for (job, (ts, blame)) in by_job {
+            self.settle(&job, ts, now_ms, &blame)?;
         }
         Ok(n)
     }
@@ -459,17 +483,20 @@ impl<S: Store> Scheduler<S> {
         self.store
             .put_tasks(&[], Some(&job), &[job_event(&job, now_ms, "retry")])?;
         // Blocked tasks whose dependencies are done become queued here.
-        self.settle(job_id, changed, now_ms)?;
+        self.settle(job_id, changed, now_ms, &[])?;
         Ok(n)
     }
 
     /// Writes changed tasks, unblocks or skips dependants, and finishes the
     /// job when every task is terminal — all in one store write.
+    /// `blame`: workers whose attempt ended in a retryable failure or a
+    /// lapsed lease (one entry per attempt).
     fn settle(
         &mut self,
         job_id: &str,
         changed: Vec<TaskRecord>,
         now_ms: i64,
+        blame: &[String],
     ) -> Result<(), SchedError> {
         let mut job = self
             .store
@@ -486,18 +513,10 @@ impl<S: Store> Scheduler<S> {
             .map(|(id, t)| (id.clone(), (t.state, t.attempt)))
             .collect();
         // Failed or lapsed attempts count against the worker on this job.
-        let mut failures_changed = false;
-        for t in &changed {
-            let ended_badly = t.lease_id.is_none()
-                && before
-                    .get(&t.task_id)
-                    .is_some_and(|b| b.0 == TaskState::Leased)
-                && t.state != TaskState::Succeeded;
-            if ended_badly && let Some(w) = &t.worker_id {
-                *job.worker_failures.entry(w.clone()).or_insert(0) += 1;
-                failures_changed = true;
-            }
+        for w in blame {
+            *job.worker_failures.entry(w.clone()).or_insert(0) += 1;
         }
+        let failures_changed = !blame.is_empty();
         let mut dirty: Vec<String> = Vec::new();
         for t in changed {
             dirty.push(t.task_id.clone());

@@ -84,6 +84,9 @@ impl TaskError {
             self,
             TaskError::Output(OutputError::Io { .. })
                 | TaskError::Decode(DecodeError::Open { .. } | DecodeError::Io { .. })
+                | TaskError::Source(SourceError::Decode(
+                    DecodeError::Open { .. } | DecodeError::Io { .. }
+                ))
                 | TaskError::Internal(_)
         )
     }

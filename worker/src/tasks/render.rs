@@ -109,6 +109,9 @@ pub fn render(
         });
     }
     let first_output = usize::from(linked);
+    for o in &planned {
+        remove_stale_partials(&ctx.output_dir, &o.file_name);
+    }
     let mut writers = planned
         .iter()
         .map(|o| {
@@ -213,6 +216,32 @@ pub fn render(
         description: variant.description.clone(),
         outputs,
     })
+}
+
+/// Deletes temporary files an earlier attempt at the same output left behind
+/// (a worker killed mid-write). This attempt holds the lease: any writer of
+/// those files is gone or has lost its lease, and its rename will fail.
+fn remove_stale_partials(dir: &std::path::Path, file_name: &str) {
+    let prefix = format!(".{file_name}.");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else {
+            continue;
+        };
+        if name.starts_with(&prefix) && name.ends_with(".partial") {
+            match std::fs::remove_file(e.path()) {
+                Ok(()) => {
+                    tracing::info!(file = %name, "removed a stale temporary file of an earlier attempt")
+                }
+                Err(err) => {
+                    tracing::warn!(file = %name, "cannot remove a stale temporary file: {err}")
+                }
+            }
+        }
+    }
 }
 
 fn discard_all(p: &[Pending]) {

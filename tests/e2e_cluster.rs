@@ -1,0 +1,1504 @@
+//! The cluster end to end, with real processes: a `stemforge coordinator`
+//! over its SQLite job store, `stemforge worker` processes, and the client
+//! commands (`submit`, `status --json`, `watch`, `cancel`) — and what a
+//! cluster meets: workers and coordinators killed with SIGKILL, reports under
+//! lapsed leases, bad and vanishing inputs, priorities and cancellation.
+//!
+//! The audio a cluster delivers is compared with a local `stemforge render`
+//! of the same spec: the data-chunk checksums must be identical.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use stemforge_proto::v1::tasks_client::TasksClient;
+use stemforge_proto::v1::{
+    CompleteTaskRequest, FailTaskRequest, HeartbeatRequest, LeaseRef, LeaseTaskRequest, TaskLease,
+};
+use support::{BIN, outputs, read_json, scratch, text};
+
+// ---------------------------------------------------------------------------
+// Material: a small synthetic catalog, written once per test binary.
+
+const RATE: u32 = 48_000;
+/// Lease and heartbeat of the test clusters (both coordinator and workers get them).
+const LEASE_MS: u64 = 1_500;
+const HEARTBEAT_MS: u64 = 250;
+const BACKOFF_BASE_MS: u64 = 300;
+const MAX_ATTEMPTS: usize = 3;
+
+#[derive(Debug, Clone, Copy)]
+struct TitleDef {
+    name: &'static str,
+    seed: u32,
+    seconds: f64,
+}
+
+impl TitleDef {
+    /// Even seeds: drums, bass and vocals; odd: drums and vocals.
+    fn roles(&self) -> &'static [&'static str] {
+        if self.seed.is_multiple_of(2) {
+            &["drums", "bass", "vocals"]
+        } else {
+            &["drums", "vocals"]
+        }
+    }
+
+    fn file(&self, role: &str) -> String {
+        format!("{}_{role}.wav", self.name.to_lowercase())
+    }
+}
+
+const FAST: [TitleDef; 6] = [
+    TitleDef {
+        name: "Alpha",
+        seed: 0,
+        seconds: 3.0,
+    },
+    TitleDef {
+        name: "Bravo",
+        seed: 1,
+        seconds: 3.0,
+    },
+    TitleDef {
+        name: "Charlie",
+        seed: 2,
+        seconds: 3.0,
+    },
+    TitleDef {
+        name: "Delta",
+        seed: 3,
+        seconds: 3.0,
+    },
+    TitleDef {
+        name: "Echo",
+        seed: 4,
+        seconds: 3.0,
+    },
+    TitleDef {
+        name: "Foxtrot",
+        seed: 5,
+        seconds: 3.0,
+    },
+];
+
+/// Long enough that a worker is surely mid-task while its files are written.
+const SLOW: TitleDef = TitleDef {
+    name: "Slow",
+    seed: 8,
+    seconds: 30.0,
+};
+
+const SOLO: TitleDef = TitleDef {
+    name: "Solo",
+    seed: 7,
+    seconds: 3.0,
+};
+
+/// Bytes of one 24-bit stereo output of the slow title (data chunk only).
+const SLOW_OUTPUT_BYTES: u64 = 30 * 48_000 * 2 * 3;
+
+/// Deterministic white noise in [-1, 1).
+fn noise(i: u64, seed: u64) -> f64 {
+    let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ seed.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    x ^= x >> 29;
+    x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x ^= x >> 32;
+    (x >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+}
+
+/// Sample `i` of a stem: a different tempo, key and pan per title.
+fn sample(role: &str, seed: u32, i: usize) -> (f64, f64) {
+    use std::f64::consts::TAU;
+    let t = i as f64 / f64::from(RATE);
+    let k = f64::from(seed);
+    match role {
+        "drums" => {
+            let beat = 0.5 - 0.02 * k;
+            let tb = t % beat;
+            let kick = 0.5 * (-tb * 12.0).exp() * (TAU * (50.0 + 4.0 * k) * tb).sin();
+            let th = t % (beat / 2.0);
+            let hat = 0.06 * (-th * 60.0).exp() * noise(i as u64, u64::from(seed));
+            (kick + hat, kick + 0.8 * hat)
+        }
+        "bass" => {
+            let notes = [1.0, 1.5, 1.25, 1.335];
+            let f = 41.2 * (1.0 + k / 8.0) * notes[(t as usize + seed as usize) % 4];
+            let x = 0.25 * (TAU * f * t).sin();
+            (x, x)
+        }
+        _ => {
+            let f = 220.0 + 25.0 * k;
+            let x = 0.15
+                * (TAU * f * t + 3.0 * (TAU * 5.0 * t).sin()).sin()
+                * (0.6 + 0.4 * (TAU * 0.3 * t).sin());
+            let pan = 0.1 * (k - 4.0);
+            (x * (1.0 - pan), x * (1.0 + pan))
+        }
+    }
+}
+
+fn write_title(dir: &Path, t: &TitleDef) {
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: RATE,
+        bits_per_sample: 24,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let code = |x: f64| (x * 8_388_608.0).round().clamp(-8_388_608.0, 8_388_607.0) as i32;
+    let n = (t.seconds * f64::from(RATE)).round() as usize;
+    for role in t.roles() {
+        let mut w = hound::WavWriter::create(dir.join(t.file(role)), spec).expect("create stem");
+        for i in 0..n {
+            let (l, r) = sample(role, t.seed, i);
+            w.write_sample(code(l)).expect("write sample");
+            w.write_sample(code(r)).expect("write sample");
+        }
+        w.finalize().expect("finalize stem");
+    }
+}
+
+/// A spec rendering `full`, `instrumental` and `stems` of each title, through
+/// the loudness stage and a true-peak limiter.
+fn spec_text(titles: &[TitleDef]) -> String {
+    let mut s = String::from(
+        r#"schema_version = 1
+
+[delivery]
+profile = "ebu-r128"
+bit_depth = 24
+output_dir = "deliverables"
+
+[graph.master]
+chain = [{ node = "loudness" }, { node = "limiter" }]
+
+[variants.full]
+[variants.instrumental]
+[variants.stems]
+"#,
+    );
+    for t in titles {
+        let _ = write!(s, "\n[[titles]]\nname = \"{}\"\nstems = [\n", t.name);
+        for r in t.roles() {
+            let _ = writeln!(s, "  {{ file = \"{}\", role = \"{r}\" }},", t.file(r));
+        }
+        s.push_str("]\n");
+    }
+    s
+}
+
+struct Catalog {
+    dir: PathBuf,
+    /// The six 3 s titles: 25 tasks.
+    fast: PathBuf,
+    /// The 30 s title first, then five of the fast ones: 25 tasks.
+    slow: PathBuf,
+    /// One 3 s title: 5 tasks.
+    solo: PathBuf,
+}
+
+fn catalog() -> &'static Catalog {
+    static CATALOG: OnceLock<Catalog> = OnceLock::new();
+    CATALOG.get_or_init(|| {
+        let dir = scratch("cluster-catalog");
+        for t in FAST.iter().chain([&SLOW, &SOLO]) {
+            write_title(&dir, t);
+        }
+        let write = |name: &str, titles: &[TitleDef]| {
+            let p = dir.join(name);
+            std::fs::write(&p, spec_text(titles)).expect("write spec");
+            p
+        };
+        let mut slow = vec![SLOW];
+        slow.extend_from_slice(&FAST[..5]);
+        Catalog {
+            fast: write("fast.toml", &FAST),
+            slow: write("slow.toml", &slow),
+            solo: write("solo.toml", &[SOLO]),
+            dir,
+        }
+    })
+}
+
+/// A private copy of the fast catalog (same spec text, so the same audio), to damage.
+fn copy_fast_catalog(to: &Path) -> PathBuf {
+    let c = catalog();
+    std::fs::create_dir_all(to).expect("create catalog copy");
+    for t in &FAST {
+        for r in t.roles() {
+            std::fs::copy(c.dir.join(t.file(r)), to.join(t.file(r))).expect("copy stem");
+        }
+    }
+    let spec = to.join("fast.toml");
+    std::fs::copy(&c.fast, &spec).expect("copy spec");
+    spec
+}
+
+/// Output file → audio checksum of a local `stemforge render` of `spec`.
+fn render_reference(spec: &Path, name: &str) -> BTreeMap<String, String> {
+    let out = catalog().dir.join(format!("reference-{name}"));
+    let started = Instant::now();
+    let mut cmd = Command::new(BIN);
+    cmd.arg("render")
+        .arg(spec)
+        .arg("--out")
+        .arg(&out)
+        .args(["--workers", "2"])
+        .env("STEMFORGE_LOG", "warn")
+        .current_dir(&catalog().dir);
+    let o = run(cmd, Duration::from_secs(300));
+    assert!(o.status.success(), "local render failed:\n{}", text(&o));
+    eprintln!(
+        "reference render of {name}: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let map = audio_map(&read_json(&out.join("manifest.json")));
+    // Only the checksums are needed: don't leave the audio behind.
+    let _ = std::fs::remove_dir_all(&out);
+    map
+}
+
+fn reference_fast() -> &'static BTreeMap<String, String> {
+    static R: OnceLock<BTreeMap<String, String>> = OnceLock::new();
+    R.get_or_init(|| render_reference(&catalog().fast, "fast"))
+}
+
+fn reference_slow() -> &'static BTreeMap<String, String> {
+    static R: OnceLock<BTreeMap<String, String>> = OnceLock::new();
+    R.get_or_init(|| render_reference(&catalog().slow, "slow"))
+}
+
+// ---------------------------------------------------------------------------
+// Processes.
+
+/// Runs a command to its end (stdout and stderr captured), killing it after `timeout`.
+fn run(mut cmd: Command, timeout: Duration) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn stemforge");
+    fn drain(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        })
+    }
+    let out = drain(child.stdout.take().expect("stdout"));
+    let err = drain(child.stderr.take().expect("stderr"));
+    let status = wait_child(&mut child, timeout)
+        .unwrap_or_else(|| panic!("{cmd:?} did not finish within {timeout:?}"));
+    Output {
+        status,
+        stdout: out.join().expect("stdout reader"),
+        stderr: err.join().expect("stderr reader"),
+    }
+}
+
+/// Waits for a child to exit; kills it and returns `None` after `timeout`.
+fn wait_child(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(s) = child.try_wait().expect("wait for child") {
+            return Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A coordinator and workers as child processes, each logging into the
+/// test's folder. Everything is killed when the value is dropped (also when
+/// a test fails); the folder is removed after a passing test and kept, with
+/// its logs, after a failing one.
+struct Cluster {
+    dir: PathBuf,
+    env: Vec<(String, String)>,
+    /// `http://127.0.0.1:PORT`, fixed at the first start (a restart reuses the port).
+    url: String,
+    coordinator: Option<Child>,
+    starts: usize,
+    workers: Vec<(String, Child)>,
+    /// Client commands left running (`watch`).
+    others: Vec<Child>,
+}
+
+impl Cluster {
+    /// Starts a coordinator on a free port with a fresh data folder. `env`
+    /// overrides the cluster settings (for coordinator and workers alike).
+    fn start(name: &str, env: &[(&str, &str)]) -> Cluster {
+        let mut settings: BTreeMap<String, String> = [
+            ("STEMFORGE_LEASE_MS", LEASE_MS.to_string()),
+            ("STEMFORGE_HEARTBEAT_MS", HEARTBEAT_MS.to_string()),
+            ("STEMFORGE_BACKOFF_BASE_MS", BACKOFF_BASE_MS.to_string()),
+            ("STEMFORGE_BACKOFF_MAX_MS", "5000".to_string()),
+            ("STEMFORGE_POLL_WAIT_MS", "300".to_string()),
+            ("STEMFORGE_MAX_ATTEMPTS", MAX_ATTEMPTS.to_string()),
+            ("STEMFORGE_LOG", "info".to_string()),
+            ("NO_COLOR", "1".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        for (k, v) in env {
+            settings.insert((*k).to_string(), (*v).to_string());
+        }
+        let mut c = Cluster {
+            dir: scratch(&format!("cluster-{name}")),
+            env: settings.into_iter().collect(),
+            url: String::new(),
+            coordinator: None,
+            starts: 0,
+            workers: Vec::new(),
+            others: Vec::new(),
+        };
+        c.spawn_coordinator("127.0.0.1:0");
+        c
+    }
+
+    fn spawn_coordinator(&mut self, listen: &str) {
+        self.starts += 1;
+        let log = File::create(self.dir.join(format!("coordinator-{}.log", self.starts)))
+            .expect("create log");
+        let mut child = Command::new(BIN)
+            .args(["coordinator", "--listen", listen, "--data-dir"])
+            .arg(self.dir.join("data"))
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("spawn coordinator");
+        let stdout = child.stdout.take().expect("coordinator stdout");
+        self.coordinator = Some(child);
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(l)) = lines.next() {
+                let _ = tx.send(l);
+            }
+            // Keep the pipe drained until the process ends.
+            for _ in lines {}
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("the coordinator did not start\n{}", self.logs()));
+        let url = line
+            .strip_prefix("stemforge coordinator listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line `{line}`"))
+            .to_string();
+        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+        if !self.url.is_empty() {
+            assert_eq!(url, self.url, "a restarted coordinator keeps its address");
+        }
+        self.url = url;
+    }
+
+    /// SIGKILL: no shutdown handler runs.
+    fn kill_coordinator(&mut self) {
+        let mut c = self.coordinator.take().expect("a coordinator runs");
+        c.kill().expect("kill -9 the coordinator");
+        c.wait().expect("reap the coordinator");
+    }
+
+    /// A new coordinator process on the same port and data folder.
+    fn restart_coordinator(&mut self) {
+        assert!(self.coordinator.is_none(), "kill the coordinator first");
+        let listen = self
+            .url
+            .strip_prefix("http://")
+            .expect("http url")
+            .to_string();
+        self.spawn_coordinator(&listen);
+    }
+
+    /// Starts `stemforge worker --id ID`; returns its process id.
+    fn start_worker(&mut self, id: &str) -> u32 {
+        let log = File::create(self.dir.join(format!("worker-{id}.log"))).expect("create log");
+        let child = Command::new(BIN)
+            .args(["worker", "--coordinator", &self.url, "--id", id])
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn worker");
+        let pid = child.id();
+        self.workers.push((id.to_string(), child));
+        pid
+    }
+
+    /// SIGKILL to a worker: it cannot clean up or report.
+    fn kill_worker(&mut self, id: &str) {
+        let i = self
+            .workers
+            .iter()
+            .position(|(w, _)| w == id)
+            .unwrap_or_else(|| panic!("no worker {id}"));
+        let (_, mut c) = self.workers.remove(i);
+        c.kill().expect("kill -9 the worker");
+        c.wait().expect("reap the worker");
+    }
+
+    fn worker_alive(&mut self, id: &str) -> bool {
+        self.workers
+            .iter_mut()
+            .find(|(w, _)| w == id)
+            .is_some_and(|(_, c)| c.try_wait().expect("try_wait").is_none())
+    }
+
+    fn log(&self, file: &str) -> String {
+        std::fs::read_to_string(self.dir.join(file)).unwrap_or_default()
+    }
+
+    /// The last lines of every log, for failure messages.
+    fn logs(&self) -> String {
+        let mut names: Vec<PathBuf> = std::fs::read_dir(&self.dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == "log"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        let mut s = String::new();
+        for p in names {
+            let body = std::fs::read_to_string(&p).unwrap_or_default();
+            let lines: Vec<&str> = body.lines().collect();
+            let _ = writeln!(s, "--- {} (last 25 lines)", p.display());
+            for l in &lines[lines.len().saturating_sub(25)..] {
+                let _ = writeln!(s, "{l}");
+            }
+        }
+        s
+    }
+
+    /// A client command against this cluster (`--coordinator` added).
+    fn cli(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .args(["--coordinator", &self.url])
+            .env("STEMFORGE_LOG", "warn")
+            .env("NO_COLOR", "1")
+            .current_dir(&self.dir);
+        run(cmd, Duration::from_secs(60))
+    }
+
+    /// `stemforge submit SPEC --out OUT [extra]`; returns the job id.
+    fn submit(&self, spec: &Path, out: &Path, extra: &[&str]) -> String {
+        let mut args = vec![
+            "submit",
+            spec.to_str().expect("utf-8 path"),
+            "--out",
+            out.to_str().expect("utf-8 path"),
+        ];
+        args.extend_from_slice(extra);
+        let o = self.cli(&args);
+        assert!(o.status.success(), "submit failed:\n{}", text(&o));
+        let id = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        assert!(
+            !id.is_empty() && !id.contains(char::is_whitespace),
+            "submit prints only the job id:\n{}",
+            text(&o)
+        );
+        id
+    }
+
+    /// `stemforge status JOB --json`, or `None` if the coordinator does not answer.
+    fn try_status(&self, job: &str) -> Option<Value> {
+        let o = self.cli(&["status", job, "--json"]);
+        if !o.status.success() {
+            return None;
+        }
+        Some(serde_json::from_slice(&o.stdout).expect("status --json prints JSON"))
+    }
+
+    fn status(&self, job: &str) -> Value {
+        self.try_status(job)
+            .unwrap_or_else(|| panic!("status of {job} failed\n{}", self.logs()))
+    }
+
+    /// Polls `f` every 50 ms until it returns something; fails the test after `timeout`.
+    fn wait_for<T>(&self, what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+        let start = Instant::now();
+        loop {
+            if let Some(v) = f() {
+                return v;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "timed out after {timeout:?} waiting for {what}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Polls the job until it is no longer running. Fails the test after
+    /// `timeout`, or earlier if the job stalls: nothing leased and no task
+    /// changing for 8 s (longer than any retry backoff of these tests).
+    fn wait_job(&self, job: &str, timeout: Duration) -> Value {
+        const STALL: Duration = Duration::from_secs(8);
+        let start = Instant::now();
+        let mut last: Option<(String, Instant)> = None;
+        loop {
+            if let Some(st) = self.try_status(job) {
+                if st["state"] != "running" {
+                    return st;
+                }
+                let sig: String = tasks(&st)
+                    .iter()
+                    .map(|t| format!("{}:{};", t["state"], t["attempt"]))
+                    .collect();
+                let leased = tasks(&st).iter().any(|t| t["state"] == "leased");
+                match &last {
+                    Some((s, since)) if *s == sig => {
+                        assert!(
+                            leased || since.elapsed() < STALL,
+                            "job {job} stalled: no task leased and nothing changed for {STALL:?}\n{st:#}\n{}",
+                            self.logs()
+                        );
+                    }
+                    _ => last = Some((sig, Instant::now())),
+                }
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "job {job} still running after {timeout:?}\n{:#}\n{}",
+                self.try_status(job).unwrap_or_default(),
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Starts `stemforge watch JOB` in the background (output into the test folder).
+    fn spawn_watch(&mut self, job: &str) -> usize {
+        let child = Command::new(BIN)
+            .args(["watch", job, "--coordinator", &self.url])
+            .env("STEMFORGE_LOG", "warn")
+            .env("NO_COLOR", "1")
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(File::create(self.dir.join("watch.out")).expect("create"))
+            .stderr(File::create(self.dir.join("watch.log")).expect("create"))
+            .spawn()
+            .expect("spawn watch");
+        self.others.push(child);
+        self.others.len() - 1
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let mut all: Vec<Child> = self.workers.drain(..).map(|(_, c)| c).collect();
+        all.append(&mut self.others);
+        all.extend(self.coordinator.take());
+        for c in &mut all {
+            let _ = c.kill();
+        }
+        for c in &mut all {
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("cluster files and logs kept in {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Reading results.
+
+fn tasks(st: &Value) -> &[Value] {
+    st["tasks"].as_array().map_or(&[], Vec::as_slice)
+}
+
+fn str_of(v: &Value) -> &str {
+    v.as_str().unwrap_or_default()
+}
+
+fn task_by_label<'a>(st: &'a Value, label: &str) -> &'a Value {
+    tasks(st)
+        .iter()
+        .find(|t| t["label"] == label)
+        .unwrap_or_else(|| panic!("no task `{label}` in {st:#}"))
+}
+
+fn task_by_id<'a>(st: &'a Value, id: &str) -> &'a Value {
+    tasks(st)
+        .iter()
+        .find(|t| t["task_id"] == id)
+        .unwrap_or_else(|| panic!("no task {id} in {st:#}"))
+}
+
+fn history(t: &Value) -> Vec<String> {
+    t["history"]
+        .as_array()
+        .map(|h| h.iter().map(|l| str_of(l).to_string()).collect())
+        .unwrap_or_default()
+}
+
+/// When a task succeeded, from its history line `attempt N: succeeded on W at MS`.
+fn succeeded_at(t: &Value) -> Option<i64> {
+    history(t)
+        .iter()
+        .rev()
+        .find(|l| l.contains(": succeeded on "))
+        .and_then(|l| l.rsplit(" at ").next())
+        .and_then(|ms| ms.trim().parse().ok())
+}
+
+/// Output file → audio checksum, for every output the manifest lists with a file.
+fn audio_map(manifest: &Value) -> BTreeMap<String, String> {
+    outputs(manifest)
+        .iter()
+        .filter(|o| !o["file"].is_null())
+        .map(|o| {
+            (
+                str_of(&o["file"]["path"]).to_string(),
+                str_of(&o["file"]["audio_sha256"]).to_string(),
+            )
+        })
+        .collect()
+}
+
+/// SHA-256 of a RIFF/WAVE file's `data` chunk, parsed here (not by our reader).
+fn data_sha256(bytes: &[u8], name: &str) -> String {
+    assert!(
+        bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WAVE",
+        "{name} is not a RIFF/WAVE file"
+    );
+    let mut at = 12;
+    while at + 8 <= bytes.len() {
+        let size = u32::from_le_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]])
+            as usize;
+        if &bytes[at..at + 4] == b"data" {
+            let body = bytes
+                .get(at + 8..at + 8 + size)
+                .unwrap_or_else(|| panic!("{name}: data chunk runs past the end of the file"));
+            return hex::encode(Sha256::digest(body));
+        }
+        at += 8 + size + (size & 1);
+    }
+    panic!("{name} has no data chunk")
+}
+
+/// Temporary files (`.NAME.<pid>-<n>.partial`) in a folder whose names start
+/// with `prefix` after the dot, with their sizes.
+fn partials(dir: &Path, prefix: &str) -> Vec<(String, u64)> {
+    let mut v: Vec<(String, u64)> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().to_string();
+                    let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+                    (name.starts_with(&format!(".{prefix}")) && name.ends_with(".partial"))
+                        .then_some((name, size))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Checks the delivered folder against its manifest: every listed output
+/// exists under its final name with the listed size, file checksum and
+/// audio checksum, and no other `.wav` sits there under a final name.
+/// Returns the temporary files left in the folder.
+fn check_files(out: &Path, manifest: &Value) -> Vec<(String, u64)> {
+    let mut listed = BTreeSet::new();
+    for o in outputs(manifest) {
+        let f = &o["file"];
+        if f.is_null() {
+            continue;
+        }
+        let name = str_of(&f["path"]);
+        let bytes = std::fs::read(out.join(name))
+            .unwrap_or_else(|e| panic!("{name} is in the manifest but cannot be read: {e}"));
+        assert_eq!(
+            f["bytes"].as_u64(),
+            Some(bytes.len() as u64),
+            "{name}: size"
+        );
+        assert_eq!(
+            hex::encode(Sha256::digest(&bytes)),
+            str_of(&f["sha256"]),
+            "{name}: file checksum"
+        );
+        assert_eq!(
+            data_sha256(&bytes, name),
+            str_of(&f["audio_sha256"]),
+            "{name}: audio checksum"
+        );
+        listed.insert(name.to_string());
+    }
+    for e in std::fs::read_dir(out).expect("read the output folder") {
+        let name = e.expect("entry").file_name().to_string_lossy().to_string();
+        if !name.starts_with('.') && name.ends_with(".wav") {
+            assert!(
+                listed.contains(&name),
+                "{name} is in the output folder under a final name but not in the manifest"
+            );
+        }
+    }
+    partials(out, "")
+}
+
+/// The manifest a finished job wrote, after checking status points at it.
+fn manifest_of(st: &Value, out: &Path) -> Value {
+    let path = std::fs::canonicalize(out)
+        .expect("output folder")
+        .join("manifest.json");
+    assert_eq!(Path::new(str_of(&st["manifest_path"])), path.as_path());
+    read_json(&path)
+}
+
+fn assert_same_audio(got: &BTreeMap<String, String>, want: &BTreeMap<String, String>) {
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "outputs: {got:#?}\nreference: {want:#?}"
+    );
+    for (file, sha) in want {
+        assert_eq!(
+            got.get(file),
+            Some(sha),
+            "{file}: audio differs from the local render"
+        );
+    }
+}
+
+/// Waits until a render of the slow title is leased to `worker` and its
+/// temporary files exist but hold less than 40 % of their audio: the worker
+/// is surely in the middle of the task. Returns the task and the files.
+fn slow_render_in_flight(
+    c: &Cluster,
+    job: &str,
+    worker: &str,
+    out: &Path,
+) -> (Value, Vec<(String, u64)>) {
+    let leased_to = |st: &Value| {
+        tasks(st)
+            .iter()
+            .find(|t| {
+                str_of(&t["label"]).starts_with("render Slow/")
+                    && t["state"] == "leased"
+                    && t["worker_id"] == worker
+            })
+            .cloned()
+    };
+    c.wait_for(
+        &format!("a render of Slow in flight on {worker}"),
+        Duration::from_secs(90),
+        || {
+            let t = leased_to(&c.try_status(job)?)?;
+            let files = partials(out, "Slow_");
+            if files.is_empty() || files.iter().any(|(_, n)| *n > SLOW_OUTPUT_BYTES * 2 / 5) {
+                return None;
+            }
+            // Still the same task and attempt after looking at the files.
+            let again = leased_to(&c.try_status(job)?)?;
+            (again["task_id"] == t["task_id"] && again["attempt"] == t["attempt"])
+                .then_some((t, files))
+        },
+    )
+}
+
+// ---------------------------------------------------------------------------
+// The tests.
+
+#[test]
+fn a_catalog_on_three_worker_processes_matches_a_local_render() {
+    let cat = catalog();
+    let reference = reference_fast();
+    let started = Instant::now();
+    let mut c = Cluster::start("three-workers", &[]);
+    for w in ["w1", "w2", "w3"] {
+        c.start_worker(w);
+    }
+    let out = c.dir.join("out");
+    let job = c.submit(&cat.fast, &out, &["--label", "catalog"]);
+    let o = c.cli(&["watch", &job]);
+    assert!(o.status.success(), "watch:\n{}\n{}", text(&o), c.logs());
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(&format!("job {job} succeeded")),
+        "{}",
+        text(&o)
+    );
+    let st = c.status(&job);
+    assert_eq!(st["state"], "succeeded");
+    assert_eq!(st["all_outputs_pass"], true);
+    assert_eq!(st["label"], "catalog");
+    assert_eq!(tasks(&st).len(), FAST.len() * 4 + 1, "{st:#}");
+    let mut per_worker: BTreeMap<String, usize> = BTreeMap::new();
+    for t in tasks(&st) {
+        assert_eq!(t["state"], "succeeded", "{t:#}");
+        assert_eq!(t["attempt"], 1, "every task ran once: {t:#}");
+        let h = history(t);
+        assert_eq!(h.len(), 1, "{t:#}");
+        let w = str_of(&t["worker_id"]).to_string();
+        assert!(
+            h[0].starts_with(&format!("attempt 1: succeeded on {w} at ")),
+            "{t:#}"
+        );
+        *per_worker.entry(w).or_default() += 1;
+    }
+    assert!(
+        per_worker.len() > 1
+            && per_worker
+                .keys()
+                .all(|w| ["w1", "w2", "w3"].contains(&w.as_str())),
+        "tasks should spread over the workers: {per_worker:?}"
+    );
+    let m = manifest_of(&st, &out);
+    assert_eq!(m["job_id"], job.as_str());
+    let temps = check_files(&out, &m);
+    assert!(temps.is_empty(), "temporary files left: {temps:?}");
+    assert_same_audio(&audio_map(&m), reference);
+    eprintln!(
+        "three workers: {} outputs identical to the local render, tasks per worker {per_worker:?}, {:.1} s",
+        reference.len(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn a_worker_killed_mid_render_loses_its_lease_and_another_finishes_the_job() {
+    let cat = catalog();
+    let reference = reference_slow();
+    let started = Instant::now();
+    let mut c = Cluster::start("kill-worker", &[]);
+    let pid_a = c.start_worker("A");
+    let out = c.dir.join("out");
+    let job = c.submit(&cat.slow, &out, &[]);
+    let (victim, files) = slow_render_in_flight(&c, &job, "A", &out);
+    c.kill_worker("A");
+    let killed_at = Instant::now();
+    eprintln!(
+        "killed worker A (pid {pid_a}) during `{}` attempt {}, its files: {files:?}",
+        str_of(&victim["label"]),
+        victim["attempt"]
+    );
+    c.start_worker("B");
+    let st = c.wait_job(&job, Duration::from_secs(120));
+    assert_eq!(st["state"], "succeeded", "{st:#}");
+    assert_eq!(st["all_outputs_pass"], true);
+
+    let id = str_of(&victim["task_id"]);
+    for t in tasks(&st) {
+        assert_eq!(t["state"], "succeeded", "{t:#}");
+        if t["task_id"] == id {
+            continue;
+        }
+        assert_eq!(t["attempt"], 1, "only the killed task runs twice: {t:#}");
+    }
+    let t = task_by_id(&st, id);
+    assert_eq!(t["attempt"], 2, "{t:#}");
+    assert_eq!(t["worker_id"], "B", "{t:#}");
+    let h = history(t);
+    assert_eq!(h.len(), 2, "{t:#}");
+    assert!(
+        h[0].starts_with("attempt 1 on A: lease expired") && h[0].contains("retry in"),
+        "{t:#}"
+    );
+    assert!(h[1].starts_with("attempt 2: succeeded on B at "), "{t:#}");
+
+    // Nothing half-written under a final name: every file in the manifest
+    // is whole and matches its checksums, nothing else is there.
+    let m = manifest_of(&st, &out);
+    let temps = check_files(&out, &m);
+    assert_same_audio(&audio_map(&m), reference);
+    // The killed worker could not remove its temporary files; the attempt
+    // that took over the task removed them before writing its own.
+    assert!(
+        !files.is_empty(),
+        "the killed worker had temporary files before the kill"
+    );
+    assert!(
+        temps.is_empty(),
+        "temporary files left in the output folder: {temps:?} (killed worker pid {pid_a})"
+    );
+    eprintln!(
+        "kill -9 of a worker: job done {:.1} s after the kill, {:.1} s in all",
+        killed_at.elapsed().as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn a_coordinator_killed_mid_job_resumes_from_its_database_without_rerunning_finished_tasks() {
+    let cat = catalog();
+    let reference = reference_slow();
+    let started = Instant::now();
+    let mut c = Cluster::start("kill-coordinator", &[]);
+    c.start_worker("w1");
+    c.start_worker("w2");
+    let out = c.dir.join("out");
+    let job = c.submit(&cat.slow, &out, &[]);
+    let watch = c.spawn_watch(&job);
+    let before = c.wait_for(
+        "a few tasks done and a render of Slow in flight",
+        Duration::from_secs(90),
+        || {
+            let st = c.try_status(&job)?;
+            let done = tasks(&st)
+                .iter()
+                .filter(|t| t["state"] == "succeeded")
+                .count();
+            let slow = tasks(&st)
+                .iter()
+                .any(|t| str_of(&t["label"]).starts_with("render Slow/") && t["state"] == "leased");
+            (st["state"] == "running" && done >= 3 && slow).then_some(st)
+        },
+    );
+    c.kill_coordinator();
+    std::thread::sleep(Duration::from_millis(300));
+    c.restart_coordinator();
+    let st = c.wait_job(&job, Duration::from_secs(120));
+    assert_eq!(st["state"], "succeeded", "{st:#}");
+    assert_eq!(st["all_outputs_pass"], true);
+    let mut in_flight = Vec::new();
+    for b in tasks(&before) {
+        let a = task_by_id(&st, str_of(&b["task_id"]));
+        assert_eq!(a["state"], "succeeded", "{a:#}");
+        match str_of(&b["state"]) {
+            "succeeded" => {
+                assert_eq!(
+                    a["attempt"], b["attempt"],
+                    "ran again after the restart: {a:#}"
+                );
+                assert_eq!(a["history"], b["history"], "{a:#}");
+            }
+            "leased" => in_flight.push(format!(
+                "{} (attempt {} → {})",
+                str_of(&a["label"]),
+                b["attempt"],
+                a["attempt"]
+            )),
+            _ => {}
+        }
+    }
+    let done_before = tasks(&before)
+        .iter()
+        .filter(|t| t["state"] == "succeeded")
+        .count();
+    assert!(c.dir.join("data/jobs.sqlite").is_file());
+    assert!(
+        c.worker_alive("w1") && c.worker_alive("w2"),
+        "workers keep running"
+    );
+    assert!(
+        c.log("coordinator-2.log").contains("coordinator started"),
+        "{}",
+        c.logs()
+    );
+    // The watcher followed the job across the restart and saw it succeed.
+    let status = wait_child(&mut c.others[watch], Duration::from_secs(30));
+    let watch_out = c.log("watch.out");
+    assert!(
+        status.is_some_and(|s| s.success()) && watch_out.contains("succeeded"),
+        "watch: {status:?}\n{watch_out}\n{}",
+        c.log("watch.log")
+    );
+    let m = manifest_of(&st, &out);
+    let temps = check_files(&out, &m);
+    assert!(temps.is_empty(), "temporary files left: {temps:?}");
+    assert_same_audio(&audio_map(&m), reference);
+    eprintln!(
+        "kill -9 of the coordinator with {done_before} tasks done, in flight {in_flight:?}: job resumed, {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn a_report_under_a_lapsed_lease_is_refused() {
+    let cat = catalog();
+    let c = Cluster::start("stale-lease", &[("STEMFORGE_LEASE_MS", "1000")]);
+    let out = c.dir.join("out");
+    let job = c.submit(&cat.solo, &out, &[]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let mut client = rt
+        .block_on(TasksClient::connect(c.url.clone()))
+        .expect("connect to the Tasks service");
+    let mut lease = |worker: &str| -> TaskLease {
+        rt.block_on(client.lease_task(LeaseTaskRequest {
+            worker_id: worker.into(),
+            wait_ms: 5_000,
+        }))
+        .expect("lease_task")
+        .into_inner()
+        .lease
+        .unwrap_or_else(|| panic!("no task leased to {worker}"))
+    };
+    let l1 = lease("a");
+    assert_eq!(l1.job_id, job);
+    assert_eq!(l1.attempt, 1);
+    let t = task_by_id(&c.status(&job), &l1.task_id).clone();
+    assert_eq!(t["label"], "analyze Solo");
+    assert_eq!(t["state"], "leased");
+    assert_eq!(t["worker_id"], "a");
+
+    // Worker "a" goes silent: the sweeper requeues the task once the lease lapses.
+    let t = c.wait_for(
+        "the lapsed lease to be requeued",
+        Duration::from_secs(15),
+        || {
+            let st = c.try_status(&job)?;
+            let t = task_by_id(&st, &l1.task_id).clone();
+            (t["state"] == "queued").then_some(t)
+        },
+    );
+    assert!(now_ms() >= l1.expires_unix_ms);
+    assert_eq!(
+        history(&t),
+        [format!(
+            "attempt 1 on a: lease expired (worker lost or stalled); retry in {BACKOFF_BASE_MS} ms"
+        )]
+    );
+    let l2 = lease("b");
+    assert_eq!((l2.task_id.as_str(), l2.attempt), (l1.task_id.as_str(), 2));
+    assert_ne!(l2.lease_id, l1.lease_id);
+
+    let lref = |l: &TaskLease| LeaseRef {
+        job_id: l.job_id.clone(),
+        task_id: l.task_id.clone(),
+        lease_id: l.lease_id.clone(),
+        attempt: l.attempt,
+    };
+    // Everything under the first lease is refused.
+    let mut tc = rt
+        .block_on(TasksClient::connect(c.url.clone()))
+        .expect("connect");
+    let refused = |r: Result<(), tonic::Status>, what: &str| {
+        let e = r.expect_err(what);
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{what}: {e:?}");
+        assert!(e.message().contains("stale lease"), "{what}: {e:?}");
+    };
+    refused(
+        rt.block_on(tc.complete_task(CompleteTaskRequest {
+            lease: Some(lref(&l1)),
+            result_json: "{}".into(),
+        }))
+        .map(|_| ()),
+        "complete under the lapsed lease",
+    );
+    refused(
+        rt.block_on(tc.heartbeat(HeartbeatRequest {
+            lease: Some(lref(&l1)),
+            progress: 0.5,
+        }))
+        .map(|_| ()),
+        "heartbeat under the lapsed lease",
+    );
+    refused(
+        rt.block_on(tc.fail_task(FailTaskRequest {
+            lease: Some(lref(&l1)),
+            error: "late failure".into(),
+            retryable: false,
+        }))
+        .map(|_| ()),
+        "fail under the lapsed lease",
+    );
+    // ...and changed nothing.
+    let st = c.status(&job);
+    let t = task_by_id(&st, &l1.task_id);
+    assert_eq!(
+        (&t["state"], &t["attempt"], &t["worker_id"]),
+        (&Value::from("leased"), &Value::from(2), &Value::from("b")),
+        "{t:#}"
+    );
+    assert_eq!(history(t).len(), 1, "{t:#}");
+    // The current lease works.
+    let hb = rt
+        .block_on(tc.heartbeat(HeartbeatRequest {
+            lease: Some(lref(&l2)),
+            progress: 0.25,
+        }))
+        .expect("heartbeat under the current lease")
+        .into_inner();
+    assert!(!hb.cancel);
+    assert!(hb.expires_unix_ms > now_ms(), "{hb:?}");
+    // Cancelled: the holder learns it at its heartbeat and cannot complete.
+    let o = c.cli(&["cancel", &job]);
+    assert!(o.status.success(), "{}", text(&o));
+    let hb = rt
+        .block_on(tc.heartbeat(HeartbeatRequest {
+            lease: Some(lref(&l2)),
+            progress: 0.5,
+        }))
+        .expect("heartbeat after cancel")
+        .into_inner();
+    assert!(hb.cancel, "{hb:?}");
+    refused(
+        rt.block_on(tc.complete_task(CompleteTaskRequest {
+            lease: Some(lref(&l2)),
+            result_json: "{}".into(),
+        }))
+        .map(|_| ()),
+        "complete after cancel",
+    );
+    let st = c.status(&job);
+    assert_eq!(st["state"], "cancelled");
+    for t in tasks(&st) {
+        assert_eq!(t["state"], "cancelled", "{t:#}");
+    }
+}
+
+#[test]
+fn a_corrupt_stem_fails_its_title_at_once_and_the_rest_is_delivered() {
+    let reference = reference_fast();
+    let mut c = Cluster::start("corrupt-stem", &[]);
+    let spec = copy_fast_catalog(&c.dir.join("catalog"));
+    // Garbage under a stem's name (the file exists and is not empty, so the
+    // spec is accepted; the worker finds out).
+    let bad = spec.with_file_name(FAST[1].file("vocals"));
+    let garbage: Vec<u8> = (0..100_000u64)
+        .map(|i| (noise(i, 99) * 127.0) as i8 as u8)
+        .collect();
+    std::fs::write(&bad, garbage).expect("overwrite stem");
+    c.start_worker("w1");
+    c.start_worker("w2");
+    let out = c.dir.join("out");
+    let job = c.submit(&spec, &out, &[]);
+    let o = c.cli(&["watch", &job]);
+    assert_eq!(o.status.code(), Some(1), "watch:\n{}", text(&o));
+    let st = c.status(&job);
+    assert_eq!(st["state"], "failed", "{st:#}");
+    assert_eq!(st["all_outputs_pass"], false);
+
+    let a = task_by_label(&st, "analyze Bravo");
+    assert_eq!(a["state"], "failed", "{a:#}");
+    assert_eq!(a["attempt"], 1, "bad input is not retried: {a:#}");
+    let err = str_of(&a["error"]);
+    assert!(
+        err.contains("is not a readable audio file") && err.contains("bravo_vocals.wav"),
+        "{err}"
+    );
+    let h = history(a);
+    assert_eq!(h.len(), 1, "{a:#}");
+    assert!(
+        h[0].starts_with("attempt 1 on w") && h[0].ends_with("; failed for good"),
+        "{a:#}"
+    );
+    for t in tasks(&st) {
+        let label = str_of(&t["label"]);
+        if label.starts_with("render Bravo/") {
+            assert_eq!(t["state"], "skipped", "{t:#}");
+            assert_eq!(t["attempt"], 0, "{t:#}");
+        } else if label != "analyze Bravo" {
+            assert_eq!(t["state"], "succeeded", "{t:#}");
+            assert_eq!(t["attempt"], 1, "{t:#}");
+        }
+    }
+    let m = manifest_of(&st, &out);
+    assert_eq!(m["summary"]["titles_failed"], 1);
+    assert_eq!(m["summary"]["all_pass"], false);
+    let bravo = m["titles"]
+        .as_array()
+        .expect("titles")
+        .iter()
+        .find(|t| t["name"] == "Bravo")
+        .expect("Bravo is in the manifest");
+    assert_eq!(bravo["status"], "failed");
+    assert!(
+        str_of(&bravo["error"]).contains("is not a readable audio file"),
+        "{bravo:#}"
+    );
+    for o in bravo["outputs"].as_array().expect("outputs") {
+        assert!(o["file"].is_null(), "{o:#}");
+        assert_eq!(o["verdict"]["verdict"], "fail", "{o:#}");
+    }
+    let temps = check_files(&out, &m);
+    assert!(temps.is_empty(), "temporary files left: {temps:?}");
+    // Same spec text, so the other titles' audio is the reference's.
+    let want: BTreeMap<String, String> = reference
+        .iter()
+        .filter(|(f, _)| !f.starts_with("Bravo_"))
+        .map(|(f, s)| (f.clone(), s.clone()))
+        .collect();
+    assert_same_audio(&audio_map(&m), &want);
+}
+
+#[test]
+fn a_stem_missing_at_run_time_is_retried_with_growing_backoff_then_fails_its_title() {
+    let mut c = Cluster::start("missing-stem", &[]);
+    let spec = copy_fast_catalog(&c.dir.join("catalog"));
+    let out = c.dir.join("out");
+    // Submitted while the file exists; gone when a worker gets to it: an
+    // I/O failure that a retry could fix (a share that is remounting).
+    let job = c.submit(&spec, &out, &[]);
+    std::fs::remove_file(spec.with_file_name(FAST[3].file("vocals"))).expect("remove stem");
+    c.start_worker("w1");
+    c.start_worker("w2");
+    let st = c.wait_job(&job, Duration::from_secs(60));
+    assert_eq!(st["state"], "failed", "{st:#}");
+    let a = task_by_label(&st, "analyze Delta");
+    let err = str_of(&a["error"]);
+    assert!(
+        err.contains("cannot open stem") && err.contains("delta_vocals.wav"),
+        "{a:#}"
+    );
+    assert_eq!(a["state"], "failed", "{a:#}");
+    let h = history(a);
+    assert_eq!(
+        (a["attempt"].as_u64(), h.len()),
+        (Some(MAX_ATTEMPTS as u64), MAX_ATTEMPTS),
+        "a missing file is retried STEMFORGE_MAX_ATTEMPTS times: {a:#}"
+    );
+    let mut backoffs = Vec::new();
+    for (i, line) in h.iter().enumerate() {
+        assert!(
+            line.starts_with(&format!("attempt {} on w", i + 1)),
+            "{line}"
+        );
+        if i + 1 < MAX_ATTEMPTS {
+            let ms: u64 = line
+                .rsplit("; retry in ")
+                .next()
+                .and_then(|r| r.strip_suffix(" ms"))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("no backoff in `{line}`"));
+            backoffs.push(ms);
+        } else {
+            assert!(line.ends_with("; failed for good"), "{line}");
+        }
+    }
+    assert_eq!(backoffs, [BACKOFF_BASE_MS, 2 * BACKOFF_BASE_MS]);
+    for t in tasks(&st) {
+        let label = str_of(&t["label"]);
+        if !label.contains("Delta") {
+            assert_eq!(t["state"], "succeeded", "{t:#}");
+        }
+    }
+    let m = manifest_of(&st, &out);
+    let delta = m["titles"]
+        .as_array()
+        .expect("titles")
+        .iter()
+        .find(|t| t["name"] == "Delta")
+        .expect("Delta is in the manifest");
+    assert_eq!(delta["status"], "failed");
+    assert!(
+        str_of(&delta["error"]).contains("cannot open stem"),
+        "{delta:#}"
+    );
+    assert!(check_files(&out, &m).is_empty());
+    // Same spec text, so the other titles' audio is the reference's.
+    let want: BTreeMap<String, String> = reference_fast()
+        .iter()
+        .filter(|(f, _)| !f.starts_with("Delta_"))
+        .map(|(f, s)| (f.clone(), s.clone()))
+        .collect();
+    assert_same_audio(&audio_map(&m), &want);
+}
+
+#[test]
+fn input_errors_in_several_titles_do_not_keep_the_only_worker_off_the_job() {
+    // Failures that are the input's fault must not stop the one worker from
+    // rendering the rest of the job and writing its manifest, even when they
+    // add up to STEMFORGE_MAX_WORKER_FAILURES: two titles with corrupt stems
+    // (bad input, one attempt each) and one whose stem vanishes after
+    // submission (retried up to STEMFORGE_MAX_ATTEMPTS times).
+    let mut c = Cluster::start("bad-inputs", &[("STEMFORGE_MAX_WORKER_FAILURES", "3")]);
+    let spec = copy_fast_catalog(&c.dir.join("catalog"));
+    let bad = &FAST[1..4];
+    for t in &bad[..2] {
+        std::fs::write(spec.with_file_name(t.file("vocals")), vec![0x55u8; 50_000])
+            .expect("overwrite stem");
+    }
+    let out = c.dir.join("out");
+    let job = c.submit(&spec, &out, &[]);
+    std::fs::remove_file(spec.with_file_name(bad[2].file("vocals"))).expect("remove stem");
+    c.start_worker("w1");
+    let st = c.wait_job(&job, Duration::from_secs(60));
+    assert_eq!(st["state"], "failed", "{st:#}");
+    for t in tasks(&st) {
+        let label = str_of(&t["label"]);
+        let want = match (
+            bad.iter().any(|d| label.contains(d.name)),
+            label.starts_with("analyze"),
+        ) {
+            (true, true) => "failed",
+            (true, false) => "skipped",
+            (false, _) => "succeeded",
+        };
+        assert_eq!(t["state"], want, "{t:#}");
+    }
+    let m = manifest_of(&st, &out);
+    assert_eq!(m["summary"]["titles_failed"], 3);
+    assert!(check_files(&out, &m).is_empty());
+}
+
+#[test]
+fn a_higher_priority_job_overtakes_the_queued_tasks_of_a_running_one() {
+    let cat = catalog();
+    let mut c = Cluster::start("priority", &[]);
+    c.start_worker("w1");
+    let low = c.submit(&cat.fast, &c.dir.join("out-low"), &["--label", "low"]);
+    c.wait_for(
+        "the low-priority job to start",
+        Duration::from_secs(30),
+        || {
+            let st = c.try_status(&low)?;
+            tasks(&st)
+                .iter()
+                .any(|t| t["state"] == "leased" || t["state"] == "succeeded")
+                .then_some(())
+        },
+    );
+    let high = c.submit(
+        &cat.solo,
+        &c.dir.join("out-high"),
+        &["--priority", "10", "--label", "high"],
+    );
+    let hs = c.wait_job(&high, Duration::from_secs(60));
+    let ls = c.wait_job(&low, Duration::from_secs(120));
+    assert_eq!(hs["state"], "succeeded", "{hs:#}");
+    assert_eq!(ls["state"], "succeeded", "{ls:#}");
+    assert_eq!(
+        (&hs["priority"], &hs["label"]),
+        (&Value::from(10), &Value::from("high"))
+    );
+    assert_eq!(
+        (&ls["priority"], &ls["label"]),
+        (&Value::from(0), &Value::from("low"))
+    );
+    let submitted = hs["submitted_unix_ms"].as_i64().expect("submitted");
+    let high_times: Vec<i64> = tasks(&hs)
+        .iter()
+        .map(|t| succeeded_at(t).expect("succeeded at"))
+        .collect();
+    let high_done = *high_times.iter().max().expect("tasks");
+    let mut low_after: Vec<i64> = tasks(&ls)
+        .iter()
+        .map(|t| succeeded_at(t).expect("succeeded at"))
+        .filter(|&t| t > submitted)
+        .collect();
+    low_after.sort_unstable();
+    assert!(
+        low_after.len() >= 10,
+        "the low job should have had most of its tasks left: {low_after:?}"
+    );
+    // With one worker, only the task it held when the high job arrived may
+    // finish before the high job does.
+    let overtaken = low_after.iter().filter(|&&t| t < high_done).count();
+    assert!(
+        overtaken <= 1,
+        "{overtaken} low-priority tasks finished between the high job's submission ({submitted}) and its end ({high_done}): {low_after:?}"
+    );
+    eprintln!(
+        "priority: high job done {} ms after submission; {} low tasks waited",
+        high_done - submitted,
+        low_after.len() - overtaken
+    );
+}
+
+#[test]
+fn cancel_stops_the_running_task_at_its_next_heartbeat_and_leaves_the_worker_idle() {
+    let cat = catalog();
+    let mut c = Cluster::start("cancel", &[]);
+    c.start_worker("w1");
+    let out = c.dir.join("out");
+    let job = c.submit(&cat.slow, &out, &[]);
+    let (victim, files) = slow_render_in_flight(&c, &job, "w1", &out);
+    let o = c.cli(&["cancel", &job]);
+    let cancelled_at = Instant::now();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(&format!("job {job} cancelled")),
+        "{}",
+        text(&o)
+    );
+    let deadline = Duration::from_millis(2 * HEARTBEAT_MS + 1_000);
+    let st = c.status(&job);
+    assert_eq!(st["state"], "cancelled", "{st:#}");
+    for t in tasks(&st) {
+        assert!(
+            t["state"] == "succeeded" || t["state"] == "cancelled",
+            "nothing runs or waits in a cancelled job: {t:#}"
+        );
+    }
+    assert_eq!(
+        task_by_id(&st, str_of(&victim["task_id"]))["state"],
+        "cancelled"
+    );
+    // The worker hears it at its next heartbeat, stops and removes its files.
+    let stopped = c.wait_for("the worker to remove its temporary files", deadline, || {
+        partials(&out, "")
+            .is_empty()
+            .then(|| cancelled_at.elapsed())
+    });
+    // Nothing appears later either: no final file of the cancelled render.
+    std::thread::sleep(Duration::from_millis(2 * HEARTBEAT_MS));
+    assert!(partials(&out, "").is_empty());
+    let variant = str_of(&victim["label"])
+        .strip_prefix("render Slow/")
+        .expect("a render of Slow");
+    let prefix = if variant == "stems" {
+        "Slow_stem-".to_string()
+    } else {
+        format!("Slow_{variant}_")
+    };
+    let finals: Vec<String> = std::fs::read_dir(&out)
+        .expect("output folder")
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().to_string()))
+        .filter(|n| n.starts_with(&prefix))
+        .collect();
+    assert!(
+        finals.is_empty(),
+        "the cancelled render delivered {finals:?}"
+    );
+    assert!(
+        c.log("worker-w1.log").contains("task cancelled"),
+        "{}",
+        c.logs()
+    );
+    // The worker is alive and takes the next job.
+    assert!(c.worker_alive("w1"));
+    let next = c.submit(&cat.solo, &c.dir.join("out-next"), &[]);
+    let st = c.wait_job(&next, Duration::from_secs(60));
+    assert_eq!(st["state"], "succeeded", "{st:#}");
+    for t in tasks(&st) {
+        assert_eq!(
+            (&t["worker_id"], &t["attempt"]),
+            (&Value::from("w1"), &Value::from(1))
+        );
+    }
+    eprintln!(
+        "cancel: `{}` stopped and its {} temporary file(s) removed {} ms after the cancel",
+        str_of(&victim["label"]),
+        files.len(),
+        stopped.as_millis()
+    );
+}
