@@ -23,6 +23,7 @@ use crate::remote::{self, SubmitOptions};
 use crate::server::{Coordinator, serve};
 use crate::settings::Settings;
 use crate::sqlite_store::SqliteStore;
+use crate::store::CachedStore;
 
 pub struct DispatchReport {
     pub tasks: usize,
@@ -131,6 +132,7 @@ pub async fn dispatch(
 ) -> Result<DispatchReport> {
     let spec = tiny_catalog(&dir.join("tiny"), titles)?;
     let store = SqliteStore::open(&dir.join("data/jobs.sqlite")).map_err(|e| anyhow!("{e}"))?;
+    let store = CachedStore::load(Box::new(store)).map_err(|e| anyhow!("{e}"))?;
     let coord = Coordinator::new(Box::new(store), settings.scheduler());
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
@@ -194,6 +196,7 @@ pub async fn scaling(
     for workers in [1usize, 2, 4] {
         let store = SqliteStore::open(&dir.join(format!("data-{workers}/jobs.sqlite")))
             .map_err(|e| anyhow!("{e}"))?;
+        let store = CachedStore::load(Box::new(store)).map_err(|e| anyhow!("{e}"))?;
         let coord = Coordinator::new(Box::new(store), settings.scheduler());
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);

@@ -13,6 +13,7 @@ use tracing::info;
 use crate::server::{Coordinator, serve};
 use crate::settings::Settings;
 use crate::sqlite_store::SqliteStore;
+use crate::store::CachedStore;
 
 /// The job database inside the data directory.
 pub const DB_FILE: &str = "jobs.sqlite";
@@ -47,6 +48,7 @@ pub async fn run_coordinator(settings: &Settings, listen: &str, data_dir: &Path)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     let db = data_dir.join(DB_FILE);
     let store = SqliteStore::open(&db).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let store = CachedStore::load(Box::new(store)).map_err(|e| anyhow::anyhow!("{e}"))?;
     let coord = Coordinator::new(Box::new(store), settings.scheduler());
     // Leases that lapsed while no coordinator ran are requeued at once.
     let requeued = coord.sweep();

@@ -319,3 +319,185 @@ impl Store for Box<dyn Store> {
         (**self).next_job_seq()
     }
 }
+
+/// A durable store with its job and task records mirrored in memory: reads
+/// come from memory (no JSON decoding of whole jobs on every transition),
+/// writes go to the durable store first and reach memory only once it has
+/// accepted them. Events are read from the durable store. Correct while this
+/// process is the store's only writer (one coordinator per data directory).
+pub struct CachedStore {
+    durable: Box<dyn Store>,
+    mem: MemoryStore,
+}
+
+impl CachedStore {
+    /// Loads every job and task of `durable` into memory.
+    pub fn load(durable: Box<dyn Store>) -> StoreResult<CachedStore> {
+        let mut mem = MemoryStore::new();
+        for job in durable.jobs()? {
+            let tasks = durable.tasks(&job.job_id)?;
+            mem.insert_job(&job, &tasks, &[])?;
+        }
+        Ok(CachedStore { durable, mem })
+    }
+}
+
+impl Store for CachedStore {
+    fn insert_job(
+        &mut self,
+        job: &JobRecord,
+        tasks: &[TaskRecord],
+        events: &[JobEvent],
+    ) -> StoreResult<()> {
+        self.durable.insert_job(job, tasks, events)?;
+        self.mem.insert_job(job, tasks, &[])
+    }
+    fn job(&self, job_id: &str) -> StoreResult<Option<JobRecord>> {
+        self.mem.job(job_id)
+    }
+    fn jobs(&self) -> StoreResult<Vec<JobRecord>> {
+        self.mem.jobs()
+    }
+    fn put_job(&mut self, job: &JobRecord) -> StoreResult<()> {
+        self.durable.put_job(job)?;
+        self.mem.put_job(job)
+    }
+    fn tasks(&self, job_id: &str) -> StoreResult<Vec<TaskRecord>> {
+        self.mem.tasks(job_id)
+    }
+    fn put_tasks(
+        &mut self,
+        tasks: &[TaskRecord],
+        job: Option<&JobRecord>,
+        events: &[JobEvent],
+    ) -> StoreResult<()> {
+        self.durable.put_tasks(tasks, job, events)?;
+        self.mem.put_tasks(tasks, job, &[])
+    }
+    fn events(&self, job_id: &str, after: u64, limit: usize) -> StoreResult<Vec<JobEvent>> {
+        self.durable.events(job_id, after, limit)
+    }
+    fn queued(&self) -> StoreResult<Vec<TaskRecord>> {
+        self.mem.queued()
+    }
+    fn leased(&self) -> StoreResult<Vec<TaskRecord>> {
+        self.mem.leased()
+    }
+    fn next_job_seq(&self) -> StoreResult<u64> {
+        self.mem.next_job_seq()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sqlite_store::SqliteStore;
+
+    fn job(id: &str, seq: u64, priority: i32) -> JobRecord {
+        JobRecord {
+            job_id: id.into(),
+            seq,
+            priority,
+            label: String::new(),
+            spec_toml: String::new(),
+            spec_sha256: String::new(),
+            base_dir: "/".into(),
+            output_dir: "/out".into(),
+            submitted_ms: 0,
+            origination_unix_s: 0,
+            state: JobState::Running,
+            worker_failures: BTreeMap::new(),
+        }
+    }
+
+    fn task(job: &str, id: &str, seq: u32, state: TaskState) -> TaskRecord {
+        TaskRecord {
+            job_id: job.into(),
+            task_id: id.into(),
+            seq,
+            kind: deliverables_spec::TaskKind::Manifest,
+            deps: vec![],
+            run_when: RunWhen::DepsSucceeded,
+            weight: 1.0,
+            state,
+            attempt: 0,
+            lease_id: None,
+            lease_expires_ms: 0,
+            worker_id: None,
+            progress: 0.0,
+            not_before_ms: 0,
+            result_json: None,
+            error: None,
+            history: vec![],
+            attempt_limit: 0,
+        }
+    }
+
+    fn event(job: &str) -> JobEvent {
+        JobEvent {
+            seq: 0,
+            job_id: job.into(),
+            at_ms: 1,
+            task_id: String::new(),
+            kind: "job".into(),
+            state: "running".into(),
+            attempt: 0,
+            worker_id: String::new(),
+            message: String::new(),
+        }
+    }
+
+    /// The cache answers like the durable store, survives a reload, and a
+    /// write the durable store refuses does not reach memory.
+    #[test]
+    fn cached_store_mirrors_the_durable_one() {
+        let dir = std::env::temp_dir().join(format!("stemforge-cache-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let db = dir.join("jobs.sqlite");
+        let open =
+            || CachedStore::load(Box::new(SqliteStore::open(&db).expect("open"))).expect("load");
+        let mut c = open();
+        c.insert_job(
+            &job("a", 1, 0),
+            &[
+                task("a", "t1", 0, TaskState::Queued),
+                task("a", "t2", 1, TaskState::Blocked),
+            ],
+            &[event("a")],
+        )
+        .expect("insert");
+        c.insert_job(
+            &job("b", 2, 5),
+            &[task("b", "u1", 0, TaskState::Queued)],
+            &[event("b")],
+        )
+        .expect("insert");
+        let mut t1 = task("a", "t1", 0, TaskState::Leased);
+        t1.attempt = 1;
+        c.put_tasks(&[t1], None, &[event("a")]).expect("put");
+        // Refused by SQLite (no such job): memory stays as it was.
+        assert!(
+            c.put_tasks(&[task("ghost", "x", 0, TaskState::Queued)], None, &[])
+                .is_err()
+        );
+        assert!(c.tasks("ghost").expect("tasks").is_empty());
+        let snapshot = |s: &CachedStore| {
+            (
+                s.jobs().expect("jobs"),
+                s.tasks("a").expect("tasks"),
+                s.queued().expect("queued"),
+                s.leased().expect("leased"),
+                s.next_job_seq().expect("seq"),
+                s.events("a", 0, 10).expect("events"),
+            )
+        };
+        let before = snapshot(&c);
+        assert_eq!(before.2[0].task_id, "u1", "higher priority first");
+        assert_eq!(before.3.len(), 1);
+        assert_eq!(before.5.len(), 2);
+        drop(c);
+        let reloaded = open();
+        assert_eq!(snapshot(&reloaded), before);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
