@@ -8,6 +8,7 @@ pub mod compliance;
 pub mod delivery;
 pub mod error;
 pub mod files;
+pub mod ingest;
 pub mod manifest;
 pub mod model;
 pub mod naming;
