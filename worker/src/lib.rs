@@ -11,6 +11,7 @@ pub mod dsp;
 pub mod measure_file;
 pub mod meter;
 pub mod output;
+pub mod preflight;
 pub mod report;
 pub mod service;
 pub mod source;
