@@ -398,10 +398,7 @@ fn find_dialogue(
     crate::dialogue::find(&paths, &roles, d.sample_rate, gate, || {
         ctx.check_cancel().is_err()
     })
-    .map_err(|e| match e {
-        crate::dialogue::DialogueError::Source(s) => TaskError::Source(s),
-        crate::dialogue::DialogueError::Meter(m) => TaskError::Meter(m),
-    })
+    .map_err(TaskError::from)
 }
 
 /// Whether any stem of the dialogue roles sounds in this graph.

@@ -77,6 +77,25 @@ pub enum TaskError {
     Cancelled,
 }
 
+impl From<crate::dialogue::DialogueError> for TaskError {
+    fn from(e: crate::dialogue::DialogueError) -> Self {
+        match e {
+            crate::dialogue::DialogueError::Source(s) => TaskError::Source(s),
+            crate::dialogue::DialogueError::Meter(m) => TaskError::Meter(m),
+        }
+    }
+}
+
+impl From<crate::measure_file::MeasureError> for TaskError {
+    fn from(e: crate::measure_file::MeasureError) -> Self {
+        match e {
+            crate::measure_file::MeasureError::Decode(d) => TaskError::Decode(d),
+            crate::measure_file::MeasureError::Meter(m) => TaskError::Meter(m),
+            crate::measure_file::MeasureError::Dialogue(d) => d.into(),
+        }
+    }
+}
+
 impl TaskError {
     /// Whether running the task again could succeed (I/O hiccups: yes; bad input: no).
     pub fn is_retryable(&self) -> bool {

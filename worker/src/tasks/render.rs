@@ -17,12 +17,10 @@ use super::analyze::{AnalysisResult, carries_dialogue, chain_context, outputs_fo
 use super::metadata::{OutputLabel, bext_loudness, output_bext};
 use super::stream::{Stage, run_stages};
 use super::{TaskContext, TaskError};
-use crate::decode::StemReader;
 use crate::dialogue::DialogueActivity;
-use crate::dsp::{Block, MixGraph};
-use crate::meter::{Meter, MeterKind};
+use crate::dsp::MixGraph;
 use crate::output::{DitherSeed, OutputStage, OutputWriter, Pending, digest_wav};
-use crate::source::{BLOCK_FRAMES, OUT_CHANNELS, TitleSource};
+use crate::source::{OUT_CHANNELS, TitleSource};
 
 /// How a file was produced.
 pub const MODE_MIX: &str = "mix";
@@ -258,33 +256,17 @@ fn verify(
     rate: u32,
     dialogue: Option<&DialogueActivity>,
 ) -> Result<(FileRecord, Measurement), TaskError> {
-    let mut reader = StemReader::open(&p.temp_path)?;
-    let info = reader.info().clone();
-    let mut meter = if dialogue.is_some() {
-        Meter::with_blocks(info.channels, info.sample_rate, MeterKind::Full)?
-    } else {
-        Meter::new(info.channels, info.sample_rate, MeterKind::Full)?
-    };
-    let mut block = Block::new(info.channels, BLOCK_FRAMES);
-    loop {
-        let n = reader.read(block.raw_mut(), BLOCK_FRAMES)?;
-        if n == 0 {
-            break;
-        }
-        block.set_frames(n);
-        meter.add(&block)?;
-    }
-    let frames = reader.position();
-    if frames != p.frames || info.sample_rate != rate {
+    let read = crate::measure_file::measure_file(&p.temp_path, dialogue)?;
+    let frames = read.frames;
+    if frames != p.frames || read.sample_rate != rate {
         return Err(TaskError::Internal(format!(
             "'{}' reads back as {frames} frames at {} Hz, written {} at {rate} Hz",
             p.temp_path.display(),
-            info.sample_rate,
+            read.sample_rate,
             p.frames
         )));
     }
-    let mut m = meter.finish();
-    m.dialogue = dialogue.map(|a| a.measure(meter.blocks()));
+    let mut m = read.measurement;
     p.write_loudness(&bext_loudness(&m))?;
     let digest = digest_wav(&p.temp_path)?;
     if digest.audio_sha256 != p.audio_sha256 {
@@ -303,8 +285,8 @@ fn verify(
         audio_sha256: digest.audio_sha256,
         bytes: digest.bytes,
         format: "wav".to_string(),
-        codec: info.codec.clone(),
-        sample_rate: info.sample_rate,
+        codec: read.codec,
+        sample_rate: read.sample_rate,
         bit_depth: d.bit_depth.bits(),
         sample_format: if d.bit_depth.is_float() {
             "float"
@@ -312,7 +294,7 @@ fn verify(
             "int"
         }
         .to_string(),
-        channels: info.channels,
+        channels: read.channels,
         frames,
         duration_s: frames as f64 / f64::from(rate),
     };
