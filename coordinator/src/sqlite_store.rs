@@ -683,6 +683,55 @@ mod tests {
         }
     }
 
+    /// The in-memory mirror answers like the durable store, survives a
+    /// reload, and a write the durable store refuses does not reach memory.
+    #[test]
+    fn cached_store_mirrors_the_durable_one() {
+        use crate::store::CachedStore;
+        let dir = std::env::temp_dir().join(format!("stemforge-cache-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let db = dir.join("jobs.sqlite");
+        let open =
+            || CachedStore::load(Box::new(SqliteStore::open(&db).expect("open"))).expect("load");
+        let mut c = open();
+        c.insert_job(
+            &job("a", 1, 0, JobState::Running),
+            &[
+                task("a", "t1", 0, TaskState::Queued),
+                task("a", "t2", 1, TaskState::Blocked),
+            ],
+            &[event("a", "", "running")],
+        )
+        .expect("insert");
+        c.insert_job(
+            &job("b", 2, 5, JobState::Running),
+            &[task("b", "u1", 0, TaskState::Queued)],
+            &[event("b", "", "running")],
+        )
+        .expect("insert");
+        let mut t1 = task("a", "t1", 0, TaskState::Leased);
+        t1.attempt = 1;
+        c.put_tasks(&[t1], None, &[event("a", "t1", "leased")])
+            .expect("put");
+        // Refused by SQLite (no such job): memory stays as it was.
+        assert!(
+            c.put_tasks(&[task("ghost", "x", 0, TaskState::Queued)], None, &[])
+                .is_err()
+        );
+        assert!(c.tasks("ghost").expect("tasks").is_empty());
+        let before = snapshot(&c);
+        assert_eq!(
+            c.queued().expect("queued")[0].task_id,
+            "u1",
+            "higher priority first"
+        );
+        assert_eq!(c.leased().expect("leased").len(), 1);
+        assert_eq!(c.events("a", 0, 10).expect("events").len(), 2);
+        drop(c);
+        assert_eq!(snapshot(&open()), before);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn survives_reopening() {
         let dir = TempDir::new("reopen");
