@@ -857,7 +857,7 @@ fn a_catalog_on_three_worker_processes_matches_a_local_render() {
     assert_eq!(st["state"], "succeeded");
     assert_eq!(st["all_outputs_pass"], true);
     assert_eq!(st["label"], "catalog");
-    assert_eq!(tasks(&st).len(), FAST.len() * 4 + 1, "{st:#}");
+    assert_eq!(tasks(&st).len(), FAST.len() * 5 + 1, "{st:#}");
     let mut per_worker: BTreeMap<String, usize> = BTreeMap::new();
     for t in tasks(&st) {
         assert_eq!(t["state"], "succeeded", "{t:#}");
@@ -1065,7 +1065,7 @@ fn a_report_under_a_lapsed_lease_is_refused() {
     assert_eq!(l1.job_id, job);
     assert_eq!(l1.attempt, 1);
     let t = task_by_id(&c.status(&job), &l1.task_id).clone();
-    assert_eq!(t["label"], "analyze Solo");
+    assert_eq!(t["label"], "preflight Solo");
     assert_eq!(t["state"], "leased");
     assert_eq!(t["worker_id"], "a");
 
@@ -1263,7 +1263,8 @@ fn a_stem_missing_at_run_time_is_retried_with_growing_backoff_then_fails_its_tit
     c.start_worker("w2");
     let st = c.wait_job(&job, Duration::from_secs(60));
     assert_eq!(st["state"], "failed", "{st:#}");
-    let a = task_by_label(&st, "analyze Delta");
+    // Preflight is the first task to open the stems.
+    let a = task_by_label(&st, "preflight Delta");
     let err = str_of(&a["error"]);
     assert!(
         err.contains("cannot open stem") && err.contains("delta_vocals.wav"),
@@ -1345,13 +1346,16 @@ fn input_errors_in_several_titles_do_not_keep_the_only_worker_off_the_job() {
     assert_eq!(st["state"], "failed", "{st:#}");
     for t in tasks(&st) {
         let label = str_of(&t["label"]);
-        let want = match (
-            bad.iter().any(|d| label.contains(d.name)),
-            label.starts_with("analyze"),
-        ) {
-            (true, true) => "failed",
-            (true, false) => "skipped",
-            (false, _) => "succeeded",
+        // Corrupt stems: preflight reports them, the analysis stops the
+        // title. The vanished stem: preflight itself fails (I/O, retried).
+        let corrupt = bad[..2].iter().any(|d| label.contains(d.name));
+        let vanished = label.contains(bad[2].name);
+        let want = match (corrupt, vanished, label.split(' ').next()) {
+            (true, _, Some("preflight")) => "succeeded",
+            (true, _, Some("analyze")) => "failed",
+            (_, true, Some("preflight")) => "failed",
+            (true, _, _) | (_, true, _) => "skipped",
+            _ => "succeeded",
         };
         assert_eq!(t["state"], want, "{t:#}");
     }

@@ -133,7 +133,11 @@ pub async fn dispatch(
     let spec = tiny_catalog(&dir.join("tiny"), titles)?;
     let store = SqliteStore::open(&dir.join("data/jobs.sqlite")).map_err(|e| anyhow!("{e}"))?;
     let store = CachedStore::load(Box::new(store)).map_err(|e| anyhow!("{e}"))?;
-    let coord = Coordinator::new(Box::new(store), settings.scheduler());
+    let coord = Coordinator::new(
+        Box::new(store),
+        settings.scheduler(),
+        settings.media_roots(),
+    );
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -197,7 +201,11 @@ pub async fn scaling(
         let store = SqliteStore::open(&dir.join(format!("data-{workers}/jobs.sqlite")))
             .map_err(|e| anyhow!("{e}"))?;
         let store = CachedStore::load(Box::new(store)).map_err(|e| anyhow!("{e}"))?;
-        let coord = Coordinator::new(Box::new(store), settings.scheduler());
+        let coord = Coordinator::new(
+            Box::new(store),
+            settings.scheduler(),
+            settings.media_roots(),
+        );
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
         let (stop_tx, stop_rx) = watch::channel(false);

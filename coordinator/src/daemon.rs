@@ -49,7 +49,11 @@ pub async fn run_coordinator(settings: &Settings, listen: &str, data_dir: &Path)
     let db = data_dir.join(DB_FILE);
     let store = SqliteStore::open(&db).map_err(|e| anyhow::anyhow!("{e}"))?;
     let store = CachedStore::load(Box::new(store)).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let coord = Coordinator::new(Box::new(store), settings.scheduler());
+    let coord = Coordinator::new(
+        Box::new(store),
+        settings.scheduler(),
+        settings.media_roots(),
+    );
     // Leases that lapsed while no coordinator ran are requeued at once.
     let requeued = coord.sweep();
     let listener = TcpListener::bind(listen)

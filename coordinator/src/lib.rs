@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod bench_cluster;
+pub mod check;
 pub mod daemon;
 pub mod demo;
 pub mod local;

@@ -65,7 +65,11 @@ pub async fn render(
         .context("cannot bind a loopback port")?;
     let addr = listener.local_addr()?;
     let url = format!("http://{addr}");
-    let coord = Coordinator::new(Box::new(MemoryStore::new()), settings.scheduler());
+    let coord = Coordinator::new(
+        Box::new(MemoryStore::new()),
+        settings.scheduler(),
+        settings.media_roots(),
+    );
     let (stop_tx, stop_rx) = watch::channel(false);
     let server = tokio::spawn(serve(coord, listener, stop_rx.clone()));
     let workers: Vec<_> = (0..opts.workers.max(1))

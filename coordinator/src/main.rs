@@ -51,6 +51,16 @@ enum Cmd {
     },
     /// Check a spec and its files without rendering.
     Validate { spec: PathBuf },
+    /// Preflight only: check the stems of a spec's titles, or a folder of
+    /// stems as it arrives (roles from file names, the reference mix from a
+    /// name like `mix`/`ref`/`master`/`print`). Exit 1 if any error is found.
+    Check {
+        /// A spec file or a folder of stems.
+        path: PathBuf,
+        /// Findings as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Coordinator throughput: tasks per second over many worker connections
     /// (real tiny renders, SQLite store), and a catalog's speed-up with 1, 2
     /// and 4 worker processes.
@@ -388,10 +398,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("job {job}: {n} tasks to run again");
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Check { path, json } => {
+            let report = stemforge_coordinator::check::check(&path, &settings.media_roots())?;
+            let out = if json {
+                serde_json::to_string_pretty(&report)? + "\n"
+            } else {
+                stemforge_coordinator::check::text(&report)
+            };
+            write_stdout(&out)?;
+            Ok(if report.errors == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
         Cmd::Validate { spec } => {
             let loaded = deliverables_spec::load_file(&spec).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let plan = deliverables_spec::plan_job(&loaded, env!("CARGO_PKG_VERSION"))
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let plan = deliverables_spec::plan_job(
+                &loaded,
+                env!("CARGO_PKG_VERSION"),
+                &settings.media_roots(),
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!(
                 "{}: valid; {} titles, {} tasks planned",
                 spec.display(),

@@ -52,11 +52,18 @@ pub struct Coordinator {
     /// Woken whenever job state changed (for watchers).
     changed: Notify,
     tool_version: String,
+    /// Where submitted specs may read stems from (none: the spec's folder).
+    media_roots: Vec<std::path::PathBuf>,
 }
 
 impl Coordinator {
-    pub fn new(store: Box<dyn Store>, cfg: SchedulerConfig) -> Arc<Self> {
+    pub fn new(
+        store: Box<dyn Store>,
+        cfg: SchedulerConfig,
+        media_roots: Vec<std::path::PathBuf>,
+    ) -> Arc<Self> {
         Arc::new(Coordinator {
+            media_roots,
             sched: Mutex::new(Scheduler::new(store, cfg)),
             work: Notify::new(),
             changed: Notify::new(),
@@ -130,7 +137,7 @@ impl Jobs for Service {
         let loaded =
             deliverables_spec::load_text(r.spec_toml.clone(), Path::new(&r.base_dir), None)
                 .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let plan = deliverables_spec::plan_job(&loaded, &self.0.tool_version)
+        let plan = deliverables_spec::plan_job(&loaded, &self.0.tool_version, &self.0.media_roots)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let submitted_ms = now_ms();
         let job_id = format!(

@@ -32,6 +32,11 @@ pub struct Settings {
     pub data_dir: String,
     /// The coordinator workers and client commands talk to.
     pub coordinator: String,
+    /// Folders specs may read stems and references from; a path that
+    /// resolves (through `..` or symbolic links) outside them is refused.
+    /// Empty: each spec's own folder.
+    #[serde(default)]
+    pub media_roots: Vec<String>,
 }
 
 pub const DEFAULT_CONFIG_FILE: &str = "stemforge.toml";
@@ -54,9 +59,14 @@ impl Settings {
             Some(f) => b.add_source(config::File::from(f).required(true)),
             None => b.add_source(config::File::with_name(DEFAULT_CONFIG_FILE).required(false)),
         };
-        b.add_source(config::Environment::with_prefix("STEMFORGE").try_parsing(true))
-            .build()?
-            .try_deserialize()
+        b.add_source(
+            config::Environment::with_prefix("STEMFORGE")
+                .try_parsing(true)
+                .list_separator(":")
+                .with_list_parse_key("media_roots"),
+        )
+        .build()?
+        .try_deserialize()
     }
 
     pub fn scheduler(&self) -> SchedulerConfig {
@@ -71,6 +81,14 @@ impl Settings {
     }
 
     /// Worker count with 0 meaning one per core.
+    pub fn media_roots(&self) -> Vec<std::path::PathBuf> {
+        self.media_roots
+            .iter()
+            .filter(|r| !r.is_empty())
+            .map(std::path::PathBuf::from)
+            .collect()
+    }
+
     pub fn worker_count(&self) -> usize {
         if self.workers == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())

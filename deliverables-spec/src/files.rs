@@ -33,9 +33,98 @@ pub fn fingerprint(path: &Path) -> std::io::Result<String> {
     Ok(format!("{}:{}", m.len(), mtime))
 }
 
-/// Checks that every stem and reference file exists and is a non-empty
-/// regular file; returns their fingerprints keyed by the spec's path text.
-pub fn check_files(spec: &Spec, base: &Path) -> Result<BTreeMap<String, String>, Vec<SpecError>> {
+/// Where input files may live. Paths are resolved (`..`, symbolic links)
+/// before they are compared, so neither escapes a root.
+#[derive(Debug, Clone)]
+pub struct MediaRoots(Vec<PathBuf>);
+
+impl MediaRoots {
+    /// `roots` as configured; none means the spec's own folder (`base`).
+    /// Roots that do not exist are left out (nothing can be under them).
+    pub fn new(roots: &[PathBuf], base: &Path) -> MediaRoots {
+        let wanted: Vec<&Path> = if roots.is_empty() {
+            vec![base]
+        } else {
+            roots.iter().map(PathBuf::as_path).collect()
+        };
+        MediaRoots(
+            wanted
+                .into_iter()
+                .filter_map(|r| std::fs::canonicalize(r).ok())
+                .collect(),
+        )
+    }
+
+    fn list(&self) -> String {
+        if self.0.is_empty() {
+            return "none that exist".to_string();
+        }
+        self.0
+            .iter()
+            .map(|r| r.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// `full` if it resolves to a place under a root, else why not. A path
+    /// that does not exist is returned as is (the caller reports it missing).
+    pub fn confine(&self, full: &Path) -> Result<PathBuf, String> {
+        let Ok(real) = std::fs::canonicalize(full) else {
+            // Missing: judge the folder it would be in, if that exists.
+            let parent = full.parent().and_then(|p| std::fs::canonicalize(p).ok());
+            return match parent {
+                Some(p) if !self.0.iter().any(|r| p.starts_with(r)) => Err(format!(
+                    "its folder {} is outside the media roots ({})",
+                    p.display(),
+                    self.list()
+                )),
+                _ => Ok(full.to_path_buf()),
+            };
+        };
+        if self.0.iter().any(|r| real.starts_with(r)) {
+            return Ok(real);
+        }
+        let lexical_inside = self.0.iter().any(|r| lexical(full).starts_with(r));
+        Err(if lexical_inside {
+            format!(
+                "it is a symbolic link to {}, outside the media roots ({})",
+                real.display(),
+                self.list()
+            )
+        } else {
+            format!(
+                "it resolves to {}, outside the media roots ({})",
+                real.display(),
+                self.list()
+            )
+        })
+    }
+}
+
+/// `p` with `.` and `..` removed textually (no file system access).
+fn lexical(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Checks that every stem and reference file exists, is a non-empty regular
+/// file and lies under a media root; returns their fingerprints keyed by the
+/// spec's path text.
+pub fn check_files(
+    spec: &Spec,
+    base: &Path,
+    roots: &MediaRoots,
+) -> Result<BTreeMap<String, String>, Vec<SpecError>> {
     let mut out = BTreeMap::new();
     let mut errs = Vec::new();
     for (ti, t) in spec.titles.iter().enumerate() {
@@ -51,6 +140,14 @@ pub fn check_files(spec: &Spec, base: &Path) -> Result<BTreeMap<String, String>,
             );
         for (field, p) in files {
             let full = resolve(base, p);
+            if let Err(why) = roots.confine(&full) {
+                errs.push(
+                    SpecError::new(field, format!("`{p}` is not allowed: {why}")).hint(
+                        "move the file under a media root, or add its folder to media_roots (config file or STEMFORGE_MEDIA_ROOTS, ':'-separated)",
+                    ),
+                );
+                continue;
+            }
             match std::fs::metadata(&full) {
                 Err(e) => errs.push(
                     SpecError::new(field, format!("cannot read `{p}` ({})", io_reason(&e))).hint(

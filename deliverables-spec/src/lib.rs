@@ -15,6 +15,7 @@ pub mod naming;
 pub mod outputs;
 pub mod parse;
 pub mod plan;
+pub mod preflight;
 pub mod timestamp;
 pub mod validate;
 pub mod variant;
@@ -105,10 +106,17 @@ pub fn load_file(path: &Path) -> Result<LoadedSpec, SpecErrors> {
     load_text(text, &base, Some(path))
 }
 
-/// Checks the spec's input files and plans the job.
-pub fn plan_job(loaded: &LoadedSpec, tool_version: &str) -> Result<Plan, SpecErrors> {
-    let fingerprints: BTreeMap<String, String> = files::check_files(&loaded.spec, &loaded.base_dir)
-        .map_err(|errors| SpecErrors { file: None, errors })?;
+/// Checks the spec's input files (present, readable, under `media_roots`;
+/// none configured means the spec's own folder) and plans the job.
+pub fn plan_job(
+    loaded: &LoadedSpec,
+    tool_version: &str,
+    media_roots: &[PathBuf],
+) -> Result<Plan, SpecErrors> {
+    let roots = files::MediaRoots::new(media_roots, &loaded.base_dir);
+    let fingerprints: BTreeMap<String, String> =
+        files::check_files(&loaded.spec, &loaded.base_dir, &roots)
+            .map_err(|errors| SpecErrors { file: None, errors })?;
     Ok(plan::plan(
         &loaded.spec,
         &loaded.sha256,

@@ -38,6 +38,11 @@ pub struct Summary {
     pub failed: usize,
     /// True when every title rendered and every output passed.
     pub all_pass: bool,
+    /// Preflight findings over all titles.
+    #[serde(default)]
+    pub preflight_errors: usize,
+    #[serde(default)]
+    pub preflight_warnings: usize,
 }
 
 /// One input file as found by the analysis.
@@ -112,6 +117,9 @@ pub struct TitleEntry {
     /// What the analysis noticed: padded or truncated stems, clip safety, …
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// What preflight found in the stems and reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preflight: Option<crate::preflight::PreflightReport>,
 }
 
 /// Facts about a written file.

@@ -28,6 +28,9 @@ pub struct Spec {
     /// preset; any other name is a custom variant.
     #[serde(default = "default_variants")]
     pub variants: BTreeMap<String, VariantSpec>,
+    /// Checks run on the stems before anything is rendered.
+    #[serde(default, skip_serializing_if = "PreflightSpec::is_default")]
+    pub preflight: PreflightSpec,
     pub titles: Vec<Title>,
 }
 
@@ -631,4 +634,53 @@ pub enum Dither {
     #[default]
     Tpdf,
     None,
+}
+
+/// Preflight: what it tolerates and what an error does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PreflightSpec {
+    /// What a preflight error does to its title.
+    pub on_error: PreflightOnError,
+    /// The stems' sum passes the null test when its best-fit gain against the
+    /// reference is within this many dB of unity.
+    pub null_gain_tolerance_db: f64,
+    /// … and what is left after that fit is at least this many dB below the
+    /// reference.
+    pub null_min_depth_db: f64,
+    /// How far (seconds, either way) a stem's offset against the reference is
+    /// searched.
+    pub max_offset_s: f64,
+    /// Stems shorter than the longest by more than this (seconds) are reported
+    /// (they are padded with silence either way).
+    pub length_tolerance_s: f64,
+}
+
+impl Default for PreflightSpec {
+    fn default() -> Self {
+        PreflightSpec {
+            on_error: PreflightOnError::Stop,
+            null_gain_tolerance_db: 0.1,
+            null_min_depth_db: 40.0,
+            max_offset_s: 1.0,
+            length_tolerance_s: 0.01,
+        }
+    }
+}
+
+impl PreflightSpec {
+    pub fn is_default(&self) -> bool {
+        *self == PreflightSpec::default()
+    }
+}
+
+/// What a preflight error does to its title.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PreflightOnError {
+    /// The title is not rendered; the other titles carry on.
+    #[default]
+    Stop,
+    /// Reported in the manifest and report; the title is rendered anyway.
+    Render,
 }

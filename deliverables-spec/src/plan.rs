@@ -1,4 +1,5 @@
-//! Planning: spec → per-title task DAG (analysis → renders) → job manifest.
+//! Planning: spec → per-title task DAG (preflight → analysis → renders) →
+//! job manifest.
 //!
 //! A pure, deterministic function. Task ids are content-addressed: the hash of
 //! everything that determines the task's output (tool version, inputs'
@@ -18,6 +19,8 @@ use crate::variant::{Variant, title_graph, variants};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum TaskKind {
+    /// Check a title's stems (and reference) before anything is rendered.
+    Preflight { title: String },
     /// Decode a title, find its master gain, hash its inputs.
     Analyze { title: String },
     /// Render one variant of a title (a mix, or a set of stems).
@@ -29,6 +32,7 @@ pub enum TaskKind {
 impl TaskKind {
     pub fn label(&self) -> String {
         match self {
+            TaskKind::Preflight { title } => format!("preflight {title}"),
             TaskKind::Analyze { title } => format!("analyze {title}"),
             TaskKind::Render { title, variant } => format!("render {title}/{variant}"),
             TaskKind::Manifest => "manifest".to_string(),
@@ -128,6 +132,7 @@ pub fn plan(
     let all = variants(spec);
     let all_json = json(&all);
     let version = json(&tool_version);
+    let preflight = json(&spec.preflight);
     let mut tasks = Vec::new();
     let mut skipped = Vec::new();
 
@@ -139,6 +144,25 @@ pub fn plan(
             .chain(title.reference.as_deref())
             .map(|f| (f, fingerprints.get(f).map(String::as_str).unwrap_or("")))
             .collect();
+        let preflight_kind = TaskKind::Preflight {
+            title: title.name.clone(),
+        };
+        let preflight_id = content_id(&[
+            &version,
+            &json(&preflight_kind),
+            &json(title),
+            &json(&inputs),
+            &preflight,
+            &json(&spec.delivery.sample_rate),
+        ]);
+        let stems_weight = title.stems.len() as f64;
+        tasks.push(PlannedTask {
+            id: preflight_id.clone(),
+            kind: preflight_kind,
+            deps: vec![],
+            run_when: RunWhen::DepsSucceeded,
+            weight: 0.5 * stems_weight,
+        });
         let analyze_kind = TaskKind::Analyze {
             title: title.name.clone(),
         };
@@ -146,17 +170,17 @@ pub fn plan(
         let analyze_id = content_id(&[
             &version,
             &json(&analyze_kind),
+            &json(&preflight_id),
             &json(title),
             &json(&inputs),
             &graph,
             &all_json,
             &delivery,
         ]);
-        let stems_weight = title.stems.len() as f64;
         tasks.push(PlannedTask {
             id: analyze_id.clone(),
             kind: analyze_kind,
-            deps: vec![],
+            deps: vec![preflight_id],
             run_when: RunWhen::DepsSucceeded,
             weight: 2.0 * stems_weight,
         });

@@ -18,7 +18,46 @@ pub fn validate(spec: &Spec) -> Vec<SpecError> {
     graph_checks(&spec.graph, &mut errs);
     variant_checks(spec, &mut errs);
     title_checks(spec, &mut errs);
+    preflight_checks(&spec.preflight, &mut errs);
     errs
+}
+
+fn preflight_checks(p: &crate::model::PreflightSpec, errs: &mut Vec<SpecError>) {
+    let fields = [
+        (
+            "preflight.null_gain_tolerance_db",
+            p.null_gain_tolerance_db,
+            0.0,
+            12.0,
+            "the default is 0.1",
+        ),
+        (
+            "preflight.null_min_depth_db",
+            p.null_min_depth_db,
+            0.0,
+            200.0,
+            "the default is 40",
+        ),
+        (
+            "preflight.max_offset_s",
+            p.max_offset_s,
+            0.0,
+            10.0,
+            "the default is 1",
+        ),
+        (
+            "preflight.length_tolerance_s",
+            p.length_tolerance_s,
+            0.0,
+            3600.0,
+            "the default is 0.01",
+        ),
+    ];
+    for (field, v, lo, hi, hint) in fields {
+        if !(lo..=hi).contains(&v) {
+            errs.push(SpecError::new(field, format!("{v} is outside {lo}..={hi}")).hint(hint));
+        }
+    }
 }
 
 fn delivery_checks(spec: &Spec, errs: &mut Vec<SpecError>) {

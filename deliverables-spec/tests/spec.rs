@@ -227,7 +227,14 @@ fn plan_is_a_deterministic_dag() {
     let p = plan(&s, &h, &fp, "0.1.0");
     let p2 = plan(&s, &h, &fp, "0.1.0");
     assert_eq!(p, p2);
-    // Title 1: analyze + 8 variants; title 2 (keys only): acappella skipped.
+    // Per title: preflight → analyze → renders. Title 1: 8 variants;
+    // title 2 (keys only): acappella skipped.
+    let preflights = p
+        .tasks
+        .iter()
+        .filter(|t| matches!(t.kind, TaskKind::Preflight { .. }))
+        .count();
+    assert_eq!(preflights, 2);
     let analyses = p
         .tasks
         .iter()
@@ -245,8 +252,23 @@ fn plan_is_a_deterministic_dag() {
     assert_eq!(manifest.kind, TaskKind::Manifest);
     assert_eq!(manifest.run_when, RunWhen::DepsFinished);
     assert_eq!(manifest.deps.len(), p.tasks.len() - 1);
-    // Renders depend on their title's analysis only.
+    // Analyses depend on their title's preflight, renders on their
+    // title's analysis only.
     for t in &p.tasks {
+        if let TaskKind::Analyze { title } = &t.kind {
+            let pf = p
+                .tasks
+                .iter()
+                .find(|x| {
+                    x.kind
+                        == TaskKind::Preflight {
+                            title: title.clone(),
+                        }
+                })
+                .expect("preflight");
+            assert_eq!(t.deps, vec![pf.id.clone()]);
+            assert!(pf.deps.is_empty());
+        }
         if let TaskKind::Render { title, .. } = &t.kind {
             let a = p
                 .tasks
@@ -280,7 +302,7 @@ fn plan_is_a_deterministic_dag() {
             .all(|l| l.contains("Interlude") || l == "manifest"),
         "{changed:?}"
     );
-    assert_eq!(changed.len(), 1 + 7 + 1);
+    assert_eq!(changed.len(), 1 + 1 + 7 + 1);
 }
 
 /// The README's spec example is a valid spec.

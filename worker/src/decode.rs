@@ -12,6 +12,7 @@
 use std::fmt;
 use std::fs::File;
 use std::io;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
 use symphonia::core::audio::sample::{Sample, i24, u24};
@@ -30,9 +31,10 @@ use symphonia::core::meta::MetadataOptions;
 /// FIFO just grows once. Caps the allocation a hostile header can request up front.
 const MAX_PRESIZE_FRAMES: u64 = 1 << 16;
 
-/// More channels than any stem layout (beds are at most 7.1.4); guards memory against a hostile
-/// header declaring thousands of channels.
-const MAX_CHANNELS: usize = 256;
+/// More channels than any stem layout (beds are at most 7.1.4, 12 channels); guards memory
+/// against a hostile header declaring thousands of channels, and symphonia's channel-mask
+/// arithmetic, which overflows past 32.
+const MAX_CHANNELS: usize = 32;
 
 /// What a stem file is, as found when opening it.
 #[derive(Debug, Clone, PartialEq)]
@@ -260,14 +262,30 @@ impl StemReader {
         if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
             hint.with_extension(&ext.to_ascii_lowercase());
         }
-        let format = symphonia::default::get_probe()
-            .probe(
+        if let Some(n) = declared_channels(path)
+            && n > MAX_CHANNELS
+        {
+            return Err(unsupported(&format!(
+                "its header declares {n} channels; stems must be mono, stereo or 5.1 (at most {MAX_CHANNELS} channels are read)"
+            )));
+        }
+        // symphonia can panic on malformed headers (arithmetic overflow in debug
+        // builds); a panic there is a bad file, not a crash.
+        let format = catch_unwind(AssertUnwindSafe(|| {
+            symphonia::default::get_probe().probe(
                 &hint,
                 mss,
                 FormatOptions::default(),
                 MetadataOptions::default(),
             )
-            .map_err(|e| probe_error(path, e))?;
+        }))
+        .map_err(|p| {
+            unsupported(&format!(
+                "its header is malformed (the reader failed: {})",
+                panic_message(&p)
+            ))
+        })?
+        .map_err(|e| probe_error(path, e))?;
 
         let no_track = || DecodeError::NoAudioTrack {
             path: path.to_path_buf(),
@@ -429,7 +447,17 @@ impl StemReader {
         if self.ended {
             return Ok(false);
         }
-        match self.refill_inner() {
+        let frame = self.decoded;
+        let result = catch_unwind(AssertUnwindSafe(|| self.refill_inner())).unwrap_or_else(|p| {
+            Err(Failure::Corrupt {
+                frame,
+                reason: format!(
+                    "the decoder failed on malformed data ({})",
+                    panic_message(&p)
+                ),
+            })
+        });
+        match result {
             Ok(more) => {
                 self.ended = !more;
                 Ok(more)
@@ -498,6 +526,56 @@ impl StemReader {
             return Ok(true);
         }
     }
+}
+
+/// The text of a caught panic.
+fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "internal error".to_string())
+}
+
+/// The channel count a WAV `fmt ` or AIFF `COMM` chunk declares, read from the
+/// first 64 KiB without trusting anything else in the header.
+fn declared_channels(path: &Path) -> Option<usize> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    File::open(path)
+        .ok()?
+        .take(65_536)
+        .read_to_end(&mut head)
+        .ok()?;
+    let (big_endian, want, at_channels) = match head.get(..4)? {
+        b"RIFF" => (false, b"fmt ", 2),
+        b"FORM" => (true, b"COMM", 0),
+        _ => return None,
+    };
+    let mut at = 12usize;
+    while at.checked_add(8)? <= head.len() {
+        let size_bytes: [u8; 4] = head.get(at + 4..at + 8)?.try_into().ok()?;
+        let size = if big_endian {
+            u32::from_be_bytes(size_bytes)
+        } else {
+            u32::from_le_bytes(size_bytes)
+        } as usize;
+        if head.get(at..at + 4)? == want {
+            let c: [u8; 2] = head
+                .get(at + 8 + at_channels..at + 10 + at_channels)?
+                .try_into()
+                .ok()?;
+            return Some(usize::from(if big_endian {
+                u16::from_be_bytes(c)
+            } else {
+                u16::from_le_bytes(c)
+            }));
+        }
+        at = at
+            .checked_add(8)?
+            .checked_add(size)?
+            .checked_add(size & 1)?;
+    }
+    None
 }
 
 fn track_sample_rate(track: &symphonia::core::formats::Track) -> Option<u32> {
@@ -979,7 +1057,7 @@ mod tests {
         write_aiff(&f.0, 300, 16, &[vec![0; 300]]);
         let err = StemReader::open(&f.0).expect_err("must fail");
         assert!(matches!(err, DecodeError::Unsupported { .. }), "{err:?}");
-        assert!(err.to_string().contains("300 channels declared"), "{err}");
+        assert!(err.to_string().contains("declares 300 channels"), "{err}");
     }
 
     fn crc8(data: &[u8]) -> u8 {

@@ -625,6 +625,9 @@ fn title(h: &mut String, m: &Manifest, t: &TitleEntry, index: usize, dialogue_co
     if let Some(l) = &t.level {
         level(h, l);
     }
+    if let Some(p) = &t.preflight {
+        preflight(h, p);
+    }
     if !t.notes.is_empty() {
         h.push_str("<h3>Notes</h3><ul class=\"notes\">");
         for n in &t.notes {
@@ -662,6 +665,49 @@ fn title(h: &mut String, m: &Manifest, t: &TitleEntry, index: usize, dialogue_co
         h.push_str("</div>\n");
     }
     h.push_str("</section>\n");
+}
+
+/// Preflight: the null test in one line, then every finding with its fix.
+fn preflight(h: &mut String, p: &deliverables_spec::preflight::PreflightReport) {
+    h.push_str("<h3>Preflight</h3>");
+    if let Some(n) = &p.null_test {
+        let fit = n.aligned.as_ref().unwrap_or(&n.as_delivered);
+        let _ = writeln!(
+            h,
+            "<p>Null test against the reference: <b>{}</b> — best-fit gain {} dB, residual {} dB{}.</p>",
+            if n.pass { "pass" } else { "fail" },
+            fit.gain_db.map_or("n/a".into(), |g| signed(g, 2)),
+            fit.residual_db.map_or("n/a".into(), |r| num(r, 1)),
+            if n.aligned.is_some() {
+                " (after correcting offsets and polarity)"
+            } else {
+                ""
+            }
+        );
+    }
+    if p.findings.is_empty() {
+        h.push_str("<p class=\"muted\">No findings.</p>\n");
+        return;
+    }
+    h.push_str(
+        "<table class=\"preflight\"><thead><tr><th>Severity</th><th>Check</th><th>Finding</th><th>Fix</th></tr></thead><tbody>",
+    );
+    for f in &p.findings {
+        let class = if f.severity == deliverables_spec::preflight::Severity::Error {
+            " class=\"fail\""
+        } else {
+            ""
+        };
+        let _ = write!(
+            h,
+            "<tr{class}><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            f.severity.as_str(),
+            escape(&f.check),
+            escape(&f.message),
+            escape(&f.fix)
+        );
+    }
+    h.push_str("</tbody></table>\n");
 }
 
 fn level(h: &mut String, l: &LevelRecord) {

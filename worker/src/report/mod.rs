@@ -298,6 +298,7 @@ pub(crate) mod testdata {
             passed,
             failed: all.len() - passed,
             all_pass: false,
+            ..Default::default()
         };
         Manifest {
             manifest_version: MANIFEST_VERSION,

@@ -104,7 +104,7 @@ pub fn analyze(ctx: &TaskContext<'_>, title_name: &str) -> Result<AnalysisResult
     let d = spec.delivery();
     let paths: Vec<PathBuf> = title.stems.iter().map(|s| spec.path(&s.file)).collect();
 
-    let mut notes = Vec::new();
+    let mut notes = super::preflight::gate(ctx, title_name)?;
     // Open once to learn formats and rate (and to fail early on bad input).
     let source = TitleSource::open(&paths, d.sample_rate)?;
     let rate = source.sample_rate;

@@ -46,12 +46,32 @@ pub fn write_manifest(ctx: &TaskContext<'_>) -> Result<ManifestResult, TaskError
             outputs: vec![],
             skipped,
             notes: vec![],
+            preflight: ctx
+                .deps
+                .values()
+                .find(|o| matches!(&o.kind, TaskKind::Preflight { title: t } if *t == title.name))
+                .filter(|o| o.state == "succeeded")
+                .and_then(|o| serde_json::from_value(o.result.clone()).ok()),
         };
+        if let Some(p) = &entry.preflight {
+            summary.preflight_errors += p.errors();
+            summary.preflight_warnings += p.warnings();
+        }
         let a: Option<AnalysisResult> = match analysis {
             Some(o) if o.state == "succeeded" => serde_json::from_value(o.result.clone()).ok(),
             Some(o) => {
                 entry.status = "failed".into();
-                entry.error = Some(format!("analysis {}: {}", o.state, o.error));
+                // A skipped analysis: say why its preflight did not succeed.
+                let preflight = ctx.deps.values().find(|p| {
+                    matches!(&p.kind, TaskKind::Preflight { title: t } if *t == title.name)
+                        && p.state != "succeeded"
+                });
+                entry.error = Some(match preflight {
+                    Some(p) if o.state == "skipped" => {
+                        format!("preflight {}: {}", p.state, p.error)
+                    }
+                    _ => format!("analysis {}: {}", o.state, o.error),
+                });
                 None
             }
             None => {

@@ -4,6 +4,7 @@
 pub mod analyze;
 pub mod manifest;
 pub mod metadata;
+pub mod preflight;
 pub mod render;
 pub mod stream;
 
@@ -67,6 +68,9 @@ pub enum TaskError {
     Output(#[from] OutputError),
     #[error(transparent)]
     Meter(#[from] MeterError),
+    /// Preflight found errors in the title's stems.
+    #[error("{0}")]
+    Preflight(String),
     /// The input cannot give a usable deliverable (e.g. a silent full mix).
     #[error("{0}")]
     Input(String),
@@ -114,6 +118,7 @@ impl TaskError {
 /// Runs a task; returns its result document.
 pub fn execute(kind: &TaskKind, ctx: &TaskContext<'_>) -> Result<serde_json::Value, TaskError> {
     match kind {
+        TaskKind::Preflight { title } => to_json(preflight::preflight(ctx, title)),
         TaskKind::Analyze { title } => to_json(analyze::analyze(ctx, title)),
         TaskKind::Render { title, variant } => to_json(render::render(ctx, title, variant)),
         TaskKind::Manifest => to_json(manifest::write_manifest(ctx)),

@@ -1,0 +1,463 @@
+//! Preflight: everything that can be known about a title's stems (and its
+//! reference mix) before mastering, as findings with a severity, the files,
+//! the numbers and the fix.
+//!
+//! Three streaming passes, memory independent of duration:
+//! 1. every file once: format, length, truncation, clipping, DC, silence,
+//!    duplicates, limiter ceilings, energy per second, and the null test of
+//!    the stems as delivered;
+//! 2. with a reference: a few bounded windows captured where the stems are
+//!    loudest, to place each stem (offset, polarity, gain) by correlation;
+//! 3. only if a stem is misplaced: the null test again with it corrected.
+//!
+//! A file that cannot be opened or fails mid-stream becomes a finding; the
+//! other files are still checked. Nothing here panics on bad input.
+//! This module knows about files and audio, not about tasks or gRPC.
+
+pub mod align;
+pub mod checks;
+pub mod null;
+pub mod stats;
+mod streams;
+
+use std::path::PathBuf;
+
+use deliverables_spec::model::PreflightSpec;
+pub use deliverables_spec::preflight::{
+    FileFormat, FileReport, Finding, NullTest, PlacementReport, PreflightReport, Severity,
+};
+use null::{NullAccumulator, NullFit};
+use stats::StemStats;
+use streams::Lockstep;
+
+use crate::bwf::bext_time_reference;
+use crate::decode::{StemReader, StreamInfo};
+
+/// A file to check, with the name the report uses for it.
+#[derive(Debug, Clone)]
+pub struct InputFile {
+    /// As written in the spec, or the file name in a folder.
+    pub name: String,
+    pub path: PathBuf,
+}
+
+/// What to check: a title's stems and, optionally, its reference mix.
+#[derive(Debug, Clone)]
+pub struct PreflightInput {
+    pub title: String,
+    pub stems: Vec<InputFile>,
+    pub reference: Option<InputFile>,
+    /// `delivery.sample_rate`, when the spec sets one.
+    pub delivery_rate: Option<u32>,
+}
+
+/// Opened files: readers (None if they failed) and their infos.
+struct Opened {
+    readers: Vec<Option<StemReader>>,
+    infos: Vec<Option<StreamInfo>>,
+}
+
+fn open_all(files: &[&InputFile], findings: Option<&mut Vec<Finding>>) -> Opened {
+    let mut readers = Vec::new();
+    let mut infos = Vec::new();
+    let mut errs = Vec::new();
+    for f in files {
+        match StemReader::open(&f.path) {
+            Ok(r) => {
+                infos.push(Some(r.info().clone()));
+                readers.push(Some(r));
+            }
+            Err(e) => {
+                errs.push(checks::unreadable(&f.name, &e));
+                infos.push(None);
+                readers.push(None);
+            }
+        }
+    }
+    if let Some(f) = findings {
+        f.extend(errs);
+    }
+    Opened { readers, infos }
+}
+
+/// Runs every check on one title. Never fails: what goes wrong is a finding.
+/// `progress` receives 0–1.
+pub fn run(
+    input: &PreflightInput,
+    settings: &PreflightSpec,
+    progress: &dyn Fn(f64),
+) -> PreflightReport {
+    let mut findings = Vec::new();
+    let names: Vec<String> = input.stems.iter().map(|s| s.name.clone()).collect();
+    let files: Vec<&InputFile> = input.stems.iter().chain(&input.reference).collect();
+    let n_stems = input.stems.len();
+    let has_ref = input.reference.is_some();
+
+    // Open everything once; formats and rates first.
+    let opened = open_all(&files, Some(&mut findings));
+    let rate = common_rate(&opened.infos[..n_stems]);
+    findings.extend(checks::format_findings(
+        &names,
+        &opened.infos[..n_stems],
+        rate,
+        input.delivery_rate,
+    ));
+    let time_refs: Vec<Option<u64>> = files
+        .iter()
+        .zip(&opened.infos)
+        .map(|(f, i)| i.as_ref().and(bext_time_reference(&f.path).ok().flatten()))
+        .collect();
+
+    // Can the reference be compared with the stems' sum at all?
+    let ref_info = if has_ref {
+        opened.infos[n_stems].clone()
+    } else {
+        None
+    };
+    let ref_name = input.reference.as_ref().map(|r| r.name.as_str());
+    let null_blocker = null_blocker(ref_name, ref_info.as_ref(), &opened.infos[..n_stems], rate);
+    if let (Some(name), Some(why)) = (ref_name, &null_blocker)
+        && ref_info.is_some()
+    {
+        findings.push(Finding::new(
+            Severity::Warning,
+            "null_test",
+            &[name],
+            format!("the null test cannot run: {why}"),
+            "fix the stems' format findings, or supply a reference in the stems' format",
+        ));
+    }
+    let null_ok = has_ref && ref_info.is_some() && null_blocker.is_none();
+    let ref_channels = ref_info.as_ref().map_or(2, |i| i.channels);
+
+    // Pass 1: statistics of every file and the null test as delivered.
+    let mut lock = Lockstep::new(opened.readers);
+    let mut stats: Vec<Option<StemStats>> = opened
+        .infos
+        .iter()
+        .map(|i| {
+            i.as_ref()
+                .map(|i| StemStats::new(i.channels, i.sample_rate))
+        })
+        .collect();
+    let mut delivered = null_ok.then(|| NullAccumulator::new(rate));
+    let mut sum = vec![vec![0.0; streams::STEP_FRAMES]; ref_channels];
+    let expected = opened
+        .infos
+        .iter()
+        .flatten()
+        .filter_map(|i| i.frames)
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let passes = if null_ok { 3.0 } else { 1.0 };
+    loop {
+        let n = lock.step();
+        if n == 0 {
+            break;
+        }
+        for (i, s) in stats.iter_mut().enumerate() {
+            if let Some(s) = s {
+                s.push(lock.channels(i), n);
+            }
+        }
+        if let Some(acc) = &mut delivered {
+            mix_stems(&lock, n_stems, &mut sum, n, &[]);
+            acc.push(lock.channels(n_stems), &sum, n);
+        }
+        progress((lock.position() as f64 / expected as f64).min(1.0) / passes);
+    }
+
+    let mut reports: Vec<FileReport> = files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let info = &opened.infos[i];
+            findings.extend(checks::stream_findings(
+                &f.name,
+                info.as_ref().and_then(|i| i.frames),
+                lock.decoded(i),
+                lock.error(i),
+                info.as_ref().map_or(rate, |i| i.sample_rate),
+            ));
+            FileReport {
+                file: f.name.clone(),
+                format: info.as_ref().map(|i| FileFormat {
+                    container: i.container.clone(),
+                    codec: i.codec.clone(),
+                    sample_rate: i.sample_rate,
+                    channels: i.channels,
+                    bits_per_sample: i.bits_per_sample,
+                    declared_frames: i.frames,
+                }),
+                frames: lock.decoded(i),
+                peak_dbfs: stats[i]
+                    .as_ref()
+                    .filter(|s| s.frames() > 0)
+                    .map(|s| round(s.peak_dbfs().max(-200.0), 3)),
+                time_reference: time_refs[i],
+                placement: None,
+            }
+        })
+        .collect();
+    drop(lock);
+
+    let frames: Vec<u64> = reports[..n_stems].iter().map(|r| r.frames).collect();
+    let tolerance = (settings.length_tolerance_s * f64::from(rate)).round() as u64;
+    let rates: Vec<u32> = opened.infos[..n_stems]
+        .iter()
+        .map(|i| i.as_ref().map_or(rate, |i| i.sample_rate))
+        .collect();
+    findings.extend(checks::length_findings(
+        &names,
+        &frames,
+        &rates,
+        ref_name.zip(has_ref.then(|| reports[n_stems].frames)),
+        &time_refs[..n_stems],
+        rate,
+        tolerance,
+    ));
+    // A truncated file's shortness is already its own finding.
+    let damaged: Vec<String> = findings
+        .iter()
+        .filter(|f| matches!(f.check.as_str(), "truncated" | "unreadable"))
+        .flat_map(|f| f.files.clone())
+        .collect();
+    findings.retain(|f| !(f.check == "length" && f.files.iter().any(|x| damaged.contains(x))));
+    for (f, s) in files.iter().zip(&stats) {
+        if let Some(s) = s {
+            findings.extend(checks::signal_findings(&f.name, s, rate));
+        }
+    }
+    findings.extend(checks::duplicate_findings(&names, &stats[..n_stems]));
+    findings.extend(checks::ceiling_findings(&names, &stats[..n_stems]));
+
+    // Passes 2 and 3: place the stems in the reference, null them again.
+    let mut null_test = None;
+    if let (Some(delivered), Some(ref_file)) = (delivered, &input.reference) {
+        let as_delivered = delivered.finish();
+        let max_offset = (settings.max_offset_s * f64::from(rate)).round() as usize;
+        let energy: Vec<&[f64]> = stats[..n_stems]
+            .iter()
+            .map(|s| s.as_ref().map_or(&[][..], |s| &s.energy_per_second[..]))
+            .collect();
+        let starts = align::choose_windows(&energy, rate);
+        let placements = place(&files, &starts, rate as usize, max_offset, n_stems);
+        progress(2.0 / 3.0);
+        for (r, p) in reports.iter_mut().zip(&placements) {
+            r.placement = p.map(|p| PlacementReport {
+                offset_samples: p.offset,
+                polarity_inverted: p.inverted,
+                gain_db: round(20.0 * p.gain.max(1e-300).log10(), 3),
+                correlation: round(p.correlation, 4),
+            });
+        }
+        findings.extend(checks::placement_findings(
+            &names,
+            &placements,
+            rate,
+            max_offset as u64,
+        ));
+        let corrections: Vec<(i64, f64)> = placements
+            .iter()
+            .map(|p| match p {
+                Some(p) if p.correlation >= checks::MIN_CORRELATION => {
+                    (p.offset, if p.inverted { -1.0 } else { 1.0 })
+                }
+                _ => (0, 1.0),
+            })
+            .collect();
+        let aligned = corrections
+            .iter()
+            .any(|&(o, s)| o != 0 || s < 0.0)
+            .then(|| realigned_null(&files, n_stems, rate, ref_channels, &corrections));
+        let ceiling = stats[n_stems].as_ref().and_then(|s| {
+            let n = s.samples_near_peak(checks::CEILING_BAND_DB);
+            (n >= checks::CEILING_MIN_SAMPLES).then(|| (s.peak_dbfs(), n))
+        });
+        let (pass, f) = checks::null_findings(
+            &ref_file.name,
+            &as_delivered,
+            aligned.as_ref(),
+            ceiling,
+            settings.null_gain_tolerance_db,
+            settings.null_min_depth_db,
+        );
+        // A damaged stem fails the null test by itself: say so instead.
+        if damaged.is_empty() {
+            findings.extend(f);
+        } else {
+            let list = damaged.join("', '");
+            findings.push(Finding::new(
+                Severity::Warning,
+                "null_test",
+                &[&ref_file.name],
+                format!("the null test is not judged: '{list}' could not be read whole"),
+                "fix the damaged file(s) and check again",
+            ));
+        }
+        null_test = Some(NullTest {
+            pass,
+            gain_tolerance_db: settings.null_gain_tolerance_db,
+            min_depth_db: settings.null_min_depth_db,
+            as_delivered: rounded(as_delivered),
+            aligned: aligned.map(rounded),
+        });
+    }
+    progress(1.0);
+
+    // Errors first; stable within a severity.
+    findings.sort_by_key(|f| f.severity);
+    let reference = has_ref.then(|| reports.remove(n_stems));
+    PreflightReport {
+        title: input.title.clone(),
+        sample_rate: rate,
+        stems: reports,
+        reference,
+        null_test,
+        findings,
+    }
+}
+
+/// The most common sample rate among the opened stems (ties: the first
+/// stem's), 48 kHz if none opened.
+fn common_rate(infos: &[Option<StreamInfo>]) -> u32 {
+    let rates: Vec<u32> = infos.iter().flatten().map(|i| i.sample_rate).collect();
+    let mut best = (0, 48_000);
+    for &r in &rates {
+        let count = rates.iter().filter(|&&x| x == r).count();
+        if count > best.0 {
+            best = (count, r);
+        }
+    }
+    best.1
+}
+
+/// Why the stems cannot be summed against the reference, if they cannot.
+fn null_blocker(
+    name: Option<&str>,
+    reference: Option<&StreamInfo>,
+    stems: &[Option<StreamInfo>],
+    rate: u32,
+) -> Option<String> {
+    let r = reference?;
+    let name = name.unwrap_or("reference");
+    if r.sample_rate != rate {
+        return Some(format!(
+            "the reference '{name}' is {} Hz, the stems {rate} Hz",
+            r.sample_rate
+        ));
+    }
+    if stems.iter().any(Option::is_none) {
+        return Some("a stem could not be read".into());
+    }
+    if let Some(i) = stems.iter().flatten().find(|i| i.sample_rate != rate) {
+        return Some(format!(
+            "the stems are not all at one rate ({} Hz)",
+            i.sample_rate
+        ));
+    }
+    if let Some(i) = stems
+        .iter()
+        .flatten()
+        .find(|i| i.channels != 1 && i.channels != r.channels)
+    {
+        return Some(format!(
+            "a {}-channel stem cannot be compared with a {}-channel reference",
+            i.channels, r.channels
+        ));
+    }
+    None
+}
+
+/// Sums the stems (files `0..n_stems` of `lock`) into `sum` at the
+/// reference's channel count: mono stems feed every channel at unity.
+/// `signs[i]` (if given) multiplies stem i.
+fn mix_stems(lock: &Lockstep, n_stems: usize, sum: &mut [Vec<f64>], n: usize, signs: &[f64]) {
+    for ch in sum.iter_mut() {
+        ch[..n].fill(0.0);
+    }
+    for i in 0..n_stems {
+        let src = lock.channels(i);
+        let sign = signs.get(i).copied().unwrap_or(1.0);
+        for (c, dst) in sum.iter_mut().enumerate() {
+            let s = &src[c.min(src.len() - 1)][..n];
+            for (d, &v) in dst[..n].iter_mut().zip(s) {
+                *d += sign * v;
+            }
+        }
+    }
+}
+
+/// Pass 2: captures the windows and places every stem.
+fn place(
+    files: &[&InputFile],
+    starts: &[u64],
+    core: usize,
+    max_offset: usize,
+    n_stems: usize,
+) -> Vec<Option<align::Placement>> {
+    let opened = open_all(files, None);
+    let mut lock = Lockstep::new(opened.readers);
+    let mut cap = align::WindowCapture::new(starts, core, max_offset, files.len());
+    let last = starts
+        .iter()
+        .max()
+        .map_or(0, |s| s + (core + max_offset) as u64);
+    while lock.position() < last {
+        let pos = lock.position();
+        let n = lock.step();
+        if n == 0 {
+            break;
+        }
+        for k in 0..files.len() {
+            cap.push(k, pos, lock.channels(k), n);
+        }
+    }
+    align::place_all(&mut cap, n_stems)
+}
+
+/// Pass 3: the null test with each stem shifted and its polarity corrected.
+fn realigned_null(
+    files: &[&InputFile],
+    n_stems: usize,
+    rate: u32,
+    ref_channels: usize,
+    corrections: &[(i64, f64)],
+) -> NullFit {
+    let opened = open_all(files, None);
+    let mut lock = Lockstep::new(opened.readers);
+    for (i, &(offset, _)) in corrections.iter().enumerate() {
+        lock.shift(i, offset);
+    }
+    let signs: Vec<f64> = corrections.iter().map(|&(_, s)| s).collect();
+    let mut acc = NullAccumulator::new(rate);
+    let mut sum = vec![vec![0.0; streams::STEP_FRAMES]; ref_channels];
+    loop {
+        let n = lock.step();
+        if n == 0 {
+            break;
+        }
+        mix_stems(&lock, n_stems, &mut sum, n, &signs);
+        acc.push(lock.channels(n_stems), &sum, n);
+    }
+    acc.finish()
+}
+
+fn round(x: f64, places: i32) -> f64 {
+    let k = 10f64.powi(places);
+    // `+ 0.0` turns -0.0 into 0.0, so reports never read "-0.00".
+    (x * k).round() / k + 0.0
+}
+
+fn rounded(f: NullFit) -> NullFit {
+    NullFit {
+        gain_db: f.gain_db.map(|g| round(g, 3)),
+        // Anything below -200 dB is an exact null (a bit-exact sum).
+        residual_db: f.residual_db.map(|r| round(r.max(-200.0), 2)),
+        loud_minus_middle_db: f.loud_minus_middle_db.map(|d| round(d, 2)),
+        sum_peak_dbfs: round(f.sum_peak_dbfs.max(-200.0), 3),
+        reference_peak_dbfs: round(f.reference_peak_dbfs.max(-200.0), 3),
+        sum_overs: f.sum_overs,
+    }
+}
