@@ -141,7 +141,10 @@ fn assert_finding(r: &Value, file: &str, check: &str, words: &[&str]) {
 #[test]
 fn every_broken_stem_gets_its_own_error_and_nothing_panics() {
     let (root, spec) = bad_session();
-    let o = stemforge(&["check", p(&spec), "--json"]);
+    // The session folder is the only media root.
+    let session_root = spec.parent().map(p).unwrap_or_default().to_string();
+    let confined = [("STEMFORGE_MEDIA_ROOTS", session_root.as_str())];
+    let o = stemforge_env(&["check", p(&spec), "--json"], &confined);
     assert_eq!(
         o.status.code(),
         Some(1),
@@ -205,7 +208,7 @@ fn every_broken_stem_gets_its_own_error_and_nothing_panics() {
     assert!(findings_for(&r, "good.wav").is_empty(), "{r:#}");
 
     // Rendering refuses the spec up front, naming each bad field.
-    let o = stemforge(&["render", p(&spec)]);
+    let o = stemforge_env(&["render", p(&spec)], &confined);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
     for (i, words) in [
@@ -221,7 +224,7 @@ fn every_broken_stem_gets_its_own_error_and_nothing_panics() {
     }
 
     // The folder above, made a media root, lets the outside file in.
-    let roots = format!("{}:{}", spec.parent().map(p).unwrap_or_default(), p(&root));
+    let roots = format!("{session_root}:{}", p(&root));
     let o = stemforge_env(
         &["check", p(&spec), "--json"],
         &[("STEMFORGE_MEDIA_ROOTS", roots.as_str())],
@@ -238,5 +241,13 @@ fn every_broken_stem_gets_its_own_error_and_nothing_panics() {
         findings_for(&r, "link.wav")
             .iter()
             .any(|x| x["check"] == "identical_stems")
+    );
+
+    // No media roots configured (one user's machine): nothing is confined.
+    let o = stemforge(&["check", p(&spec), "--json"]);
+    let r: Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert!(
+        !r["titles"][0]["findings"].to_string().contains("\"path\""),
+        "{r:#}"
     );
 }

@@ -16,7 +16,8 @@ stems = [{ file = "a.wav", role = "drums" }, { file = "b.wav", role = "vocals" }
 
 /// Two tiny valid stems, `a.wav` and `b.wav`, so only the planted mistake is wrong.
 fn write_two_stems(dir: &std::path::Path) {
-    for f in ["a.wav", "b.wav"] {
+    // Two different stems (identical ones are a preflight error).
+    for (k, f) in [(1, "a.wav"), (2, "b.wav")] {
         let w = hound::WavSpec {
             channels: 2,
             sample_rate: 48_000,
@@ -25,7 +26,7 @@ fn write_two_stems(dir: &std::path::Path) {
         };
         let mut wr = hound::WavWriter::create(dir.join(f), w).expect("wav");
         for i in 0..48_000 {
-            wr.write_sample((i % 100) * 1000).expect("sample");
+            wr.write_sample((i % (100 * k)) * 1000).expect("sample");
             wr.write_sample(0i32).expect("sample");
         }
         wr.finalize().expect("finalize");

@@ -54,6 +54,11 @@ pub async fn run_coordinator(settings: &Settings, listen: &str, data_dir: &Path)
         settings.scheduler(),
         settings.media_roots(),
     );
+    if settings.media_roots().is_empty() {
+        tracing::warn!(
+            "no media_roots configured: submitted specs may read any file this coordinator's workers can; set media_roots (or STEMFORGE_MEDIA_ROOTS) on a shared coordinator"
+        );
+    }
     // Leases that lapsed while no coordinator ran are requeued at once.
     let requeued = coord.sweep();
     let listener = TcpListener::bind(listen)

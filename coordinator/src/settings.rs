@@ -34,7 +34,7 @@ pub struct Settings {
     pub coordinator: String,
     /// Folders specs may read stems and references from; a path that
     /// resolves (through `..` or symbolic links) outside them is refused.
-    /// Empty: each spec's own folder.
+    /// Empty: no confinement (set them on a shared coordinator).
     #[serde(default)]
     pub media_roots: Vec<String>,
 }

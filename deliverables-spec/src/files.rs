@@ -36,30 +36,33 @@ pub fn fingerprint(path: &Path) -> std::io::Result<String> {
 /// Where input files may live. Paths are resolved (`..`, symbolic links)
 /// before they are compared, so neither escapes a root.
 #[derive(Debug, Clone)]
-pub struct MediaRoots(Vec<PathBuf>);
+pub struct MediaRoots(Option<Vec<PathBuf>>);
 
 impl MediaRoots {
-    /// `roots` as configured; none means the spec's own folder (`base`).
-    /// Roots that do not exist are left out (nothing can be under them).
-    pub fn new(roots: &[PathBuf], base: &Path) -> MediaRoots {
-        let wanted: Vec<&Path> = if roots.is_empty() {
-            vec![base]
-        } else {
-            roots.iter().map(PathBuf::as_path).collect()
-        };
-        MediaRoots(
-            wanted
-                .into_iter()
+    /// `roots` as configured; none configured means no confinement (a
+    /// single user's machine). Roots that do not exist are left out (nothing
+    /// can be under them).
+    pub fn new(roots: &[PathBuf]) -> MediaRoots {
+        if roots.is_empty() {
+            return MediaRoots(None);
+        }
+        MediaRoots(Some(
+            roots
+                .iter()
                 .filter_map(|r| std::fs::canonicalize(r).ok())
                 .collect(),
-        )
+        ))
+    }
+
+    fn roots(&self) -> &[PathBuf] {
+        self.0.as_deref().unwrap_or(&[])
     }
 
     fn list(&self) -> String {
-        if self.0.is_empty() {
+        if self.roots().is_empty() {
             return "none that exist".to_string();
         }
-        self.0
+        self.roots()
             .iter()
             .map(|r| r.display().to_string())
             .collect::<Vec<_>>()
@@ -69,11 +72,15 @@ impl MediaRoots {
     /// `full` if it resolves to a place under a root, else why not. A path
     /// that does not exist is returned as is (the caller reports it missing).
     pub fn confine(&self, full: &Path) -> Result<PathBuf, String> {
+        if self.0.is_none() {
+            return Ok(full.to_path_buf());
+        }
+        let roots = self.roots();
         let Ok(real) = std::fs::canonicalize(full) else {
             // Missing: judge the folder it would be in, if that exists.
             let parent = full.parent().and_then(|p| std::fs::canonicalize(p).ok());
             return match parent {
-                Some(p) if !self.0.iter().any(|r| p.starts_with(r)) => Err(format!(
+                Some(p) if !roots.iter().any(|r| p.starts_with(r)) => Err(format!(
                     "its folder {} is outside the media roots ({})",
                     p.display(),
                     self.list()
@@ -81,10 +88,10 @@ impl MediaRoots {
                 _ => Ok(full.to_path_buf()),
             };
         };
-        if self.0.iter().any(|r| real.starts_with(r)) {
+        if roots.iter().any(|r| real.starts_with(r)) {
             return Ok(real);
         }
-        let lexical_inside = self.0.iter().any(|r| lexical(full).starts_with(r));
+        let lexical_inside = roots.iter().any(|r| lexical(full).starts_with(r));
         Err(if lexical_inside {
             format!(
                 "it is a symbolic link to {}, outside the media roots ({})",

@@ -106,14 +106,14 @@ pub fn load_file(path: &Path) -> Result<LoadedSpec, SpecErrors> {
     load_text(text, &base, Some(path))
 }
 
-/// Checks the spec's input files (present, readable, under `media_roots`;
-/// none configured means the spec's own folder) and plans the job.
+/// Checks the spec's input files (present, readable, under `media_roots`
+/// when any are configured) and plans the job.
 pub fn plan_job(
     loaded: &LoadedSpec,
     tool_version: &str,
     media_roots: &[PathBuf],
 ) -> Result<Plan, SpecErrors> {
-    let roots = files::MediaRoots::new(media_roots, &loaded.base_dir);
+    let roots = files::MediaRoots::new(media_roots);
     let fingerprints: BTreeMap<String, String> =
         files::check_files(&loaded.spec, &loaded.base_dir, &roots)
             .map_err(|errors| SpecErrors { file: None, errors })?;

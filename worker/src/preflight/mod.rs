@@ -242,7 +242,12 @@ pub fn run(
             .map(|s| s.as_ref().map_or(&[][..], |s| &s.energy_per_second[..]))
             .collect();
         let starts = align::choose_windows(&energy, rate);
-        let placements = place(&files, &starts, rate as usize, max_offset, n_stems);
+        // One-second cores, or the whole programme if it is shorter.
+        let longest = frames.iter().copied().max().unwrap_or(0);
+        let core = (rate as usize)
+            .min(usize::try_from(longest).unwrap_or(usize::MAX))
+            .max(1);
+        let placements = place(&files, &starts, core, max_offset, n_stems);
         progress(2.0 / 3.0);
         for (r, p) in reports.iter_mut().zip(&placements) {
             r.placement = p.map(|p| PlacementReport {
