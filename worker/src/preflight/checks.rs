@@ -560,3 +560,178 @@ pub fn null_findings(
 fn secs(frames: u64, rate: u32) -> f64 {
     frames as f64 / f64::from(rate.max(1))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn stats_of(samples: &[f64]) -> StemStats {
+        let mut s = StemStats::new(2, 48_000);
+        for chunk in samples.chunks(7) {
+            s.push(&[chunk.to_vec(), chunk.to_vec()], chunk.len());
+        }
+        s
+    }
+
+    fn info(rate: u32, channels: usize, bits: u32) -> Option<StreamInfo> {
+        Some(StreamInfo {
+            sample_rate: rate,
+            channels,
+            frames: Some(48_000),
+            bits_per_sample: Some(bits),
+            codec: "pcm".into(),
+            container: "wav".into(),
+        })
+    }
+
+    #[test]
+    fn silence_dc_and_duplicates() {
+        let tone: Vec<f64> = (0..4800)
+            .map(|i| 0.3 * (f64::from(i) * std::f64::consts::TAU / 480.0).sin())
+            .collect();
+        let quiet = stats_of(&[1e-6; 480]);
+        let shifted: Vec<f64> = tone.iter().map(|v| v + 0.01).collect();
+        let n = names(&["quiet.wav", "vox.wav", "vox copy.wav", "bass.wav"]);
+        let stats = [quiet, stats_of(&tone), stats_of(&tone), stats_of(&shifted)];
+        let mut f: Vec<Finding> = n
+            .iter()
+            .zip(&stats)
+            .flat_map(|(n, s)| signal_findings(n, s, 48_000))
+            .collect();
+        let opt: Vec<Option<StemStats>> = stats.into_iter().map(Some).collect();
+        f.extend(duplicate_findings(&n, &opt));
+        let checks: Vec<&str> = f.iter().map(|x| x.check.as_str()).collect();
+        assert_eq!(checks, ["silent", "dc_offset", "identical_stems"], "{f:#?}");
+        assert_eq!(f[1].files, ["bass.wav"]);
+        assert!(f[1].message.contains("-40.0 dBFS"), "{}", f[1].message);
+        assert_eq!(f[2].severity, Severity::Error);
+        assert_eq!(f[2].files, ["vox.wav", "vox copy.wav"]);
+    }
+
+    #[test]
+    fn formats_rates_layouts_and_depths() {
+        let n = names(&["a.wav", "b.wav", "c.wav", "d.wav", "e.wav"]);
+        let infos = [
+            info(48_000, 2, 24),
+            info(44_100, 2, 24),
+            info(48_000, 1, 16),
+            info(48_000, 6, 24),
+            None,
+        ];
+        let f = format_findings(&n, &infos, 48_000, Some(96_000));
+        let got: Vec<(&str, Severity, &str)> = f
+            .iter()
+            .map(|x| (x.check.as_str(), x.severity, x.files[0].as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("sample_rate", Severity::Error, "b.wav"),
+                ("channel_layout", Severity::Error, "d.wav"),
+                ("channel_layout", Severity::Warning, "c.wav"),
+                ("bit_depth", Severity::Warning, "c.wav"),
+                ("sample_rate", Severity::Error, "a.wav"),
+            ],
+            "{f:#?}"
+        );
+        assert!(f[4].message.contains("delivery.sample_rate is 96000 Hz"));
+    }
+
+    #[test]
+    fn lengths_by_time_and_disagreeing_timeline_positions() {
+        let n = names(&["a.wav", "b.wav", "c.wav"]);
+        // c is at 44.1 kHz but as long as a: not short. b is 480 frames short.
+        let frames = [48_000, 47_520, 44_100];
+        let rates = [48_000, 48_000, 44_100];
+        let f = length_findings(&n, &frames, &rates, None, &[None; 3], 48_000, 480);
+        assert!(f.is_empty(), "within tolerance: {f:#?}");
+        let f = length_findings(
+            &n,
+            &frames,
+            &rates,
+            Some(("mix.wav", 96_000)),
+            &[None; 3],
+            48_000,
+            479,
+        );
+        assert_eq!(f.len(), 2, "{f:#?}");
+        assert!(
+            f[0].message.contains("480 frames (0.010 s) shorter"),
+            "{}",
+            f[0].message
+        );
+        assert_eq!(f[1].files, ["mix.wav"]);
+        let f = length_findings(
+            &n,
+            &frames,
+            &rates,
+            None,
+            &[Some(172_800_000), Some(172_800_480), None],
+            48_000,
+            480,
+        );
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].check, "time_reference");
+        assert_eq!(f[0].severity, Severity::Error);
+        assert!(
+            f[0].message.contains("'b.wav' +480 frames"),
+            "{}",
+            f[0].message
+        );
+    }
+
+    fn fit(gain: f64, residual: f64, loud: f64) -> NullFit {
+        NullFit {
+            gain_db: Some(gain),
+            residual_db: Some(residual),
+            loud_minus_middle_db: Some(loud),
+            sum_peak_dbfs: -1.0,
+            reference_peak_dbfs: -1.0,
+            sum_overs: 0,
+        }
+    }
+
+    #[test]
+    fn null_verdicts_say_what_they_suggest() {
+        let pass = null_findings("mix.wav", &fit(0.05, -60.0, 0.0), None, None, 0.1, 40.0);
+        assert_eq!(pass, (true, vec![]));
+        let (ok, f) = null_findings("mix.wav", &fit(0.0, -20.0, 1.0), None, None, 0.1, 40.0);
+        assert!(
+            !ok && f[0].message.contains("missing from the stems"),
+            "{f:#?}"
+        );
+        let (_, f) = null_findings("mix.wav", &fit(0.0, -20.0, 12.0), None, None, 0.1, 40.0);
+        assert!(
+            f[0].message.contains("follows the mix's loud peaks"),
+            "{f:#?}"
+        );
+        let (_, f) = null_findings(
+            "mix.wav",
+            &fit(0.0, -20.0, 1.0),
+            None,
+            Some((-3.0, 900)),
+            0.1,
+            40.0,
+        );
+        assert!(f[0].message.contains("pile up at -3.00 dBFS"), "{f:#?}");
+        let (ok, f) = null_findings("mix.wav", &fit(0.5, -80.0, 0.0), None, None, 0.1, 40.0);
+        assert!(
+            !ok && f[0].message.contains("0.50 dB quieter than the reference"),
+            "{f:#?}"
+        );
+        // Aligned fit decides, and says so.
+        let (ok, f) = null_findings(
+            "mix.wav",
+            &fit(0.0, -10.0, 0.0),
+            Some(&fit(0.0, -20.0, 0.0)),
+            None,
+            0.1,
+            40.0,
+        );
+        assert!(!ok && f[0].message.contains("after correcting"), "{f:#?}");
+    }
+}

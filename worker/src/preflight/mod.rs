@@ -130,6 +130,7 @@ pub fn run(
     let null_ok = has_ref && ref_info.is_some() && null_blocker.is_none();
     let ref_channels = ref_info.as_ref().map_or(2, |i| i.channels);
 
+    let started = std::time::Instant::now();
     // Pass 1: statistics of every file and the null test as delivered.
     let mut lock = Lockstep::new(opened.readers);
     let mut stats: Vec<Option<StemStats>> = opened
@@ -168,6 +169,10 @@ pub fn run(
         progress((lock.position() as f64 / expected as f64).min(1.0) / passes);
     }
 
+    tracing::debug!(
+        ms = started.elapsed().as_millis(),
+        "preflight pass 1 (statistics)"
+    );
     let mut reports: Vec<FileReport> = files
         .iter()
         .enumerate()
@@ -249,6 +254,10 @@ pub fn run(
             .max(1);
         let placements = place(&files, &starts, core, max_offset, n_stems);
         progress(2.0 / 3.0);
+        tracing::debug!(
+            ms = started.elapsed().as_millis(),
+            "preflight pass 2 (placement)"
+        );
         for (r, p) in reports.iter_mut().zip(&placements) {
             r.placement = p.map(|p| PlacementReport {
                 offset_samples: p.offset,
@@ -310,6 +319,7 @@ pub fn run(
         });
     }
     progress(1.0);
+    tracing::debug!(ms = started.elapsed().as_millis(), "preflight done");
 
     // Errors first; stable within a severity.
     findings.sort_by_key(|f| f.severity);

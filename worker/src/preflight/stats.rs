@@ -1,11 +1,15 @@
 //! Running statistics of one file, gathered step by step while it is decoded:
-//! sample peak, clipping runs, DC, a digest of the audio, the energy of every
-//! second (to choose alignment windows) and a fine histogram of the loudest
-//! samples (to see peaks piling up at a limiter's ceiling).
+//! sample peak, clipping runs, DC, a fingerprint of the audio, the energy of
+//! every second (to choose alignment windows) and a fine histogram of the
+//! loudest samples (to see peaks piling up at a limiter's ceiling).
 //!
-//! Memory: a few kilobytes plus 8 bytes per second of audio.
-
-use sha2::{Digest, Sha256};
+//! A few nanoseconds per sample: the histogram is indexed by the bits of the
+//! float (exponent and top mantissa bits: a logarithmic scale without a
+//! logarithm) and the fingerprint is a multiply-xor hash, not a cryptographic
+//! one (it only has to tell two stems apart; their files are hashed with
+//! SHA-256 for the manifest elsewhere).
+//!
+//! Memory: 64 KiB plus 8 bytes per second of audio.
 
 /// A sample at or above this magnitude is at full scale: within one 16-bit
 /// step of 1.0, so 16- and 24-bit clips both count, and float overs too.
@@ -17,13 +21,26 @@ pub const SILENCE_DBFS: f64 = -90.0;
 /// A channel mean beyond this is a DC offset, dBFS.
 pub const DC_DBFS: f64 = -60.0;
 
-/// Width of a peak-histogram bin, dB.
-pub const HIST_BIN_DB: f64 = 0.02;
-/// The histogram covers this many dB below full scale …
-const HIST_FLOOR_DB: f64 = -30.0;
-/// … and this many above (float stems may exceed full scale).
-const HIST_CEIL_DB: f64 = 12.0;
-const HIST_BINS: usize = ((HIST_CEIL_DB - HIST_FLOOR_DB) / HIST_BIN_DB) as usize;
+/// Mantissa bits kept in a histogram index: bins are 2^-10 of an octave
+/// wide (0.004–0.008 dB).
+const HIST_MANTISSA_BITS: u32 = 10;
+/// The histogram covers magnitudes from 2^HIST_MIN_EXP (-36 dBFS) …
+const HIST_MIN_EXP: i32 = -6;
+/// … up to 2^HIST_MAX_EXP (+18 dBFS: float stems may exceed full scale).
+const HIST_MAX_EXP: i32 = 3;
+const HIST_BINS: usize = ((HIST_MAX_EXP - HIST_MIN_EXP) as usize) << HIST_MANTISSA_BITS;
+/// `hist_index(x)` is `(bits of x >> SHIFT) - BASE`.
+const HIST_SHIFT: u32 = 52 - HIST_MANTISSA_BITS;
+const HIST_BASE: u64 = ((1023 + HIST_MIN_EXP) as u64) << HIST_MANTISSA_BITS;
+
+/// Histogram bin of a magnitude `a >= 2^HIST_MIN_EXP` (clamped at the top).
+fn hist_index(a: f64) -> usize {
+    let i = (a.to_bits() >> HIST_SHIFT).saturating_sub(HIST_BASE) as usize;
+    i.min(HIST_BINS - 1)
+}
+
+const HASH_K1: u64 = 0x9E37_79B9_7F4A_7C15;
+const HASH_K2: u64 = 0xC2B2_AE3D_27D4_EB4F;
 
 /// Running statistics of one file.
 #[derive(Debug, Clone)]
@@ -37,7 +54,8 @@ pub struct StemStats {
     /// Clip events (runs reaching `CLIP_RUN`), and the first one's frame.
     pub clips: u64,
     pub first_clip_frame: Option<u64>,
-    hash: Sha256,
+    /// Two multiply-xor hash lanes over every sample's bits.
+    hash: [u64; 2],
     /// Sum over channels of x² for every whole second (the last one partial).
     pub energy_per_second: Vec<f64>,
     /// Sample magnitudes from `HIST_FLOOR_DB` up, in `HIST_BIN_DB` bins.
@@ -54,7 +72,7 @@ impl StemStats {
             run: vec![0; channels],
             clips: 0,
             first_clip_frame: None,
-            hash: Sha256::new(),
+            hash: [HASH_K1, HASH_K2],
             energy_per_second: Vec::new(),
             hist: vec![0; HIST_BINS],
         }
@@ -62,15 +80,16 @@ impl StemStats {
 
     /// Adds `n` frames (`channels[ch][..n]`).
     pub fn push(&mut self, channels: &[Vec<f64>], n: usize) {
+        let hist_min = f64::from(HIST_MIN_EXP).exp2();
         for (ch, x) in channels.iter().enumerate().take(self.sums.len()) {
             let x = &x[..n];
             let mut sum = 0.0;
+            let mut peak = self.peak;
+            let [mut h1, mut h2] = self.hash;
             for (i, &v) in x.iter().enumerate() {
                 let a = v.abs();
                 sum += v;
-                if a > self.peak {
-                    self.peak = a;
-                }
+                peak = peak.max(a);
                 if a >= FULL_SCALE {
                     self.run[ch] += 1;
                     if self.run[ch] == CLIP_RUN {
@@ -82,14 +101,15 @@ impl StemStats {
                 } else {
                     self.run[ch] = 0;
                 }
-                // Only loud samples reach the histogram: a cheap test first.
-                if a >= 0.0316 {
-                    let db = 20.0 * a.log10();
-                    let bin = ((db - HIST_FLOOR_DB) / HIST_BIN_DB) as usize;
-                    self.hist[bin.min(HIST_BINS - 1)] += 1;
+                if a >= hist_min {
+                    self.hist[hist_index(a)] += 1;
                 }
-                self.hash.update(v.to_bits().to_le_bytes());
+                let bits = v.to_bits();
+                h1 = (h1 ^ bits).wrapping_mul(HASH_K1).rotate_left(29);
+                h2 = (h2 ^ bits).wrapping_mul(HASH_K2).rotate_left(31);
             }
+            self.peak = peak;
+            self.hash = [h1, h2];
             self.sums[ch] += sum;
             // Energy per second, split where a second boundary falls.
             let mut i = 0;
@@ -131,23 +151,21 @@ impl StemStats {
         20.0 * worst.max(1e-300).log10()
     }
 
-    /// SHA-256 of the decoded samples: equal for identical audio.
+    /// Fingerprint of the decoded samples (and their count): equal for
+    /// identical audio.
     pub fn audio_digest(&self) -> String {
-        hex::encode(self.hash.clone().finalize())
+        format!("{:016x}{:016x}-{}", self.hash[0], self.hash[1], self.frames)
     }
 
     /// Samples (over all channels) within `db` of the file's peak, counted in
-    /// histogram bins (so to within `HIST_BIN_DB`). 0 for quiet files.
+    /// histogram bins (so to within a bin, < 0.01 dB). 0 for quiet files.
     pub fn samples_near_peak(&self, db: f64) -> u64 {
-        if self.peak <= 0.0 {
+        let floor = f64::from(HIST_MIN_EXP).exp2();
+        if !self.peak.is_finite() || self.peak < floor {
             return 0;
         }
-        let peak_db = self.peak_dbfs();
-        if peak_db < HIST_FLOOR_DB {
-            return 0;
-        }
-        let top = (((peak_db - HIST_FLOOR_DB) / HIST_BIN_DB) as usize).min(HIST_BINS - 1);
-        let lo = ((peak_db - db - HIST_FLOOR_DB) / HIST_BIN_DB).max(0.0) as usize;
+        let top = hist_index(self.peak);
+        let lo = hist_index((self.peak * 10f64.powf(-db / 20.0)).max(floor));
         self.hist[lo..=top].iter().sum()
     }
 }
