@@ -85,6 +85,33 @@ fn bad_session() -> (PathBuf, PathBuf) {
     }
     w.finalize().expect("finalize");
     std::os::unix::fs::symlink(root.join("outside.wav"), dir.join("link.wav")).expect("symlink");
+    // A float stem with NaN and infinite samples (a plug-in blew up).
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 48_000,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let mut w = hound::WavWriter::create(dir.join("nan.wav"), spec).expect("wav");
+    for i in 0..48_000u32 {
+        let v = match i {
+            24_000 => f32::NAN,
+            24_001 => f32::INFINITY,
+            _ => (i as f32 * 0.031).sin() * 0.2,
+        };
+        w.write_sample(v).expect("sample");
+        w.write_sample(v).expect("sample");
+    }
+    w.finalize().expect("finalize");
+    // A header claiming 4 GHz, and a named pipe (opening it would block).
+    let mut b = std::fs::read(dir.join("lying.wav")).expect("read");
+    b[24..28].copy_from_slice(&4_000_000_000u32.to_le_bytes());
+    std::fs::write(dir.join("rate.wav"), b).expect("write");
+    let o = Command::new("mkfifo")
+        .arg(dir.join("pipe.wav"))
+        .output()
+        .expect("mkfifo");
+    assert!(o.status.success(), "{}", text(&o));
 
     let stems = [
         "good.wav",
@@ -97,6 +124,9 @@ fn bad_session() -> (PathBuf, PathBuf) {
         "../outside.wav",
         "link.wav",
         "lying.wav",
+        "nan.wav",
+        "rate.wav",
+        "pipe.wav",
     ];
     let list: String = stems
         .iter()
@@ -197,6 +227,19 @@ fn every_broken_stem_gets_its_own_error_and_nothing_panics() {
         "truncated",
         &["ends at frame 4800", "declares 48000 frames"],
     );
+    assert_finding(
+        &r,
+        "nan.wav",
+        "invalid_samples",
+        &["4 sample(s)", "frame 24000"],
+    );
+    assert_finding(
+        &r,
+        "rate.wav",
+        "unreadable",
+        &["sample rate of 4000000000 Hz"],
+    );
+    assert_finding(&r, "pipe.wav", "unreadable", &["not a regular file"]);
     // The good stem is still read and measured.
     let good = r["titles"][0]["stems"]
         .as_array()

@@ -516,3 +516,38 @@ fn check_dir_infers_roles_and_reports_names_it_cannot_place() {
         assert!(line.contains(role), "{line}");
     }
 }
+
+#[test]
+fn a_stem_that_is_not_in_the_reference_is_reported_as_such() {
+    // An alternate guitar take, delivered but not in the approved mix.
+    let dir = session("alt-take");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        &format!("anoisesrc=c=pink:a=0.2:r={RATE}:d={SECONDS}:seed=11"),
+        "-af",
+        "bandpass=f=700:w=500,volume=8",
+        "-ac",
+        "2",
+        "-c:a",
+        "pcm_s24le",
+        p(&dir.join("Gtr Alt.wav")),
+    ]);
+    let (code, r) = check(&dir);
+    assert_eq!(code, 1, "{r:#}");
+    let f = one(&r, "not_in_reference");
+    assert_eq!(f["severity"], "warning");
+    assert_eq!(f["files"], serde_json::json!(["Gtr Alt.wav"]));
+    let c = num(&stem(&r, "Gtr Alt.wav")["placement"]["correlation"]);
+    assert!(c < 0.3, "{c}");
+    // The others are still placed exactly, and the null test fails.
+    for s in STEMS {
+        assert_eq!(
+            stem(&r, &format!("{s}.wav"))["placement"]["offset_samples"],
+            0,
+            "{s}"
+        );
+    }
+    assert_eq!(title(&r)["null_test"]["pass"], false);
+}

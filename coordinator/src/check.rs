@@ -84,7 +84,14 @@ fn check_spec(path: &Path, media_roots: &[PathBuf]) -> anyhow::Result<Vec<TitleC
             .iter()
             .filter_map(|s| confined(&s.file))
             .collect();
-        let reference = title.reference.as_ref().and_then(&mut confined);
+        let mut reference = title.reference.as_ref().and_then(&mut confined);
+        // Without every stem the null test would only measure the gap.
+        if refused
+            .iter()
+            .any(|f| f.files.first() != title.reference.as_ref())
+        {
+            reference = None;
+        }
         let input = PreflightInput {
             title: title.name.clone(),
             stems,
@@ -251,16 +258,19 @@ pub fn text(r: &CheckReport) -> String {
             });
             let rate = f.format.as_ref().map_or(p.sample_rate, |x| x.sample_rate);
             let length = f.frames as f64 / f64::from(rate.max(1));
-            let (offset, pol, gain) = f.placement.as_ref().map_or(
-                ("-".to_string(), "-".to_string(), "-".to_string()),
-                |x| {
+            // A stem not found in the reference has no meaningful place.
+            let found = f
+                .placement
+                .as_ref()
+                .filter(|x| x.correlation >= stemforge_worker::preflight::align::MIN_CORRELATION);
+            let (offset, pol, gain) =
+                found.map_or(("-".to_string(), "-".to_string(), "-".to_string()), |x| {
                     (
                         x.offset_samples.to_string(),
                         if x.polarity_inverted { "-" } else { "+" }.to_string(),
                         format!("{:+.2}", x.gain_db),
                     )
-                },
-            );
+                });
             let _ = writeln!(
                 s,
                 "  {:<32} {:<15} {:<24} {:>9.3}s {:>9} {:>8} {:>4} {:>7}",

@@ -32,10 +32,11 @@ fn preflight_checks(p: &crate::model::PreflightSpec, errs: &mut Vec<SpecError>) 
             "the default is 0.1",
         ),
         (
+            // Deeper than 140 dB is below 24-bit quantisation and f64 cancellation.
             "preflight.null_min_depth_db",
             p.null_min_depth_db,
             0.0,
-            200.0,
+            140.0,
             "the default is 40",
         ),
         (

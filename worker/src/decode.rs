@@ -36,6 +36,10 @@ const MAX_PRESIZE_FRAMES: u64 = 1 << 16;
 /// arithmetic, which overflows past 32.
 const MAX_CHANNELS: usize = 32;
 
+/// Sample rates a stem may have: telephone to 8× DXD. Outside it a header is
+/// lying (and a huge rate would size buffers by it).
+pub const RATES: std::ops::RangeInclusive<u32> = 8_000..=768_000;
+
 /// What a stem file is, as found when opening it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamInfo {
@@ -245,14 +249,22 @@ impl StemReader {
             reason: reason.to_string(),
         };
 
-        let file = File::open(path).map_err(open_err)?;
-        let meta = file.metadata().map_err(open_err)?;
+        // Look before opening: opening a FIFO (or a device) would block or
+        // read forever.
+        let meta = std::fs::metadata(path).map_err(open_err)?;
         if meta.is_dir() {
             return Err(open_err(io::Error::new(
                 io::ErrorKind::IsADirectory,
                 "it is a directory, not a file",
             )));
         }
+        if !meta.is_file() {
+            return Err(open_err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "it is not a regular file (a pipe, socket or device)",
+            )));
+        }
+        let file = File::open(path).map_err(open_err)?;
         if meta.len() == 0 {
             return Err(unsupported("the file is empty (0 bytes)"));
         }
@@ -307,8 +319,15 @@ impl StemReader {
             .clone();
 
         let sample_rate = match params.sample_rate {
-            Some(rate) if rate > 0 => rate,
-            _ => return Err(unsupported("the sample rate is not stated")),
+            Some(rate) if RATES.contains(&rate) => rate,
+            Some(rate) => {
+                return Err(unsupported(&format!(
+                    "its header states a sample rate of {rate} Hz (stems are {} to {} Hz)",
+                    RATES.start(),
+                    RATES.end()
+                )));
+            }
+            None => return Err(unsupported("the sample rate is not stated")),
         };
         let channels = match &params.channels {
             Some(ch) if ch.count() > 0 => ch.count(),
@@ -320,12 +339,20 @@ impl StemReader {
             )));
         }
 
-        let decoder = symphonia::default::get_codecs()
-            .make_audio_decoder(&params, &AudioDecoderOptions::default())
-            .map_err(|e| DecodeError::Unsupported {
-                path: path.to_path_buf(),
-                reason: format!("cannot decode the audio coding: {e}"),
-            })?;
+        let decoder = catch_unwind(AssertUnwindSafe(|| {
+            symphonia::default::get_codecs()
+                .make_audio_decoder(&params, &AudioDecoderOptions::default())
+        }))
+        .map_err(|p| {
+            unsupported(&format!(
+                "its coding parameters are malformed (the decoder failed: {})",
+                panic_message(&p)
+            ))
+        })?
+        .map_err(|e| DecodeError::Unsupported {
+            path: path.to_path_buf(),
+            reason: format!("cannot decode the audio coding: {e}"),
+        })?;
 
         let bits_per_sample = params.bits_per_sample.or(match params.codec {
             CODEC_ID_PCM_F32LE | CODEC_ID_PCM_F32BE => Some(32),

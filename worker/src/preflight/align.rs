@@ -78,10 +78,35 @@ impl WindowCapture {
         self.windows.iter().map(|w| w.files[file].clone()).collect()
     }
 
+    /// Zeroes stem `file`'s captures.
+    fn silence(&mut self, file: usize) {
+        for w in &mut self.windows {
+            w.files[file].fill(0.0);
+        }
+    }
+
     fn restore(&mut self, file: usize, saved: &[Vec<f32>]) {
         for (w, s) in self.windows.iter_mut().zip(saved) {
             w.files[file].clone_from(s);
         }
+    }
+
+    /// Energy of the change from `saved` to stem `file`'s captures now, over
+    /// the windows' cores.
+    fn change_energy(&self, file: usize, saved: &[Vec<f32>]) -> f64 {
+        let l = self.max_offset;
+        self.windows
+            .iter()
+            .zip(saved)
+            .map(|(w, old)| {
+                (l..l + self.core)
+                    .map(|t| {
+                        let d = f64::from(w.files[file][t]) - f64::from(old[t]);
+                        d * d
+                    })
+                    .sum::<f64>()
+            })
+            .sum()
     }
 
     /// Energy of the reference minus every stem over the windows' cores.
@@ -163,40 +188,65 @@ pub fn choose_windows(energy: &[&[f64]], rate: u32) -> Vec<u64> {
 /// Below this normalised correlation a stem's placement is not trusted.
 pub const MIN_CORRELATION: f64 = 0.3;
 
-/// A correction is kept only if it deepens the windows' null by this, dB.
-const CORRECTION_GAIN_DB: f64 = 1.0;
-
 /// Places every stem, correcting misplaced ones as it goes: a stem that is
 /// late or inverted pollutes every other stem's target (the reference minus
 /// the others), so the most certain misplaced stem is corrected in the
 /// captures and the rest placed again, until none is left.
 ///
-/// A correction stands only if it makes the stems null better against the
-/// reference in the windows: against a limited or re-processed reference a
-/// stem can correlate best at a wrong lag, and such a placement is not
-/// trusted (`None`) rather than reported as an offset. Placements are
-/// reported against the files as delivered.
+/// A correction stands only if it explains what it changes: moving stem i
+/// changes the windows by Δ, and if the move is right the residual
+/// (reference − stems) loses about ‖Δ‖²; at least half of that is required.
+/// Against a limited or re-processed reference a stem can correlate best at
+/// a wrong lag; such a placement is not trusted (`None`) rather than
+/// reported as an offset. Placements are reported against the files as
+/// delivered; stems that were not found at all keep their low correlation.
 pub fn place_all(capture: &mut WindowCapture, stems: usize) -> Vec<Option<Placement>> {
     let mut applied: Vec<Option<(i64, bool)>> = vec![None; stems];
+    // Stems found absent from the reference: taken out of the others'
+    // targets, their (low-correlation) placement kept for the report.
+    let mut absent: Vec<Option<Placement>> = vec![None; stems];
     let mut rejected = vec![false; stems];
     let mut result = place_stems(capture, stems);
     let mut residual = capture.residual_energy(stems);
-    for _ in 0..stems {
-        let pick = result
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| applied[*i].is_none() && !rejected[*i])
+    for _ in 0..2 * stems {
+        let open = |i: &usize| applied[*i].is_none() && absent[*i].is_none() && !rejected[*i];
+        let candidates = || result.iter().enumerate().filter(|(i, _)| open(i));
+        // The most certain misplaced stem first; else the least certain
+        // stem, which may not be in the reference at all.
+        let misplaced = candidates()
             .filter_map(|(i, p)| p.map(|p| (i, p)))
             .filter(|(_, p)| p.correlation >= MIN_CORRELATION && (p.offset != 0 || p.inverted))
             .max_by(|a, b| a.1.correlation.total_cmp(&b.1.correlation));
-        let Some((i, p)) = pick else { break };
+        let missing = || {
+            candidates()
+                .filter_map(|(i, p)| p.map(|p| (i, p)))
+                .filter(|(_, p)| p.correlation < MIN_CORRELATION)
+                .min_by(|a, b| a.1.correlation.total_cmp(&b.1.correlation))
+        };
+        let (i, p, remove) = match misplaced {
+            Some((i, p)) => (i, p, false),
+            None => match missing() {
+                Some((i, p)) => (i, p, true),
+                None => break,
+            },
+        };
         let saved = capture.take(i);
-        capture.restore(i, &saved);
-        capture.correct(i, p.offset, p.inverted);
+        if remove {
+            capture.silence(i);
+        } else {
+            capture.correct(i, p.offset, p.inverted);
+        }
+        let change = capture.change_energy(i, &saved);
         let after = capture.residual_energy(stems);
-        if after < residual * 10f64.powf(-CORRECTION_GAIN_DB / 10.0) {
-            applied[i] = Some((p.offset, p.inverted));
+        if change > 0.0 && residual - after >= 0.5 * change {
+            if remove {
+                absent[i] = Some(p);
+            } else {
+                applied[i] = Some((p.offset, p.inverted));
+            }
             residual = after;
+            // The others' targets changed: rejected stems may place now.
+            rejected.fill(false);
             result = place_stems(capture, stems);
         } else {
             capture.restore(i, &saved);
@@ -207,11 +257,14 @@ pub fn place_all(capture: &mut WindowCapture, stems: usize) -> Vec<Option<Placem
         .into_iter()
         .enumerate()
         .map(|(i, p)| {
+            if absent[i].is_some() {
+                return absent[i];
+            }
             let mut p = p?;
             if let Some((offset, inverted)) = applied[i] {
                 p.offset += offset;
                 p.inverted ^= inverted;
-            } else if p.offset != 0 || p.inverted {
+            } else if p.correlation >= MIN_CORRELATION && (p.offset != 0 || p.inverted) {
                 // Misplaced, but moving it does not help: not trusted.
                 return None;
             }
@@ -321,24 +374,37 @@ pub fn place_stems(capture: &WindowCapture, stems: usize) -> Vec<Option<Placemen
                     best = m;
                 }
             }
-            // Correlation and least-squares gain at that lag, in time:
+            // Correlation and least-squares gain at a lag, in time:
             // Σ core·target and Σ target², target = reference − other stems.
-            let (c, target_energy) = capture
-                .windows
-                .iter()
-                .flat_map(|w| {
-                    (0..core).map(move |t| {
-                        let others: f64 = w.files[..stems]
-                            .iter()
-                            .enumerate()
-                            .filter(|&(j, _)| j != i)
-                            .map(|(_, f)| f64::from(f[best + t]))
-                            .sum();
-                        let y = f64::from(w.files[stems][best + t]) - others;
-                        (f64::from(w.files[i][l + t]) * y, y * y)
+            let at = |m: usize| {
+                capture
+                    .windows
+                    .iter()
+                    .flat_map(|w| {
+                        (0..core).map(move |t| {
+                            let others: f64 = w.files[..stems]
+                                .iter()
+                                .enumerate()
+                                .filter(|&(j, _)| j != i)
+                                .map(|(_, f)| f64::from(f[m + t]))
+                                .sum();
+                            let y = f64::from(w.files[stems][m + t]) - others;
+                            (f64::from(w.files[i][l + t]) * y, y * y)
+                        })
                     })
-                })
-                .fold((0.0, 0.0), |(a, b), (x, y)| (a + x, b + y));
+                    .fold((0.0, 0.0), |(a, b), (x, y)| (a + x, b + y))
+            };
+            let normalised = |(c, e): (f64, f64)| c.abs() / (core_energy * e).sqrt().max(1e-300);
+            let (mut c, mut target_energy) = at(best);
+            // Periodic material (a held chord) fits nearly as well a period
+            // away: where lag 0 explains it within 2 %, the stem is in place.
+            if best != l {
+                let zero = at(l);
+                if normalised(zero) >= 0.98 * normalised((c, target_energy)) {
+                    best = l;
+                    (c, target_energy) = zero;
+                }
+            }
             Some(Placement {
                 offset: l as i64 - best as i64,
                 inverted: c < 0.0,

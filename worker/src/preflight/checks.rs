@@ -113,9 +113,11 @@ pub fn format_findings(
         && depths.iter().any(|&b| b != deepest)
     {
         for (name, info) in &opened {
+            // 24-bit and 32-bit (float) are both full-resolution prints; a
+            // 16-bit stem among them was bounced at the wrong setting.
             if let Some(b) = info.bits_per_sample
-                && b >= 16
-                && b < deepest
+                && (16..24).contains(&b)
+                && deepest >= 24
             {
                 out.push(Finding::new(
                     Severity::Warning,
@@ -176,6 +178,29 @@ pub fn stream_findings(
         ));
     }
     out
+}
+
+/// Float samples that are not numbers (NaN, infinite) or beyond +60 dBFS.
+pub fn invalid_sample_findings(
+    name: &str,
+    count: u64,
+    first: Option<u64>,
+    rate: u32,
+) -> Vec<Finding> {
+    if count == 0 {
+        return vec![];
+    }
+    let at = first.unwrap_or(0);
+    vec![Finding::new(
+        Severity::Error,
+        "invalid_samples",
+        &[name],
+        format!(
+            "'{name}' holds {count} sample(s) that are not audio (NaN, infinite or beyond +60 dBFS), first at {:.3} s (frame {at}); they were read as silence",
+            secs(at, rate)
+        ),
+        "re-export the stem; a plug-in in its chain produced invalid floating-point output",
+    )]
 }
 
 /// Stems shorter than the longest, the reference's length, and BWF timeline

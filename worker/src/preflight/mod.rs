@@ -105,7 +105,11 @@ pub fn run(
     let time_refs: Vec<Option<u64>> = files
         .iter()
         .zip(&opened.infos)
-        .map(|(f, i)| i.as_ref().and(bext_time_reference(&f.path).ok().flatten()))
+        // Only files that opened as audio (a pipe must not be opened at all).
+        .map(|(f, i)| {
+            i.as_ref()
+                .and_then(|_| bext_time_reference(&f.path).ok().flatten())
+        })
         .collect();
 
     // Can the reference be compared with the stems' sum at all?
@@ -178,12 +182,17 @@ pub fn run(
         .enumerate()
         .map(|(i, f)| {
             let info = &opened.infos[i];
+            let own_rate = info.as_ref().map_or(rate, |i| i.sample_rate);
             findings.extend(checks::stream_findings(
                 &f.name,
                 info.as_ref().and_then(|i| i.frames),
                 lock.decoded(i),
                 lock.error(i),
-                info.as_ref().map_or(rate, |i| i.sample_rate),
+                own_rate,
+            ));
+            let (bad, first) = lock.invalid(i);
+            findings.extend(checks::invalid_sample_findings(
+                &f.name, bad, first, own_rate,
             ));
             FileReport {
                 file: f.name.clone(),
@@ -217,7 +226,16 @@ pub fn run(
         &names,
         &frames,
         &rates,
-        ref_name.zip(has_ref.then(|| reports[n_stems].frames)),
+        ref_name.zip(has_ref.then(|| {
+            // The reference's length at the stems' rate.
+            let r = &reports[n_stems];
+            match r.format.as_ref().map(|f| f.sample_rate) {
+                Some(own) if own != rate && own > 0 => {
+                    (r.frames as f64 * f64::from(rate) / f64::from(own)).round() as u64
+                }
+                _ => r.frames,
+            }
+        })),
         &time_refs[..n_stems],
         rate,
         tolerance,
@@ -241,14 +259,16 @@ pub fn run(
     let mut null_test = None;
     if let (Some(delivered), Some(ref_file)) = (delivered, &input.reference) {
         let as_delivered = delivered.finish();
-        let max_offset = (settings.max_offset_s * f64::from(rate)).round() as usize;
+        // Never search further than the programme is long.
+        let longest = frames.iter().copied().max().unwrap_or(0);
+        let max_offset = ((settings.max_offset_s * f64::from(rate)).round() as usize)
+            .min(usize::try_from(longest).unwrap_or(usize::MAX));
         let energy: Vec<&[f64]> = stats[..n_stems]
             .iter()
             .map(|s| s.as_ref().map_or(&[][..], |s| &s.energy_per_second[..]))
             .collect();
         let starts = align::choose_windows(&energy, rate);
         // One-second cores, or the whole programme if it is shorter.
-        let longest = frames.iter().copied().max().unwrap_or(0);
         let core = (rate as usize)
             .min(usize::try_from(longest).unwrap_or(usize::MAX))
             .max(1);
@@ -262,7 +282,7 @@ pub fn run(
             r.placement = p.map(|p| PlacementReport {
                 offset_samples: p.offset,
                 polarity_inverted: p.inverted,
-                gain_db: round(20.0 * p.gain.max(1e-300).log10(), 3),
+                gain_db: round((20.0 * p.gain.max(1e-300).log10()).max(-200.0), 3),
                 correlation: round(p.correlation, 4),
             });
         }
@@ -396,7 +416,10 @@ fn mix_stems(lock: &Lockstep, n_stems: usize, sum: &mut [Vec<f64>], n: usize, si
         let src = lock.channels(i);
         let sign = signs.get(i).copied().unwrap_or(1.0);
         for (c, dst) in sum.iter_mut().enumerate() {
-            let s = &src[c.min(src.len() - 1)][..n];
+            let Some(s) = src.get(c).or(src.last()) else {
+                continue;
+            };
+            let s = &s[..n];
             for (d, &v) in dst[..n].iter_mut().zip(s) {
                 *d += sign * v;
             }

@@ -22,7 +22,14 @@ struct Stream {
     error: Option<String>,
     /// Frames delivered from the file itself (not lead-in, not skipped).
     delivered: u64,
+    /// Samples that were not numbers (NaN, infinite) or absurdly large in a
+    /// float file: read as silence, counted, and the first one's frame.
+    invalid: u64,
+    first_invalid: Option<u64>,
 }
+
+/// A float sample beyond this magnitude (+60 dBFS) is not audio.
+pub const MAX_MAGNITUDE: f64 = 1000.0;
 
 /// Files read together, step by step.
 pub struct Lockstep {
@@ -52,6 +59,8 @@ impl Lockstep {
                     skip: 0,
                     error: None,
                     delivered: 0,
+                    invalid: 0,
+                    first_invalid: None,
                 }
             })
             .collect();
@@ -108,6 +117,12 @@ impl Lockstep {
         self.streams[i].error.as_deref()
     }
 
+    /// Samples of stream `i` that were not audio (read as silence), and the
+    /// frame of the first.
+    pub fn invalid(&self, i: usize) -> (u64, Option<u64>) {
+        (self.streams[i].invalid, self.streams[i].first_invalid)
+    }
+
     /// Frames stream `i` has delivered from its file (its decoded length once
     /// the set has been read to the end).
     pub fn decoded(&self, i: usize) -> u64 {
@@ -151,7 +166,15 @@ fn fill(s: &mut Stream, scratch: &mut [Vec<f64>]) -> usize {
             Ok(0) => break,
             Ok(got) => {
                 for (dst, src) in s.buf.iter_mut().zip(scratch.iter()) {
-                    dst[n..n + got].copy_from_slice(&src[..got]);
+                    for (i, (d, &v)) in dst[n..n + got].iter_mut().zip(&src[..got]).enumerate() {
+                        if v.is_finite() && v.abs() <= MAX_MAGNITUDE {
+                            *d = v;
+                        } else {
+                            *d = 0.0;
+                            s.invalid += 1;
+                            s.first_invalid.get_or_insert(s.delivered + i as u64);
+                        }
+                    }
                 }
                 n += got;
                 s.delivered += got as u64;
