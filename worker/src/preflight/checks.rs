@@ -16,6 +16,10 @@ pub const CEILING_MIN_SAMPLES: u64 = 200;
 /// Limited stems whose ceilings agree within this share one limiter, dB.
 pub const COMMON_CEILING_DB: f64 = 0.1;
 
+/// How a null-test failure blamed on the reference's bus processing reads.
+pub const BUS_PROCESSING: &str =
+    "bus compression or limiting on the reference that the stems do not carry";
+
 /// The stems' sum passing a reference's ceiling by this means the reference
 /// was limited, dB.
 pub const LIMITED_OVERSHOOT_DB: f64 = 0.5;
@@ -552,7 +556,7 @@ pub fn null_findings(
             "null_test",
             &[reference],
             format!(
-                "the stems do not sum to the reference{after}: {numbers}; {why}: bus compression or limiting on the reference that the stems do not carry"
+                "the stems do not sum to the reference{after}: {numbers}; {why}: {BUS_PROCESSING}"
             ),
             "supply the pre-bus-processing mix as the reference, or re-print the stems through the same bus chain; set preflight.on_error = \"render\" to master them as they are",
         ));
