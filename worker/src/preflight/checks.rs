@@ -16,10 +16,6 @@ pub const CEILING_MIN_SAMPLES: u64 = 200;
 /// Limited stems whose ceilings agree within this share one limiter, dB.
 pub const COMMON_CEILING_DB: f64 = 0.1;
 
-/// How a null-test failure blamed on the reference's bus processing reads.
-pub const BUS_PROCESSING: &str =
-    "bus compression or limiting on the reference that the stems do not carry";
-
 /// The stems' sum passing a reference's ceiling by this means the reference
 /// was limited, dB.
 pub const LIMITED_OVERSHOOT_DB: f64 = 0.5;
@@ -480,6 +476,25 @@ pub fn placement_findings(
     out
 }
 
+/// What the null test concluded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NullVerdict {
+    pub pass: bool,
+    pub findings: Vec<Finding>,
+    /// The failure is blamed on bus compression or limiting on the reference.
+    pub bus_processing: bool,
+}
+
+impl NullVerdict {
+    fn new(pass: bool, findings: Vec<Finding>) -> NullVerdict {
+        NullVerdict {
+            pass,
+            findings,
+            bus_processing: false,
+        }
+    }
+}
+
 /// The null test verdict. `aligned` is the fit after correcting offsets and
 /// polarity, when any were found.
 pub fn null_findings(
@@ -489,7 +504,7 @@ pub fn null_findings(
     reference_ceiling: Option<(f64, u64)>,
     gain_tolerance_db: f64,
     min_depth_db: f64,
-) -> (bool, Vec<Finding>) {
+) -> NullVerdict {
     let fit = aligned.unwrap_or(delivered);
     let after = if aligned.is_some() {
         " after correcting the offsets and polarity above"
@@ -505,7 +520,7 @@ pub fn null_findings(
             format!("the reference '{reference}' is silent: the null test cannot run"),
             "supply the stereo mix the stems were printed from",
         ));
-        return (false, out);
+        return NullVerdict::new(false, out);
     };
     let Some(gain) = fit.gain_db else {
         out.push(Finding::new(
@@ -515,7 +530,7 @@ pub fn null_findings(
             format!("the stems' sum does not correlate with the reference '{reference}'{after}"),
             "check that the reference is the mix these stems were printed from",
         ));
-        return (false, out);
+        return NullVerdict::new(false, out);
     };
     let deep = residual <= -min_depth_db;
     let unity = gain.abs() <= gain_tolerance_db;
@@ -532,7 +547,7 @@ pub fn null_findings(
         ));
     }
     if deep && unity {
-        return (true, out);
+        return NullVerdict::new(true, out);
     }
     let numbers = format!(
         "best-fit gain {gain:+.2} dB (tolerance ±{gain_tolerance_db}), residual {residual:.1} dB (limit -{min_depth_db})"
@@ -556,11 +571,17 @@ pub fn null_findings(
             "null_test",
             &[reference],
             format!(
-                "the stems do not sum to the reference{after}: {numbers}; {why}: {BUS_PROCESSING}"
+                "the stems do not sum to the reference{after}: {numbers}; {why}: bus compression or limiting on the reference that the stems do not carry"
             ),
             "supply the pre-bus-processing mix as the reference, or re-print the stems through the same bus chain; set preflight.on_error = \"render\" to master them as they are",
         ));
-    } else if !deep {
+        return NullVerdict {
+            pass: false,
+            findings: out,
+            bus_processing: true,
+        };
+    }
+    if !deep {
         out.push(Finding::new(
             Severity::Error,
             "null_test",
@@ -583,7 +604,7 @@ pub fn null_findings(
             "re-print the stems with the master fader at the mix's setting, or confirm the reference",
         ));
     }
-    (false, out)
+    NullVerdict::new(false, out)
 }
 
 fn secs(frames: u64, rate: u32) -> f64 {
@@ -727,18 +748,32 @@ mod tests {
     #[test]
     fn null_verdicts_say_what_they_suggest() {
         let pass = null_findings("mix.wav", &fit(0.05, -60.0, 0.0), None, None, 0.1, 40.0);
-        assert_eq!(pass, (true, vec![]));
-        let (ok, f) = null_findings("mix.wav", &fit(0.0, -20.0, 1.0), None, None, 0.1, 40.0);
+        assert_eq!(pass, NullVerdict::new(true, vec![]));
+        let NullVerdict {
+            pass: ok,
+            findings: f,
+            bus_processing,
+        } = null_findings("mix.wav", &fit(0.0, -20.0, 1.0), None, None, 0.1, 40.0);
         assert!(
             !ok && f[0].message.contains("missing from the stems"),
             "{f:#?}"
         );
-        let (_, f) = null_findings("mix.wav", &fit(0.0, -20.0, 12.0), None, None, 0.1, 40.0);
+        assert!(!bus_processing);
+        let NullVerdict {
+            findings: f,
+            bus_processing,
+            ..
+        } = null_findings("mix.wav", &fit(0.0, -20.0, 12.0), None, None, 0.1, 40.0);
         assert!(
             f[0].message.contains("follows the mix's loud peaks"),
             "{f:#?}"
         );
-        let (_, f) = null_findings(
+        assert!(bus_processing);
+        let NullVerdict {
+            findings: f,
+            bus_processing,
+            ..
+        } = null_findings(
             "mix.wav",
             &fit(0.0, -20.0, 1.0),
             None,
@@ -747,13 +782,23 @@ mod tests {
             40.0,
         );
         assert!(f[0].message.contains("pile up at -3.00 dBFS"), "{f:#?}");
-        let (ok, f) = null_findings("mix.wav", &fit(0.5, -80.0, 0.0), None, None, 0.1, 40.0);
+        assert!(bus_processing);
+        let NullVerdict {
+            pass: ok,
+            findings: f,
+            bus_processing,
+        } = null_findings("mix.wav", &fit(0.5, -80.0, 0.0), None, None, 0.1, 40.0);
         assert!(
             !ok && f[0].message.contains("0.50 dB quieter than the reference"),
             "{f:#?}"
         );
+        assert!(!bus_processing);
         // Aligned fit decides, and says so.
-        let (ok, f) = null_findings(
+        let NullVerdict {
+            pass: ok,
+            findings: f,
+            bus_processing,
+        } = null_findings(
             "mix.wav",
             &fit(0.0, -10.0, 0.0),
             Some(&fit(0.0, -20.0, 0.0)),
@@ -762,5 +807,6 @@ mod tests {
             40.0,
         );
         assert!(!ok && f[0].message.contains("after correcting"), "{f:#?}");
+        assert!(!bus_processing);
     }
 }

@@ -309,7 +309,7 @@ pub fn run(
             let n = s.samples_near_peak(checks::CEILING_BAND_DB);
             (n >= checks::CEILING_MIN_SAMPLES).then(|| (s.peak_dbfs(), n))
         });
-        let (pass, f) = checks::null_findings(
+        let verdict = checks::null_findings(
             &ref_file.name,
             &as_delivered,
             aligned.as_ref(),
@@ -319,12 +319,9 @@ pub fn run(
         );
         // A damaged stem fails the null test by itself: say so instead.
         if damaged.is_empty() {
-            let processed = f
-                .iter()
-                .any(|x| x.check == "null_test" && x.message.contains(checks::BUS_PROCESSING));
             // Against a limited reference quiet stems correlate poorly: that
             // is the limiter's doing, already reported, not missing stems.
-            if processed {
+            if verdict.bus_processing {
                 findings.retain(|x| x.check != "not_in_reference");
             }
             let absent: Vec<String> = findings
@@ -332,8 +329,12 @@ pub fn run(
                 .filter(|x| x.check == "not_in_reference")
                 .flat_map(|x| x.files.clone())
                 .collect();
-            for mut x in f {
-                if x.check == "null_test" && !pass && !absent.is_empty() && !processed {
+            for mut x in verdict.findings {
+                if x.check == "null_test"
+                    && !verdict.pass
+                    && !absent.is_empty()
+                    && !verdict.bus_processing
+                {
                     x.message = format!(
                         "{}; or rather, '{}' is not in the reference (see above)",
                         x.message,
@@ -353,7 +354,7 @@ pub fn run(
             ));
         }
         null_test = Some(NullTest {
-            pass,
+            pass: verdict.pass,
             gain_tolerance_db: settings.null_gain_tolerance_db,
             min_depth_db: settings.null_min_depth_db,
             as_delivered: rounded(as_delivered),

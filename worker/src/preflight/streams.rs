@@ -22,6 +22,8 @@ struct Stream {
     error: Option<String>,
     /// Frames delivered from the file itself (not lead-in, not skipped).
     delivered: u64,
+    /// Frames the last step filled in `buf`.
+    filled: usize,
     /// Samples that were not numbers (NaN, infinite) or absurdly large in a
     /// float file: read as silence, counted, and the first one's frame.
     invalid: u64,
@@ -59,6 +61,7 @@ impl Lockstep {
                     skip: 0,
                     error: None,
                     delivered: 0,
+                    filled: 0,
                     invalid: 0,
                     first_invalid: None,
                 }
@@ -93,14 +96,13 @@ impl Lockstep {
     /// streams padded with silence.
     pub fn step(&mut self) -> usize {
         let mut longest = 0;
-        let mut got = vec![0usize; self.streams.len()];
-        for (s, got) in self.streams.iter_mut().zip(&mut got) {
-            *got = fill(s, &mut self.scratch);
-            longest = longest.max(*got);
+        for s in &mut self.streams {
+            s.filled = fill(s, &mut self.scratch);
+            longest = longest.max(s.filled);
         }
-        for (s, &n) in self.streams.iter_mut().zip(&got) {
+        for s in &mut self.streams {
             for ch in &mut s.buf {
-                ch[n..longest].fill(0.0);
+                ch[s.filled..longest].fill(0.0);
             }
         }
         self.position += longest as u64;
