@@ -14,13 +14,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
+use stemforge_proto::client::Endpoint;
 use stemforge_worker::service::{WorkerOptions, run_worker};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::demo;
 use crate::remote::{self, SubmitOptions};
-use crate::server::{Coordinator, serve};
+use crate::server::{Coordinator, ServeOptions, serve};
 use crate::settings::Settings;
 use crate::sqlite_store::SqliteStore;
 use crate::store::CachedStore;
@@ -107,7 +108,7 @@ pub fn tiny_catalog(dir: &Path, titles: usize) -> Result<PathBuf> {
 }
 
 async fn wait_done(url: &str, job: &str) -> Result<usize> {
-    let mut c = remote::connect(url).await?;
+    let mut c = remote::connect(&Endpoint::plain(url)).await?;
     loop {
         let st = remote::get_job(&mut c, job).await?;
         if st.state != 1 {
@@ -141,17 +142,19 @@ pub async fn dispatch(
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let server = tokio::spawn(serve(coord, listener, stop_rx.clone()));
+    let server = tokio::spawn(serve(
+        coord,
+        listener,
+        stop_rx.clone(),
+        ServeOptions::default(),
+    ));
     let workers: Vec<_> = (0..connections)
         .map(|i| {
-            let o = WorkerOptions {
-                worker_id: format!("bench-{i}"),
-                poll_wait_ms: 1_000,
-            };
-            tokio::spawn(run_worker(url.clone(), o, stop_rx.clone()))
+            let o = WorkerOptions::new(&format!("bench-{i}"), 1_000);
+            tokio::spawn(run_worker(Endpoint::plain(&url), o, stop_rx.clone()))
         })
         .collect();
-    let mut c = remote::connect(&url).await?;
+    let mut c = remote::connect(&Endpoint::plain(&url)).await?;
     let started = Instant::now();
     let job = remote::submit_file(
         &mut c,
@@ -209,7 +212,7 @@ pub async fn scaling(
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
         let (stop_tx, stop_rx) = watch::channel(false);
-        let server = tokio::spawn(serve(coord, listener, stop_rx));
+        let server = tokio::spawn(serve(coord, listener, stop_rx, ServeOptions::default()));
         let procs = Procs(
             (0..workers)
                 .map(|i| {
@@ -223,7 +226,7 @@ pub async fn scaling(
                 })
                 .collect::<Result<_>>()?,
         );
-        let mut c = remote::connect(&url).await?;
+        let mut c = remote::connect(&Endpoint::plain(&url)).await?;
         let started = Instant::now();
         let job = remote::submit_file(
             &mut c,

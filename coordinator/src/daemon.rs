@@ -10,7 +10,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::info;
 
-use crate::server::{Coordinator, serve};
+use crate::security::{Role, exposure_check};
+use crate::server::{Coordinator, ServeOptions, serve};
 use crate::settings::Settings;
 use crate::sqlite_store::SqliteStore;
 use crate::store::CachedStore;
@@ -41,9 +42,31 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// What `stemforge coordinator` is told on its command line, over the
+/// settings.
+pub struct CoordinatorArgs<'a> {
+    pub listen: &'a str,
+    pub data_dir: &'a Path,
+    /// Prometheus `/metrics` address (empty: off).
+    pub metrics_listen: &'a str,
+    pub allow_insecure: bool,
+}
+
 /// Runs a coordinator until a shutdown signal. Prints
-/// `stemforge coordinator listening on http://ADDR` once it accepts work.
-pub async fn run_coordinator(settings: &Settings, listen: &str, data_dir: &Path) -> Result<()> {
+/// `stemforge coordinator listening on http(s)://ADDR` once it accepts work.
+/// On SIGTERM it stops handing out work, drains in-flight calls and closes
+/// the store; a restart on the same data directory resumes every job.
+pub async fn run_coordinator(settings: &Settings, args: &CoordinatorArgs<'_>) -> Result<()> {
+    let data_dir = args.data_dir;
+    let tls = settings.server_tls()?;
+    let auth = settings.auth()?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    exposure_check(addr, tls.is_some(), &auth, args.allow_insecure)?;
+    let tls_config = tls.as_ref().map(|t| t.config()).transpose()?;
+
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     let db = data_dir.join(DB_FILE);
@@ -56,47 +79,92 @@ pub async fn run_coordinator(settings: &Settings, listen: &str, data_dir: &Path)
     );
     if settings.media_roots().is_empty() {
         tracing::warn!(
-            "no media_roots configured: submitted specs may read any file this coordinator's workers can; set media_roots (or STEMFORGE_MEDIA_ROOTS) on a shared coordinator"
+            "no media_roots configured: submitted specs may read and write any file this coordinator's workers can; set media_roots (or STEMFORGE_MEDIA_ROOTS) on a shared coordinator"
         );
     }
     // Leases that lapsed while no coordinator ran are requeued at once.
     let requeued = coord.sweep();
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
-    let addr = listener.local_addr()?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let metrics = if args.metrics_listen.is_empty() {
+        None
+    } else {
+        let l = TcpListener::bind(args.metrics_listen)
+            .await
+            .with_context(|| format!("cannot serve metrics on {}", args.metrics_listen))?;
+        let maddr = l.local_addr()?;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "stemforge metrics on http://{maddr}/metrics");
+        let _ = out.flush();
+        drop(out);
+        Some(tokio::spawn(crate::metrics_http::serve(
+            coord.clone(),
+            l,
+            stop_rx.clone(),
+        )))
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "stemforge coordinator listening on http://{addr}");
+    let _ = writeln!(out, "stemforge coordinator listening on {scheme}://{addr}");
     let _ = out.flush();
     drop(out);
-    info!(%addr, db = %db.display(), requeued, "coordinator started");
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let server = tokio::spawn(serve(coord, listener, stop_rx));
+    info!(%addr, db = %db.display(), requeued, tls = tls.is_some(), "coordinator started");
+    let opts = ServeOptions {
+        tls: tls_config,
+        auth,
+        drain: Some(settings.drain_timeout()),
+    };
+    let server = tokio::spawn(serve(coord, listener, stop_rx, opts));
     shutdown_signal().await;
-    info!("shutting down");
+    info!("SIGTERM/interrupt: shutting down");
     let _ = stop_tx.send(true);
-    server
-        .await
-        .context("coordinator task")?
-        .context("coordinator server")?;
+    server.await.context("coordinator task")?.map_err(|e| {
+        anyhow::anyhow!(
+            "coordinator server: {}",
+            stemforge_proto::client::error_chain(&e)
+        )
+    })?;
+    if let Some(m) = metrics {
+        let _ = m.await;
+    }
+    info!("coordinator stopped");
     Ok(())
 }
 
-/// Runs one worker process until a shutdown signal; a task in flight is
-/// cancelled (its temporary files removed) and left to its lease.
+/// Runs one worker process until a shutdown signal. The task in hand may
+/// finish within `drain_timeout_s`; after that (or at a second signal) it
+/// is stopped, its temporary files removed and its lease handed back.
 pub async fn run_worker(settings: &Settings, url: &str, worker_id: &str) -> Result<()> {
+    let endpoint = settings.endpoint(url, Role::Worker)?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let opts = stemforge_worker::service::WorkerOptions {
-        worker_id: worker_id.to_string(),
-        poll_wait_ms: settings.poll_wait_ms,
-    };
-    let worker = tokio::spawn(stemforge_worker::service::run_worker(
-        url.to_string(),
-        opts,
-        stop_rx,
+    let mut opts = stemforge_worker::service::WorkerOptions::new(worker_id, settings.poll_wait_ms);
+    opts.drain = settings.drain_timeout();
+    opts.media_roots = settings.media_roots();
+    if opts.media_roots.is_empty() {
+        tracing::warn!(
+            "no media_roots configured: this worker reads and writes wherever a spec says; set media_roots (or STEMFORGE_MEDIA_ROOTS)"
+        );
+    }
+    let mut worker = tokio::spawn(stemforge_worker::service::run_worker(
+        endpoint, opts, stop_rx,
     ));
-    shutdown_signal().await;
+    tokio::select! {
+        r = &mut worker => {
+            return r.context("worker task")?.map_err(|e| anyhow::anyhow!("{e}"));
+        }
+        _ = shutdown_signal() => {}
+    }
     let _ = stop_tx.send(true);
+    // A second signal does not wait for the drain: the service sees the
+    // sender dropped and hands back at once.
+    tokio::select! {
+        r = &mut worker => {
+            return r.context("worker task")?.map_err(|e| anyhow::anyhow!("{e}"));
+        }
+        _ = shutdown_signal() => {
+            tracing::warn!("second signal: stopping the task in hand now");
+            drop(stop_tx);
+        }
+    }
     worker
         .await
         .context("worker task")?

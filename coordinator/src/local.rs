@@ -1,6 +1,8 @@
 //! `stemforge render`: a coordinator on an ephemeral loopback port and N
 //! workers in this process, talking over real gRPC — the same path a
-//! distributed run takes, with nothing to set up.
+//! distributed run takes, with nothing to set up. The port is plain text
+//! (loopback only) but not open: each run makes its own random client and
+//! worker tokens, so another local user cannot submit to it or lease from it.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -15,9 +17,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::info;
 
-use crate::server::{Coordinator, serve};
+use crate::security::{Auth, random_token};
+use crate::server::{Coordinator, ServeOptions, serve};
 use crate::settings::Settings;
 use crate::store::MemoryStore;
+use stemforge_proto::client::Endpoint;
 
 pub struct RenderOptions {
     pub workers: usize,
@@ -70,20 +74,32 @@ pub async fn render(
         settings.scheduler(),
         settings.media_roots(),
     );
+    let (client_token, worker_token) = (random_token()?, random_token()?);
+    let serve_opts = ServeOptions {
+        tls: None,
+        auth: Auth::new(Some(&client_token), Some(&worker_token), false),
+        drain: None,
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
-    let server = tokio::spawn(serve(coord, listener, stop_rx.clone()));
+    let server = tokio::spawn(serve(coord, listener, stop_rx.clone(), serve_opts));
+    let worker_ep = Endpoint {
+        token: Some(worker_token),
+        ..Endpoint::plain(&url)
+    };
+    let client_ep = Endpoint {
+        token: Some(client_token),
+        ..Endpoint::plain(&url)
+    };
     let workers: Vec<_> = (0..opts.workers.max(1))
         .map(|i| {
-            let o = WorkerOptions {
-                worker_id: format!("local-{i}"),
-                poll_wait_ms: settings.poll_wait_ms,
-            };
-            tokio::spawn(run_worker(url.clone(), o, stop_rx.clone()))
+            let mut o = WorkerOptions::new(&format!("local-{i}"), settings.poll_wait_ms);
+            o.media_roots = settings.media_roots();
+            tokio::spawn(run_worker(worker_ep.clone(), o, stop_rx.clone()))
         })
         .collect();
     info!(%url, workers = workers.len(), "in-process cluster started");
 
-    let result = drive(&url, &loaded, &base_dir, out).await;
+    let result = drive(&client_ep, &loaded, &base_dir, out).await;
     let _ = stop_tx.send(true);
     for w in workers {
         let _ = w.await;
@@ -110,7 +126,7 @@ pub async fn render(
 
 /// Submits the job and follows it to the end, with a progress bar on a terminal.
 async fn drive(
-    url: &str,
+    url: &Endpoint,
     loaded: &deliverables_spec::LoadedSpec,
     base_dir: &Path,
     out: String,

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use stemforge_coordinator::demo;
 use stemforge_coordinator::local::{RenderOptions, render, summary_table};
 use stemforge_coordinator::remote;
+use stemforge_coordinator::security::Role;
 use stemforge_coordinator::settings::Settings;
 use tracing_subscriber::EnvFilter;
 
@@ -21,6 +22,10 @@ struct Cli {
     /// Config file (default: ./stemforge.toml if present). STEMFORGE_* variables override it.
     #[arg(long, global = true)]
     config: Option<PathBuf>,
+    /// Log format on stderr: `text` or `json` (one object per line, with job
+    /// and task ids as fields). Default from config `log_format`.
+    #[arg(long, global = true, value_parser = ["text", "json"])]
+    log_format: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -86,6 +91,25 @@ enum Cmd {
         /// Folder for the job database (default from config: ./stemforge-data).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Serve Prometheus metrics at http://ADDR/metrics (default from
+        /// config `metrics_listen`; off when empty).
+        #[arg(long)]
+        metrics_listen: Option<String>,
+        /// Allow listening beyond loopback without TLS and both tokens.
+        #[arg(long)]
+        insecure: bool,
+    },
+    /// Ask a coordinator's gRPC health service (exit 0 when SERVING): for
+    /// probes. Uses the same TLS settings as the other client commands.
+    Health {
+        #[arg(long)]
+        coordinator: Option<String>,
+        /// A service name (e.g. stemforge.v1.Tasks); default: the server.
+        #[arg(long, default_value = "")]
+        service: String,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 5.0)]
+        timeout: f64,
     },
     /// Run a worker that pulls tasks from a coordinator.
     Worker {
@@ -170,7 +194,7 @@ enum Cmd {
 
 /// Logs go to stderr. On a terminal the progress bar tells the story, so only
 /// warnings are logged by default; elsewhere (CI, services) progress is logged.
-fn init_logs() {
+fn init_logs(json: bool) {
     let default = if std::io::stderr().is_terminal() {
         "warn"
     } else {
@@ -179,14 +203,20 @@ fn init_logs() {
     let filter = EnvFilter::try_from_env("STEMFORGE_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if json {
+        fmt.json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init();
+    } else {
+        fmt.init();
+    }
 }
 
 fn main() -> ExitCode {
-    init_logs();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -199,6 +229,15 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(cli.config.as_deref())?;
+    let json_logs = match cli.log_format.as_deref() {
+        Some(f) => f == "json",
+        None => match settings.log_format.as_str() {
+            "" | "text" => false,
+            "json" => true,
+            other => anyhow::bail!("log_format `{other}` is not text or json"),
+        },
+    };
+    init_logs(json_logs);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -306,13 +345,45 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             r?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Coordinator { listen, data_dir } => {
+        Cmd::Coordinator {
+            listen,
+            data_dir,
+            metrics_listen,
+            insecure,
+        } => {
             let listen = listen.unwrap_or_else(|| settings.listen.clone());
             let data_dir = data_dir.unwrap_or_else(|| PathBuf::from(&settings.data_dir));
+            let metrics_listen = metrics_listen.unwrap_or_else(|| settings.metrics_listen.clone());
             rt.block_on(stemforge_coordinator::daemon::run_coordinator(
-                &settings, &listen, &data_dir,
+                &settings,
+                &stemforge_coordinator::daemon::CoordinatorArgs {
+                    listen: &listen,
+                    data_dir: &data_dir,
+                    metrics_listen: &metrics_listen,
+                    allow_insecure: insecure || settings.allow_insecure,
+                },
             ))?;
             Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Health {
+            coordinator,
+            service,
+            timeout,
+        } => {
+            let url = coordinator.unwrap_or_else(|| settings.coordinator.clone());
+            let ep = settings.endpoint(&url, Role::Client)?;
+            let limit = std::time::Duration::from_secs_f64(timeout.clamp(0.1, 600.0));
+            let status = rt.block_on(async {
+                tokio::time::timeout(limit, remote::health(&ep, &service))
+                    .await
+                    .map_err(|_| anyhow::anyhow!("no answer from {url} within {timeout} s"))?
+            })?;
+            println!("{status}");
+            Ok(if status == "SERVING" {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Cmd::Worker { coordinator, id } => {
             let url = coordinator.unwrap_or_else(|| settings.coordinator.clone());
@@ -338,7 +409,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 None => String::new(),
             };
             let resp = rt.block_on(async {
-                let mut c = remote::connect(&url).await?;
+                let mut c = remote::connect(&settings.endpoint(&url, Role::Client)?).await?;
                 remote::submit_file(
                     &mut c,
                     &spec,
@@ -359,13 +430,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
         } => {
             let url = coordinator.unwrap_or_else(|| settings.coordinator.clone());
-            let out = rt.block_on(remote::status(&url, job.as_deref(), json))?;
+            let out = rt.block_on(remote::status(
+                &settings.endpoint(&url, Role::Client)?,
+                job.as_deref(),
+                json,
+            ))?;
             write_stdout(&out)?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Watch { job, coordinator } => {
             let url = coordinator.unwrap_or_else(|| settings.coordinator.clone());
-            let st = rt.block_on(remote::watch(&url, &job))?;
+            let st = rt.block_on(remote::watch(&settings.endpoint(&url, Role::Client)?, &job))?;
             println!(
                 "job {} {}{}",
                 st.job_id,
@@ -384,7 +459,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Cancel { job, coordinator } => {
             let url = coordinator.unwrap_or_else(|| settings.coordinator.clone());
-            rt.block_on(remote::cancel(&url, &job))?;
+            rt.block_on(remote::cancel(
+                &settings.endpoint(&url, Role::Client)?,
+                &job,
+            ))?;
             println!("job {job} cancelled");
             Ok(ExitCode::SUCCESS)
         }
@@ -394,7 +472,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             coordinator,
         } => {
             let url = coordinator.unwrap_or_else(|| settings.coordinator.clone());
-            let n = rt.block_on(remote::retry(&url, &job, task.as_deref()))?;
+            let n = rt.block_on(remote::retry(
+                &settings.endpoint(&url, Role::Client)?,
+                &job,
+                task.as_deref(),
+            ))?;
             println!("job {job}: {n} tasks to run again");
             Ok(ExitCode::SUCCESS)
         }

@@ -11,34 +11,45 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde::Serialize;
+use stemforge_proto::client::{AuthChannel, ClientError, Endpoint};
 use stemforge_proto::v1::jobs_client::JobsClient;
 use stemforge_proto::v1::{
     CancelJobRequest, GetJobRequest, JobStatus, ListJobsRequest, RetryJobRequest, SubmitJobRequest,
     SubmitJobResponse, WatchJobRequest,
 };
-use tonic::transport::Channel;
 use tracing::info;
 
-pub type Client = JobsClient<Channel>;
+pub type Client = JobsClient<AuthChannel>;
 
 /// Connects, retrying briefly (a coordinator that is just starting).
-pub async fn connect(url: &str) -> Result<Client> {
+pub async fn connect(ep: &Endpoint) -> Result<Client> {
     let mut last = None;
     for _ in 0..50 {
-        match JobsClient::connect(url.to_string()).await {
-            Ok(c) => return Ok(c),
+        match ep.connect().await {
+            Ok(c) => return Ok(JobsClient::new(c)),
+            Err(e @ ClientError::Config(_)) => return Err(anyhow!("{e}")),
             Err(e) => last = Some(e),
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Err(anyhow!(
-        "cannot reach the coordinator at {url}: {}; start one with `stemforge coordinator` or pass --coordinator URL",
-        last.map_or_else(|| "no answer".to_string(), |e| e.to_string())
+        "{}; start one with `stemforge coordinator` or pass --coordinator URL",
+        last.map_or_else(
+            || format!("cannot reach the coordinator at {}", ep.url),
+            |e| e.to_string()
+        )
     ))
 }
 
-fn status_err(s: tonic::Status) -> anyhow::Error {
-    anyhow!("{}", s.message())
+/// A refusal as an error message that keeps its gRPC code where it matters
+/// (a refused token must not read like any other failure).
+pub fn status_err(s: tonic::Status) -> anyhow::Error {
+    match s.code() {
+        tonic::Code::Unauthenticated => anyhow!("UNAUTHENTICATED: {}", s.message()),
+        tonic::Code::PermissionDenied => anyhow!("PERMISSION_DENIED: {}", s.message()),
+        tonic::Code::Unavailable => anyhow!("{}", stemforge_proto::client::error_chain(&s)),
+        _ => anyhow!("{}", s.message()),
+    }
 }
 
 /// What a submission needs besides the spec.
@@ -167,7 +178,7 @@ pub async fn get_job(client: &mut Client, job_id: &str) -> Result<JobStatus> {
 }
 
 /// `stemforge status`: one job's tasks, or every job.
-pub async fn status(url: &str, job: Option<&str>, json: bool) -> Result<String> {
+pub async fn status(url: &Endpoint, job: Option<&str>, json: bool) -> Result<String> {
     let mut client = connect(url).await?;
     match job {
         Some(id) => {
@@ -233,7 +244,7 @@ fn job_table(v: &JobView) -> String {
     s
 }
 
-pub async fn cancel(url: &str, job: &str) -> Result<()> {
+pub async fn cancel(url: &Endpoint, job: &str) -> Result<()> {
     let mut client = connect(url).await?;
     client
         .cancel_job(CancelJobRequest {
@@ -244,7 +255,7 @@ pub async fn cancel(url: &str, job: &str) -> Result<()> {
     Ok(())
 }
 
-pub async fn retry(url: &str, job: &str, task: Option<&str>) -> Result<u32> {
+pub async fn retry(url: &Endpoint, job: &str, task: Option<&str>) -> Result<u32> {
     let mut client = connect(url).await?;
     Ok(client
         .retry_job(RetryJobRequest {
@@ -266,7 +277,7 @@ fn title_of(label: &str) -> String {
 /// `stemforge watch`: follows a job's event stream to its end, one progress
 /// bar per title on a terminal (log lines otherwise). Reconnects and resumes
 /// after the last event seen if the coordinator goes away.
-pub async fn watch(url: &str, job: &str) -> Result<JobStatus> {
+pub async fn watch(url: &Endpoint, job: &str) -> Result<JobStatus> {
     let mut client = connect(url).await?;
     let first = get_job(&mut client, job).await?;
     let tty = std::io::stderr().is_terminal();
@@ -306,7 +317,15 @@ pub async fn watch(url: &str, job: &str) -> Result<JobStatus> {
             .await;
         let mut stream = match stream {
             Ok(s) => s.into_inner(),
-            Err(e) if failures < 30 => {
+            Err(e)
+                if failures < 30
+                    && !matches!(
+                        e.code(),
+                        tonic::Code::Unauthenticated
+                            | tonic::Code::PermissionDenied
+                            | tonic::Code::NotFound
+                    ) =>
+            {
                 failures += 1;
                 tracing::warn!("watch: {}; reconnecting", e.message());
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -370,7 +389,7 @@ pub async fn watch(url: &str, job: &str) -> Result<JobStatus> {
         }
         failures += 1;
         if failures > 30 {
-            return Err(anyhow!("lost the coordinator at {url}"));
+            return Err(anyhow!("lost the coordinator at {}", url.url));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
         client = connect(url).await.unwrap_or(client);
@@ -379,4 +398,21 @@ pub async fn watch(url: &str, job: &str) -> Result<JobStatus> {
         b.finish();
     }
     get_job(&mut client, job).await
+}
+
+/// `stemforge health`: the serving status the coordinator's standard gRPC
+/// health service reports for `service` ("" = the whole server).
+pub async fn health(ep: &Endpoint, service: &str) -> Result<String> {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    let ch = ep.connect().await.map_err(|e| anyhow!("{e}"))?;
+    let mut c = HealthClient::new(ch);
+    let r = c
+        .check(HealthCheckRequest {
+            service: service.to_string(),
+        })
+        .await
+        .map_err(status_err)?
+        .into_inner();
+    Ok(r.status().as_str_name().to_string())
 }

@@ -10,6 +10,11 @@ use serde_json::json;
 
 use crate::store::{JobEvent, JobRecord, JobState, Store, StoreError, TaskRecord, TaskState};
 
+/// History wording the metrics count: an attempt whose lease lapsed, and one
+/// its worker handed back.
+pub const LEASE_EXPIRED: &str = "lease expired";
+pub const HANDED_BACK: &str = "lease handed back";
+
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {
     pub lease_ms: i64,
@@ -331,6 +336,41 @@ impl<S: Store> Scheduler<S> {
         self.settle(job, vec![t], now_ms, &blame)
     }
 
+    /// Takes back a lease its worker gives up unfinished (it is shutting
+    /// down): the task is queued again at once; the attempt is recorded in
+    /// the history but counts neither against the task's attempt limit nor
+    /// against the worker.
+    pub fn release(
+        &mut self,
+        k: LeaseKey<'_>,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<(), SchedError> {
+        let job = k.job;
+        let mut t = self.current(k)?;
+        let worker = t.worker_id.clone().unwrap_or_default();
+        let limit = if t.attempt_limit == 0 {
+            self.cfg.max_attempts
+        } else {
+            t.attempt_limit
+        };
+        t.attempt_limit = limit.saturating_add(1);
+        t.state = TaskState::Queued;
+        t.lease_id = None;
+        t.progress = 0.0;
+        t.not_before_ms = now_ms;
+        let reason = if reason.trim().is_empty() {
+            "no reason given"
+        } else {
+            reason.trim()
+        };
+        t.history.push(format!(
+            "attempt {} on {worker}: {HANDED_BACK} ({reason})",
+            t.attempt
+        ));
+        self.settle(job, vec![t], now_ms, &[])
+    }
+
     /// Ends the current attempt of `t` with an error: a retry after backoff
     /// while attempts remain and the error is retryable, else failed for good.
     fn end_attempt(
@@ -382,7 +422,7 @@ impl<S: Store> Scheduler<S> {
             let worker = t.worker_id.clone();
             let t = self.end_attempt(
                 t,
-                "lease expired (worker lost or stalled)".into(),
+                format!("{LEASE_EXPIRED} (worker lost or stalled)"),
                 true,
                 now_ms,
             );
@@ -609,6 +649,11 @@ impl<S: Store> Scheduler<S> {
     }
 
     /// Every job, oldest first.
+    /// Closes the store cleanly (see [`Store::close`]).
+    pub fn close_store(&mut self) -> Result<(), StoreError> {
+        self.store.close()
+    }
+
     pub fn jobs(&self) -> Result<Vec<JobRecord>, SchedError> {
         Ok(self.store.jobs()?)
     }

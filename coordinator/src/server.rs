@@ -12,15 +12,17 @@ use stemforge_proto::v1::{
     CancelJobRequest, CancelJobResponse, CompleteTaskRequest, CompleteTaskResponse,
     FailTaskRequest, FailTaskResponse, GetJobRequest, HeartbeatRequest, HeartbeatResponse,
     JobEvent, JobStatus, LeaseRef, LeaseTaskRequest, LeaseTaskResponse, ListJobsRequest,
-    ListJobsResponse, RetryJobRequest, RetryJobResponse, SubmitJobRequest, SubmitJobResponse,
-    TaskLease, TaskStatus, WatchJobRequest,
+    ListJobsResponse, ReleaseTaskRequest, ReleaseTaskResponse, RetryJobRequest, RetryJobResponse,
+    SubmitJobRequest, SubmitJobResponse, TaskLease, TaskStatus, WatchJobRequest,
 };
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 
+use crate::metrics::{Ended, Metrics};
 use crate::scheduler::{LeaseKey, SchedError, Scheduler, SchedulerConfig};
+use crate::security::{Auth, Role};
 use crate::store::{JobRecord, JobState, Store, TaskState};
 
 /// Distinguishes jobs submitted in the same millisecond.
@@ -52,8 +54,13 @@ pub struct Coordinator {
     /// Woken whenever job state changed (for watchers).
     changed: Notify,
     tool_version: String,
-    /// Where submitted specs may read stems from (none: the spec's folder).
+    /// Where submitted specs may read stems from and write outputs to
+    /// (none configured: anywhere).
     media_roots: Vec<std::path::PathBuf>,
+    pub metrics: Metrics,
+    /// True once the coordinator is shutting down: long polls return empty
+    /// and job event streams end, so the server can drain.
+    stopping: watch::Sender<bool>,
 }
 
 impl Coordinator {
@@ -68,7 +75,39 @@ impl Coordinator {
             work: Notify::new(),
             changed: Notify::new(),
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            metrics: Metrics::new(),
+            stopping: watch::channel(false).0,
         })
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        *self.stopping.borrow()
+    }
+
+    /// Stops handing out work and ends event streams (in-flight reports are
+    /// still accepted).
+    pub fn begin_shutdown(&self) {
+        self.stopping.send_replace(true);
+        self.work.notify_waiters();
+        self.changed.notify_waiters();
+    }
+
+    /// Closes the job store (checkpointing a durable one). Call after the
+    /// server has drained.
+    pub fn close(&self) -> Result<(), Status> {
+        self.with(|s| s.close_store().map_err(SchedError::Store))
+    }
+
+    /// The Prometheus exposition, brought up to date from the store.
+    pub fn metrics_text(&self) -> Result<String, Status> {
+        let (jobs, lease_ms) = self.with(|s| {
+            let mut all = Vec::new();
+            for j in s.jobs()? {
+                all.push(s.job(&j.job_id)?);
+            }
+            Ok((all, s.config().lease_ms))
+        })?;
+        Ok(self.metrics.render(&jobs, lease_ms))
     }
 
     fn with<R>(
@@ -154,6 +193,13 @@ impl Jobs for Service {
         } else {
             r.output_dir
         };
+        deliverables_spec::files::MediaRoots::new(&self.0.media_roots)
+            .confine_output(Path::new(&output_dir))
+            .map_err(|why| {
+                Status::invalid_argument(format!(
+                    "output folder {output_dir} is not allowed: {why}; write under a media root or add one to media_roots"
+                ))
+            })?;
         let job = JobRecord {
             job_id,
             seq: 0,
@@ -337,6 +383,11 @@ async fn stream_events(
         if !drained {
             continue;
         }
+        if coord.is_stopping() {
+            return Err(Status::unavailable(
+                "the coordinator is shutting down; watch again when it is back (events resume where they stopped)",
+            ));
+        }
         tokio::select! {
             _ = changed => {},
             _ = tokio::time::sleep(Duration::from_millis(500)) => {},
@@ -382,9 +433,13 @@ impl Tasks for Service {
         req: Request<LeaseTaskRequest>,
     ) -> Result<Response<LeaseTaskResponse>, Status> {
         let r = req.into_inner();
+        self.0.metrics.worker_polled(&r.worker_id);
         let deadline =
             tokio::time::Instant::now() + Duration::from_millis(u64::from(r.wait_ms.min(60_000)));
         loop {
+            if self.0.is_stopping() {
+                return Ok(Response::new(LeaseTaskResponse { lease: None }));
+            }
             // Register interest before looking, so a wake-up between the look
             // and the wait is not lost.
             let notified = self.0.work.notified();
@@ -395,6 +450,9 @@ impl Tasks for Service {
                 self.0.changed.notify_waiters();
                 let hb = self.0.with(|s| Ok(s.config().heartbeat_ms))?;
                 info!(job = %g.job.job_id, task = %g.task.kind.label(), worker = %r.worker_id, attempt = g.task.attempt, "task leased");
+                self.0
+                    .metrics
+                    .leased(g.task.lease_id.as_deref().unwrap_or_default(), &g.task.kind);
                 return Ok(Response::new(LeaseTaskResponse {
                     lease: Some(TaskLease {
                         job_id: g.job.job_id,
@@ -449,7 +507,10 @@ impl Tasks for Service {
         let r = req.into_inner();
         let l = lease_parts(r.lease)?;
         self.0
-            .with(|s| s.complete(key(&l), r.result_json, now_ms()))?;
+            .with(|s| s.complete(key(&l), r.result_json.clone(), now_ms()))?;
+        self.0
+            .metrics
+            .ended(&l.lease_id, Ended::Succeeded, Some(&r.result_json));
         self.0.work.notify_waiters();
         self.0.changed.notify_waiters();
         Ok(Response::new(CompleteTaskResponse {}))
@@ -463,18 +524,51 @@ impl Tasks for Service {
         let l = lease_parts(r.lease)?;
         self.0
             .with(|s| s.fail(key(&l), r.error, r.retryable, now_ms()))?;
+        self.0.metrics.ended(&l.lease_id, Ended::Failed, None);
         self.0.work.notify_waiters();
         self.0.changed.notify_waiters();
         Ok(Response::new(FailTaskResponse {}))
     }
+
+    async fn release_task(
+        &self,
+        req: Request<ReleaseTaskRequest>,
+    ) -> Result<Response<ReleaseTaskResponse>, Status> {
+        let r = req.into_inner();
+        let l = lease_parts(r.lease)?;
+        self.0.with(|s| s.release(key(&l), &r.reason, now_ms()))?;
+        self.0.metrics.ended(&l.lease_id, Ended::HandedBack, None);
+        info!(job = %l.job_id, task = %l.task_id, attempt = l.attempt, reason = %r.reason, "lease handed back; task requeued");
+        self.0.work.notify_waiters();
+        self.0.changed.notify_waiters();
+        Ok(Response::new(ReleaseTaskResponse {}))
+    }
 }
 
-/// Serves both services on `listener` until `shutdown` turns true, sweeping
-/// lapsed leases in the background.
+/// How the API is exposed: TLS (none: plain text) and who may call it.
+#[derive(Default, Clone)]
+pub struct ServeOptions {
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
+    pub auth: Auth,
+    /// How long in-flight calls may take to finish after shutdown begins.
+    pub drain: Option<Duration>,
+}
+
+/// The gRPC services a health check names.
+pub const JOBS_SERVICE: &str = "stemforge.v1.Jobs";
+pub const TASKS_SERVICE: &str = "stemforge.v1.Tasks";
+
+/// Serves the API on `listener` until `shutdown` turns true: `Jobs` (client
+/// token), `Tasks` (worker token), the standard health service and server
+/// reflection (v1 and v1alpha; both open, for probes and tools), sweeping
+/// lapsed leases in the background. On shutdown: health turns NOT_SERVING,
+/// long polls return empty, event streams end, in-flight calls finish (for
+/// up to `drain`), then the store is closed.
 pub async fn serve(
     coord: Arc<Coordinator>,
     listener: TcpListener,
     mut shutdown: watch::Receiver<bool>,
+    opts: ServeOptions,
 ) -> Result<(), tonic::transport::Error> {
     let addr: Option<SocketAddr> = listener.local_addr().ok();
     let sweeper = {
@@ -488,19 +582,89 @@ pub async fn serve(
             }
         })
     };
-    info!(?addr, "coordinator listening");
-    let svc = Service(coord);
-    let result = tonic::transport::Server::builder()
-        .add_service(JobsServer::new(svc.clone()))
-        .add_service(TasksServer::new(svc))
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            async move {
-                let _ = shutdown.wait_for(|s| *s).await;
-            },
-        )
-        .await;
+    let (health, health_svc) = tonic_health::server::health_reporter();
+    for name in ["", JOBS_SERVICE, TASKS_SERVICE] {
+        health
+            .set_service_status(name, tonic_health::ServingStatus::Serving)
+            .await;
+    }
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(stemforge_proto::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let (reflection_v1, reflection_v1alpha) =
+        match (reflection().build_v1(), reflection().build_v1alpha()) {
+            (Ok(a), Ok(b)) => (Some(a), Some(b)),
+            (a, b) => {
+                let e = a
+                    .err()
+                    .or(b.err())
+                    .map(|e| e.to_string())
+                    .unwrap_or_default();
+                warn!(error = %e, "server reflection unavailable");
+                (None, None)
+            }
+        };
+    info!(?addr, tls = opts.tls.is_some(), auth = ?opts.auth, "coordinator listening");
+    let auth = Arc::new(opts.auth);
+    let svc = Service(coord.clone());
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = opts.tls {
+        builder = builder.tls_config(tls)?;
+    }
+    let router = builder
+        .add_service(health_svc)
+        .add_optional_service(reflection_v1)
+        .add_optional_service(reflection_v1alpha)
+        .add_service(JobsServer::with_interceptor(
+            svc.clone(),
+            auth.interceptor(Role::Client),
+        ))
+        .add_service(TasksServer::with_interceptor(
+            svc,
+            auth.interceptor(Role::Worker),
+        ));
+    let stopping = {
+        let coord = coord.clone();
+        async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+            info!("shutting down: no new work, draining in-flight calls");
+            for name in ["", JOBS_SERVICE, TASKS_SERVICE] {
+                health
+                    .set_service_status(name, tonic_health::ServingStatus::NotServing)
+                    .await;
+            }
+            coord.begin_shutdown();
+        }
+    };
+    let server = router.serve_with_incoming_shutdown(
+        tokio_stream::wrappers::TcpListenerStream::new(listener),
+        stopping,
+    );
+    let result = match opts.drain {
+        None => server.await,
+        Some(limit) => {
+            // The drain clock starts when shutdown begins, not now.
+            let mut server = std::pin::pin!(server);
+            let mut watch = coord.stopping.subscribe();
+            tokio::select! {
+                r = &mut server => r,
+                _ = async {
+                    let _ = watch.wait_for(|s| *s).await;
+                    tokio::time::sleep(limit).await;
+                } => {
+                    warn!(?limit, "in-flight calls still open after the drain limit; closing anyway");
+                    Ok(())
+                }
+            }
+        }
+    };
     sweeper.abort();
+    match coord.close() {
+        Ok(()) => info!("job store closed"),
+        Err(e) => warn!(error = %e.message(), "closing the job store failed"),
+    }
     result
 }
 

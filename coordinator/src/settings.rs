@@ -2,11 +2,14 @@
 //! (`stemforge.toml` in the working folder, or `--config FILE`), then
 //! `STEMFORGE_*` environment variables; command-line flags go on top.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use stemforge_proto::client::{ClientTls, Endpoint, Token};
 
 use serde::Deserialize;
 
 use crate::scheduler::SchedulerConfig;
+use crate::security::{Auth, Role, ServerTlsFiles};
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
@@ -37,6 +40,60 @@ pub struct Settings {
     /// Empty: no confinement (set them on a shared coordinator).
     #[serde(default)]
     pub media_roots: Vec<String>,
+    /// Where `stemforge coordinator` serves Prometheus `/metrics` over plain
+    /// HTTP (empty: off).
+    #[serde(default)]
+    pub metrics_listen: String,
+    /// `text` or `json` (one JSON object per line, for log shippers).
+    #[serde(default)]
+    pub log_format: String,
+    /// Coordinator: its certificate chain and key (PEM); TLS is on when set.
+    #[serde(default)]
+    pub tls_cert: Option<String>,
+    #[serde(default)]
+    pub tls_key: Option<String>,
+    /// Coordinator: CA of worker client certificates; when set, workers
+    /// must present one (mutual TLS).
+    #[serde(default)]
+    pub tls_client_ca: Option<String>,
+    /// Clients and workers: the CA that signed the coordinator's certificate.
+    #[serde(default)]
+    pub tls_ca: Option<String>,
+    /// Workers (mutual TLS): their certificate and key.
+    #[serde(default)]
+    pub tls_client_cert: Option<String>,
+    #[serde(default)]
+    pub tls_client_key: Option<String>,
+    /// The name the coordinator's certificate is checked for, when it
+    /// differs from the URL's host.
+    #[serde(default)]
+    pub tls_domain: Option<String>,
+    /// Bearer tokens, by value (environment) or, preferably, by file.
+    #[serde(default)]
+    pub client_token: Option<Secret>,
+    #[serde(default)]
+    pub client_token_file: Option<String>,
+    #[serde(default)]
+    pub worker_token: Option<Secret>,
+    #[serde(default)]
+    pub worker_token_file: Option<String>,
+    /// Serve beyond loopback without TLS and both tokens (logged loudly).
+    #[serde(default)]
+    pub allow_insecure: bool,
+    /// Worker: after SIGTERM, how long the task in hand may run on before
+    /// it is stopped and its lease handed back, seconds.
+    pub drain_timeout_s: f64,
+}
+
+/// A configured secret: `Debug` never shows it.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 pub const DEFAULT_CONFIG_FILE: &str = "stemforge.toml";
@@ -54,7 +111,8 @@ impl Settings {
             .set_default("max_worker_failures", 3)?
             .set_default("listen", "127.0.0.1:7447")?
             .set_default("data_dir", "stemforge-data")?
-            .set_default("coordinator", "http://127.0.0.1:7447")?;
+            .set_default("coordinator", "http://127.0.0.1:7447")?
+            .set_default("drain_timeout_s", 25.0)?;
         b = match file {
             Some(f) => b.add_source(config::File::from(f).required(true)),
             None => b.add_source(config::File::with_name(DEFAULT_CONFIG_FILE).required(false)),
@@ -80,7 +138,7 @@ impl Settings {
         }
     }
 
-    /// Worker count with 0 meaning one per core.
+    /// Folders specs may read from and write to (empty: unconfined).
     pub fn media_roots(&self) -> Vec<std::path::PathBuf> {
         self.media_roots
             .iter()
@@ -89,11 +147,98 @@ impl Settings {
             .collect()
     }
 
+    /// Worker count with 0 meaning one per core.
     pub fn worker_count(&self) -> usize {
         if self.workers == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())
         } else {
             self.workers
         }
+    }
+
+    fn token(
+        &self,
+        value: &Option<Secret>,
+        file: &Option<String>,
+        key: &str,
+    ) -> anyhow::Result<Option<Token>> {
+        let file = file.as_deref().filter(|f| !f.is_empty());
+        let value = value.as_ref().filter(|v| !v.0.is_empty());
+        match (value, file) {
+            (Some(_), Some(_)) => anyhow::bail!(
+                "both {key} and {key}_file are set: keep one (a file is safer than a value in the environment)"
+            ),
+            (Some(v), None) => Ok(Some(
+                Token::new(&v.0).map_err(|e| anyhow::anyhow!("{key}: {e}"))?,
+            )),
+            (None, Some(f)) => Ok(Some(Token::from_file(Path::new(f))?)),
+            (None, None) => Ok(None),
+        }
+    }
+
+    pub fn client_token(&self) -> anyhow::Result<Option<Token>> {
+        self.token(&self.client_token, &self.client_token_file, "client_token")
+    }
+
+    pub fn worker_token(&self) -> anyhow::Result<Option<Token>> {
+        self.token(&self.worker_token, &self.worker_token_file, "worker_token")
+    }
+
+    /// The coordinator's TLS files, if TLS is configured.
+    pub fn server_tls(&self) -> anyhow::Result<Option<ServerTlsFiles>> {
+        let some = |o: &Option<String>| o.as_deref().filter(|v| !v.is_empty()).map(PathBuf::from);
+        match (some(&self.tls_cert), some(&self.tls_key)) {
+            (Some(cert), Some(key)) => Ok(Some(ServerTlsFiles {
+                cert,
+                key,
+                client_ca: some(&self.tls_client_ca),
+            })),
+            (None, None) if some(&self.tls_client_ca).is_some() => {
+                anyhow::bail!("tls_client_ca needs TLS: set tls_cert and tls_key too")
+            }
+            (None, None) => Ok(None),
+            _ => anyhow::bail!("tls_cert and tls_key go together: set both or neither"),
+        }
+    }
+
+    /// What the coordinator accepts: the tokens, and client certificates
+    /// required of workers when a client CA is set.
+    pub fn auth(&self) -> anyhow::Result<Auth> {
+        Ok(Auth::new(
+            self.client_token()?.as_ref(),
+            self.worker_token()?.as_ref(),
+            self.server_tls()?.is_some_and(|t| t.client_ca.is_some()),
+        ))
+    }
+
+    /// How a caller of `role` reaches the coordinator at `url`.
+    pub fn endpoint(&self, url: &str, role: Role) -> anyhow::Result<Endpoint> {
+        let some = |o: &Option<String>| o.as_deref().filter(|v| !v.is_empty()).map(PathBuf::from);
+        let token = match role {
+            Role::Client => self.client_token()?,
+            Role::Worker => self.worker_token()?,
+        };
+        // A client certificate is what workers present under mutual TLS; a
+        // client may present one too (the coordinator does not require it).
+        let (cert, key) = (some(&self.tls_client_cert), some(&self.tls_client_key));
+        Ok(Endpoint {
+            url: url.to_string(),
+            tls: ClientTls {
+                ca: some(&self.tls_ca),
+                cert,
+                key,
+                domain: self.tls_domain.clone().filter(|d| !d.is_empty()),
+            },
+            token,
+        })
+    }
+
+    /// How long a worker finishes its task after SIGTERM.
+    pub fn drain_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(self.drain_timeout_s.clamp(0.0, 86_400.0))
+    }
+
+    pub fn json_logs(&self) -> bool {
+        self.log_format.eq_ignore_ascii_case("json")
     }
 }

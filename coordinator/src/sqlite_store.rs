@@ -437,6 +437,14 @@ impl Store for SqliteStore {
                 .map_err(|_| fail(op, &self.path, format!("bad seq {m}"))),
         }
     }
+
+    /// Checkpoints the write-ahead log into the database file and truncates
+    /// it, so a stopped coordinator leaves one self-contained file.
+    fn close(&mut self) -> StoreResult<()> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .map_err(|e| fail("checkpointing the write-ahead log", &self.path, e))
+    }
 }
 
 #[cfg(test)]

@@ -154,6 +154,11 @@ pub trait Store: Send {
     fn queued(&self) -> StoreResult<Vec<TaskRecord>>;
     fn leased(&self) -> StoreResult<Vec<TaskRecord>>;
     fn next_job_seq(&self) -> StoreResult<u64>;
+    /// Makes everything written durable and compact before the process
+    /// exits (a SQLite checkpoint). Further writes may still follow.
+    fn close(&mut self) -> StoreResult<()> {
+        Ok(())
+    }
 }
 
 /// Everything in memory: for `stemforge render` and tests.
@@ -318,6 +323,9 @@ impl Store for Box<dyn Store> {
     fn next_job_seq(&self) -> StoreResult<u64> {
         (**self).next_job_seq()
     }
+    fn close(&mut self) -> StoreResult<()> {
+        (**self).close()
+    }
 }
 
 /// A durable store with its job and task records mirrored in memory: reads
@@ -385,5 +393,8 @@ impl Store for CachedStore {
     }
     fn next_job_seq(&self) -> StoreResult<u64> {
         self.mem.next_job_seq()
+    }
+    fn close(&mut self) -> StoreResult<()> {
+        self.durable.close()
     }
 }

@@ -344,3 +344,51 @@ fn retry_reruns_failed_tasks_and_the_manifest_with_events() {
     );
     assert_eq!(ev.last().map(|e| e.kind.as_str()), Some("job"));
 }
+
+#[test]
+fn a_handed_back_lease_requeues_at_once_without_using_up_attempts() {
+    let mut s = sched();
+    s.submit(job("j", 0), &plan(&["a"])).expect("submit");
+    // Three hand-backs in a row: with max_attempts 3, failures would have
+    // exhausted the task; releases do not.
+    for i in 0..3i64 {
+        let g = s.lease("w1", 100 * i).expect("lease").expect("task");
+        assert_eq!(g.task.attempt as i64, i + 1);
+        s.release(key(&g), "worker shutting down", 100 * i + 10)
+            .expect("release");
+        assert_eq!(state(&s, "j", "analyze-a"), TaskState::Queued);
+        // The old lease is dead: a late completion under it is refused.
+        assert!(matches!(
+            s.complete(key(&g), "{}".into(), 100 * i + 20),
+            Err(SchedError::StaleLease { .. })
+        ));
+    }
+    // No backoff and no blame: the same worker may take it straight away.
+    let g = s
+        .lease("w1", 301)
+        .expect("lease")
+        .expect("requeued at once");
+    s.fail(key(&g), "disk full".into(), true, 310)
+        .expect("fail");
+    assert_eq!(
+        state(&s, "j", "analyze-a"),
+        TaskState::Queued,
+        "a real failure still has attempts left"
+    );
+    let (job, tasks) = s.job("j").expect("job");
+    assert_eq!(
+        job.worker_failures.get("w1"),
+        Some(&1),
+        "only the failure counts"
+    );
+    let t = tasks
+        .iter()
+        .find(|t| t.task_id == "analyze-a")
+        .expect("task");
+    let handed = t
+        .history
+        .iter()
+        .filter(|h| h.contains(stemforge_coordinator::scheduler::HANDED_BACK))
+        .count();
+    assert_eq!(handed, 3, "{:?}", t.history);
+}

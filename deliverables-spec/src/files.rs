@@ -77,9 +77,9 @@ impl MediaRoots {
         }
         let roots = self.roots();
         let Ok(real) = std::fs::canonicalize(full) else {
-            // Missing: judge the folder it would be in, if that exists.
-            let parent = full.parent().and_then(|p| std::fs::canonicalize(p).ok());
-            return match parent {
+            // Missing: judge the nearest folder above it that exists (the
+            // caller reports the file missing).
+            return match nearest_existing(full) {
                 Some(p) if !roots.iter().any(|r| p.starts_with(r)) => Err(format!(
                     "its folder {} is outside the media roots ({})",
                     p.display(),
@@ -106,6 +106,43 @@ impl MediaRoots {
             )
         })
     }
+}
+
+impl MediaRoots {
+    /// Whether any roots are configured.
+    pub fn is_confined(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Checks a folder outputs will be written into (it may not exist yet):
+    /// the nearest existing folder on its path must resolve under a root,
+    /// and the rest of the path may not climb out with `..`.
+    pub fn confine_output(&self, dir: &Path) -> Result<(), String> {
+        if self.0.is_none() {
+            return Ok(());
+        }
+        if !dir.is_absolute() {
+            return Err(format!("{} is not an absolute path", dir.display()));
+        }
+        let lexical_dir = lexical(dir);
+        let Some(existing) = nearest_existing(&lexical_dir) else {
+            return Err(format!("no folder of {} exists", dir.display()));
+        };
+        if self.roots().iter().any(|r| existing.starts_with(r)) {
+            Ok(())
+        } else {
+            Err(format!(
+                "it resolves to {}, outside the media roots ({})",
+                existing.display(),
+                self.list()
+            ))
+        }
+    }
+}
+
+/// The canonical form of the nearest ancestor of `p` (or `p`) that exists.
+fn nearest_existing(p: &Path) -> Option<PathBuf> {
+    p.ancestors().find_map(|a| std::fs::canonicalize(a).ok())
 }
 
 /// `p` with `.` and `..` removed textually (no file system access).
@@ -192,5 +229,63 @@ fn io_reason(e: &std::io::Error) -> String {
         std::io::ErrorKind::NotFound => "no such file".to_string(),
         std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
         _ => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("sf-files-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("media/show")).expect("mkdir");
+        std::fs::create_dir_all(d.join("elsewhere")).expect("mkdir");
+        d
+    }
+
+    #[test]
+    fn output_folders_must_land_under_a_root_even_before_they_exist() {
+        let d = tmp("out");
+        let roots = MediaRoots::new(&[d.join("media")]);
+        assert!(
+            roots
+                .confine_output(&d.join("media/show/deliverables/v2"))
+                .is_ok()
+        );
+        let out = roots.confine_output(&d.join("elsewhere/deliverables"));
+        assert!(out.is_err(), "{out:?}");
+        // `..` in the part that does not exist yet cannot climb out.
+        let climb = d.join("media/new/../../elsewhere/x");
+        assert!(roots.confine_output(&climb).is_err());
+        #[cfg(unix)]
+        {
+            // Nor can a symbolic link inside the root that points outside.
+            std::os::unix::fs::symlink(d.join("elsewhere"), d.join("media/link")).expect("symlink");
+            assert!(
+                roots
+                    .confine_output(&d.join("media/link/deliverables"))
+                    .is_err()
+            );
+        }
+        assert!(
+            MediaRoots::new(&[])
+                .confine_output(&d.join("elsewhere"))
+                .is_ok()
+        );
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_missing_input_is_judged_by_its_nearest_existing_folder() {
+        let d = tmp("in");
+        let roots = MediaRoots::new(&[d.join("media")]);
+        assert!(roots.confine(&d.join("media/show/typo/stem.wav")).is_ok());
+        assert!(
+            roots
+                .confine(&d.join("elsewhere/no/such/stem.wav"))
+                .is_err()
+        );
+        let _ = std::fs::remove_dir_all(&d);
     }
 }

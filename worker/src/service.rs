@@ -1,20 +1,24 @@
 //! The worker loop: lease a task from the coordinator (long-poll), run it on a
 //! blocking thread, heartbeat with progress while it runs, report the result.
-//! The only module of the worker that knows about gRPC.
+//! On shutdown, the task in hand may finish within the drain time; after that
+//! it is stopped and its lease handed back so another worker takes it at
+//! once. The only module of the worker that knows about gRPC.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use deliverables_spec::files::MediaRoots;
 use deliverables_spec::{LoadedSpec, TaskKind};
+use stemforge_proto::client::{AuthChannel, Endpoint};
 use stemforge_proto::v1::tasks_client::TasksClient;
 use stemforge_proto::v1::{
-    CompleteTaskRequest, FailTaskRequest, HeartbeatRequest, LeaseRef, LeaseTaskRequest, TaskLease,
+    CompleteTaskRequest, FailTaskRequest, HeartbeatRequest, LeaseRef, LeaseTaskRequest,
+    ReleaseTaskRequest, TaskLease,
 };
 use tokio::sync::watch;
-use tonic::transport::Channel;
-use tracing::{info, warn};
+use tracing::{Instrument, info, info_span, warn};
 
 use crate::tasks::{DepOutcome, TaskContext, TaskError, execute};
 
@@ -23,26 +27,44 @@ pub struct WorkerOptions {
     pub worker_id: String,
     /// How long one lease request waits for work, ms.
     pub poll_wait_ms: u32,
+    /// After shutdown is asked for, how long the task in hand may run on
+    /// before it is stopped and handed back.
+    pub drain: Duration,
+    /// Folders this worker may read stems from and write outputs to (empty:
+    /// anywhere). Checked again here, whatever the coordinator accepted.
+    pub media_roots: Vec<std::path::PathBuf>,
+}
+
+impl WorkerOptions {
+    pub fn new(worker_id: &str, poll_wait_ms: u32) -> WorkerOptions {
+        WorkerOptions {
+            worker_id: worker_id.to_string(),
+            poll_wait_ms,
+            drain: Duration::from_secs(25),
+            media_roots: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
-    #[error("cannot reach the coordinator at {url}: {reason}")]
-    Connect { url: String, reason: String },
+    #[error(transparent)]
+    Client(#[from] stemforge_proto::client::ClientError),
 }
 
-/// Runs until `shutdown` turns true. Connection losses are retried with backoff.
+type Client = TasksClient<AuthChannel>;
+
+/// Runs until `shutdown` turns true. Connection losses are retried with
+/// backoff; a refused token or certificate is logged and retried too (the
+/// operator may be rotating secrets), more slowly.
 pub async fn run_worker(
-    url: String,
+    endpoint: Endpoint,
     opts: WorkerOptions,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), WorkerError> {
-    let endpoint = Channel::from_shared(url.clone()).map_err(|e| WorkerError::Connect {
-        url: url.clone(),
-        reason: e.to_string(),
-    })?;
-    let channel = endpoint.connect_lazy();
-    let mut client = TasksClient::new(channel);
+    let mut client = TasksClient::new(endpoint.lazy()?);
+    let url = endpoint.url.clone();
+    let roots = MediaRoots::new(&opts.media_roots);
     let mut cached: Option<Arc<LoadedSpec>> = None;
     let mut backoff = Duration::from_millis(100);
     info!(worker = %opts.worker_id, %url, "worker started");
@@ -67,16 +89,35 @@ pub async fn run_worker(
                 }
             }
             Err(status) => {
-                warn!(worker = %opts.worker_id, error = %status.message(), "lease request failed; retrying in {backoff:?}");
+                let denied = matches!(
+                    status.code(),
+                    tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+                );
+                if denied {
+                    warn!(worker = %opts.worker_id, code = ?status.code(), error = %status.message(), "the coordinator refused this worker; check worker_token_file and the TLS client certificate; retrying in {backoff:?}");
+                } else {
+                    warn!(worker = %opts.worker_id, error = %stemforge_proto::client::error_chain(&status), "lease request failed; retrying in {backoff:?}");
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {},
                     _ = shutdown.changed() => break,
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                let cap = if denied { 30 } else { 5 };
+                backoff = (backoff * 2).min(Duration::from_secs(cap));
                 continue;
             }
         };
-        run_one(&mut client, &opts, lease, &mut cached).await;
+        let span = info_span!("task", job = %lease.job_id, task = %lease.task_id, attempt = lease.attempt, worker = %opts.worker_id);
+        run_one(
+            &mut client,
+            &opts,
+            &roots,
+            lease,
+            &mut cached,
+            &mut shutdown,
+        )
+        .instrument(span)
+        .await;
     }
     info!(worker = %opts.worker_id, "worker stopped");
     Ok(())
@@ -94,8 +135,14 @@ fn lease_ref(l: &TaskLease) -> LeaseRef {
 /// A leased task ready to run: its spec, what to do, its dependencies' results.
 type Prepared = (Arc<LoadedSpec>, TaskKind, BTreeMap<String, DepOutcome>);
 
-/// Parses what a lease carries: the spec (cached by hash) and the task.
-fn prepare(lease: &TaskLease, cached: &mut Option<Arc<LoadedSpec>>) -> Result<Prepared, TaskError> {
+/// Parses what a lease carries: the spec (cached by hash) and the task, and
+/// checks the task's files and output folder against this worker's media
+/// roots.
+fn prepare(
+    lease: &TaskLease,
+    cached: &mut Option<Arc<LoadedSpec>>,
+    roots: &MediaRoots,
+) -> Result<Prepared, TaskError> {
     let spec = match cached {
         Some(s) if s.sha256 == lease.spec_sha256 => s.clone(),
         _ => {
@@ -123,35 +170,84 @@ fn prepare(lease: &TaskLease, cached: &mut Option<Arc<LoadedSpec>>) -> Result<Pr
         serde_json::from_str(&lease.deps_json)
             .map_err(|e| TaskError::Internal(format!("unreadable dependencies: {e}")))?
     };
+    confine(&spec, &kind, &output_dir_of(lease, &spec), roots)?;
     Ok((spec, kind, deps))
 }
 
+fn output_dir_of(lease: &TaskLease, spec: &LoadedSpec) -> std::path::PathBuf {
+    if lease.output_dir.is_empty() {
+        spec.path(&spec.delivery().output_dir)
+    } else {
+        std::path::PathBuf::from(&lease.output_dir)
+    }
+}
+
+/// Refuses a task whose input files (its title's stems and reference) or
+/// output folder resolve outside the media roots. Not retryable: another
+/// worker with the same roots would refuse it too.
+fn confine(
+    spec: &LoadedSpec,
+    kind: &TaskKind,
+    output_dir: &std::path::Path,
+    roots: &MediaRoots,
+) -> Result<(), TaskError> {
+    if !roots.is_confined() {
+        return Ok(());
+    }
+    let title = match kind {
+        TaskKind::Preflight { title } | TaskKind::Analyze { title } => Some(title),
+        TaskKind::Render { title, .. } => Some(title),
+        TaskKind::Manifest => None,
+    };
+    for t in spec.spec.titles.iter().filter(|t| Some(&t.name) == title) {
+        for f in t.stems.iter().map(|s| &s.file).chain(t.reference.iter()) {
+            roots.confine(&spec.path(f)).map_err(|why| {
+                TaskError::Input(format!(
+                    "title `{}`: `{f}` is outside this worker's media roots: {why}",
+                    t.name
+                ))
+            })?;
+        }
+    }
+    if matches!(kind, TaskKind::Render { .. } | TaskKind::Manifest) {
+        roots.confine_output(output_dir).map_err(|why| {
+            TaskError::Input(format!(
+                "output folder {} is outside this worker's media roots: {why}",
+                output_dir.display()
+            ))
+        })?;
+    }
+    Ok(())
+}
+
 async fn run_one(
-    client: &mut TasksClient<Channel>,
+    client: &mut Client,
     opts: &WorkerOptions,
+    roots: &MediaRoots,
     lease: TaskLease,
     cached: &mut Option<Arc<LoadedSpec>>,
+    shutdown: &mut watch::Receiver<bool>,
 ) {
     let lref = lease_ref(&lease);
     let started = std::time::Instant::now();
-    let prepared = prepare(&lease, cached);
+    let prepared = prepare(&lease, cached, roots);
     let cancel = Arc::new(AtomicBool::new(false));
     let progress = Arc::new(AtomicU64::new(0f64.to_bits()));
+    // Set when shutdown stopped the task: its lease goes back, unreported.
+    let mut handing_back = false;
 
     let outcome: Result<serde_json::Value, TaskError> = match prepared {
         Err(e) => Err(e),
         Ok((spec, kind, deps)) => {
-            info!(worker = %opts.worker_id, job = %lease.job_id, task = %kind.label(), attempt = lease.attempt, "task started");
-            let output_dir = if lease.output_dir.is_empty() {
-                spec.path(&spec.delivery().output_dir)
-            } else {
-                std::path::PathBuf::from(&lease.output_dir)
-            };
+            info!(label = %kind.label(), "task started");
+            let output_dir = output_dir_of(&lease, &spec);
             let (c2, p2) = (cancel.clone(), progress.clone());
             let job_id = lease.job_id.clone();
             let submitted = lease.job_submitted_unix_ms;
             let origination = lease.origination_unix_s;
+            let span = tracing::Span::current();
             let work = tokio::task::spawn_blocking(move || {
+                let _in_span = span.enter();
                 let report = move |f: f64| p2.store(f.clamp(0.0, 1.0).to_bits(), Ordering::Relaxed);
                 let ctx = TaskContext {
                     spec: &spec,
@@ -167,9 +263,36 @@ async fn run_one(
             });
             tokio::pin!(work);
             let interval = Duration::from_millis(u64::from(lease.heartbeat_interval_ms.max(50)));
+            // When shutdown was asked for: the task must be done by then.
+            let mut drain_until: Option<tokio::time::Instant> = None;
+            if *shutdown.borrow() {
+                drain_until = Some(tokio::time::Instant::now() + opts.drain);
+            }
             loop {
+                let drain_over = async {
+                    match drain_until {
+                        Some(t) => tokio::time::sleep_until(t).await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     r = &mut work => break r.unwrap_or_else(|e| Err(TaskError::Internal(format!("task thread failed: {e}")))),
+                    r = shutdown.changed(), if !handing_back => {
+                        if r.is_ok() && drain_until.is_none() {
+                            info!(drain = ?opts.drain, "shutting down: finishing the task in hand first");
+                            drain_until = Some(tokio::time::Instant::now() + opts.drain);
+                        } else {
+                            // Asked again (or the owner is gone): stop now.
+                            warn!("stopping the task in hand now and handing its lease back");
+                            handing_back = true;
+                            cancel.store(true, Ordering::Relaxed);
+                        }
+                    }
+                    _ = drain_over, if !handing_back => {
+                        warn!(drain = ?opts.drain, "the task did not finish within the drain time; stopping it and handing its lease back");
+                        handing_back = true;
+                        cancel.store(true, Ordering::Relaxed);
+                    }
                     _ = tokio::time::sleep(interval) => {
                         let hb = HeartbeatRequest {
                             lease: Some(lref.clone()),
@@ -207,6 +330,24 @@ async fn run_one(
                 warn!(worker = %opts.worker_id, task = %lease.task_id, "completion refused: {}", s.message());
             } else {
                 info!(worker = %opts.worker_id, task = %lease.task_id, secs, "task done");
+            }
+        }
+        Err(TaskError::Cancelled) if handing_back => {
+            let req = ReleaseTaskRequest {
+                lease: Some(lref),
+                reason: format!("worker {} shutting down", opts.worker_id),
+            };
+            let r = report(|| {
+                let mut c = client.clone();
+                let req = req.clone();
+                async move { c.release_task(req).await.map(|_| ()) }
+            })
+            .await;
+            match r {
+                Ok(()) => info!("lease handed back"),
+                Err(s) => {
+                    warn!(error = %s.message(), "handing the lease back failed; it lapses on its own")
+                }
             }
         }
         Err(TaskError::Cancelled) => {
