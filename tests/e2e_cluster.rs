@@ -323,6 +323,25 @@ fn wait_child(child: &mut Child, timeout: Duration) -> Option<std::process::Exit
     }
 }
 
+fn sigterm(pid: u32) {
+    let o = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .output()
+        .expect("run kill");
+    assert!(o.status.success(), "kill -TERM {pid}: {}", text(&o));
+}
+
+/// `name{labels} value` lines of a Prometheus page, as a map.
+fn metric_values(page: &str) -> BTreeMap<String, f64> {
+    page.lines()
+        .filter(|l| l.starts_with("stemforge_"))
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.to_string(), v.parse().ok()?))
+        })
+        .collect()
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -339,6 +358,8 @@ struct Cluster {
     env: Vec<(String, String)>,
     /// `http://127.0.0.1:PORT`, fixed at the first start (a restart reuses the port).
     url: String,
+    /// The current coordinator's Prometheus endpoint (`127.0.0.1:PORT`).
+    metrics_addr: String,
     coordinator: Option<Child>,
     starts: usize,
     workers: Vec<(String, Child)>,
@@ -370,6 +391,7 @@ impl Cluster {
             dir: scratch(&format!("cluster-{name}")),
             env: settings.into_iter().collect(),
             url: String::new(),
+            metrics_addr: String::new(),
             coordinator: None,
             starts: 0,
             workers: Vec::new(),
@@ -386,6 +408,7 @@ impl Cluster {
         let mut child = Command::new(BIN)
             .args(["coordinator", "--listen", listen, "--data-dir"])
             .arg(self.dir.join("data"))
+            .args(["--metrics-listen", "127.0.0.1:0"])
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .current_dir(&self.dir)
             .stdin(Stdio::null())
@@ -398,8 +421,10 @@ impl Cluster {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(l)) = lines.next() {
-                let _ = tx.send(l);
+            for _ in 0..2 {
+                if let Some(Ok(l)) = lines.next() {
+                    let _ = tx.send(l);
+                }
             }
             // Keep the pipe drained until the process ends.
             for _ in lines {}
@@ -407,6 +432,14 @@ impl Cluster {
         let line = rx
             .recv_timeout(Duration::from_secs(30))
             .unwrap_or_else(|_| panic!("the coordinator did not start\n{}", self.logs()));
+        let metrics = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("the coordinator did not serve metrics\n{}", self.logs()));
+        self.metrics_addr = metrics
+            .strip_prefix("stemforge metrics on http://")
+            .and_then(|m| m.strip_suffix("/metrics"))
+            .unwrap_or_else(|| panic!("unexpected second line `{metrics}`"))
+            .to_string();
         let url = line
             .strip_prefix("stemforge coordinator listening on ")
             .unwrap_or_else(|| panic!("unexpected first line `{line}`"))
@@ -425,6 +458,60 @@ impl Cluster {
         c.wait().expect("reap the coordinator");
     }
 
+    /// SIGTERM to the coordinator; returns how it exited (it must drain and
+    /// exit on its own within `timeout`).
+    fn term_coordinator(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let mut c = self.coordinator.take().expect("a coordinator runs");
+        sigterm(c.id());
+        wait_child(&mut c, timeout).unwrap_or_else(|| {
+            panic!(
+                "the coordinator ignored SIGTERM for {timeout:?}\n{}",
+                self.logs()
+            )
+        })
+    }
+
+    /// SIGTERM to a worker; returns how it exited (killed after `timeout`).
+    fn term_worker(&mut self, id: &str, timeout: Duration) -> std::process::ExitStatus {
+        let i = self
+            .workers
+            .iter()
+            .position(|(w, _)| w == id)
+            .unwrap_or_else(|| panic!("no worker {id}"));
+        let (_, mut c) = self.workers.remove(i);
+        sigterm(c.id());
+        wait_child(&mut c, timeout).unwrap_or_else(|| {
+            panic!(
+                "worker {id} ignored SIGTERM for {timeout:?}\n{}",
+                self.logs()
+            )
+        })
+    }
+
+    /// The coordinator's `/metrics` page.
+    fn scrape(&self) -> String {
+        Cluster::scraper(self.metrics_addr.clone())()
+    }
+
+    /// A function that fetches `http://ADDR/metrics` (plain HTTP/1.1).
+    fn scraper(addr: String) -> impl Fn() -> String + Send + 'static {
+        move || {
+            use std::io::Write;
+            let mut s = std::net::TcpStream::connect(&addr).expect("connect to /metrics");
+            s.set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            write!(
+                s,
+                "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+            )
+            .expect("send request");
+            let mut body = String::new();
+            s.read_to_string(&mut body).expect("read /metrics");
+            assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+            body
+        }
+    }
+
     /// A new coordinator process on the same port and data folder.
     fn restart_coordinator(&mut self) {
         assert!(self.coordinator.is_none(), "kill the coordinator first");
@@ -438,10 +525,16 @@ impl Cluster {
 
     /// Starts `stemforge worker --id ID`; returns its process id.
     fn start_worker(&mut self, id: &str) -> u32 {
+        self.start_worker_env(id, &[])
+    }
+
+    /// As [`start_worker`], with settings of its own.
+    fn start_worker_env(&mut self, id: &str, env: &[(&str, &str)]) -> u32 {
         let log = File::create(self.dir.join(format!("worker-{id}.log"))).expect("create log");
         let child = Command::new(BIN)
             .args(["worker", "--coordinator", &self.url, "--id", id])
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(env.iter().copied())
             .current_dir(&self.dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -846,7 +939,27 @@ fn a_catalog_on_three_worker_processes_matches_a_local_render() {
     }
     let out = c.dir.join("out");
     let job = c.submit(&cat.fast, &out, &["--label", "catalog"]);
+    // Scrape while the job runs: work is seen queued or leased, and the
+    // three workers connected.
+    let mid_run = std::sync::Arc::new(std::sync::Mutex::new(0usize));
+    let scraper = {
+        let (addr, seen) = (c.metrics_addr.clone(), mid_run.clone());
+        let probe = Cluster::scraper(addr);
+        std::thread::spawn(move || {
+            for _ in 0..200 {
+                let v = metric_values(&probe());
+                let busy =
+                    v["stemforge_tasks{state=\"queued\"}"] + v["stemforge_tasks{state=\"leased\"}"];
+                if busy > 0.0 && v["stemforge_workers_connected"] == 3.0 {
+                    *seen.lock().expect("lock") += 1;
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
     let o = c.cli(&["watch", &job]);
+    let _ = scraper.join();
     assert!(o.status.success(), "watch:\n{}\n{}", text(&o), c.logs());
     assert!(
         String::from_utf8_lossy(&o.stdout).contains(&format!("job {job} succeeded")),
@@ -883,6 +996,47 @@ fn a_catalog_on_three_worker_processes_matches_a_local_render() {
     let temps = check_files(&out, &m);
     assert!(temps.is_empty(), "temporary files left: {temps:?}");
     assert_same_audio(&audio_map(&m), reference);
+    // The coordinator's metrics agree with the job's final state.
+    let v = metric_values(&c.scrape());
+    let n = tasks(&st).len() as f64;
+    assert_eq!(v["stemforge_tasks{state=\"succeeded\"}"], n, "{v:?}");
+    for other in [
+        "blocked",
+        "queued",
+        "leased",
+        "failed",
+        "skipped",
+        "cancelled",
+    ] {
+        assert_eq!(
+            v[&format!("stemforge_tasks{{state=\"{other}\"}}")],
+            0.0,
+            "{other}: {v:?}"
+        );
+    }
+    assert_eq!(v["stemforge_jobs{state=\"succeeded\"}"], 1.0);
+    assert_eq!(v["stemforge_queue_depth"], 0.0);
+    assert_eq!(v["stemforge_task_retries_total"], 0.0);
+    assert_eq!(v["stemforge_lease_expiries_total"], 0.0);
+    let timed: f64 = v
+        .iter()
+        .filter(|(k, _)| k.starts_with("stemforge_task_duration_seconds_count{"))
+        .map(|(_, x)| x)
+        .sum();
+    assert_eq!(timed, n, "every attempt timed once: {v:?}");
+    let written: f64 = outputs(&m)
+        .iter()
+        .filter_map(|o| o["file"]["duration_s"].as_f64())
+        .sum();
+    let rendered = v["stemforge_audio_seconds_rendered_total"];
+    assert!(
+        written > 0.0 && (rendered - written).abs() < 1e-6 * written,
+        "audio seconds: metrics {rendered}, manifest {written}"
+    );
+    assert!(
+        *mid_run.lock().expect("lock") > 0,
+        "a scrape during the render saw work queued or leased"
+    );
     eprintln!(
         "three workers: {} outputs identical to the local render, tasks per worker {per_worker:?}, {:.1} s",
         reference.len(),
@@ -1505,4 +1659,165 @@ fn cancel_stops_the_running_task_at_its_next_heartbeat_and_leaves_the_worker_idl
         files.len(),
         stopped.as_millis()
     );
+}
+
+#[test]
+fn sigterm_past_the_drain_time_hands_the_lease_back_and_another_worker_finishes_the_task() {
+    let cat = catalog();
+    let reference = reference_slow();
+    let mut c = Cluster::start("term-worker", &[]);
+    // No drain time: the task in hand is stopped at once and handed back.
+    c.start_worker_env("A", &[("STEMFORGE_DRAIN_TIMEOUT_S", "0")]);
+    let out = c.dir.join("out");
+    let job = c.submit(&cat.slow, &out, &[]);
+    let (victim, files) = slow_render_in_flight(&c, &job, "A", &out);
+    let id = str_of(&victim["task_id"]).to_string();
+    let t0 = Instant::now();
+    let exit = c.term_worker("A", Duration::from_secs(20));
+    let exit_s = t0.elapsed().as_secs_f64();
+    assert!(
+        exit.success(),
+        "SIGTERM is a clean exit: {exit:?}\n{}",
+        c.logs()
+    );
+    // Right after the exit, well inside the lease time: no lease dangles,
+    // the task is queued again and its temporary files are gone.
+    let st = c.status(&job);
+    let t = task_by_id(&st, &id);
+    assert_eq!(t["state"], "queued", "{t:#}");
+    assert_eq!(t["worker_id"], "A", "{t:#}");
+    let h = history(t);
+    assert!(
+        h.len() == 1 && h[0].contains("lease handed back (worker A shutting down)"),
+        "{t:#}"
+    );
+    assert!(
+        tasks(&st).iter().all(|t| t["state"] != "leased"),
+        "no task leased with no worker running: {st:#}"
+    );
+    assert!(
+        partials(&out, "Slow_").is_empty(),
+        "temporary files removed before exit (had {files:?})"
+    );
+    c.start_worker("B");
+    let st = c.wait_job(&job, Duration::from_secs(120));
+    assert_eq!(st["state"], "succeeded", "{st:#}");
+    let t = task_by_id(&st, &id);
+    assert_eq!(
+        (t["attempt"].as_u64(), str_of(&t["worker_id"])),
+        (Some(2), "B"),
+        "{t:#}"
+    );
+    for other in tasks(&st).iter().filter(|t| t["task_id"] != id.as_str()) {
+        assert_eq!(other["attempt"], 1, "{other:#}");
+    }
+    let m = manifest_of(&st, &out);
+    assert!(check_files(&out, &m).is_empty());
+    assert_same_audio(&audio_map(&m), reference);
+    let v = metric_values(&c.scrape());
+    assert_eq!(v["stemforge_leases_handed_back_total"], 1.0, "{v:?}");
+    assert_eq!(v["stemforge_lease_expiries_total"], 0.0, "{v:?}");
+    assert_eq!(
+        v["stemforge_task_retries_total"], 0.0,
+        "a hand-back is no retry: {v:?}"
+    );
+    eprintln!(
+        "SIGTERM, no drain time: worker exited {exit_s:.2} s after the signal, lease handed back, finished by B"
+    );
+}
+
+#[test]
+fn sigterm_lets_the_task_in_hand_finish_within_the_drain_time_and_takes_no_more() {
+    let cat = catalog();
+    let reference = reference_slow();
+    let mut c = Cluster::start("drain-worker", &[]);
+    c.start_worker_env("A", &[("STEMFORGE_DRAIN_TIMEOUT_S", "60")]);
+    let out = c.dir.join("out");
+    let job = c.submit(&cat.slow, &out, &[]);
+    let (victim, _) = slow_render_in_flight(&c, &job, "A", &out);
+    let id = str_of(&victim["task_id"]).to_string();
+    let exit = c.term_worker("A", Duration::from_secs(90));
+    assert!(exit.success(), "{exit:?}\n{}", c.logs());
+    let st = c.status(&job);
+    let t = task_by_id(&st, &id);
+    assert_eq!(t["state"], "succeeded", "the task in hand finished: {t:#}");
+    assert_eq!(
+        (t["attempt"].as_u64(), str_of(&t["worker_id"])),
+        (Some(1), "A")
+    );
+    assert!(
+        tasks(&st).iter().all(|t| t["state"] != "leased"),
+        "A took no new task while draining: {st:#}"
+    );
+    assert!(
+        c.log("worker-A.log").contains("finishing the task in hand"),
+        "{}",
+        c.logs()
+    );
+    c.start_worker("B");
+    let st = c.wait_job(&job, Duration::from_secs(120));
+    assert_eq!(st["state"], "succeeded", "{st:#}");
+    assert!(tasks(&st).iter().all(|t| t["attempt"] == 1), "{st:#}");
+    assert_same_audio(&audio_map(&manifest_of(&st, &out)), reference);
+}
+
+#[test]
+fn sigterm_to_the_coordinator_drains_closes_its_store_and_a_restart_resumes_the_job() {
+    let cat = catalog();
+    let reference = reference_slow();
+    let mut c = Cluster::start("term-coordinator", &[]);
+    c.start_worker("w1");
+    c.start_worker("w2");
+    let out = c.dir.join("out");
+    let job = c.submit(&cat.slow, &out, &[]);
+    let before = c.wait_for(
+        "a few tasks done and a render of Slow in flight",
+        Duration::from_secs(90),
+        || {
+            let st = c.try_status(&job)?;
+            let done = tasks(&st)
+                .iter()
+                .filter(|t| t["state"] == "succeeded")
+                .count();
+            let slow = tasks(&st)
+                .iter()
+                .any(|t| str_of(&t["label"]).starts_with("render Slow/") && t["state"] == "leased");
+            (st["state"] == "running" && done >= 3 && slow).then_some(st)
+        },
+    );
+    let t0 = Instant::now();
+    let exit = c.term_coordinator(Duration::from_secs(30));
+    let exit_s = t0.elapsed().as_secs_f64();
+    assert!(exit.success(), "{exit:?}\n{}", c.logs());
+    let log = c.log("coordinator-1.log");
+    assert!(log.contains("job store closed"), "{log}");
+    let wal = c.dir.join("data/jobs.sqlite-wal");
+    assert!(
+        std::fs::metadata(&wal).map_or(true, |m| m.len() == 0),
+        "the write-ahead log was checkpointed into the database"
+    );
+    c.restart_coordinator();
+    let st = c.wait_job(&job, Duration::from_secs(120));
+    assert_eq!(st["state"], "succeeded", "{st:#}");
+    for b in tasks(&before).iter().filter(|t| t["state"] == "succeeded") {
+        let a = task_by_id(&st, str_of(&b["task_id"]));
+        assert_eq!(
+            a["history"], b["history"],
+            "ran again after the restart: {a:#}"
+        );
+    }
+    assert!(
+        c.worker_alive("w1") && c.worker_alive("w2"),
+        "workers ride through"
+    );
+    let m = manifest_of(&st, &out);
+    assert!(check_files(&out, &m).is_empty());
+    assert_same_audio(&audio_map(&m), reference);
+    let v = metric_values(&c.scrape());
+    assert_eq!(
+        v["stemforge_tasks{state=\"succeeded\"}"],
+        tasks(&st).len() as f64,
+        "a restarted coordinator counts the job from its store: {v:?}"
+    );
+    eprintln!("SIGTERM to the coordinator: exited in {exit_s:.2} s; restart resumed the job");
 }

@@ -91,22 +91,24 @@ pub async fn run_coordinator(settings: &Settings, args: &CoordinatorArgs<'_>) ->
         let l = TcpListener::bind(args.metrics_listen)
             .await
             .with_context(|| format!("cannot serve metrics on {}", args.metrics_listen))?;
-        let maddr = l.local_addr()?;
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "stemforge metrics on http://{maddr}/metrics");
-        let _ = out.flush();
-        drop(out);
-        Some(tokio::spawn(crate::metrics_http::serve(
-            coord.clone(),
-            l,
-            stop_rx.clone(),
-        )))
+        Some((l.local_addr()?, l))
     };
+    // Scripts and tests read these lines: the API address first.
     let scheme = if tls.is_some() { "https" } else { "http" };
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "stemforge coordinator listening on {scheme}://{addr}");
+    if let Some((maddr, _)) = &metrics {
+        let _ = writeln!(out, "stemforge metrics on http://{maddr}/metrics");
+    }
     let _ = out.flush();
     drop(out);
+    let metrics = metrics.map(|(_, l)| {
+        tokio::spawn(crate::metrics_http::serve(
+            coord.clone(),
+            l,
+            stop_rx.clone(),
+        ))
+    });
     info!(%addr, db = %db.display(), requeued, tls = tls.is_some(), "coordinator started");
     let opts = ServeOptions {
         tls: tls_config,
