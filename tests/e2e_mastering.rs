@@ -283,3 +283,49 @@ fn limiter_never_lets_a_true_peak_through() {
     }
     eprintln!("worst true peak over all torture outputs: {worst:.3} dBTP (ceiling -1.0)");
 }
+
+#[test]
+fn width_nodes_keep_stems_nulling_and_width_zero_on_the_master_is_mono() {
+    let d = demo();
+    let base = std::fs::read_to_string(&d.spec)
+        .expect("spec")
+        .replace("bit_depth = 24", "bit_depth = 32");
+    // Narrow the backing vocals, widen the music bus (a stem and a bus node).
+    let wide = base
+        .replace(
+            "  { node = \"gain\", db = -1.5 },\n",
+            "  { node = \"gain\", db = -1.5 },\n  { node = \"width\", width = 0.4 },\n",
+        )
+        .replace(
+            "  { node = \"low_shelf\", freq_hz = 80.0, gain_db = 1.0 },\n",
+            "  { node = \"low_shelf\", freq_hz = 80.0, gain_db = 1.0 },\n  { node = \"width\", width = 1.6 },\n",
+        );
+    assert_eq!(
+        wide.matches("\"width\"").count(),
+        2,
+        "the demo spec changed shape"
+    );
+    let (out, o) = render_demo_variant("width-nodes", &wide);
+    assert!(o.status.success(), "{}", text(&o));
+    let (residual, level) = null_depth(&out, "48k32f");
+    eprintln!("width nodes: Σ stems − full = {residual:.1} dBFS RMS (mix {level:.1})");
+    assert!(residual <= -120.0, "residual {residual:.1} dBFS RMS");
+
+    // Width 0 on the master, before the limiter: every output is mono.
+    let mono = base.replace(
+        "  { node = \"loudness\" },\n",
+        "  { node = \"width\", width = 0.0 },\n  { node = \"loudness\" },\n",
+    );
+    assert!(mono.contains("width = 0.0"));
+    let (out, o) = render_demo_variant("width-mono", &mono);
+    assert!(o.status.success(), "{}", text(&o));
+    let (_, full) = read_wav(&out.join("Night-Drive_full_48k32f.wav"));
+    let diff = full[0]
+        .iter()
+        .zip(&full[1])
+        .map(|(l, r)| (l - r).abs())
+        .fold(0.0f64, f64::max);
+    let peak = full[0].iter().map(|x| x.abs()).fold(0.0f64, f64::max);
+    assert!(peak > 0.1, "the mix has signal");
+    assert_eq!(diff, 0.0, "width 0 on the master: L = R in the file");
+}

@@ -213,6 +213,11 @@ pub enum NodeKind {
     /// Stereo balance: -1 full left … 0 centre … +1 full right. The far side
     /// is attenuated by cos(|position|·π/2); the near side is untouched.
     Balance { position: f64 },
+    /// Stereo width by mid/side: the side signal (L−R)/2 is scaled by
+    /// `width` (0 = mono, 1 = unchanged, 2 = twice as wide) while the mid
+    /// (L+R)/2 is kept, so the mono sum L+R is unchanged. On 5.1 it acts on
+    /// the front pair (L, R) only.
+    Width { width: f64 },
     /// Butterworth high-pass: 12 dB/oct (one biquad), 24 or 48 (cascades).
     HighPass {
         freq_hz: f64,
@@ -323,12 +328,13 @@ fn default_limiter_release() -> f64 {
 }
 
 impl NodeKind {
-    pub const NAMES: [&'static str; 13] = [
+    pub const NAMES: [&'static str; 14] = [
         "gain",
         "mute",
         "loudness",
         "polarity",
         "balance",
+        "width",
         "high_pass",
         "low_pass",
         "low_shelf",
@@ -346,6 +352,7 @@ impl NodeKind {
             NodeKind::Loudness {} => "loudness",
             NodeKind::Polarity {} => "polarity",
             NodeKind::Balance { .. } => "balance",
+            NodeKind::Width { .. } => "width",
             NodeKind::HighPass { .. } => "high_pass",
             NodeKind::LowPass { .. } => "low_pass",
             NodeKind::LowShelf { .. } => "low_shelf",

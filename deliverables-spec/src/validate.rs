@@ -10,6 +10,9 @@ use crate::variant::Target;
 
 const GAIN_RANGE_DB: (f64, f64) = (-120.0, 40.0);
 const VARIANT_GAIN_RANGE_DB: (f64, f64) = (-60.0, 24.0);
+/// Widest stereo width (side gain): past 2× (+6 dB side) mono compatibility
+/// and phase problems dominate.
+const MAX_WIDTH: f64 = 2.0;
 
 /// All problems in a parsed spec (empty when it is valid).
 pub fn validate(spec: &Spec) -> Vec<SpecError> {
@@ -282,6 +285,14 @@ pub fn node_param_errors(kind: &NodeKind) -> Vec<(&'static str, String, String)>
             1.0,
             "",
             " (-1 left, 0 centre, +1 right)",
+        ),
+        NodeKind::Width { width } => range(
+            "width",
+            *width,
+            0.0,
+            MAX_WIDTH,
+            "",
+            " (0 mono, 1 unchanged, 2 twice as wide)",
         ),
         NodeKind::HighPass {
             freq_hz,

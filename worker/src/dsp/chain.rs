@@ -13,7 +13,7 @@ use super::dynamics::{Compressor, CompressorParams, Detection};
 use super::eq::{Eq, EqKind};
 use super::limiter::{Limiter, LimiterParams};
 use super::node::Node;
-use super::nodes::{Balance, EnvelopeReplay, Gain, Mute, Polarity};
+use super::nodes::{Balance, EnvelopeReplay, Gain, Mute, Polarity, Width};
 
 /// What every node of a graph is built with.
 #[derive(Debug, Clone, Copy)]
@@ -57,6 +57,7 @@ pub fn build_node(spec: &NodeSpec, ctx: &ChainContext) -> Result<Box<dyn Node>, 
         NodeKind::Loudness {} => Box::new(Gain::from_db("loudness", ctx.loudness_db)),
         NodeKind::Polarity {} => Box::new(Polarity),
         NodeKind::Balance { position } => Box::new(Balance::new(*position)),
+        NodeKind::Width { width } => Box::new(Width::new(*width)),
         NodeKind::HighPass {
             freq_hz,
             slope_db_oct,
