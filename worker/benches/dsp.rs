@@ -1,12 +1,14 @@
 //! Criterion benchmarks of the DSP on one core: the limiter, the band limit,
-//! a compressor, an EQ, and a mastering bus chain. Throughput is reported in
-//! frames; realtime factor = frames per second / 48 000. `stemforge bench`
-//! times the demo's whole graph against ffmpeg in the same run.
+//! a compressor, an EQ, a mastering bus chain, and 48 → 44.1 kHz sample-rate
+//! conversion. Throughput is reported in input frames; realtime factor =
+//! frames per second / 48 000. `stemforge bench` times the demo's whole graph
+//! against ffmpeg in the same run.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use deliverables_spec::model::{Detection, NodeKind, NodeSpec};
 use stemforge_worker::dsp::Block;
 use stemforge_worker::dsp::chain::{Chain, ChainContext};
+use stemforge_worker::dsp::resample::Resampler;
 
 const RATE: u32 = 48_000;
 const BLOCK: usize = 4096;
@@ -74,7 +76,34 @@ fn run(c: &mut Criterion, name: &str, nodes: Vec<NodeKind>) {
     g.finish();
 }
 
+/// 48 → 44.1 kHz, stereo, fed in the pipeline's 4096-frame blocks.
+fn resample(c: &mut Criterion) {
+    let input = material();
+    let frames: usize = input.iter().map(Block::frames).sum();
+    let mut g = c.benchmark_group("dsp");
+    g.throughput(Throughput::Elements(frames as u64));
+    g.sample_size(10);
+    g.bench_function("resample_48k_to_44k1_stereo", |b| {
+        let mut r = match Resampler::new(RATE, 44_100, 2) {
+            Ok(r) => r,
+            Err(e) => panic!("bench resampler: {e}"),
+        };
+        let cap = Resampler::output_frames(frames as u64, RATE, 44_100) as usize;
+        let mut out: Vec<Vec<f64>> = (0..2).map(|_| Vec::with_capacity(cap)).collect();
+        b.iter(|| {
+            out.iter_mut().for_each(Vec::clear);
+            for blk in &input {
+                r.process(&[blk.channel(0), blk.channel(1)], &mut out);
+            }
+            r.finish(&mut out);
+            std::hint::black_box(out[0].len())
+        })
+    });
+    g.finish();
+}
+
 fn benches(c: &mut Criterion) {
+    resample(c);
     let limiter = NodeKind::Limiter {
         ceiling_dbtp: None,
         lookahead_ms: 2.0,

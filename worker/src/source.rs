@@ -1,10 +1,15 @@
 //! A title's stems read in lockstep: one block per stem per step, all the same
-//! length, shorter stems padded with silence, mono stems spread to stereo.
+//! length, shorter stems padded with silence, mono stems spread to stereo,
+//! and every stem converted to the title's working rate (the delivery's
+//! sample rate, else the rate most stems share) by the deterministic
+//! polyphase converter, so the whole graph — limiter and true-peak checks
+//! included — runs at the rate that is delivered.
 
 use std::path::PathBuf;
 
 use crate::decode::{DecodeError, StemReader, StreamInfo};
 use crate::dsp::Block;
+use crate::dsp::resample::{ResampleError, Resampler};
 
 /// Output channel layout of this build: stereo. (5.1 comes with the film/TV work.)
 pub const OUT_CHANNELS: usize = 2;
@@ -15,24 +20,56 @@ pub const BLOCK_FRAMES: usize = 4096;
 pub enum SourceError {
     #[error(transparent)]
     Decode(#[from] DecodeError),
-    #[error(
-        "stems of one title must share a sample rate: {details}; resample them to one rate before delivery (sample-rate conversion is not supported yet)"
-    )]
-    RateMismatch { details: String },
+    #[error("stem '{path}' cannot be converted to {rate} Hz: {source}; re-export it at {rate} Hz")]
+    Rate {
+        path: PathBuf,
+        rate: u32,
+        source: ResampleError,
+    },
     #[error(
         "stem '{path}' has {channels} channels; this build mixes mono and stereo stems (5.1 is not supported yet): deliver it as stereo"
     )]
     Channels { path: PathBuf, channels: usize },
-    #[error(
-        "delivery.sample_rate is {wanted} Hz but the stems are {have} Hz; sample-rate conversion is not supported yet: set delivery.sample_rate = {have} or leave it out"
-    )]
-    DeliveryRate { wanted: u32, have: u32 },
+}
+
+/// The rate a title is processed and delivered at: `delivery.sample_rate`
+/// when set, else the rate most stems share (the first such on a tie).
+pub fn working_rate(stem_rates: &[u32], delivery_rate: Option<u32>) -> u32 {
+    if let Some(r) = delivery_rate {
+        return r;
+    }
+    let mut best = (0, 48_000);
+    for &r in stem_rates {
+        let count = stem_rates.iter().filter(|&&x| x == r).count();
+        if count > best.0 {
+            best = (count, r);
+        }
+    }
+    best.1
+}
+
+/// A stem at another rate: its converter and the converted frames not yet
+/// handed out (per channel, from `head`).
+struct Conversion {
+    resampler: Resampler,
+    pending: Vec<Vec<f64>>,
+    head: usize,
+    ended: bool,
+}
+
+impl Conversion {
+    fn available(&self) -> usize {
+        self.pending.first().map_or(0, |p| p.len()) - self.head
+    }
 }
 
 pub struct TitleSource {
     readers: Vec<StemReader>,
     /// Per-stem read buffers at the stem's own channel count.
     raw: Vec<Block>,
+    /// Per stem: `Some` when it is converted to the working rate.
+    conversions: Vec<Option<Conversion>>,
+    /// The working rate: every block read is at this rate.
     pub sample_rate: u32,
     position: u64,
 }
@@ -53,23 +90,31 @@ impl TitleSource {
                 });
             }
         }
-        let rate = readers.first().map_or(48_000, |r| r.info().sample_rate);
-        if readers.iter().any(|r| r.info().sample_rate != rate) {
-            let details = readers
-                .iter()
-                .map(|r| format!("'{}' is {} Hz", r.path().display(), r.info().sample_rate))
-                .collect::<Vec<_>>()
-                .join(", ");
-            return Err(SourceError::RateMismatch { details });
-        }
-        if let Some(w) = delivery_rate
-            && w != rate
-        {
-            return Err(SourceError::DeliveryRate {
-                wanted: w,
-                have: rate,
-            });
-        }
+        let rates: Vec<u32> = readers.iter().map(|r| r.info().sample_rate).collect();
+        let rate = working_rate(&rates, delivery_rate);
+        let conversions = readers
+            .iter()
+            .map(|r| {
+                let info = r.info();
+                if info.sample_rate == rate {
+                    return Ok(None);
+                }
+                let resampler =
+                    Resampler::new(info.sample_rate, rate, info.channels).map_err(|source| {
+                        SourceError::Rate {
+                            path: r.path().to_path_buf(),
+                            rate,
+                            source,
+                        }
+                    })?;
+                Ok(Some(Conversion {
+                    resampler,
+                    pending: vec![Vec::new(); info.channels],
+                    head: 0,
+                    ended: false,
+                }))
+            })
+            .collect::<Result<Vec<_>, SourceError>>()?;
         let raw = readers
             .iter()
             .map(|r| Block::new(r.info().channels, BLOCK_FRAMES))
@@ -77,9 +122,15 @@ impl TitleSource {
         Ok(TitleSource {
             readers,
             raw,
+            conversions,
             sample_rate: rate,
             position: 0,
         })
+    }
+
+    /// Whether any stem is converted to the working rate.
+    pub fn converts(&self) -> bool {
+        self.conversions.iter().any(Option::is_some)
     }
 
     pub fn infos(&self) -> Vec<StreamInfo> {
@@ -98,7 +149,8 @@ impl TitleSource {
         self.position
     }
 
-    /// Frames each stem has delivered so far (its own length once read to the end).
+    /// Frames each stem has decoded so far, at its own rate (its own length
+    /// once read to the end).
     pub fn stem_positions(&self) -> Vec<u64> {
         self.readers.iter().map(StemReader::position).collect()
     }
@@ -108,19 +160,69 @@ impl TitleSource {
     /// are padded with silence. 0 when every stem has ended.
     pub fn read(&mut self, out: &mut [Block]) -> Result<usize, SourceError> {
         let mut frames = 0;
-        for (r, raw) in self.readers.iter_mut().zip(&mut self.raw) {
-            let n = r.read(raw.raw_mut(), BLOCK_FRAMES)?;
-            raw.set_frames(n);
+        for ((r, raw), conv) in self
+            .readers
+            .iter_mut()
+            .zip(&mut self.raw)
+            .zip(&mut self.conversions)
+        {
+            let n = match conv {
+                None => {
+                    let n = r.read(raw.raw_mut(), BLOCK_FRAMES)?;
+                    raw.set_frames(n);
+                    n
+                }
+                Some(c) => {
+                    // Decode and convert until a block's worth is waiting
+                    // (or the stem has ended and its tail is flushed).
+                    while c.available() < BLOCK_FRAMES && !c.ended {
+                        let n = r.read(raw.raw_mut(), BLOCK_FRAMES)?;
+                        if n == 0 {
+                            c.resampler.finish(&mut c.pending);
+                            c.ended = true;
+                        } else {
+                            let input: Vec<&[f64]> =
+                                raw.raw_mut().iter().map(|ch| &ch[..n]).collect();
+                            c.resampler.process(&input, &mut c.pending);
+                        }
+                    }
+                    c.available().min(BLOCK_FRAMES)
+                }
+            };
             frames = frames.max(n);
         }
-        for (raw, o) in self.raw.iter().zip(out.iter_mut()) {
-            let n = raw.frames();
+        for ((raw, conv), o) in self
+            .raw
+            .iter_mut()
+            .zip(&mut self.conversions)
+            .zip(out.iter_mut())
+        {
             o.silence(frames);
             let src_ch = raw.channels();
-            for ch in 0..OUT_CHANNELS {
-                // Mono stems feed both sides at unity ("dual mono").
-                let s = &raw.channel(ch.min(src_ch - 1))[..n];
-                o.channel_mut(ch)[..n].copy_from_slice(s);
+            match conv {
+                None => {
+                    let n = raw.frames();
+                    for ch in 0..OUT_CHANNELS {
+                        // Mono stems feed both sides at unity ("dual mono").
+                        let s = &raw.channel(ch.min(src_ch - 1))[..n];
+                        o.channel_mut(ch)[..n].copy_from_slice(s);
+                    }
+                }
+                Some(c) => {
+                    let n = c.available().min(BLOCK_FRAMES);
+                    for ch in 0..OUT_CHANNELS {
+                        let p = &c.pending[ch.min(src_ch - 1)];
+                        o.channel_mut(ch)[..n].copy_from_slice(&p[c.head..c.head + n]);
+                    }
+                    c.head += n;
+                    // Keep what is left at the front (capacity is kept).
+                    if c.head >= BLOCK_FRAMES {
+                        for p in &mut c.pending {
+                            p.drain(..c.head);
+                        }
+                        c.head = 0;
+                    }
+                }
             }
         }
         self.position += frames as u64;

@@ -11,6 +11,7 @@ pub mod limiter;
 pub mod math;
 pub mod node;
 pub mod nodes;
+pub mod resample;
 pub mod true_peak;
 
 pub use block::Block;

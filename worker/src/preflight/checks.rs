@@ -6,6 +6,7 @@ use super::align::Placement;
 use super::null::NullFit;
 use super::stats::{CLIP_RUN, DC_DBFS, SILENCE_DBFS, StemStats};
 use crate::decode::{DecodeError, StreamInfo};
+use crate::dsp::resample::Resampler;
 pub use deliverables_spec::preflight::{Finding, Severity};
 
 pub use super::align::MIN_CORRELATION;
@@ -44,16 +45,29 @@ pub fn format_findings(
     for (name, info) in names.iter().zip(infos) {
         let Some(info) = info else { continue };
         if info.sample_rate != rate {
-            out.push(Finding::new(
-                Severity::Error,
-                "sample_rate",
-                &[name],
-                format!(
-                    "'{name}' is {} Hz; the other stems are {rate} Hz",
-                    info.sample_rate
-                ),
-                format!("re-export it at {rate} Hz from the mix session"),
-            ));
+            let target = delivery_rate.unwrap_or(rate);
+            match Resampler::new(info.sample_rate, target, 1) {
+                Ok(_) => out.push(Finding::new(
+                    Severity::Warning,
+                    "sample_rate",
+                    &[name],
+                    format!(
+                        "'{name}' is {} Hz; the other stems are {rate} Hz: it is converted to {target} Hz for the mix, and the null test against the reference is skipped",
+                        info.sample_rate
+                    ),
+                    format!("re-export it at {rate} Hz from the mix session to mix it unconverted"),
+                )),
+                Err(e) => out.push(Finding::new(
+                    Severity::Error,
+                    "sample_rate",
+                    &[name],
+                    format!(
+                        "'{name}' is {} Hz; the other stems are {rate} Hz, and {e}",
+                        info.sample_rate
+                    ),
+                    format!("re-export it at {rate} Hz from the mix session"),
+                )),
+            }
         }
         match info.channels {
             1 | 2 => {}
@@ -131,14 +145,17 @@ pub fn format_findings(
     }
     if let Some(want) = delivery_rate
         && want != rate
+        && let Err(e) = Resampler::new(rate, want, 1)
     {
         let first = names.first().map_or("", String::as_str);
         out.push(Finding::new(
             Severity::Error,
             "sample_rate",
             &[first],
-            format!("delivery.sample_rate is {want} Hz but the stems are {rate} Hz; this build does not resample"),
-            format!("set delivery.sample_rate = {rate} or leave it out, or deliver stems at {want} Hz"),
+            format!("delivery.sample_rate is {want} Hz but the stems are {rate} Hz, and {e}"),
+            format!(
+                "set delivery.sample_rate = {rate} or leave it out, or deliver stems at {want} Hz"
+            ),
         ));
     }
     out
@@ -677,18 +694,40 @@ mod tests {
             .iter()
             .map(|x| (x.check.as_str(), x.severity, x.files[0].as_str()))
             .collect();
+        // The 44.1 kHz stem is converted (a warning); delivering at 96 kHz
+        // is a conversion the converter makes, so no finding.
         assert_eq!(
             got,
             [
-                ("sample_rate", Severity::Error, "b.wav"),
+                ("sample_rate", Severity::Warning, "b.wav"),
                 ("channel_layout", Severity::Error, "d.wav"),
                 ("channel_layout", Severity::Warning, "c.wav"),
                 ("bit_depth", Severity::Warning, "c.wav"),
-                ("sample_rate", Severity::Error, "a.wav"),
             ],
             "{f:#?}"
         );
-        assert!(f[4].message.contains("delivery.sample_rate is 96000 Hz"));
+        assert!(
+            f[0].message.contains("converted to 96000 Hz"),
+            "{}",
+            f[0].message
+        );
+        // A rate the converter cannot reach is an error naming it.
+        let f = format_findings(&n[..1], &infos[..1], 48_000, Some(44_101));
+        assert_eq!(f.len(), 1, "{f:#?}");
+        assert_eq!(
+            (f[0].check.as_str(), f[0].severity),
+            ("sample_rate", Severity::Error)
+        );
+        assert!(
+            f[0].message.contains("delivery.sample_rate is 44101 Hz"),
+            "{}",
+            f[0].message
+        );
+        assert!(
+            f[0].message.contains("unsupported conversion"),
+            "{}",
+            f[0].message
+        );
     }
 
     #[test]

@@ -381,14 +381,7 @@ pub fn run(
 /// stem's), 48 kHz if none opened.
 fn common_rate(infos: &[Option<StreamInfo>]) -> u32 {
     let rates: Vec<u32> = infos.iter().flatten().map(|i| i.sample_rate).collect();
-    let mut best = (0, 48_000);
-    for &r in &rates {
-        let count = rates.iter().filter(|&&x| x == r).count();
-        if count > best.0 {
-            best = (count, r);
-        }
-    }
-    best.1
+    crate::source::working_rate(&rates, None)
 }
 
 /// Why the stems cannot be summed against the reference, if they cannot.

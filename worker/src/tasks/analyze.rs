@@ -27,6 +27,7 @@ use super::{TaskContext, TaskError};
 use crate::decode::StemReader;
 use crate::dialogue::DialogueActivity;
 use crate::dsp::chain::ChainContext;
+use crate::dsp::resample::Resampler;
 use crate::dsp::true_peak::TruePeakDetector;
 use crate::dsp::{Block, MixGraph, gain_to_db};
 use crate::meter::{Meter, MeterKind};
@@ -289,16 +290,24 @@ pub fn analyze(ctx: &TaskContext<'_>, title_name: &str) -> Result<AnalysisResult
                 s.file
             ));
         }
-        if n < frames {
+        // The stem's length at the working rate (it may have been converted).
+        let n_here = Resampler::output_frames(n, info.sample_rate, rate);
+        if info.sample_rate != rate {
+            notes.push(format!(
+                "stem `{}` is {} Hz: converted to {rate} Hz (polyphase, pass band flat to 20 kHz)",
+                s.file, info.sample_rate
+            ));
+        }
+        if n_here < frames {
             notes.push(format!(
                 "stem `{}` is {} frames shorter than the longest stem; padded with silence",
                 s.file,
-                frames - n
+                frames - n_here
             ));
         }
         inputs.push(input_record(&s.file, "stem", Some(s.role), p, info, n)?);
     }
-    let time_reference = timeline_position(&inputs, &mut notes);
+    let time_reference = timeline_position(&inputs, rate, &mut notes);
     if let Some(r) = &title.reference {
         let p = spec.path(r);
         let rd = StemReader::open(&p)?;
@@ -357,11 +366,13 @@ pub fn analyze(ctx: &TaskContext<'_>, title_name: &str) -> Result<AnalysisResult
 
 /// The stems' BWF `TimeReference`: outputs start where the stems start on
 /// the session timeline. Stems that disagree are noted; the first one wins.
-fn timeline_position(inputs: &[InputRecord], notes: &mut Vec<String>) -> u64 {
-    let mut with = inputs
-        .iter()
-        .filter(|i| i.kind == "stem")
-        .filter_map(|i| i.time_reference.map(|t| (i, t)));
+/// A stem's `TimeReference` counts samples at its own rate; outputs carry it
+/// at the working rate (`rate`).
+fn timeline_position(inputs: &[InputRecord], rate: u32, notes: &mut Vec<String>) -> u64 {
+    let mut with = inputs.iter().filter(|i| i.kind == "stem").filter_map(|i| {
+        i.time_reference
+            .map(|t| (i, Resampler::output_frames(t, i.sample_rate, rate)))
+    });
     let Some((first, t)) = with.next() else {
         return 0;
     };

@@ -1,0 +1,194 @@
+//! Delivery formats end to end: one 48 kHz session delivered at 44.1 and
+//! 96 kHz through the polyphase converter, checked by ffmpeg's meter at full
+//! precision (true peak under the ceiling, loudness on target), with exact
+//! lengths and bit-identical audio across runs; and a stem at another rate
+//! mixed after conversion.
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use support::*;
+
+/// The demo's length at 48 kHz (20 s).
+const DEMO_FRAMES: u64 = 960_000;
+
+/// The demo spec at `rate`, pushed to streaming loudness (-14 LUFS, -1 dBTP)
+/// so the master limiter works hard at the converted rate.
+fn spec_at(rate: u32) -> String {
+    let base = std::fs::read_to_string(&demo().spec).expect("spec");
+    assert!(
+        base.contains("bit_depth = 24\n") && base.contains("profile = \"ebu-r128\""),
+        "the demo spec changed shape"
+    );
+    base.replace("profile = \"ebu-r128\"", "profile = \"spotify\"")
+        .replace(
+            "bit_depth = 24\n",
+            &format!("bit_depth = 24\nsample_rate = {rate}\n"),
+        )
+}
+
+fn audio_hashes(m: &serde_json::Value) -> BTreeMap<String, String> {
+    outputs(m)
+        .iter()
+        .map(|o| {
+            (
+                o["file"]["path"].as_str().unwrap_or_default().to_string(),
+                o["file"]["audio_sha256"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+/// `round(n · to / from)`.
+fn frames_at(n: u64, from: u64, to: u64) -> u64 {
+    (2 * n * to + from) / (2 * from)
+}
+
+fn check_pack(out: &Path, m: &serde_json::Value, rate: u32) {
+    let want_frames = frames_at(DEMO_FRAMES, 48_000, u64::from(rate));
+    let outs = outputs(m);
+    assert_eq!(outs.len(), 12, "the whole pack");
+    let mut worst_tp = f64::NEG_INFINITY;
+    for o in &outs {
+        let name = o["file"]["path"].as_str().expect("path");
+        let path = out.join(name);
+        let r = hound::WavReader::open(&path).expect("open output");
+        assert_eq!(r.spec().sample_rate, rate, "{name}");
+        assert_eq!(u64::from(r.duration()), want_frames, "{name}: exact length");
+        let ff = ffmpeg_r128(&path);
+        // The streaming delivery: true peak at most -1 dBTP, by ffmpeg's
+        // 192 kHz meter on the converted, quantised file.
+        assert!(
+            ff.tp <= -1.0,
+            "{name} at {rate} Hz: ffmpeg true peak {:.3} dBTP",
+            ff.tp
+        );
+        worst_tp = worst_tp.max(ff.tp);
+        if o["variant"] == "full" {
+            assert!(
+                (ff.i - -14.0).abs() <= 0.15,
+                "full mix at {rate} Hz: ffmpeg {:.3} LUFS",
+                ff.i
+            );
+            eprintln!(
+                "{rate} Hz: full mix {:.3} LUFS by ffmpeg, ours {}",
+                ff.i, o["measurement"]["integrated_lufs"]
+            );
+        }
+    }
+    eprintln!("{rate} Hz: worst true peak by ffmpeg over 12 files {worst_tp:.3} dBTP (ceiling -1)");
+}
+
+#[test]
+fn one_session_delivers_44k1_and_96k_packs_within_the_ceiling_by_ffmpeg() {
+    for rate in [44_100u32, 96_000] {
+        let (out, o) = render_demo_variant(&format!("rate-{rate}"), &spec_at(rate));
+        assert!(o.status.success(), "{}", text(&o));
+        let m = read_json(&out.join("manifest.json"));
+        check_pack(&out, &m, rate);
+        if rate == 44_100 {
+            // Same inputs and spec, another run: bit-identical audio.
+            let (again, o) = render_demo_variant("rate-44100-again", &spec_at(rate));
+            assert!(o.status.success(), "{}", text(&o));
+            let m2 = read_json(&again.join("manifest.json"));
+            assert_eq!(audio_hashes(&m), audio_hashes(&m2));
+            let _ = std::fs::remove_dir_all(&again);
+        }
+        let names: Vec<String> = outputs(&m)
+            .iter()
+            .map(|o| o["file"]["path"].as_str().unwrap_or_default().to_string())
+            .collect();
+        let tag = if rate == 44_100 { "_44.1k24" } else { "_96k24" };
+        assert!(names.iter().all(|n| n.contains(tag)), "{names:?}");
+        let _ = std::fs::remove_dir_all(&out);
+    }
+}
+
+#[test]
+fn a_stem_at_another_rate_is_converted_and_mixed_with_a_warning() {
+    let d = demo();
+    let dir = scratch("mixed-rate");
+    std::fs::create_dir_all(dir.join("stems")).expect("mkdir");
+    for e in std::fs::read_dir(d.dir.join("stems")).expect("stems") {
+        let p = e.expect("entry").path();
+        let name = p.file_name().expect("name").to_string_lossy().to_string();
+        let dst = dir.join("stems").join(&name);
+        if name.contains("drums") {
+            // sox's own very-high-quality converter makes the 44.1 kHz stem.
+            let o = std::process::Command::new("sox")
+                .arg(&p)
+                .arg(&dst)
+                .args(["rate", "-v", "44100"])
+                .output()
+                .expect("run sox (apt-get install sox)");
+            assert!(o.status.success(), "{}", text(&o));
+        } else {
+            std::fs::copy(&p, &dst).expect("copy stem");
+        }
+    }
+    let spec = dir.join("deliverables.toml");
+    std::fs::copy(&d.spec, &spec).expect("copy spec");
+    let out = dir.join("out");
+    let o = stemforge(&[
+        "render",
+        spec.to_str().expect("utf-8"),
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let m = read_json(&out.join("manifest.json"));
+    let title = &m["titles"][0];
+    let warning = title["preflight"]["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|f| f["check"] == "sample_rate")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(warning["severity"], "warning", "{:#}", title["preflight"]);
+    assert!(
+        warning["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("drums")
+                && m.contains("44100 Hz")
+                && m.contains("converted")),
+        "{warning:#}"
+    );
+    for o in outputs(&m) {
+        let name = o["file"]["path"].as_str().expect("path");
+        let r = hound::WavReader::open(out.join(name)).expect("open");
+        assert_eq!(r.spec().sample_rate, 48_000, "{name}: the session's rate");
+        assert_eq!(u64::from(r.duration()), DEMO_FRAMES, "{name}");
+    }
+    // The converted drums land where the originals were (no delay: the
+    // correlation with the all-48 kHz demo's drums peaks at lag 0) and as
+    // loud (sox's filter and ours only take the top above 20 kHz away).
+    let stem = "Night-Drive_stem-drums_48k24.wav";
+    let (_, ours) = read_wav(&out.join(stem));
+    let (_, orig) = read_wav(&d.dir.join("deliverables").join(stem));
+    let (a, b) = (&ours[0][240_000..288_000], &orig[0][240_000..288_000]);
+    let corr = |lag: i64| -> f64 {
+        (16..a.len() - 16)
+            .map(|i| a[i] * b[(i as i64 + lag) as usize])
+            .sum()
+    };
+    let best = (-12..=12i64)
+        .max_by(|x, y| corr(*x).total_cmp(&corr(*y)))
+        .unwrap_or(99);
+    assert_eq!(best, 0, "the converted stem is shifted by {best} samples");
+    let (l_ours, l_orig) = (
+        ffmpeg_r128(&out.join(stem)).i,
+        ffmpeg_r128(&d.dir.join("deliverables").join(stem)).i,
+    );
+    eprintln!(
+        "drums through 48 -> 44.1 (sox) -> 48 (ours): {l_ours:.2} LUFS vs {l_orig:.2} unconverted, correlation peak at lag {best}"
+    );
+    assert!((l_ours - l_orig).abs() <= 0.25, "{l_ours} vs {l_orig}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
