@@ -192,3 +192,54 @@ fn a_stem_at_another_rate_is_converted_and_mixed_with_a_warning() {
     assert!((l_ours - l_orig).abs() <= 0.25, "{l_ours} vs {l_orig}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn timeline_position_is_rescaled_to_the_output_rate() {
+    let d = demo();
+    let dir = scratch("time-reference");
+    std::fs::create_dir_all(dir.join("stems")).expect("mkdir");
+    // One hour and 12,345 samples into the session, at 48 kHz.
+    let t48: u64 = 48_000 * 3_600 + 12_345;
+    for e in std::fs::read_dir(d.dir.join("stems")).expect("stems") {
+        let p = e.expect("entry").path();
+        let dst = dir.join("stems").join(p.file_name().expect("name"));
+        let o = std::process::Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-y", "-i"])
+            .arg(&p)
+            .args(["-c:a", "pcm_s24le", "-write_bext", "1", "-metadata"])
+            .arg(format!("time_reference={t48}"))
+            .arg(&dst)
+            .output()
+            .expect("run ffmpeg");
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let spec = dir.join("deliverables.toml");
+    std::fs::write(&spec, spec_at(44_100)).expect("write spec");
+    let out = dir.join("out");
+    let o = stemforge(&[
+        "render",
+        spec.to_str().expect("utf-8"),
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let want = frames_at(t48, 48_000, 44_100);
+    let full = out.join("Night-Drive_full_44.1k24.wav");
+    // Read back by ffprobe, not by our BWF reader.
+    let o = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format_tags=time_reference",
+            "-of",
+            "default=nw=1:nk=1",
+        ])
+        .arg(&full)
+        .output()
+        .expect("run ffprobe");
+    let got = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    eprintln!("TimeReference {t48} at 48 kHz -> {got} at 44.1 kHz (want {want})");
+    assert_eq!(got, want.to_string(), "{}", text(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}
