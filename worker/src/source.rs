@@ -181,9 +181,7 @@ impl TitleSource {
                             c.resampler.finish(&mut c.pending);
                             c.ended = true;
                         } else {
-                            let input: Vec<&[f64]> =
-                                raw.raw_mut().iter().map(|ch| &ch[..n]).collect();
-                            c.resampler.process(&input, &mut c.pending);
+                            c.resampler.process_frames(raw.raw_mut(), n, &mut c.pending);
                         }
                     }
                     c.available().min(BLOCK_FRAMES)

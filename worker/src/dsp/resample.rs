@@ -219,17 +219,38 @@ impl Resampler {
     /// If `input` or `out` does not have one entry per channel, or the input
     /// channels differ in length.
     pub fn process(&mut self, input: &[&[f64]], out: &mut [Vec<f64>]) {
-        assert_eq!(input.len(), self.channels, "input channel count");
-        assert_eq!(out.len(), self.channels, "output channel count");
-        let n = input[0].len();
+        let n = input.first().map_or(0, |c| c.len());
         assert!(
             input.iter().all(|c| c.len() == n),
             "input channels differ in length"
         );
+        self.process_frames(input, n, out);
+    }
+
+    /// As [`process`](Resampler::process), reading the first `frames`
+    /// samples of each channel (e.g. a block's buffers, which are longer
+    /// than the frames they hold), so a caller needs no slice list.
+    ///
+    /// # Panics
+    /// If `input` or `out` does not have one entry per channel, or an input
+    /// channel is shorter than `frames`.
+    pub fn process_frames<C: AsRef<[f64]>>(
+        &mut self,
+        input: &[C],
+        frames: usize,
+        out: &mut [Vec<f64>],
+    ) {
+        assert_eq!(input.len(), self.channels, "input channel count");
+        assert_eq!(out.len(), self.channels, "output channel count");
+        let n = frames;
+        assert!(
+            input.iter().all(|c| c.as_ref().len() >= n),
+            "an input channel is shorter than `frames`"
+        );
         self.frames_in += n as u64;
         if self.identity {
             for (o, i) in out.iter_mut().zip(input) {
-                o.extend_from_slice(i);
+                o.extend_from_slice(&i.as_ref()[..n]);
             }
             self.frames_out += n as u64;
             return;
@@ -242,7 +263,7 @@ impl Resampler {
         while done < n {
             let k = self.make_room(n - done);
             for (b, i) in self.buf.iter_mut().zip(input) {
-                b[self.fill..self.fill + k].copy_from_slice(&i[done..done + k]);
+                b[self.fill..self.fill + k].copy_from_slice(&i.as_ref()[done..done + k]);
             }
             self.fill += k;
             done += k;
