@@ -925,6 +925,26 @@ fn slow_render_in_flight(
     )
 }
 
+/// Waits until the job has a few tasks done and a render of Slow leased;
+/// returns that status (the moment to interrupt the coordinator).
+fn some_done_and_slow_in_flight(c: &Cluster, job: &str) -> Value {
+    c.wait_for(
+        "a few tasks done and a render of Slow in flight",
+        Duration::from_secs(90),
+        || {
+            let st = c.try_status(job)?;
+            let done = tasks(&st)
+                .iter()
+                .filter(|t| t["state"] == "succeeded")
+                .count();
+            let slow = tasks(&st)
+                .iter()
+                .any(|t| str_of(&t["label"]).starts_with("render Slow/") && t["state"] == "leased");
+            (st["state"] == "running" && done >= 3 && slow).then_some(st)
+        },
+    )
+}
+
 // ---------------------------------------------------------------------------
 // The tests.
 
@@ -1118,21 +1138,7 @@ fn a_coordinator_killed_mid_job_resumes_from_its_database_without_rerunning_fini
     let out = c.dir.join("out");
     let job = c.submit(&cat.slow, &out, &[]);
     let watch = c.spawn_watch(&job);
-    let before = c.wait_for(
-        "a few tasks done and a render of Slow in flight",
-        Duration::from_secs(90),
-        || {
-            let st = c.try_status(&job)?;
-            let done = tasks(&st)
-                .iter()
-                .filter(|t| t["state"] == "succeeded")
-                .count();
-            let slow = tasks(&st)
-                .iter()
-                .any(|t| str_of(&t["label"]).starts_with("render Slow/") && t["state"] == "leased");
-            (st["state"] == "running" && done >= 3 && slow).then_some(st)
-        },
-    );
+    let before = some_done_and_slow_in_flight(&c, &job);
     c.kill_coordinator();
     std::thread::sleep(Duration::from_millis(300));
     c.restart_coordinator();
@@ -1770,21 +1776,7 @@ fn sigterm_to_the_coordinator_drains_closes_its_store_and_a_restart_resumes_the_
     c.start_worker("w2");
     let out = c.dir.join("out");
     let job = c.submit(&cat.slow, &out, &[]);
-    let before = c.wait_for(
-        "a few tasks done and a render of Slow in flight",
-        Duration::from_secs(90),
-        || {
-            let st = c.try_status(&job)?;
-            let done = tasks(&st)
-                .iter()
-                .filter(|t| t["state"] == "succeeded")
-                .count();
-            let slow = tasks(&st)
-                .iter()
-                .any(|t| str_of(&t["label"]).starts_with("render Slow/") && t["state"] == "leased");
-            (st["state"] == "running" && done >= 3 && slow).then_some(st)
-        },
-    );
+    let before = some_done_and_slow_in_flight(&c, &job);
     let t0 = Instant::now();
     let exit = c.term_coordinator(Duration::from_secs(30));
     let exit_s = t0.elapsed().as_secs_f64();
