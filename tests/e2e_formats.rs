@@ -110,28 +110,52 @@ fn one_session_delivers_44k1_and_96k_packs_within_the_ceiling_by_ffmpeg() {
     }
 }
 
+/// A scratch session whose `stems/` are the demo's, each made by `make`
+/// (source, destination) — a copy, a conversion, a re-wrap.
+fn session_from_demo(
+    name: &str,
+    make: impl Fn(&Path, &Path) -> Result<(), String>,
+) -> std::path::PathBuf {
+    let dir = scratch(name);
+    std::fs::create_dir_all(dir.join("stems")).expect("mkdir");
+    for e in std::fs::read_dir(demo().dir.join("stems")).expect("stems") {
+        let p = e.expect("entry").path();
+        let dst = dir.join("stems").join(p.file_name().expect("name"));
+        if let Err(e) = make(&p, &dst) {
+            panic!("{}: {e}", p.display());
+        }
+    }
+    dir
+}
+
+/// Runs a tool; its output as the error when it fails.
+fn run_tool(cmd: &mut std::process::Command) -> Result<(), String> {
+    let o = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(text(&o))
+    }
+}
+
 #[test]
 fn a_stem_at_another_rate_is_converted_and_mixed_with_a_warning() {
     let d = demo();
-    let dir = scratch("mixed-rate");
-    std::fs::create_dir_all(dir.join("stems")).expect("mkdir");
-    for e in std::fs::read_dir(d.dir.join("stems")).expect("stems") {
-        let p = e.expect("entry").path();
-        let name = p.file_name().expect("name").to_string_lossy().to_string();
-        let dst = dir.join("stems").join(&name);
-        if name.contains("drums") {
+    let dir = session_from_demo("mixed-rate", |src, dst| {
+        if src.to_string_lossy().contains("drums") {
             // sox's own very-high-quality converter makes the 44.1 kHz stem.
-            let o = std::process::Command::new("sox")
-                .arg(&p)
-                .arg(&dst)
-                .args(["rate", "-v", "44100"])
-                .output()
-                .expect("run sox (apt-get install sox)");
-            assert!(o.status.success(), "{}", text(&o));
+            run_tool(
+                std::process::Command::new("sox")
+                    .arg(src)
+                    .arg(dst)
+                    .args(["rate", "-v", "44100"]),
+            )
         } else {
-            std::fs::copy(&p, &dst).expect("copy stem");
+            std::fs::copy(src, dst)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
         }
-    }
+    });
     let spec = dir.join("deliverables.toml");
     std::fs::copy(&d.spec, &spec).expect("copy spec");
     let out = dir.join("out");
@@ -195,24 +219,18 @@ fn a_stem_at_another_rate_is_converted_and_mixed_with_a_warning() {
 
 #[test]
 fn timeline_position_is_rescaled_to_the_output_rate() {
-    let d = demo();
-    let dir = scratch("time-reference");
-    std::fs::create_dir_all(dir.join("stems")).expect("mkdir");
     // One hour and 12,345 samples into the session, at 48 kHz.
     let t48: u64 = 48_000 * 3_600 + 12_345;
-    for e in std::fs::read_dir(d.dir.join("stems")).expect("stems") {
-        let p = e.expect("entry").path();
-        let dst = dir.join("stems").join(p.file_name().expect("name"));
-        let o = std::process::Command::new("ffmpeg")
-            .args(["-nostdin", "-v", "error", "-y", "-i"])
-            .arg(&p)
-            .args(["-c:a", "pcm_s24le", "-write_bext", "1", "-metadata"])
-            .arg(format!("time_reference={t48}"))
-            .arg(&dst)
-            .output()
-            .expect("run ffmpeg");
-        assert!(o.status.success(), "{}", text(&o));
-    }
+    let dir = session_from_demo("time-reference", |src, dst| {
+        run_tool(
+            std::process::Command::new("ffmpeg")
+                .args(["-nostdin", "-v", "error", "-y", "-i"])
+                .arg(src)
+                .args(["-c:a", "pcm_s24le", "-write_bext", "1", "-metadata"])
+                .arg(format!("time_reference={t48}"))
+                .arg(dst),
+        )
+    });
     let spec = dir.join("deliverables.toml");
     std::fs::write(&spec, spec_at(44_100)).expect("write spec");
     let out = dir.join("out");

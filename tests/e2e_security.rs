@@ -115,6 +115,22 @@ fn cli(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Output {
         .expect("run stemforge")
 }
 
+/// `stemforge submit SPEC --out OUT --coordinator URL` with `env`.
+fn submit(dir: &Path, spec: &Path, out: &Path, url: &str, env: &[(&str, String)]) -> Output {
+    cli(
+        dir,
+        &[
+            "submit",
+            spec.to_str().expect("utf-8"),
+            "--out",
+            out.to_str().expect("utf-8"),
+            "--coordinator",
+            url,
+        ],
+        env,
+    )
+}
+
 fn tokens(dir: &Path) -> Vec<(&'static str, String)> {
     let c = dir.join("client.token");
     let w = dir.join("worker.token");
@@ -407,18 +423,7 @@ fn tls_serves_only_tls_and_workers_need_a_client_certificate() {
         .spawn()
         .expect("spawn worker");
     let out = dir.join("media/out");
-    let o = cli(
-        &dir,
-        &[
-            "submit",
-            spec.to_str().expect("utf-8"),
-            "--out",
-            out.to_str().expect("utf-8"),
-            "--coordinator",
-            &url,
-        ],
-        &client_env,
-    );
+    let o = submit(&dir, &spec, &out, &url, &client_env);
     assert!(o.status.success(), "{}", text(&o));
     let job = String::from_utf8_lossy(&o.stdout).trim().to_string();
     let st = wait_job(&dir, &job, &client_env, &url);
@@ -480,20 +485,7 @@ fn media_roots_confine_specs_at_submission_and_again_on_workers() {
     let env = vec![("STEMFORGE_MEDIA_ROOTS", media.display().to_string())];
     let c = coordinator(&dir, &["--listen", "127.0.0.1:0"], &env).expect("start");
     let url = c.url.clone();
-    let submit = |spec: &Path, out: &Path| {
-        cli(
-            &dir,
-            &[
-                "submit",
-                spec.to_str().expect("utf-8"),
-                "--out",
-                out.to_str().expect("utf-8"),
-                "--coordinator",
-                &url,
-            ],
-            &[],
-        )
-    };
+    let submit = |spec: &Path, out: &Path| submit(&dir, spec, out, &url, &[]);
     let o = submit(&outside, &media.join("out-a"));
     assert!(!o.status.success(), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
