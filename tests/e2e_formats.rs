@@ -7,7 +7,6 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use support::*;
@@ -28,21 +27,6 @@ fn spec_at(rate: u32) -> String {
             "bit_depth = 24\n",
             &format!("bit_depth = 24\nsample_rate = {rate}\n"),
         )
-}
-
-fn audio_hashes(m: &serde_json::Value) -> BTreeMap<String, String> {
-    outputs(m)
-        .iter()
-        .map(|o| {
-            (
-                o["file"]["path"].as_str().unwrap_or_default().to_string(),
-                o["file"]["audio_sha256"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-            )
-        })
-        .collect()
 }
 
 /// `round(n · to / from)`.
@@ -159,14 +143,7 @@ fn a_stem_at_another_rate_is_converted_and_mixed_with_a_warning() {
     let spec = dir.join("deliverables.toml");
     std::fs::copy(&d.spec, &spec).expect("copy spec");
     let out = dir.join("out");
-    let o = stemforge(&[
-        "render",
-        spec.to_str().expect("utf-8"),
-        "--out",
-        out.to_str().expect("utf-8"),
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    let m = read_json(&out.join("manifest.json"));
+    let m = render_ok(&spec, &out);
     let title = &m["titles"][0];
     let warning = title["preflight"]["findings"]
         .as_array()
@@ -234,13 +211,7 @@ fn timeline_position_is_rescaled_to_the_output_rate() {
     let spec = dir.join("deliverables.toml");
     std::fs::write(&spec, spec_at(44_100)).expect("write spec");
     let out = dir.join("out");
-    let o = stemforge(&[
-        "render",
-        spec.to_str().expect("utf-8"),
-        "--out",
-        out.to_str().expect("utf-8"),
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
+    render_ok(&spec, &out);
     let want = frames_at(t48, 48_000, 44_100);
     let full = out.join("Night-Drive_full_44.1k24.wav");
     // Read back by ffprobe, not by our BWF reader.

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use deliverables_spec::variant::{resolve_variant, title_graph};
 use stemforge_worker::dsp::chain::ChainContext;
 use stemforge_worker::dsp::{Block, MixGraph};
-use stemforge_worker::source::{BLOCK_FRAMES, OUT_CHANNELS, TitleSource};
+use stemforge_worker::source::{BLOCK_FRAMES, TitleSource};
 
 use crate::demo;
 
@@ -22,13 +22,13 @@ pub struct BenchReport {
 
 /// Renders the demo's full mix graph over in-memory stems `repeats` times.
 pub fn run(dir: &Path, seconds: f64, repeats: usize) -> Result<BenchReport> {
-    let spec_path = demo::write_session(dir, seconds)?;
+    let spec_path = demo::write_session(dir, seconds, Default::default())?;
     let loaded = deliverables_spec::load_file(&spec_path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let title = &loaded.spec.titles[0];
     let paths: Vec<_> = title.stems.iter().map(|s| loaded.path(&s.file)).collect();
 
     // Decode once into memory: the bench times the graph, not the decoder.
-    let mut source = TitleSource::open(&paths, None)?;
+    let mut source = TitleSource::open(&paths, None, title.layout)?;
     let rate = source.sample_rate;
     let mut blocks: Vec<Vec<Block>> = Vec::new();
     loop {
@@ -54,12 +54,13 @@ pub fn run(dir: &Path, seconds: f64, repeats: usize) -> Result<BenchReport> {
     let tg = title_graph(&loaded.spec.graph, title, &full);
     let ctx = ChainContext {
         sample_rate: rate,
-        channels: OUT_CHANNELS,
+        channels: title.layout.channels(),
         max_block: BLOCK_FRAMES,
         loudness_db: -8.0,
+        fold_gain_db: 0.0,
         default_ceiling_db: -1.1,
     };
-    let mut out = Block::new(OUT_CHANNELS, BLOCK_FRAMES);
+    let mut out = Block::new(title.layout.channels(), BLOCK_FRAMES);
     let mut best = f64::MAX;
     let mut sink = 0.0;
     for _ in 0..repeats.max(1) {

@@ -42,7 +42,7 @@ pub struct ScalingRow {
 /// title (each with its own name, so its own outputs); `only_full` keeps one
 /// variant. Returns the spec path.
 pub fn catalog(dir: &Path, seconds: f64, titles: usize, only_full: bool) -> Result<PathBuf> {
-    let one = demo::write_session(dir, seconds)?;
+    let one = demo::write_session(dir, seconds, Default::default())?;
     let text = std::fs::read_to_string(&one)?;
     let at = text
         .find("[[titles]]")

@@ -97,6 +97,7 @@ fn check_spec(path: &Path, media_roots: &[PathBuf]) -> anyhow::Result<Vec<TitleC
             stems,
             reference,
             delivery_rate: loaded.delivery().sample_rate,
+            layout: title.layout,
         };
         let mut report = run_with_progress(&input, &loaded.spec.preflight);
         report.findings.splice(0..0, refused);
@@ -174,11 +175,15 @@ fn check_dir(dir: &Path) -> anyhow::Result<TitleCheck> {
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| dir.display().to_string());
+    let stems: Vec<InputFile> = stems.iter().map(file).collect();
+    let reference = refs.first().map(file);
+    let layout = stemforge_worker::preflight::infer_layout(stems.iter().chain(&reference));
     let input = PreflightInput {
         title,
-        stems: stems.iter().map(file).collect(),
-        reference: refs.first().map(file),
+        stems,
+        reference,
         delivery_rate: None,
+        layout,
     };
     let mut report = run_with_progress(&input, &PreflightSpec::default());
     report.findings.extend(notes);

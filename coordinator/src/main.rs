@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use deliverables_spec::model::Layout;
 use stemforge_coordinator::demo;
 use stemforge_coordinator::local::{RenderOptions, render, summary_table};
 use stemforge_coordinator::remote;
@@ -40,6 +41,10 @@ enum Cmd {
         /// Length of the demo song, seconds.
         #[arg(long, default_value_t = demo::DEMO_SECONDS)]
         seconds: f64,
+        /// `stereo`, or `5.1`: the same song as a 5.1 session, whose pack
+        /// is 5.1 with a stereo fold-down.
+        #[arg(long, default_value = "stereo", value_parser = parse_layout)]
+        layout: Layout,
         /// In-process workers (default: one per core).
         #[arg(long)]
         workers: Option<usize>,
@@ -245,12 +250,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Demo {
             dir,
             seconds,
+            layout,
             workers,
         } => {
             if !(1.0..=600.0).contains(&seconds) {
                 anyhow::bail!("--seconds must be between 1 and 600");
             }
-            let spec = demo::write_session(&dir, seconds)?;
+            let spec = demo::write_session(&dir, seconds, layout)?;
             println!("demo session written to {}", dir.display());
             render_cmd(&rt, &spec, &settings, workers, None)
         }
@@ -517,6 +523,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// `host-pid`: unique per worker process, readable in task histories.
+fn parse_layout(s: &str) -> Result<Layout, String> {
+    match s {
+        "stereo" => Ok(Layout::Stereo),
+        "5.1" => Ok(Layout::Surround51),
+        other => Err(format!("`{other}` is not a layout: use `stereo` or `5.1`")),
+    }
+}
+
 fn default_worker_id() -> String {
     let host = std::fs::read_to_string("/etc/hostname")
         .ok()

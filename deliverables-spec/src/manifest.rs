@@ -99,6 +99,10 @@ pub struct LevelRecord {
     /// absent when the title has no dialogue stem.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dialogue_share: Option<f64>,
+    /// A fold-down's own gain after the fold to stereo, dB: the 5.1 master
+    /// keeps `master_gain_db`, this brings the fold-down to its target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fold_down_gain_db: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -106,6 +110,9 @@ pub struct TitleEntry {
     pub name: String,
     /// `rendered` or `failed`.
     pub status: String,
+    /// The layout the title is mixed in.
+    #[serde(default)]
+    pub layout: crate::model::Layout,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub inputs: Vec<InputRecord>,
@@ -156,6 +163,10 @@ pub struct OutputEntry {
     /// The title's ceiling trim applied to this output, dB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ceiling_trim_db: Option<f64>,
+    /// A fold-down's own gain after the fold to stereo, dB (`gain_db` is
+    /// the gain of its 5.1 master).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fold_down_gain_db: Option<f64>,
     /// How the output was produced: `mix` (its own sum through the chains,
     /// its own detectors) or `linked_stem` (one role through the same chains,
     /// with the bus and master dynamics envelopes of the variant's mix).

@@ -34,6 +34,14 @@ pub struct Spec {
     pub titles: Vec<Title>,
 }
 
+impl Spec {
+    /// True when the spec lists no variants of its own (every built-in one
+    /// applies, the fold-down only to 5.1 titles).
+    pub fn variants_are_default(&self) -> bool {
+        self.variants == default_variants()
+    }
+}
+
 fn default_variants() -> BTreeMap<String, VariantSpec> {
     crate::variant::BUILTIN_VARIANTS
         .into_iter()
@@ -107,10 +115,74 @@ impl fmt::Display for Role {
 pub struct Title {
     /// Human name; file names use its slug (see [`crate::naming::slug`]).
     pub name: String,
-    /// Optional reference stereo mix the stems should reconstruct.
+    /// Optional reference mix the stems should reconstruct (in the title's
+    /// layout: stereo, or 5.1 for a 5.1 title).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
+    /// The channel layout the title is mixed and delivered in (default
+    /// stereo). In a 5.1 title, mono stems play in the centre, stereo stems
+    /// in the front pair and 5.1 stems as they are.
+    #[serde(default, skip_serializing_if = "Layout::is_stereo")]
+    pub layout: Layout,
     pub stems: Vec<StemSpec>,
+}
+
+/// A title's channel layout. 5.1 is in WAV order: L R C LFE Ls Rs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Layout {
+    #[default]
+    #[serde(rename = "stereo")]
+    Stereo,
+    #[serde(rename = "5.1")]
+    Surround51,
+}
+
+impl Layout {
+    pub fn channels(self) -> usize {
+        match self {
+            Layout::Stereo => 2,
+            Layout::Surround51 => 6,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Layout::Stereo => "stereo",
+            Layout::Surround51 => "5.1",
+        }
+    }
+
+    pub fn is_stereo(&self) -> bool {
+        *self == Layout::Stereo
+    }
+
+    /// Which channel of a stem with `stem_channels` channels feeds output
+    /// channel `out` of this layout (`None`: silence there). Stereo: mono
+    /// plays in both channels. 5.1: mono plays in the centre, stereo in the
+    /// front pair, 5.1 as it is.
+    pub fn source_channel(self, stem_channels: usize, out: usize) -> Option<usize> {
+        match (self, stem_channels) {
+            (Layout::Stereo, 1) => Some(0),
+            (Layout::Stereo, 2) | (Layout::Surround51, 6) => Some(out),
+            (Layout::Surround51, 1) => (out == 2).then_some(0),
+            (Layout::Surround51, 2) => (out < 2).then_some(out),
+            _ => None,
+        }
+    }
+
+    /// Whether stems with this many channels can be mixed in this layout.
+    pub fn accepts(self, stem_channels: usize) -> bool {
+        match self {
+            Layout::Stereo => matches!(stem_channels, 1 | 2),
+            Layout::Surround51 => matches!(stem_channels, 1 | 2 | 6),
+        }
+    }
+}
+
+impl fmt::Display for Layout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -136,6 +208,37 @@ pub struct Graph {
     pub buses: BTreeMap<String, BusSpec>,
     #[serde(default)]
     pub master: ChainSpec,
+    /// The LFE channel of 5.1 titles.
+    #[serde(default, skip_serializing_if = "LfeSpec::is_default")]
+    pub lfe: LfeSpec,
+}
+
+/// The LFE channel of a 5.1 title: low-passed as each stem enters the graph
+/// (it is excluded from loudness by BS.1770 either way).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LfeSpec {
+    /// Butterworth low-pass on the LFE channel (`false` to pass it untouched).
+    pub low_pass: bool,
+    pub low_pass_hz: f64,
+    /// 12, 24 or 48 dB/octave.
+    pub slope_db_oct: u32,
+}
+
+impl Default for LfeSpec {
+    fn default() -> Self {
+        LfeSpec {
+            low_pass: true,
+            low_pass_hz: 120.0,
+            slope_db_oct: 24,
+        }
+    }
+}
+
+impl LfeSpec {
+    pub fn is_default(&self) -> bool {
+        *self == LfeSpec::default()
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -399,7 +502,8 @@ impl LevelPolicy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OutputKind {
-    /// One stereo file: the variant's mix.
+    /// One file: the variant's mix, in the title's layout (stereo for a
+    /// fold-down).
     Mix,
     /// One file per role: the processed stems, which sum to the variant's mix.
     Stems,
@@ -437,6 +541,30 @@ pub struct VariantSpec {
     /// Nodes (by `id`) replaced for this variant only.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replace: Vec<ReplaceOverride>,
+    /// Fold the 5.1 master down to stereo (5.1 titles only): ITU-R BS.775
+    /// Lo/Ro by default. `fold_down = {}` takes every default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fold_down: Option<FoldDownSpec>,
+}
+
+/// A stereo fold-down of a 5.1 master, as written (every field optional):
+/// Lo = L + c·C + s·Ls (+ f·LFE), Ro = R + c·C + s·Rs (+ f·LFE).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FoldDownSpec {
+    /// Centre into each side, dB (default -3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub center_db: Option<f64>,
+    /// Each surround into its side, dB (default -3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub surround_db: Option<f64>,
+    /// LFE into each side, dB; dropped unless set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lfe_db: Option<f64>,
+    /// A true-peak limiter at the delivery ceiling after the fold (default
+    /// on): summing channels raises peaks a limited 5.1 master kept down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limiter: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -102,7 +102,8 @@ pub fn title_variants<'a>(
 ) -> (Vec<&'a Variant>, Vec<SkippedOutput>) {
     let mut keep = Vec::new();
     let mut skipped = Vec::new();
-    for v in all {
+    // A fold-down is not a loss for a stereo title: it is not listed.
+    for v in all.iter().filter(|v| crate::variant::applies_to(v, title)) {
         if title_graph(&spec.graph, title, v).is_audible() {
             keep.push(v);
         } else {

@@ -410,6 +410,24 @@ fn graph_checks(g: &Graph, errs: &mut Vec<SpecError>) {
         check_chain(&b.chain, &format!("{f}.chain"), false, errs);
     }
     check_chain(&g.master.chain, "graph.master.chain", true, errs);
+    if !(g.lfe.low_pass_hz.is_finite() && (20.0..=500.0).contains(&g.lfe.low_pass_hz)) {
+        errs.push(
+            SpecError::new(
+                "graph.lfe.low_pass_hz",
+                format!("{} Hz is not an LFE low-pass", g.lfe.low_pass_hz),
+            )
+            .hint("use 20 to 500 Hz (120 Hz is the usual band limit), or `low_pass = false`"),
+        );
+    }
+    if ![12, 24, 48].contains(&g.lfe.slope_db_oct) {
+        errs.push(
+            SpecError::new(
+                "graph.lfe.slope_db_oct",
+                format!("{} dB/oct is not offered", g.lfe.slope_db_oct),
+            )
+            .hint("use 12, 24 or 48"),
+        );
+    }
 }
 
 fn node_ids(g: &Spec) -> BTreeSet<String> {
@@ -535,6 +553,39 @@ fn variant_checks(spec: &Spec, errs: &mut Vec<SpecError>) {
                     .hint("the master chain has one already"),
                 );
             }
+        }
+        if let Some(fd) = &v.fold_down {
+            for (key, db) in [
+                ("center_db", fd.center_db),
+                ("surround_db", fd.surround_db),
+                ("lfe_db", fd.lfe_db),
+            ] {
+                if let Some(db) = db
+                    && !(db.is_finite() && (-60.0..=6.0).contains(&db))
+                {
+                    errs.push(
+                        SpecError::new(
+                            format!("{f}.fold_down.{key}"),
+                            format!("{db} dB is out of range"),
+                        )
+                        .hint("use -60 to +6 dB (BS.775: -3 for the centre and surrounds); leave `lfe_db` out to drop the LFE"),
+                    );
+                }
+            }
+        }
+        let folds = v.fold_down.is_some() || name == "fold_down";
+        if folds
+            && !spec.variants_are_default()
+            && !spec.titles.is_empty()
+            && spec.titles.iter().all(|t| t.layout.is_stereo())
+        {
+            errs.push(
+                SpecError::new(
+                    f.clone(),
+                    "folds a 5.1 master down to stereo, but every title is stereo",
+                )
+                .hint("set `layout = \"5.1\"` on the 5.1 titles, or remove this variant"),
+            );
         }
         for (i, rep) in v.replace.iter().enumerate() {
             let fr = format!("{f}.replace[{i}]");

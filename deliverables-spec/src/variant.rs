@@ -6,10 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    Graph, InsertAt, LevelPolicy, NodeKind, NodeSpec, OutputKind, Role, Spec, Title, VariantSpec,
+    FoldDownSpec, Graph, InsertAt, Layout, LevelPolicy, NodeKind, NodeSpec, OutputKind, Role, Spec,
+    Title, VariantSpec,
 };
 
-pub const BUILTIN_VARIANTS: [&str; 7] = [
+pub const BUILTIN_VARIANTS: [&str; 8] = [
     "full",
     "instrumental",
     "acappella",
@@ -17,6 +18,7 @@ pub const BUILTIN_VARIANTS: [&str; 7] = [
     "vocal_up",
     "vocal_down",
     "stems",
+    "fold_down",
 ];
 
 /// Default size of the `vocal_up` / `vocal_down` move.
@@ -37,6 +39,56 @@ pub struct Variant {
     pub only: Option<BTreeSet<String>>,
     pub insert: Vec<crate::model::InsertOverride>,
     pub replace: Vec<crate::model::ReplaceOverride>,
+    /// Set when the variant is a stereo fold-down of a 5.1 master.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fold_down: Option<FoldDown>,
+}
+
+/// A fold-down's coefficients, resolved. `None` gains are ITU-R BS.775's
+/// 1/√2 (−3.01 dB); the LFE is dropped unless `lfe_db` is set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FoldDown {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub center_db: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub surround_db: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lfe_db: Option<f64>,
+    pub limiter: bool,
+}
+
+impl FoldDown {
+    pub fn resolve(s: &FoldDownSpec) -> FoldDown {
+        FoldDown {
+            center_db: s.center_db,
+            surround_db: s.surround_db,
+            lfe_db: s.lfe_db,
+            limiter: s.limiter.unwrap_or(true),
+        }
+    }
+
+    /// How the coefficients read in a description.
+    pub fn describe(&self) -> String {
+        let db = |d: Option<f64>| d.map_or("-3 dB".to_string(), |d| format!("{d:+.1} dB"));
+        let standard = self.center_db.is_none() && self.surround_db.is_none();
+        format!(
+            "{}C {}, Ls/Rs {}, LFE {}{}",
+            if standard {
+                "ITU-R BS.775 Lo/Ro: "
+            } else {
+                "Lo/Ro: "
+            },
+            db(self.center_db),
+            db(self.surround_db),
+            self.lfe_db
+                .map_or("dropped".to_string(), |d| format!("{d:+.1} dB")),
+            if self.limiter {
+                ", true-peak limited"
+            } else {
+                ""
+            }
+        )
+    }
 }
 
 /// Which chain a target string names.
@@ -146,6 +198,11 @@ pub fn resolve_variant(name: &str, v: &VariantSpec, graph: &Graph) -> Variant {
             OutputKind::Stems,
             "processed stems, one file per role; they sum to the full mix".to_string(),
         ),
+        "fold_down" => (
+            LevelPolicy::Normalized,
+            OutputKind::Mix,
+            "stereo fold-down of the 5.1 full mix".to_string(),
+        ),
         _ => (
             LevelPolicy::Matched,
             OutputKind::Mix,
@@ -167,6 +224,16 @@ pub fn resolve_variant(name: &str, v: &VariantSpec, graph: &Graph) -> Variant {
     } else {
         v.insert.clone()
     };
+    let fold_down = match (&v.fold_down, name) {
+        (Some(f), _) => Some(FoldDown::resolve(f)),
+        (None, "fold_down") => Some(FoldDown::resolve(&FoldDownSpec::default())),
+        (None, _) => None,
+    };
+    let description = match &fold_down {
+        Some(f) if name == "fold_down" => format!("{description} ({})", f.describe()),
+        Some(f) => format!("{description}, folded down to stereo ({})", f.describe()),
+        None => description,
+    };
     Variant {
         name: name.to_string(),
         description: v.description.clone().unwrap_or(description),
@@ -177,6 +244,7 @@ pub fn resolve_variant(name: &str, v: &VariantSpec, graph: &Graph) -> Variant {
         only,
         insert,
         replace: v.replace.clone(),
+        fold_down,
     }
 }
 
@@ -226,10 +294,25 @@ pub fn variants(spec: &Spec) -> Vec<Variant> {
 /// A title's processing for one variant: everything the engine needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TitleGraph {
+    /// The layout every stem is mixed in (the master's).
+    pub layout: Layout,
+    /// The LFE low-pass each stem passes through first (5.1 titles).
+    pub lfe_low_pass: Option<NodeSpec>,
     pub stems: Vec<StemPath>,
     pub buses: Vec<BusPath>,
     /// Always contains exactly one `loudness` node.
     pub master: Vec<NodeSpec>,
+    /// A fold-down variant: the master folded to stereo, then this stage.
+    pub fold_down: Option<FoldPath>,
+}
+
+/// After the master: the fold to stereo, its own gain (the fold-down's
+/// level; see [`crate::manifest::LevelRecord::fold_down_gain_db`]), then
+/// `chain` (the limiter).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FoldPath {
+    pub coefficients: FoldDown,
+    pub chain: Vec<NodeSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -262,6 +345,7 @@ impl TitleGraph {
             .flat_map(|s| &s.chain)
             .chain(self.buses.iter().flat_map(|b| &b.chain))
             .chain(&self.master)
+            .chain(self.fold_down.iter().flat_map(|f| &f.chain))
             .all(|n| n.kind.is_linear())
     }
 
@@ -386,9 +470,46 @@ pub fn title_graph(graph: &Graph, title: &Title, variant: &Variant) -> TitleGrap
         }
     }
 
+    let fold_down = variant
+        .fold_down
+        .as_ref()
+        .filter(|_| title.layout == Layout::Surround51)
+        .map(|f| FoldPath {
+            coefficients: f.clone(),
+            chain: if f.limiter {
+                vec![NodeSpec {
+                    id: Some("fold_down_limiter".into()),
+                    kind: NodeKind::Limiter {
+                        ceiling_dbtp: None,
+                        lookahead_ms: 2.0,
+                        release_ms: 80.0,
+                        band_limit: true,
+                    },
+                }]
+            } else {
+                Vec::new()
+            },
+        });
+    let lfe_low_pass =
+        (title.layout == Layout::Surround51 && graph.lfe.low_pass).then(|| NodeSpec {
+            id: Some("lfe_low_pass".into()),
+            kind: NodeKind::LowPass {
+                freq_hz: graph.lfe.low_pass_hz,
+                slope_db_oct: graph.lfe.slope_db_oct,
+            },
+        });
+
     TitleGraph {
+        layout: title.layout,
+        lfe_low_pass,
         stems,
         buses,
         master,
+        fold_down,
     }
+}
+
+/// Whether `variant` applies to `title`: a fold-down needs a 5.1 master.
+pub fn applies_to(variant: &Variant, title: &Title) -> bool {
+    variant.fold_down.is_none() || title.layout == Layout::Surround51
 }

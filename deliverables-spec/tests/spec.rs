@@ -392,3 +392,104 @@ fn tv_preset_dips_the_music_and_is_overridable() {
     assert_eq!(tv3.insert.len(), 1);
     assert_eq!(tv3.insert[0].target, "master");
 }
+
+/// A 5.1 title beside a stereo one, the default variant set.
+const SURROUND: &str = r#"
+schema_version = 1
+
+[graph.lfe]
+low_pass_hz = 100.0
+
+[[titles]]
+name = "Cue 5.1"
+layout = "5.1"
+stems = [{ file = "music.wav", role = "music" }, { file = "dx.wav", role = "dialogue" }]
+
+[[titles]]
+name = "Song"
+stems = [{ file = "keys.wav", role = "keys" }]
+"#;
+
+#[test]
+fn a_5_1_title_gets_a_fold_down_and_a_stereo_title_does_not() {
+    use deliverables_spec::model::Layout;
+    let spec = parse_and_validate(SURROUND, None).expect("valid");
+    assert_eq!(spec.titles[0].layout, Layout::Surround51);
+    assert_eq!(spec.titles[1].layout, Layout::Stereo);
+    let all = variants(&spec);
+    let fold = all
+        .iter()
+        .find(|v| v.name == "fold_down")
+        .expect("built in");
+    assert_eq!(fold.level, LevelPolicy::Normalized);
+    let f = fold.fold_down.as_ref().expect("folds");
+    assert_eq!(
+        (f.center_db, f.surround_db, f.lfe_db, f.limiter),
+        (None, None, None, true)
+    );
+    assert!(fold.description.contains("BS.775"), "{}", fold.description);
+
+    let tg = title_graph(&spec.graph, &spec.titles[0], fold);
+    assert_eq!(tg.layout, Layout::Surround51);
+    let fp = tg.fold_down.as_ref().expect("fold path");
+    assert!(
+        matches!(fp.chain[..], [ref n] if matches!(n.kind, NodeKind::Limiter { ceiling_dbtp: None, .. }))
+    );
+    assert!(matches!(
+        tg.lfe_low_pass.as_ref().map(|n| &n.kind),
+        Some(NodeKind::LowPass { freq_hz, slope_db_oct: 24 }) if *freq_hz == 100.0
+    ));
+    // The stereo title: no LFE, no fold, and no fold-down task (nor a
+    // "skipped" entry: a fold-down does not apply to it).
+    let stereo = title_graph(&spec.graph, &spec.titles[1], fold);
+    assert!(stereo.fold_down.is_none() && stereo.lfe_low_pass.is_none());
+    let p = plan(&spec, "h", &BTreeMap::new(), "t");
+    let renders: Vec<(String, String)> = p
+        .tasks
+        .iter()
+        .filter_map(|t| match &t.kind {
+            TaskKind::Render { title, variant } => Some((title.clone(), variant.clone())),
+            _ => None,
+        })
+        .collect();
+    assert!(renders.contains(&("Cue 5.1".into(), "fold_down".into())));
+    assert!(!renders.iter().any(|(t, v)| t == "Song" && v == "fold_down"));
+    assert!(
+        p.skipped.iter().all(|s| s.variant != "fold_down"),
+        "{:?}",
+        p.skipped
+    );
+}
+
+#[test]
+fn fold_down_settings_are_checked() {
+    let with = |extra: &str| {
+        SURROUND.replace(
+            "[[titles]]\nname = \"Cue 5.1\"",
+            &format!("{extra}\n[[titles]]\nname = \"Cue 5.1\""),
+        )
+    };
+    let e = one_error(&with(
+        "[variants.lo_ro]\nfold_down = { center_db = 12.0 }\n",
+    ));
+    assert!(
+        e.contains("variants.lo_ro.fold_down.center_db") && e.contains("-60 to +6"),
+        "{e}"
+    );
+    let e = one_error(&SURROUND.replace("low_pass_hz = 100.0", "low_pass_hz = 4000.0"));
+    assert!(e.contains("graph.lfe.low_pass_hz"), "{e}");
+    let e = one_error(&SURROUND.replace("layout = \"5.1\"", "layout = \"7.1\""));
+    assert!(e.contains("layout") && e.contains("5.1"), "{e}");
+    // A fold-down listed explicitly when every title is stereo.
+    let stereo = SURROUND.replace("layout = \"5.1\"\n", "");
+    let e = one_error(&stereo.replace(
+        "[graph.lfe]",
+        "[variants.full]\n[variants.fold_down]\n[graph.lfe]",
+    ));
+    assert!(
+        e.contains("variants.fold_down") && e.contains("every title is stereo"),
+        "{e}"
+    );
+    // ... but the default set on stereo titles is fine.
+    parse_and_validate(&stereo, None).expect("defaults apply to stereo titles");
+}

@@ -77,6 +77,22 @@ pub fn read_json(p: &Path) -> serde_json::Value {
     serde_json::from_slice(&bytes).expect("valid JSON")
 }
 
+/// Each output's file name and audio checksum (`audio_sha256`).
+pub fn audio_hashes(m: &serde_json::Value) -> std::collections::BTreeMap<String, String> {
+    outputs(m)
+        .iter()
+        .map(|o| {
+            (
+                o["file"]["path"].as_str().unwrap_or_default().to_string(),
+                o["file"]["audio_sha256"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
 /// Every output entry of every title.
 pub fn outputs(manifest: &serde_json::Value) -> Vec<serde_json::Value> {
     manifest["titles"]
@@ -122,6 +138,18 @@ pub fn render_demo_variant(name: &str, spec_text: &str) -> (PathBuf, Output) {
         out.to_str().expect("utf-8"),
     ]);
     (out, o)
+}
+
+/// `stemforge render SPEC --out OUT`, which must succeed; its manifest.
+pub fn render_ok(spec: &Path, out: &Path) -> serde_json::Value {
+    let o = stemforge(&[
+        "render",
+        spec.to_str().expect("utf-8"),
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    read_json(&out.join("manifest.json"))
 }
 
 /// Sample-by-sample sum of stereo WAV files of equal length, read by hound.

@@ -47,6 +47,7 @@ fn chain(nodes: Vec<NodeKind>) -> Chain {
         channels: 2,
         max_block: BLOCK,
         loudness_db: 6.0,
+        fold_gain_db: 0.0,
         default_ceiling_db: -1.1,
     };
     let specs: Vec<NodeSpec> = nodes.into_iter().map(NodeSpec::new).collect();

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use deliverables_spec::Role;
 use deliverables_spec::compliance::{DIALOGUE_METHOD, DialogueMeasurement};
 use deliverables_spec::delivery::DialogueGate;
+use deliverables_spec::model::Layout;
 use serde::{Deserialize, Serialize};
 
 use crate::dsp::Block;
@@ -90,13 +91,16 @@ pub fn find(
     paths: &[PathBuf],
     roles: &[Role],
     delivery_rate: Option<u32>,
+    layout: Layout,
     gate: &DialogueGate,
     mut cancelled: impl FnMut() -> bool,
 ) -> Result<Option<DialogueActivity>, DialogueError> {
     if paths.is_empty() {
         return Ok(None);
     }
-    let mut source = TitleSource::open(paths, delivery_rate)?;
+    // Routed as the mix routes them (a mono dialogue stem in a 5.1 title is
+    // the centre), so the meter weighs it as the mix's meter does.
+    let mut source = TitleSource::open(paths, delivery_rate, layout)?;
     let mut inputs = source.make_blocks();
     let channels = inputs.first().map_or(2, Block::channels);
     let mut sum = Block::new(channels, inputs.first().map_or(4096, Block::capacity));

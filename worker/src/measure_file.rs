@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use deliverables_spec::Role;
 use deliverables_spec::compliance::Measurement;
 use deliverables_spec::delivery::DialogueGate;
+use deliverables_spec::model::Layout;
 use serde::Serialize;
 
 use crate::decode::{DecodeError, StemReader};
@@ -49,10 +50,23 @@ pub fn dialogue_from_stem(
     stem: &Path,
     gate: &DialogueGate,
 ) -> Result<DialogueActivity, MeasureError> {
-    let found =
-        crate::dialogue::find(&[stem.to_path_buf()], &[Role::Dialogue], None, gate, || {
-            false
-        })?;
+    // A 5.1 dialogue stem is measured as 5.1; mono or stereo as stereo
+    // (mono at unity in both channels, as a stereo mix plays it).
+    let six =
+        StemReader::open(stem).is_ok_and(|r| r.info().channels == Layout::Surround51.channels());
+    let layout = if six {
+        Layout::Surround51
+    } else {
+        Layout::Stereo
+    };
+    let found = crate::dialogue::find(
+        &[stem.to_path_buf()],
+        &[Role::Dialogue],
+        None,
+        layout,
+        gate,
+        || false,
+    )?;
     Ok(found.unwrap_or(DialogueActivity {
         roles: vec![Role::Dialogue],
         runs: vec![],

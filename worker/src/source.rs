@@ -1,18 +1,20 @@
 //! A title's stems read in lockstep: one block per stem per step, all the same
-//! length, shorter stems padded with silence, mono stems spread to stereo,
-//! and every stem converted to the title's working rate (the delivery's
+//! length, shorter stems padded with silence, every stem routed into the
+//! title's layout ([`Layout::source_channel`]: in stereo a mono stem plays in
+//! both channels; in 5.1 mono plays in the centre and stereo in the front
+//! pair), and every stem converted to the title's working rate (the delivery's
 //! sample rate, else the rate most stems share) by the deterministic
 //! polyphase converter, so the whole graph — limiter and true-peak checks
 //! included — runs at the rate that is delivered.
 
 use std::path::PathBuf;
 
+use deliverables_spec::model::Layout;
+
 use crate::decode::{DecodeError, StemReader, StreamInfo};
 use crate::dsp::Block;
 use crate::dsp::resample::{ResampleError, Resampler};
 
-/// Output channel layout of this build: stereo. (5.1 comes with the film/TV work.)
-pub const OUT_CHANNELS: usize = 2;
 /// Frames per processing block.
 pub const BLOCK_FRAMES: usize = 4096;
 
@@ -27,9 +29,14 @@ pub enum SourceError {
         source: ResampleError,
     },
     #[error(
-        "stem '{path}' has {channels} channels; this build mixes mono and stereo stems (5.1 is not supported yet): deliver it as stereo"
+        "stem '{path}' has {channels} channels and the title is {layout}: {}",
+        if *channels == 6 { "set `layout = \"5.1\"` on the title, or deliver a stereo print of the stem" } else { "deliver it as a mono, stereo or 5.1 (L R C LFE Ls Rs) file" }
     )]
-    Channels { path: PathBuf, channels: usize },
+    Channels {
+        path: PathBuf,
+        channels: usize,
+        layout: Layout,
+    },
 }
 
 /// The rate a title is processed and delivered at: `delivery.sample_rate`
@@ -71,22 +78,29 @@ pub struct TitleSource {
     conversions: Vec<Option<Conversion>>,
     /// The working rate: every block read is at this rate.
     pub sample_rate: u32,
+    /// The title's layout: every block read has its channels.
+    layout: Layout,
     position: u64,
 }
 
 impl TitleSource {
     /// Opens every stem and checks they can be mixed together.
-    pub fn open(paths: &[PathBuf], delivery_rate: Option<u32>) -> Result<Self, SourceError> {
+    pub fn open(
+        paths: &[PathBuf],
+        delivery_rate: Option<u32>,
+        layout: Layout,
+    ) -> Result<Self, SourceError> {
         let readers = paths
             .iter()
             .map(|p| StemReader::open(p))
             .collect::<Result<Vec<_>, _>>()?;
         for r in &readers {
             let ch = r.info().channels;
-            if ch == 0 || ch > OUT_CHANNELS {
+            if !layout.accepts(ch) {
                 return Err(SourceError::Channels {
                     path: r.path().to_path_buf(),
                     channels: ch,
+                    layout,
                 });
             }
         }
@@ -124,6 +138,7 @@ impl TitleSource {
             raw,
             conversions,
             sample_rate: rate,
+            layout,
             position: 0,
         })
     }
@@ -137,10 +152,16 @@ impl TitleSource {
         self.readers.iter().map(|r| r.info().clone()).collect()
     }
 
-    /// Blocks to pass to [`TitleSource::read`]: one stereo block per stem.
+    /// Channels of every block read: the title layout's.
+    pub fn channels(&self) -> usize {
+        self.layout.channels()
+    }
+
+    /// Blocks to pass to [`TitleSource::read`]: one block per stem, in the
+    /// title's layout.
     pub fn make_blocks(&self) -> Vec<Block> {
         (0..self.readers.len())
-            .map(|_| Block::new(OUT_CHANNELS, BLOCK_FRAMES))
+            .map(|_| Block::new(self.channels(), BLOCK_FRAMES))
             .collect()
     }
 
@@ -189,6 +210,7 @@ impl TitleSource {
             };
             frames = frames.max(n);
         }
+        let layout = self.layout;
         for ((raw, conv), o) in self
             .raw
             .iter_mut()
@@ -200,17 +222,20 @@ impl TitleSource {
             match conv {
                 None => {
                     let n = raw.frames();
-                    for ch in 0..OUT_CHANNELS {
-                        // Mono stems feed both sides at unity ("dual mono").
-                        let s = &raw.channel(ch.min(src_ch - 1))[..n];
-                        o.channel_mut(ch)[..n].copy_from_slice(s);
+                    for ch in 0..layout.channels() {
+                        if let Some(k) = layout.source_channel(src_ch, ch) {
+                            let s = &raw.channel(k)[..n];
+                            o.channel_mut(ch)[..n].copy_from_slice(s);
+                        }
                     }
                 }
                 Some(c) => {
                     let n = c.available().min(BLOCK_FRAMES);
-                    for ch in 0..OUT_CHANNELS {
-                        let p = &c.pending[ch.min(src_ch - 1)];
-                        o.channel_mut(ch)[..n].copy_from_slice(&p[c.head..c.head + n]);
+                    for ch in 0..layout.channels() {
+                        if let Some(k) = layout.source_channel(src_ch, ch) {
+                            let p = &c.pending[k];
+                            o.channel_mut(ch)[..n].copy_from_slice(&p[c.head..c.head + n]);
+                        }
                     }
                     c.head += n;
                     // Keep what is left at the front (capacity is kept).

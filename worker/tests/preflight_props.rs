@@ -148,6 +148,7 @@ impl Session {
             stems: (0..3).map(|i| file(format!("stem{i}.wav"))).collect(),
             reference: Some(file("mix.wav".into())),
             delivery_rate: None,
+            layout: Default::default(),
         }
     }
 }

@@ -1,11 +1,16 @@
 //! `stemforge demo`: writes a self-contained session (synthesised stems, a
-//! reference mix and a spec) that the README's first command renders.
+//! reference mix and a spec) that the README's first command renders. With
+//! `--layout 5.1` the same song is laid out as a 5.1 session (5.1, stereo and
+//! mono stems, a 5.1 reference) whose pack adds the stereo fold-down.
+
+mod surround;
 
 pub mod synth;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use deliverables_spec::model::Layout;
 
 pub const DEMO_RATE: u32 = 48_000;
 pub const DEMO_SECONDS: f64 = 45.0;
@@ -17,58 +22,83 @@ fn code24(x: f64) -> i32 {
     (x * 8_388_608.0).round().clamp(-8_388_608.0, 8_388_607.0) as i32
 }
 
-fn write_wav24(path: &Path, left: &[i32], right: &[i32]) -> Result<()> {
+/// Writes planar 24-bit codes (1, 2 or 6 channels; 6 in WAV 5.1 order).
+fn write_wav24(path: &Path, channels: &[Vec<i32>]) -> Result<()> {
     let spec = hound::WavSpec {
-        channels: 2,
+        channels: channels.len() as u16,
         sample_rate: DEMO_RATE,
         bits_per_sample: 24,
         sample_format: hound::SampleFormat::Int,
     };
     let mut w = hound::WavWriter::create(path, spec)
         .with_context(|| format!("cannot write {}", path.display()))?;
-    for (l, r) in left.iter().zip(right) {
-        w.write_sample(*l)?;
-        w.write_sample(*r)?;
+    let frames = channels.first().map_or(0, Vec::len);
+    for i in 0..frames {
+        for c in channels {
+            w.write_sample(c[i])?;
+        }
     }
     w.finalize()?;
     Ok(())
 }
 
 /// Writes the session into `dir` and returns the spec's path.
-pub fn write_session(dir: &Path, seconds: f64) -> Result<PathBuf> {
+pub fn write_session(dir: &Path, seconds: f64, layout: Layout) -> Result<PathBuf> {
     let stems_dir = dir.join("stems");
     std::fs::create_dir_all(&stems_dir)
         .with_context(|| format!("cannot create {}", stems_dir.display()))?;
     let stems = synth::synthesize(seconds, DEMO_RATE);
     let frames = stems.first().map_or(0, |s| s.channels[0].len());
-    // The reference mix is the exact unity sum of the 24-bit stems.
-    let mut mix = [vec![0i64; frames], vec![0i64; frames]];
+    // The reference mix is the exact unity sum of the 24-bit stems, each
+    // routed as the mix routes it (in 5.1: mono to the centre, stereo to the
+    // front pair).
+    let mut mix = vec![vec![0i64; frames]; layout.channels()];
     let mut entries = String::new();
     for s in &stems {
-        let [l, r] = [&s.channels[0], &s.channels[1]]
-            .map(|c| c.iter().map(|&x| code24(x)).collect::<Vec<i32>>());
-        for (m, c) in mix.iter_mut().zip([&l, &r]) {
-            for (a, b) in m.iter_mut().zip(c) {
+        let printed: Vec<Vec<f64>> = match layout {
+            Layout::Stereo => s.channels.to_vec(),
+            Layout::Surround51 => surround::print(s, DEMO_RATE),
+        };
+        let codes: Vec<Vec<i32>> = printed
+            .iter()
+            .map(|c| c.iter().map(|&x| code24(x)).collect())
+            .collect();
+        for (out, m) in mix.iter_mut().enumerate() {
+            let Some(src) = layout.source_channel(codes.len(), out) else {
+                continue;
+            };
+            for (a, b) in m.iter_mut().zip(&codes[src]) {
                 *a += i64::from(*b);
             }
         }
         let file = format!("stems/{TITLE_SLUG}_{}.wav", s.name);
-        write_wav24(&dir.join(&file), &l, &r)?;
+        write_wav24(&dir.join(&file), &codes)?;
         entries.push_str(&format!(
             "  {{ file = \"{file}\", role = \"{}\" }},\n",
             s.role
         ));
     }
-    let [ml, mr] = mix.map(|c| {
-        c.into_iter()
-            .map(|x| x.clamp(-8_388_608, 8_388_607) as i32)
-            .collect::<Vec<_>>()
-    });
+    let mix: Vec<Vec<i32>> = mix
+        .into_iter()
+        .map(|c| {
+            c.into_iter()
+                .map(|x| x.clamp(-8_388_608, 8_388_607) as i32)
+                .collect()
+        })
+        .collect();
     let reference = format!("stems/{TITLE_SLUG}_mix.wav");
-    write_wav24(&dir.join(&reference), &ml, &mr)?;
+    write_wav24(&dir.join(&reference), &mix)?;
+    let (layout_line, fold_variant, about) = match layout {
+        Layout::Stereo => ("", "", "six stereo stems"),
+        Layout::Surround51 => (
+            "layout = \"5.1\"\n",
+            "[variants.fold_down]           # stereo Lo/Ro of the 5.1 full mix (ITU-R BS.775)\n",
+            "six stems laid out in 5.1 (5.1, stereo and mono files)",
+        ),
+    };
 
     let spec = format!(
-        r#"# stemforge demo session: one title, six stems and the reference mix they sum to.
+        r#"# stemforge demo session: one title, {about} and the reference mix they sum to.
 # Render it with `stemforge render {SPEC_FILE}` (the demo command already did).
 schema_version = 1
 
@@ -136,10 +166,10 @@ amount_db = 2.0
 [variants.vocal_down]
 amount_db = 2.0
 [variants.stems]
-
+{fold_variant}
 [[titles]]
 name = "Night Drive"
-reference = "{reference}"
+{layout_line}reference = "{reference}"
 stems = [
 {entries}]
 "#

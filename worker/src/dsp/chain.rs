@@ -23,6 +23,8 @@ pub struct ChainContext {
     pub max_block: usize,
     /// The gain the `loudness` node applies (the title's master gain), dB.
     pub loudness_db: f64,
+    /// A fold-down's own gain after the fold to stereo, dB.
+    pub fold_gain_db: f64,
     /// A limiter without `ceiling_dbtp` limits to this (delivery ceiling minus margin).
     pub default_ceiling_db: f64,
 }

@@ -1,6 +1,7 @@
-//! The mix graph for one title under one variant: stem chains → buses →
-//! master chain. Sums in f64 in a fixed order, so the output is the same bits
-//! on every run and every worker.
+//! The mix graph for one title under one variant: (5.1: the LFE low-pass) →
+//! stem chains → buses → master chain (→ for a fold-down: the fold to
+//! stereo, its gain and its chain). Sums in f64 in a fixed order, so the
+//! output is the same bits on every run and every worker.
 //!
 //! Latency compensation: each path is delayed so that every signal reaches
 //! each summing point aligned. The delays are computed over *all* the
@@ -11,13 +12,16 @@
 use deliverables_spec::variant::TitleGraph;
 
 use super::block::Block;
-use super::chain::{Chain, ChainContext, GraphError};
+use super::chain::{Chain, ChainContext, GraphError, build_node};
 use super::node::{Node, db_to_gain};
 use super::nodes::Delay;
+use super::surround::{ChannelNode, FoldMatrix, LFE};
 
 struct StemProc {
     /// Index into the title's stems (and the decoded input blocks).
     input: usize,
+    /// 5.1: the LFE channel's low-pass, before the chain.
+    lfe: Option<ChannelNode>,
     chain: Chain,
     align: Delay,
     gain: f64,
@@ -32,10 +36,20 @@ struct BusProc {
     active: bool,
 }
 
+/// A fold-down after the master: the 5.1 master is mixed into `master_out`,
+/// folded to stereo into the graph's output, scaled by `gain`, then `chain`.
+struct FoldStage {
+    matrix: FoldMatrix,
+    gain: f64,
+    chain: Chain,
+    master_out: Block,
+}
+
 pub struct MixGraph {
     stems: Vec<StemProc>,
     buses: Vec<BusProc>,
     master: Chain,
+    fold: Option<FoldStage>,
     scratch: Block,
     latency: usize,
     linked: bool,
@@ -102,7 +116,41 @@ impl MixGraph {
             .max()
             .unwrap_or(0);
         let master = Chain::build(&tg.master, ctx, "graph.master.chain", linked)?;
-        let latency = master_in + master.latency();
+        let fold = match &tg.fold_down {
+            Some(f) => {
+                let stereo = ChainContext {
+                    channels: 2,
+                    ..*ctx
+                };
+                Some(FoldStage {
+                    matrix: FoldMatrix::from_db(
+                        f.coefficients.center_db,
+                        f.coefficients.surround_db,
+                        f.coefficients.lfe_db,
+                    ),
+                    gain: db_to_gain(ctx.fold_gain_db),
+                    chain: Chain::build(&f.chain, &stereo, "fold_down", linked)?,
+                    master_out: Block::new(ctx.channels, ctx.max_block),
+                })
+            }
+            None => None,
+        };
+        let latency = master_in + master.latency() + fold.as_ref().map_or(0, |f| f.chain.latency());
+        let lfe_filter = || -> Result<Option<ChannelNode>, GraphError> {
+            let Some(spec) = tg.lfe_low_pass.as_ref().filter(|_| ctx.channels > LFE) else {
+                return Ok(None);
+            };
+            let node = build_node(spec, ctx).map_err(|reason| GraphError {
+                field: "graph.lfe".into(),
+                reason,
+            })?;
+            Ok(Some(ChannelNode::new(
+                node,
+                LFE,
+                ctx.sample_rate,
+                ctx.max_block,
+            )))
+        };
 
         let prep = |frames: usize| {
             let mut d = Delay::new(frames);
@@ -120,6 +168,7 @@ impl MixGraph {
             };
             stems.push(StemProc {
                 input: s.index,
+                lfe: lfe_filter()?,
                 chain,
                 align: prep(target - stem_lat[s.index]),
                 gain: db_to_gain(s.gain_db),
@@ -143,6 +192,7 @@ impl MixGraph {
             stems,
             buses,
             master,
+            fold,
             scratch: Block::new(ctx.channels, ctx.max_block),
             latency,
             linked,
@@ -159,48 +209,89 @@ impl MixGraph {
         self.latency
     }
 
-    fn mix_stems(&mut self, inputs: &[Block], out: &mut Block) {
-        let frames = inputs.first().map_or(0, Block::frames);
-        out.silence(frames);
-        for b in &mut self.buses {
-            b.sum.silence(frames);
-        }
-        for s in &mut self.stems {
-            self.scratch.copy_from(&inputs[s.input]);
-            s.chain.process(&mut self.scratch);
-            s.align.process(&mut self.scratch);
-            match s.bus {
-                Some(b) => self.buses[b].sum.add_scaled(&self.scratch, s.gain),
-                None => out.add_scaled(&self.scratch, s.gain),
-            }
+    /// Channels of the output: the title's layout, or 2 for a fold-down.
+    pub fn out_channels(&self) -> usize {
+        if self.fold.is_some() {
+            2
+        } else {
+            self.scratch.channels()
         }
     }
 
     /// Mixes one block with the graph's own detectors. `inputs[i]` is the
-    /// decoded block of the title's stem `i`; all have the same frame count.
+    /// decoded block of the title's stem `i`; all have the same frame count;
+    /// `out` has [`MixGraph::out_channels`].
     pub fn process(&mut self, inputs: &[Block], out: &mut Block) {
         debug_assert!(!self.linked, "a linked graph needs its reference");
-        self.mix_stems(inputs, out);
-        for b in self.buses.iter_mut().filter(|b| b.active) {
-            b.chain.process(&mut b.sum);
-            b.align.process(&mut b.sum);
-            out.add_scaled(&b.sum, b.gain);
-        }
-        self.master.process(out);
+        self.run(inputs, None, out);
     }
 
     /// Mixes one block of a linked graph: stem chains run as usual; bus and
-    /// master dynamics apply the envelopes `reference` (the full graph, built
-    /// from the same title graph, not linked) computed on this same block.
+    /// master (and fold-down) dynamics apply the envelopes `reference` (the
+    /// full graph, built from the same title graph, not linked) computed on
+    /// this same block.
     pub fn process_linked(&mut self, inputs: &[Block], reference: &MixGraph, out: &mut Block) {
-        self.mix_stems(inputs, out);
-        for (b, r) in self.buses.iter_mut().zip(&reference.buses) {
-            if b.active {
-                b.chain.process_linked(&mut b.sum, &r.chain);
-                b.align.process(&mut b.sum);
-                out.add_scaled(&b.sum, b.gain);
+        self.run(inputs, Some(reference), out);
+    }
+
+    fn run(&mut self, inputs: &[Block], reference: Option<&MixGraph>, out: &mut Block) {
+        let MixGraph {
+            stems,
+            buses,
+            master,
+            fold,
+            scratch,
+            ..
+        } = self;
+        let frames = inputs.first().map_or(0, Block::frames);
+        let sum: &mut Block = match fold {
+            Some(f) => &mut f.master_out,
+            None => &mut *out,
+        };
+        sum.silence(frames);
+        for b in buses.iter_mut() {
+            b.sum.silence(frames);
+        }
+        for s in stems.iter_mut() {
+            scratch.copy_from(&inputs[s.input]);
+            if let Some(l) = &mut s.lfe {
+                l.process(scratch);
+            }
+            s.chain.process(scratch);
+            s.align.process(scratch);
+            match s.bus {
+                Some(b) => buses[b].sum.add_scaled(scratch, s.gain),
+                None => sum.add_scaled(scratch, s.gain),
             }
         }
-        self.master.process_linked(out, &reference.master);
+        for (i, b) in buses.iter_mut().enumerate() {
+            if !b.active {
+                continue;
+            }
+            match reference {
+                Some(r) => b.chain.process_linked(&mut b.sum, &r.buses[i].chain),
+                None => b.chain.process(&mut b.sum),
+            }
+            b.align.process(&mut b.sum);
+            sum.add_scaled(&b.sum, b.gain);
+        }
+        match reference {
+            Some(r) => master.process_linked(sum, &r.master),
+            None => master.process(sum),
+        }
+        if let Some(f) = fold {
+            f.matrix.fold(&f.master_out, out);
+            if f.gain != 1.0 {
+                for c in out.channels_mut() {
+                    for x in c {
+                        *x *= f.gain;
+                    }
+                }
+            }
+            match reference.and_then(|r| r.fold.as_ref()) {
+                Some(rf) => f.chain.process_linked(out, &rf.chain),
+                None => f.chain.process(out),
+            }
+        }
     }
 }

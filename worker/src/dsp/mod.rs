@@ -12,6 +12,7 @@ pub mod math;
 pub mod node;
 pub mod nodes;
 pub mod resample;
+pub mod surround;
 pub mod true_peak;
 
 pub use block::Block;

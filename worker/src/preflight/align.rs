@@ -131,15 +131,32 @@ impl WindowCapture {
     }
 
     /// File `file`'s samples for frames `position .. position + n`.
-    pub fn push(&mut self, file: usize, position: u64, channels: &[Vec<f64>], n: usize) {
+    /// Captures `n` frames of `file` at `position`, as the mean over the
+    /// title layout's channels: `routes` lists, per layout channel that the
+    /// file feeds, which of its `channels` it is (a mono stem in a 5.1 title
+    /// feeds only the centre, so it counts 1/6, as it does in the reference).
+    pub fn push(
+        &mut self,
+        file: usize,
+        position: u64,
+        channels: &[Vec<f64>],
+        n: usize,
+        routes: &[usize],
+        layout_channels: usize,
+    ) {
         let len = (self.core + 2 * self.max_offset) as i64;
-        let scale = 1.0 / channels.len().max(1) as f64;
+        let scale = 1.0 / layout_channels.max(1) as f64;
         for w in &mut self.windows {
             let lo = w.first.max(position as i64);
             let hi = (w.first + len).min(position as i64 + n as i64);
             for frame in lo..hi {
                 let i = (frame - position as i64) as usize;
-                let mono: f64 = channels.iter().map(|c| c[i]).sum::<f64>() * scale;
+                let mono: f64 = routes
+                    .iter()
+                    .filter_map(|&k| channels.get(k))
+                    .map(|c| c[i])
+                    .sum::<f64>()
+                    * scale;
                 w.files[file][(frame - w.first) as usize] = mono as f32;
             }
         }
@@ -472,7 +489,7 @@ mod tests {
             let p = (pos * 777) as u64;
             for (k, f) in stems.iter().chain([&reference]).enumerate() {
                 let ch = vec![chunk.iter().map(|&t| f[t]).collect::<Vec<f64>>()];
-                cap.push(k, p, &ch, chunk.len());
+                cap.push(k, p, &ch, chunk.len(), &[0, 1], 2);
             }
         }
         place_stems(&cap, 3)

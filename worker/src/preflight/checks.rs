@@ -7,6 +7,7 @@ use super::null::NullFit;
 use super::stats::{CLIP_RUN, DC_DBFS, SILENCE_DBFS, StemStats};
 use crate::decode::{DecodeError, StreamInfo};
 use crate::dsp::resample::Resampler;
+use deliverables_spec::model::Layout;
 pub use deliverables_spec::preflight::{Finding, Severity};
 
 pub use super::align::MIN_CORRELATION;
@@ -40,6 +41,7 @@ pub fn format_findings(
     infos: &[Option<StreamInfo>],
     rate: u32,
     delivery_rate: Option<u32>,
+    layout: Layout,
 ) -> Vec<Finding> {
     let mut out = Vec::new();
     for (name, info) in names.iter().zip(infos) {
@@ -70,20 +72,23 @@ pub fn format_findings(
             }
         }
         match info.channels {
-            1 | 2 => {}
+            n if layout.accepts(n) => {}
             6 => out.push(Finding::new(
                 Severity::Error,
                 "channel_layout",
                 &[name],
-                format!("'{name}' is 5.1 (6 channels); this build mixes mono and stereo stems"),
-                "deliver a stereo print of it, or its 5.1 stems as separate mono/stereo files",
+                format!("'{name}' is 5.1 (6 channels) but the title is stereo"),
+                "set `layout = \"5.1\"` on the title to deliver 5.1 (with a stereo fold-down), or deliver a stereo print of this stem",
             )),
             n => out.push(Finding::new(
                 Severity::Error,
                 "channel_layout",
                 &[name],
-                format!("'{name}' has {n} channels; stems must be mono, stereo or 5.1"),
-                "re-export it as a mono or stereo stem (one file per stem)",
+                format!(
+                    "'{name}' has {n} channels; a {layout} title mixes {} stems",
+                    if layout.is_stereo() { "mono and stereo" } else { "mono, stereo and 5.1 (L R C LFE Ls Rs)" }
+                ),
+                "re-export it as a mono, stereo or 5.1 stem (one file per stem)",
             )),
         }
         if let Some(bits) = info.bits_per_sample
@@ -106,7 +111,7 @@ pub fn format_findings(
         .zip(infos)
         .filter_map(|(n, i)| i.as_ref().map(|i| (n, i)))
         .collect();
-    let stereo = opened.iter().any(|(_, i)| i.channels == 2);
+    let stereo = layout.is_stereo() && opened.iter().any(|(_, i)| i.channels == 2);
     for (name, info) in &opened {
         if stereo && info.channels == 1 {
             out.push(Finding::new(
@@ -689,7 +694,7 @@ mod tests {
             info(48_000, 6, 24),
             None,
         ];
-        let f = format_findings(&n, &infos, 48_000, Some(96_000));
+        let f = format_findings(&n, &infos, 48_000, Some(96_000), Layout::Stereo);
         let got: Vec<(&str, Severity, &str)> = f
             .iter()
             .map(|x| (x.check.as_str(), x.severity, x.files[0].as_str()))
@@ -712,7 +717,7 @@ mod tests {
             f[0].message
         );
         // A rate the converter cannot reach is an error naming it.
-        let f = format_findings(&n[..1], &infos[..1], 48_000, Some(44_101));
+        let f = format_findings(&n[..1], &infos[..1], 48_000, Some(44_101), Layout::Stereo);
         assert_eq!(f.len(), 1, "{f:#?}");
         assert_eq!(
             (f[0].check.as_str(), f[0].severity),

@@ -22,7 +22,7 @@ mod streams;
 
 use std::path::PathBuf;
 
-use deliverables_spec::model::PreflightSpec;
+use deliverables_spec::model::{Layout, PreflightSpec};
 pub use deliverables_spec::preflight::{
     FileFormat, FileReport, Finding, NullTest, PlacementReport, PreflightReport, Severity,
 };
@@ -49,6 +49,8 @@ pub struct PreflightInput {
     pub reference: Option<InputFile>,
     /// `delivery.sample_rate`, when the spec sets one.
     pub delivery_rate: Option<u32>,
+    /// The title's layout: which stems it accepts and how they sum.
+    pub layout: Layout,
 }
 
 /// Opened files: readers (None if they failed) and their infos.
@@ -80,6 +82,19 @@ fn open_all(files: &[&InputFile], findings: Option<&mut Vec<Finding>>) -> Opened
     Opened { readers, infos }
 }
 
+/// The layout a folder of stems is in when no spec says: 5.1 if any file
+/// (stem or reference) has six channels, else stereo.
+pub fn infer_layout<'a>(files: impl IntoIterator<Item = &'a InputFile>) -> Layout {
+    let surround = files.into_iter().any(|f| {
+        StemReader::open(&f.path).is_ok_and(|r| r.info().channels == Layout::Surround51.channels())
+    });
+    if surround {
+        Layout::Surround51
+    } else {
+        Layout::Stereo
+    }
+}
+
 /// Runs every check on one title. Never fails: what goes wrong is a finding.
 /// `progress` receives 0–1.
 pub fn run(
@@ -101,6 +116,7 @@ pub fn run(
         &opened.infos[..n_stems],
         rate,
         input.delivery_rate,
+        input.layout,
     ));
     let time_refs: Vec<Option<u64>> = files
         .iter()
@@ -119,7 +135,14 @@ pub fn run(
         None
     };
     let ref_name = input.reference.as_ref().map(|r| r.name.as_str());
-    let null_blocker = null_blocker(ref_name, ref_info.as_ref(), &opened.infos[..n_stems], rate);
+    let layout = input.layout;
+    let null_blocker = null_blocker(
+        ref_name,
+        ref_info.as_ref(),
+        &opened.infos[..n_stems],
+        rate,
+        layout,
+    );
     if let (Some(name), Some(why)) = (ref_name, &null_blocker)
         && ref_info.is_some()
     {
@@ -132,7 +155,6 @@ pub fn run(
         ));
     }
     let null_ok = has_ref && ref_info.is_some() && null_blocker.is_none();
-    let ref_channels = ref_info.as_ref().map_or(2, |i| i.channels);
 
     let started = std::time::Instant::now();
     // Pass 1: statistics of every file and the null test as delivered.
@@ -146,7 +168,7 @@ pub fn run(
         })
         .collect();
     let mut delivered = null_ok.then(|| NullAccumulator::new(rate));
-    let mut sum = vec![vec![0.0; streams::STEP_FRAMES]; ref_channels];
+    let mut sum = vec![vec![0.0; streams::STEP_FRAMES]; layout.channels()];
     let expected = opened
         .infos
         .iter()
@@ -167,7 +189,7 @@ pub fn run(
             }
         }
         if let Some(acc) = &mut delivered {
-            mix_stems(&lock, n_stems, &mut sum, n, &[]);
+            mix_stems(&lock, n_stems, layout, &mut sum, n, &[]);
             acc.push(lock.channels(n_stems), &sum, n);
         }
         progress((lock.position() as f64 / expected as f64).min(1.0) / passes);
@@ -272,7 +294,7 @@ pub fn run(
         let core = (rate as usize)
             .min(usize::try_from(longest).unwrap_or(usize::MAX))
             .max(1);
-        let placements = place(&files, &starts, core, max_offset, n_stems);
+        let placements = place(&files, &starts, core, max_offset, n_stems, layout);
         progress(2.0 / 3.0);
         tracing::debug!(
             ms = started.elapsed().as_millis(),
@@ -304,7 +326,7 @@ pub fn run(
         let aligned = corrections
             .iter()
             .any(|&(o, s)| o != 0 || s < 0.0)
-            .then(|| realigned_null(&files, n_stems, rate, ref_channels, &corrections));
+            .then(|| realigned_null(&files, n_stems, rate, layout, &corrections));
         let ceiling = stats[n_stems].as_ref().and_then(|s| {
             let n = s.samples_near_peak(checks::CEILING_BAND_DB);
             (n >= checks::CEILING_MIN_SAMPLES).then(|| (s.peak_dbfs(), n))
@@ -390,9 +412,17 @@ fn null_blocker(
     reference: Option<&StreamInfo>,
     stems: &[Option<StreamInfo>],
     rate: u32,
+    layout: Layout,
 ) -> Option<String> {
     let r = reference?;
     let name = name.unwrap_or("reference");
+    if r.channels != layout.channels() {
+        return Some(format!(
+            "the reference '{name}' has {} channels; the title is {layout} ({} channels)",
+            r.channels,
+            layout.channels()
+        ));
+    }
     if r.sample_rate != rate {
         return Some(format!(
             "the reference '{name}' is {} Hz, the stems {rate} Hz",
@@ -408,23 +438,26 @@ fn null_blocker(
             i.sample_rate
         ));
     }
-    if let Some(i) = stems
-        .iter()
-        .flatten()
-        .find(|i| i.channels != 1 && i.channels != r.channels)
-    {
+    if let Some(i) = stems.iter().flatten().find(|i| !layout.accepts(i.channels)) {
         return Some(format!(
-            "a {}-channel stem cannot be compared with a {}-channel reference",
-            i.channels, r.channels
+            "a {}-channel stem cannot be mixed in a {layout} title",
+            i.channels
         ));
     }
     None
 }
 
-/// Sums the stems (files `0..n_stems` of `lock`) into `sum` at the
-/// reference's channel count: mono stems feed every channel at unity.
+/// Sums the stems (files `0..n_stems` of `lock`) into `sum` in the title's
+/// layout, routed as the mix routes them ([`Layout::source_channel`]).
 /// `signs[i]` (if given) multiplies stem i.
-fn mix_stems(lock: &Lockstep, n_stems: usize, sum: &mut [Vec<f64>], n: usize, signs: &[f64]) {
+fn mix_stems(
+    lock: &Lockstep,
+    n_stems: usize,
+    layout: Layout,
+    sum: &mut [Vec<f64>],
+    n: usize,
+    signs: &[f64],
+) {
     for ch in sum.iter_mut() {
         ch[..n].fill(0.0);
     }
@@ -432,7 +465,7 @@ fn mix_stems(lock: &Lockstep, n_stems: usize, sum: &mut [Vec<f64>], n: usize, si
         let src = lock.channels(i);
         let sign = signs.get(i).copied().unwrap_or(1.0);
         for (c, dst) in sum.iter_mut().enumerate() {
-            let Some(s) = src.get(c).or(src.last()) else {
+            let Some(s) = layout.source_channel(src.len(), c).and_then(|k| src.get(k)) else {
                 continue;
             };
             let s = &s[..n];
@@ -450,8 +483,25 @@ fn place(
     core: usize,
     max_offset: usize,
     n_stems: usize,
+    layout: Layout,
 ) -> Vec<Option<align::Placement>> {
     let opened = open_all(files, None);
+    // Stems as the mix routes them; the reference as it is.
+    let routes: Vec<Vec<usize>> = opened
+        .infos
+        .iter()
+        .enumerate()
+        .map(|(k, info)| {
+            let ch = info.as_ref().map_or(1, |i| i.channels);
+            if k < n_stems {
+                (0..layout.channels())
+                    .filter_map(|c| layout.source_channel(ch, c))
+                    .collect()
+            } else {
+                (0..ch).collect()
+            }
+        })
+        .collect();
     let mut lock = Lockstep::new(opened.readers);
     let mut cap = align::WindowCapture::new(starts, core, max_offset, files.len());
     let last = starts
@@ -464,8 +514,8 @@ fn place(
         if n == 0 {
             break;
         }
-        for k in 0..files.len() {
-            cap.push(k, pos, lock.channels(k), n);
+        for (k, r) in routes.iter().enumerate() {
+            cap.push(k, pos, lock.channels(k), n, r, layout.channels());
         }
     }
     align::place_all(&mut cap, n_stems)
@@ -476,7 +526,7 @@ fn realigned_null(
     files: &[&InputFile],
     n_stems: usize,
     rate: u32,
-    ref_channels: usize,
+    layout: Layout,
     corrections: &[(i64, f64)],
 ) -> NullFit {
     let opened = open_all(files, None);
@@ -486,13 +536,13 @@ fn realigned_null(
     }
     let signs: Vec<f64> = corrections.iter().map(|&(_, s)| s).collect();
     let mut acc = NullAccumulator::new(rate);
-    let mut sum = vec![vec![0.0; streams::STEP_FRAMES]; ref_channels];
+    let mut sum = vec![vec![0.0; streams::STEP_FRAMES]; layout.channels()];
     loop {
         let n = lock.step();
         if n == 0 {
             break;
         }
-        mix_stems(&lock, n_stems, &mut sum, n, &signs);
+        mix_stems(&lock, n_stems, layout, &mut sum, n, &signs);
         acc.push(lock.channels(n_stems), &sum, n);
     }
     acc.finish()

@@ -16,7 +16,7 @@ use deliverables_spec::LevelPolicy;
 use deliverables_spec::delivery::LoudnessTarget;
 use deliverables_spec::manifest::{InputRecord, LevelRecord};
 use deliverables_spec::model::LoudnessBasis;
-use deliverables_spec::model::{Dither, NodeKind, Title};
+use deliverables_spec::model::{Dither, Layout, NodeKind, Title};
 use deliverables_spec::outputs::{PlannedOutput, sounding_stems, title_outputs};
 use deliverables_spec::plan::title_variants;
 use deliverables_spec::variant::{Variant, resolve_variant, title_graph, variants};
@@ -32,7 +32,7 @@ use crate::dsp::true_peak::TruePeakDetector;
 use crate::dsp::{Block, MixGraph, gain_to_db};
 use crate::meter::{Meter, MeterKind};
 use crate::output::{DitherSeed, OutputStage, Quantizer, sha256_file};
-use crate::source::{BLOCK_FRAMES, OUT_CHANNELS, TitleSource};
+use crate::source::{BLOCK_FRAMES, TitleSource};
 
 const MAX_PASSES: u32 = 8;
 /// Loudness error that ends the search, LU.
@@ -81,8 +81,26 @@ struct Family {
     clip_safety_db: f64,
     clip_output: Option<String>,
     converged: bool,
-    /// Peaks are bounded by a limiter on the master: no clip probes needed.
+    /// Peaks are bounded by a limiter on the master (a fold-down's: after
+    /// the fold): no clip probes needed.
     limited: bool,
+    /// A fold-down family: `gain_db` is the gain after the fold; the 5.1
+    /// master keeps the full mix's gain.
+    fold: bool,
+    /// For a fold-down: the master gain its last pass ran at. Its search
+    /// starts afresh when that moves (the function it searches changed).
+    master_at: Option<f64>,
+}
+
+impl Family {
+    /// The master gain and the fold-down gain a probe of this family runs at.
+    fn gains(&self, full: &Family) -> (f64, f64) {
+        if self.fold {
+            (full.gain_db, self.gain_db)
+        } else {
+            (self.gain_db, 0.0)
+        }
+    }
 }
 
 /// One graph rendered in a pass.
@@ -107,7 +125,7 @@ pub fn analyze(ctx: &TaskContext<'_>, title_name: &str) -> Result<AnalysisResult
 
     let mut notes = super::preflight::gate(ctx, title_name)?;
     // Open once to learn formats and rate (and to fail early on bad input).
-    let source = TitleSource::open(&paths, d.sample_rate)?;
+    let source = TitleSource::open(&paths, d.sample_rate, title.layout)?;
     let rate = source.sample_rate;
     let infos = source.infos();
     drop(source);
@@ -201,6 +219,9 @@ pub fn analyze(ctx: &TaskContext<'_>, title_name: &str) -> Result<AnalysisResult
         frames = pass.frames;
         stem_frames = pass.stem_frames;
         let mut all_converged = true;
+        // The master gain this pass ran at, and whether it has settled.
+        let full_gain = families[0].gain_db;
+        let mut master_settled = false;
         for (fi, fam) in families.iter_mut().enumerate() {
             let mut peak = (0.0_f64, String::new());
             for (p, r) in probes.iter().zip(&pass.readings) {
@@ -235,6 +256,14 @@ pub fn analyze(ctx: &TaskContext<'_>, title_name: &str) -> Result<AnalysisResult
             let l = fam.loudness.unwrap_or(f64::NEG_INFINITY);
             let target = fam.target.target_lufs;
             let err = target - l;
+            if fam.fold {
+                // This pass ran the master at `full_gain` (before family 0's
+                // update below): a new master gain is a new function.
+                if fam.master_at != Some(full_gain) {
+                    fam.search = GainSearch::default();
+                }
+                fam.master_at = Some(full_gain);
+            }
             let want = fam.search.next(fam.gain_db, l, target) - fam.gain_db;
             let headroom = if peak.0 > 0.0 && !fam.limited {
                 gain_to_db(full_scale / peak.0) - CLIP_MARGIN_DB
@@ -248,8 +277,13 @@ pub fn analyze(ctx: &TaskContext<'_>, title_name: &str) -> Result<AnalysisResult
                 0.0
             };
             fam.clip_output = (fam.clip_safety_db > CONVERGED_DB).then(|| peak.1.clone());
-            fam.converged =
-                step.abs() < CONVERGED_DB || (step == want && err.abs() < LOUDNESS_TOLERANCE);
+            fam.converged = (step.abs() < CONVERGED_DB
+                || (step == want && err.abs() < LOUDNESS_TOLERANCE))
+                // A fold-down has settled only on a settled master.
+                && (!fam.fold || master_settled);
+            if fi == 0 {
+                master_settled = fam.converged;
+            }
             if !fam.converged {
                 fam.gain_db = round6(fam.gain_db + step);
                 all_converged = false;
@@ -323,6 +357,7 @@ pub fn analyze(ctx: &TaskContext<'_>, title_name: &str) -> Result<AnalysisResult
     }
 
     let ceiling = d.working_ceiling_db();
+    let full_gain = families[0].gain_db;
     let rec = |f: &Family, notes: &mut Vec<String>| {
         let trim = f.true_peak_db.map_or(0.0, |tp| (ceiling - tp).min(0.0));
         if trim < 0.0 {
@@ -334,7 +369,7 @@ pub fn analyze(ctx: &TaskContext<'_>, title_name: &str) -> Result<AnalysisResult
         }
         LevelRecord {
             full_mix_lufs_at_unity: f.at_unity,
-            master_gain_db: round6(f.gain_db),
+            master_gain_db: round6(if f.fold { full_gain } else { f.gain_db }),
             clip_safety_db: round6(f.clip_safety_db),
             clip_safety_output: f.clip_output.clone(),
             passes,
@@ -342,6 +377,7 @@ pub fn analyze(ctx: &TaskContext<'_>, title_name: &str) -> Result<AnalysisResult
             ceiling_trim_db: round6(trim),
             loudness_target: Some(f.target.clone()),
             dialogue_share,
+            fold_down_gain_db: f.fold.then(|| round6(f.gain_db)),
         }
     };
     let level = rec(&families[0], &mut notes);
@@ -406,7 +442,7 @@ fn find_dialogue(
         .copied()
         .filter(|r| title.stems.iter().any(|s| s.role == *r))
         .collect();
-    crate::dialogue::find(&paths, &roles, d.sample_rate, gate, || {
+    crate::dialogue::find(&paths, &roles, d.sample_rate, title.layout, gate, || {
         ctx.check_cancel().is_err()
     })
     .map_err(TaskError::from)
@@ -461,10 +497,16 @@ impl Family {
             clip_safety_db: 0.0,
             clip_output: None,
             converged: false,
-            limited: tg
-                .master
-                .iter()
-                .any(|n| matches!(n.kind, NodeKind::Limiter { .. })),
+            limited: match &tg.fold_down {
+                Some(f) => &f.chain,
+                None => &tg.master,
+            }
+            .iter()
+            .any(|n| matches!(n.kind, NodeKind::Limiter { .. })),
+            // Only a normalized fold-down has a gain of its own; a matched
+            // one is in the full mix's family at fold gain 0 dB.
+            fold: tg.fold_down.is_some() && v.level == LevelPolicy::Normalized && v.name != "full",
+            master_at: None,
         }
     }
 }
@@ -541,13 +583,21 @@ struct PassOutcome {
     stem_frames: Vec<u64>,
 }
 
-/// The context every graph of this title is built with.
-pub fn chain_context(ctx: &TaskContext<'_>, rate: u32, gain_db: f64) -> ChainContext {
+/// The context every graph of this title is built with: its rate and
+/// layout, the master gain and (fold-downs) the gain after the fold.
+pub fn chain_context(
+    ctx: &TaskContext<'_>,
+    rate: u32,
+    layout: Layout,
+    gain_db: f64,
+    fold_gain_db: f64,
+) -> ChainContext {
     ChainContext {
         sample_rate: rate,
-        channels: OUT_CHANNELS,
+        channels: layout.channels(),
         max_block: BLOCK_FRAMES,
         loudness_db: gain_db,
+        fold_gain_db,
         default_ceiling_db: ctx.spec.delivery().working_ceiling_db(),
     }
 }
@@ -576,13 +626,14 @@ fn run_pass(
         dialogue,
     } = *input;
     let d = ctx.spec.delivery();
-    let mut source = TitleSource::open(paths, d.sample_rate)?;
+    let mut source = TitleSource::open(paths, d.sample_rate, title.layout)?;
     let rate = source.sample_rate;
     let spec = &ctx.spec.spec;
     let mut stages = Vec::with_capacity(probes.len());
     for p in probes {
         let tg = title_graph(&spec.graph, title, &p.variant);
-        let cc = chain_context(ctx, rate, families[p.family].gain_db);
+        let (master_db, fold_db) = families[p.family].gains(&families[0]);
+        let cc = chain_context(ctx, rate, title.layout, master_db, fold_db);
         let graph = MixGraph::new(&tg, &cc, |i| p.stems.contains(&i), p.reference.is_some())
             .map_err(|e| TaskError::Input(format!("title `{}`: {e}", title.name)))?;
         stages.push(Stage {
@@ -601,7 +652,9 @@ fn run_pass(
     }
     let mut acc: Vec<Acc> = probes
         .iter()
-        .map(|p| {
+        .zip(&stages)
+        .map(|(p, stage)| {
+            let channels = stage.graph.out_channels();
             let f = &families[p.family];
             let seed = DitherSeed {
                 spec_sha256: &ctx.spec.sha256,
@@ -613,11 +666,9 @@ fn run_pass(
             Ok(Acc {
                 meter: match (p.measures_loudness, dialogue_gated) {
                     (false, _) => None,
-                    (true, false) => {
-                        Some(Meter::new(OUT_CHANNELS, rate, MeterKind::IntegratedOnly)?)
-                    }
+                    (true, false) => Some(Meter::new(channels, rate, MeterKind::IntegratedOnly)?),
                     (true, true) => Some(Meter::with_blocks(
-                        OUT_CHANNELS,
+                        channels,
                         rate,
                         MeterKind::IntegratedOnly,
                     )?),
@@ -627,15 +678,15 @@ fn run_pass(
                 out_stage: p.measures_loudness.then(|| {
                     OutputStage::new(
                         d.bit_depth,
-                        OUT_CHANNELS,
+                        channels,
                         0.0,
                         (d.dither == Dither::Tpdf).then_some(seed),
                     )
                 }),
                 tp: p
                     .measures_loudness
-                    .then(|| TruePeakDetector::new(OUT_CHANNELS, rate)),
-                quantised: Block::new(OUT_CHANNELS, BLOCK_FRAMES),
+                    .then(|| TruePeakDetector::new(channels, rate)),
+                quantised: Block::new(channels, BLOCK_FRAMES),
             })
         })
         .collect::<Result<_, TaskError>>()?;

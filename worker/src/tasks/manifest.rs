@@ -40,6 +40,7 @@ pub fn write_manifest(ctx: &TaskContext<'_>) -> Result<ManifestResult, TaskError
         let mut entry = TitleEntry {
             name: title.name.clone(),
             status: "rendered".into(),
+            layout: title.layout,
             error: None,
             inputs: vec![],
             level: None,
@@ -126,6 +127,7 @@ pub fn write_manifest(ctx: &TaskContext<'_>) -> Result<ManifestResult, TaskError
                             level_policy: out.level_policy,
                             gain_db: Some(out.gain_db),
                             ceiling_trim_db: Some(out.ceiling_trim_db),
+                            fold_down_gain_db: out.fold_down_gain_db,
                             mode: out.mode,
                             target_lufs: target.target_lufs,
                             tolerance_lu: target.tolerance_lu,
@@ -148,6 +150,7 @@ pub fn write_manifest(ctx: &TaskContext<'_>) -> Result<ManifestResult, TaskError
                     level_policy: policy,
                     gain_db: None,
                     ceiling_trim_db: None,
+                    fold_down_gain_db: None,
                     mode: "mix".into(),
                     target_lufs: d.target_lufs,
                     tolerance_lu: d.tolerance_lu,

@@ -24,6 +24,7 @@ pub fn preflight(ctx: &TaskContext<'_>, title_name: &str) -> Result<PreflightRep
         stems: title.stems.iter().map(|s| file(&s.file)).collect(),
         reference: title.reference.as_ref().map(file),
         delivery_rate: spec.delivery().sample_rate,
+        layout: title.layout,
     };
     // A file that was there at submission and cannot be reached now is an
     // I/O failure a retry may fix (a share remounting), not a finding.

@@ -20,7 +20,7 @@ use super::{TaskContext, TaskError};
 use crate::dialogue::DialogueActivity;
 use crate::dsp::MixGraph;
 use crate::output::{DitherSeed, OutputStage, OutputWriter, Pending, digest_wav};
-use crate::source::{OUT_CHANNELS, TitleSource};
+use crate::source::TitleSource;
 
 /// How a file was produced.
 pub const MODE_MIX: &str = "mix";
@@ -33,6 +33,9 @@ pub struct RenderedOutput {
     pub file: FileRecord,
     pub gain_db: f64,
     pub ceiling_trim_db: f64,
+    /// A fold-down's gain after the fold (fold-down variants only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fold_down_gain_db: Option<f64>,
     pub level_policy: LevelPolicy,
     pub mode: String,
     pub measurement: Measurement,
@@ -85,9 +88,10 @@ pub fn render(
         _ => &analysis.level,
     };
     let (gain_db, trim_db) = (level.master_gain_db, level.ceiling_trim_db);
+    let fold_gain_db = level.fold_down_gain_db.unwrap_or(0.0);
     let tg = title_graph(&spec.spec.graph, title, &variant);
     let planned = outputs_for(ctx, title, &variant, rate);
-    let cc = chain_context(ctx, rate, gain_db);
+    let cc = chain_context(ctx, rate, title.layout, gain_db, fold_gain_db);
     let graph_err =
         |e: crate::dsp::chain::GraphError| TaskError::Input(format!("title `{title_name}`: {e}"));
 
@@ -107,12 +111,17 @@ pub fn render(
         });
     }
     let first_output = usize::from(linked);
+    let channels: Vec<usize> = stages[first_output..]
+        .iter()
+        .map(|s| s.graph.out_channels())
+        .collect();
     for o in &planned {
         remove_stale_partials(&ctx.output_dir, &o.file_name);
     }
     let mut writers = planned
         .iter()
-        .map(|o| {
+        .zip(&channels)
+        .map(|(o, &channels)| {
             let seed = DitherSeed {
                 spec_sha256: &spec.sha256,
                 title: &title.name,
@@ -121,7 +130,7 @@ pub fn render(
             };
             let stage = OutputStage::new(
                 d.bit_depth,
-                OUT_CHANNELS,
+                channels,
                 trim_db,
                 (d.dither == Dither::Tpdf).then_some(seed),
             );
@@ -137,19 +146,19 @@ pub fn render(
                 ctx.origination_unix_s,
                 analysis.time_reference,
                 rate,
-                OUT_CHANNELS,
+                channels,
             );
             OutputWriter::create(
                 &ctx.output_dir.join(&o.file_name),
                 rate,
-                OUT_CHANNELS,
+                channels,
                 stage,
                 &bext,
             )
         })
         .collect::<Result<Vec<_>, _>>()?;
     let paths: Vec<_> = title.stems.iter().map(|s| spec.path(&s.file)).collect();
-    let mut source = TitleSource::open(&paths, d.sample_rate)?;
+    let mut source = TitleSource::open(&paths, d.sample_rate, title.layout)?;
     let frames = run_stages(
         ctx,
         &mut source,
@@ -198,6 +207,7 @@ pub fn render(
             },
             gain_db,
             ceiling_trim_db: trim_db,
+            fold_down_gain_db: tg.fold_down.as_ref().map(|_| fold_gain_db),
             level_policy: variant.level,
             mode: if o.role.is_some() {
                 MODE_LINKED_STEM

@@ -7,7 +7,7 @@
 
 use super::{TaskContext, TaskError};
 use crate::dsp::{Block, MixGraph};
-use crate::source::{BLOCK_FRAMES, OUT_CHANNELS, TitleSource};
+use crate::source::{BLOCK_FRAMES, TitleSource};
 
 /// One graph to run, and (for linked stems) the stage whose envelopes it replays.
 pub struct Stage {
@@ -38,9 +38,10 @@ pub fn run_stages(
     let mut inputs = source.make_blocks();
     let mut outs: Vec<Block> = stages
         .iter()
-        .map(|_| Block::new(OUT_CHANNELS, BLOCK_FRAMES))
+        .map(|s| Block::new(s.graph.out_channels(), BLOCK_FRAMES))
         .collect();
-    let mut trimmed = Block::new(OUT_CHANNELS, BLOCK_FRAMES);
+    // One trimmed buffer per stage: a fold-down's is stereo in a 5.1 title.
+    let mut trimmed = outs.clone();
     let lat: Vec<u64> = stages.iter().map(|s| s.graph.latency() as u64).collect();
     let flush = lat.iter().copied().max().unwrap_or(0);
     let mut fed: u64 = 0;
@@ -88,8 +89,8 @@ pub fn run_stages(
                 .saturating_sub(block_start)
                 .min(n as u64) as usize;
             if first < last {
-                trimmed.copy_range_from(&outs[i], first, last - first);
-                sink(i, &trimmed)?;
+                trimmed[i].copy_range_from(&outs[i], first, last - first);
+                sink(i, &trimmed[i])?;
             }
         }
         step += 1;
