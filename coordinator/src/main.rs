@@ -522,7 +522,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// `host-pid`: unique per worker process, readable in task histories.
+/// `--layout`: `stereo` or `5.1`.
 fn parse_layout(s: &str) -> Result<Layout, String> {
     match s {
         "stereo" => Ok(Layout::Stereo),
@@ -531,6 +531,7 @@ fn parse_layout(s: &str) -> Result<Layout, String> {
     }
 }
 
+/// `host-pid`: unique per worker process, readable in task histories.
 fn default_worker_id() -> String {
     let host = std::fs::read_to_string("/etc/hostname")
         .ok()

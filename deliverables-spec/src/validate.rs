@@ -573,6 +573,15 @@ fn variant_checks(spec: &Spec, errs: &mut Vec<SpecError>) {
                 }
             }
         }
+        if name == "full" && v.fold_down.is_some() {
+            errs.push(
+                SpecError::new(
+                    format!("{f}.fold_down"),
+                    "the full mix cannot be a fold-down: it sets the title's master gain",
+                )
+                .hint("keep `full` in the title's layout and add a fold-down variant, e.g. [variants.fold_down]"),
+            );
+        }
         let folds = v.fold_down.is_some() || name == "fold_down";
         if folds
             && !spec.variants_are_default()

@@ -492,4 +492,10 @@ fn fold_down_settings_are_checked() {
     );
     // ... but the default set on stereo titles is fine.
     parse_and_validate(&stereo, None).expect("defaults apply to stereo titles");
+    // The full mix stays in the title's layout: it sets the master gain.
+    let e = one_error(&with("[variants.full]\nfold_down = {}\n"));
+    assert!(
+        e.contains("variants.full.fold_down") && e.contains("master gain"),
+        "{e}"
+    );
 }

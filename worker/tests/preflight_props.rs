@@ -42,8 +42,13 @@ fn signal(seed: u32, t: usize) -> f64 {
 
 /// A 24-bit stereo WAV of stem `seed` (or, for `None`, the sum of stems 0..3).
 fn wav_bytes(seed: Option<u32>) -> Vec<u8> {
+    wav_bytes_with(seed, 2)
+}
+
+/// As [`wav_bytes`], with `channels` identical channels.
+fn wav_bytes_with(seed: Option<u32>, channels: u16) -> Vec<u8> {
     let spec = hound::WavSpec {
-        channels: 2,
+        channels,
         sample_rate: RATE,
         bits_per_sample: 24,
         sample_format: hound::SampleFormat::Int,
@@ -57,8 +62,9 @@ fn wav_bytes(seed: Option<u32>) -> Vec<u8> {
                 None => (0..3).map(|s| signal(s, t)).sum(),
             };
             let code = (v * 8_388_607.0).round() as i32;
-            w.write_sample(code).expect("sample");
-            w.write_sample(code).expect("sample");
+            for _ in 0..channels {
+                w.write_sample(code).expect("sample");
+            }
         }
         w.finalize().expect("finalize");
     }
@@ -206,6 +212,37 @@ fn an_intact_session_nulls_exactly() {
     assert!(n.pass);
     assert!(
         n.as_delivered.residual_db.is_some_and(|r| r < -120.0),
+        "{n:?}"
+    );
+}
+
+/// Mono stems with a mono reference: the null test runs in one channel.
+#[test]
+fn a_mono_session_nulls_in_one_channel() {
+    let dir = std::env::temp_dir().join(format!("stemforge-preflight-mono-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = |name: String| InputFile {
+        path: dir.join(&name),
+        name,
+    };
+    std::fs::write(dir.join("mix.wav"), wav_bytes_with(None, 1)).expect("write");
+    for s in 0..3u32 {
+        std::fs::write(dir.join(format!("stem{s}.wav")), wav_bytes_with(Some(s), 1))
+            .expect("write");
+    }
+    let input = PreflightInput {
+        title: "mono".into(),
+        stems: (0..3).map(|i| file(format!("stem{i}.wav"))).collect(),
+        reference: Some(file("mix.wav".into())),
+        delivery_rate: None,
+        layout: Default::default(),
+    };
+    let report = run(&input, &settings(), &|_| {});
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(report.findings.is_empty(), "{:#?}", report.findings);
+    let n = report.null_test.expect("null test");
+    assert!(
+        n.pass && n.as_delivered.residual_db.is_some_and(|r| r < -120.0),
         "{n:?}"
     );
 }

@@ -117,6 +117,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::needless_range_loop)] // frame i across six parallel channels
     fn bs775_fold_is_the_formula() {
         let ch: Vec<Vec<f64>> = (0..6)
             .map(|c| {

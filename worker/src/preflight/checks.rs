@@ -540,7 +540,7 @@ pub fn null_findings(
             "null_test",
             &[reference],
             format!("the reference '{reference}' is silent: the null test cannot run"),
-            "supply the stereo mix the stems were printed from",
+            "supply the reference mix the stems were printed from (in the title's layout)",
         ));
         return NullVerdict::new(false, out);
     };

@@ -168,7 +168,13 @@ pub fn run(
         })
         .collect();
     let mut delivered = null_ok.then(|| NullAccumulator::new(rate));
-    let mut sum = vec![vec![0.0; streams::STEP_FRAMES]; layout.channels()];
+    // The stems are summed in the reference's channels (the layout's, or
+    // one for a mono session).
+    let sum_channels = ref_info
+        .as_ref()
+        .filter(|_| null_ok)
+        .map_or(layout.channels(), |i| i.channels);
+    let mut sum = vec![vec![0.0; streams::STEP_FRAMES]; sum_channels];
     let expected = opened
         .infos
         .iter()
@@ -326,7 +332,7 @@ pub fn run(
         let aligned = corrections
             .iter()
             .any(|&(o, s)| o != 0 || s < 0.0)
-            .then(|| realigned_null(&files, n_stems, rate, layout, &corrections));
+            .then(|| realigned_null(&files, n_stems, rate, layout, sum_channels, &corrections));
         let ceiling = stats[n_stems].as_ref().and_then(|s| {
             let n = s.samples_near_peak(checks::CEILING_BAND_DB);
             (n >= checks::CEILING_MIN_SAMPLES).then(|| (s.peak_dbfs(), n))
@@ -416,7 +422,10 @@ fn null_blocker(
 ) -> Option<String> {
     let r = reference?;
     let name = name.unwrap_or("reference");
-    if r.channels != layout.channels() {
+    // A mono session (mono stems, mono reference) nulls in one channel.
+    let mono_session =
+        r.channels == 1 && layout.is_stereo() && stems.iter().flatten().all(|i| i.channels == 1);
+    if r.channels != layout.channels() && !mono_session {
         return Some(format!(
             "the reference '{name}' has {} channels; the title is {layout} ({} channels)",
             r.channels,
@@ -527,6 +536,7 @@ fn realigned_null(
     n_stems: usize,
     rate: u32,
     layout: Layout,
+    channels: usize,
     corrections: &[(i64, f64)],
 ) -> NullFit {
     let opened = open_all(files, None);
@@ -536,7 +546,7 @@ fn realigned_null(
     }
     let signs: Vec<f64> = corrections.iter().map(|&(_, s)| s).collect();
     let mut acc = NullAccumulator::new(rate);
-    let mut sum = vec![vec![0.0; streams::STEP_FRAMES]; layout.channels()];
+    let mut sum = vec![vec![0.0; streams::STEP_FRAMES]; channels];
     loop {
         let n = lock.step();
         if n == 0 {

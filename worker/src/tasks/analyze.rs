@@ -222,6 +222,8 @@ pub fn analyze(ctx: &TaskContext<'_>, title_name: &str) -> Result<AnalysisResult
         // The master gain this pass ran at, and whether it has settled.
         let full_gain = families[0].gain_db;
         let mut master_settled = false;
+        // How far the master gain moves after this pass (family 0 first).
+        let mut master_step = 0.0;
         for (fi, fam) in families.iter_mut().enumerate() {
             let mut peak = (0.0_f64, String::new());
             for (p, r) in probes.iter().zip(&pass.readings) {
@@ -281,12 +283,16 @@ pub fn analyze(ctx: &TaskContext<'_>, title_name: &str) -> Result<AnalysisResult
                 || (step == want && err.abs() < LOUDNESS_TOLERANCE))
                 // A fold-down has settled only on a settled master.
                 && (!fam.fold || master_settled);
+            if !fam.converged {
+                // A fold-down follows its master: the fold gain's step is
+                // net of what the master moves, which moves it as much.
+                let compensate = if fam.fold { master_step } else { 0.0 };
+                fam.gain_db = round6(fam.gain_db + step - compensate);
+                all_converged = false;
+            }
             if fi == 0 {
                 master_settled = fam.converged;
-            }
-            if !fam.converged {
-                fam.gain_db = round6(fam.gain_db + step);
-                all_converged = false;
+                master_step = fam.gain_db - full_gain;
             }
         }
         if all_converged {
