@@ -14,9 +14,10 @@ use support::*;
 /// The demo's length at 48 kHz (20 s).
 const DEMO_FRAMES: u64 = 960_000;
 
-/// The demo spec at `rate`, pushed to streaming loudness (-14 LUFS, -1 dBTP)
-/// so the master limiter works hard at the converted rate.
-fn spec_at(rate: u32) -> String {
+/// The demo spec with `delivery_line` (the rate or rates), pushed to
+/// streaming loudness (-14 LUFS, -1 dBTP) so the master limiter works hard
+/// at the converted rate.
+fn spec_with(delivery_line: &str) -> String {
     let base = std::fs::read_to_string(&demo().spec).expect("spec");
     assert!(
         base.contains("bit_depth = 24\n") && base.contains("profile = \"ebu-r128\""),
@@ -25,8 +26,13 @@ fn spec_at(rate: u32) -> String {
     base.replace("profile = \"ebu-r128\"", "profile = \"spotify\"")
         .replace(
             "bit_depth = 24\n",
-            &format!("bit_depth = 24\nsample_rate = {rate}\n"),
+            &format!("bit_depth = 24\n{delivery_line}\n"),
         )
+}
+
+/// The demo spec delivered at `rate`.
+fn spec_at(rate: u32) -> String {
+    spec_with(&format!("sample_rate = {rate}"))
 }
 
 /// `round(n · to / from)`.
@@ -36,8 +42,11 @@ fn frames_at(n: u64, from: u64, to: u64) -> u64 {
 
 fn check_pack(out: &Path, m: &serde_json::Value, rate: u32) {
     let want_frames = frames_at(DEMO_FRAMES, 48_000, u64::from(rate));
-    let outs = outputs(m);
-    assert_eq!(outs.len(), 12, "the whole pack");
+    let outs: Vec<_> = outputs(m)
+        .into_iter()
+        .filter(|o| o["file"]["sample_rate"] == rate)
+        .collect();
+    assert_eq!(outs.len(), 12, "the whole pack at {rate} Hz");
     let mut worst_tp = f64::NEG_INFINITY;
     for o in &outs {
         let name = o["file"]["path"].as_str().expect("path");
@@ -70,28 +79,35 @@ fn check_pack(out: &Path, m: &serde_json::Value, rate: u32) {
 }
 
 #[test]
-fn one_session_delivers_44k1_and_96k_packs_within_the_ceiling_by_ffmpeg() {
+fn one_spec_delivers_44k1_and_96k_packs_within_the_ceiling_by_ffmpeg() {
+    // One job, one spec: a pack per rate (`delivery.sample_rates`).
+    let spec = spec_with("sample_rates = [44100, 96000]");
+    let (out, o) = render_demo_variant("two-rates", &spec);
+    assert!(o.status.success(), "{}", text(&o));
+    let m = read_json(&out.join("manifest.json"));
+    assert_eq!(outputs(&m).len(), 24, "two packs of 12");
     for rate in [44_100u32, 96_000] {
-        let (out, o) = render_demo_variant(&format!("rate-{rate}"), &spec_at(rate));
-        assert!(o.status.success(), "{}", text(&o));
-        let m = read_json(&out.join("manifest.json"));
         check_pack(&out, &m, rate);
-        if rate == 44_100 {
-            // Same inputs and spec, another run: bit-identical audio.
-            let (again, o) = render_demo_variant("rate-44100-again", &spec_at(rate));
-            assert!(o.status.success(), "{}", text(&o));
-            let m2 = read_json(&again.join("manifest.json"));
-            assert_eq!(audio_hashes(&m), audio_hashes(&m2));
-            let _ = std::fs::remove_dir_all(&again);
-        }
-        let names: Vec<String> = outputs(&m)
-            .iter()
-            .map(|o| o["file"]["path"].as_str().unwrap_or_default().to_string())
-            .collect();
         let tag = if rate == 44_100 { "_44.1k24" } else { "_96k24" };
-        assert!(names.iter().all(|n| n.contains(tag)), "{names:?}");
-        let _ = std::fs::remove_dir_all(&out);
+        let at_rate = outputs(&m)
+            .into_iter()
+            .filter(|o| o["file"]["sample_rate"] == rate)
+            .all(|o| o["file"]["path"].as_str().unwrap_or_default().contains(tag));
+        assert!(at_rate, "{rate} Hz files are named with {tag}");
+        // Offsets from the full mix are taken at the same rate.
+        let full = outputs(&m)
+            .into_iter()
+            .find(|o| o["variant"] == "full" && o["file"]["sample_rate"] == rate)
+            .expect("full mix");
+        assert_eq!(full["offset_from_full_lu"], 0.0, "{full:#}");
     }
+    // Same inputs and spec, another run: bit-identical audio.
+    let (again, o) = render_demo_variant("two-rates-again", &spec);
+    assert!(o.status.success(), "{}", text(&o));
+    let m2 = read_json(&again.join("manifest.json"));
+    assert_eq!(audio_hashes(&m), audio_hashes(&m2));
+    let _ = std::fs::remove_dir_all(&again);
+    let _ = std::fs::remove_dir_all(&out);
 }
 
 /// A scratch session whose `stems/` are the demo's, each made by `make`

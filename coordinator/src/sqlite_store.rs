@@ -482,6 +482,7 @@ mod tests {
             kind: TaskKind::Render {
                 title: "t".into(),
                 variant: id.into(),
+                rate: None,
             },
             deps: vec!["analyze-t".into()],
             run_when: RunWhen::DepsSucceeded,

@@ -12,6 +12,7 @@ fn plan(titles: &[&str]) -> Plan {
             id: a.clone(),
             kind: TaskKind::Analyze {
                 title: t.to_string(),
+                rate: None,
             },
             deps: vec![],
             run_when: RunWhen::DepsSucceeded,
@@ -23,6 +24,7 @@ fn plan(titles: &[&str]) -> Plan {
                 kind: TaskKind::Render {
                     title: t.to_string(),
                     variant: v.to_string(),
+                    rate: None,
                 },
                 deps: vec![a.clone()],
                 run_when: RunWhen::DepsSucceeded,

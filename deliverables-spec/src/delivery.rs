@@ -163,6 +163,9 @@ pub struct Delivery {
     pub dialogue: DialogueGate,
     /// `None`: the stems' own rate.
     pub sample_rate: Option<u32>,
+    /// Several output rates, one pack each (`sample_rates`); empty for one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sample_rates: Vec<u32>,
     pub bit_depth: BitDepth,
     pub output_dir: String,
     pub naming: String,
@@ -186,6 +189,16 @@ pub struct LoudnessTarget {
 }
 
 impl Delivery {
+    /// The packs a title is delivered in: with `sample_rates`, one per rate
+    /// (each `Some`); else one, at `sample_rate` (`None`: the stems' rate).
+    pub fn packs(&self) -> Vec<Option<u32>> {
+        if self.sample_rates.is_empty() {
+            vec![self.sample_rate]
+        } else {
+            self.sample_rates.iter().copied().map(Some).collect()
+        }
+    }
+
     /// The ceiling limiters and the final check aim for: the delivery's
     /// ceiling minus the safety margin.
     pub fn working_ceiling_db(&self) -> f64 {
@@ -294,6 +307,7 @@ impl Delivery {
             loudness_basis: l.basis,
             dialogue: l.dialogue,
             sample_rate: spec.sample_rate,
+            sample_rates: spec.sample_rates.clone().unwrap_or_default(),
             bit_depth: spec.bit_depth.unwrap_or(BitDepth::Int24),
             output_dir: spec
                 .output_dir

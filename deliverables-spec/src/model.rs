@@ -659,6 +659,10 @@ pub struct DeliverySpec {
     /// Output sample rate; defaults to the stems' rate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sample_rate: Option<u32>,
+    /// Several output rates: one pack per rate from the same session (each
+    /// title analysed and rendered at each rate). Instead of `sample_rate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_rates: Option<Vec<u32>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bit_depth: Option<BitDepth>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

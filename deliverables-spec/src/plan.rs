@@ -21,10 +21,21 @@ use crate::variant::{Variant, title_graph, variants};
 pub enum TaskKind {
     /// Check a title's stems (and reference) before anything is rendered.
     Preflight { title: String },
-    /// Decode a title, find its master gain, hash its inputs.
-    Analyze { title: String },
-    /// Render one variant of a title (a mix, or a set of stems).
-    Render { title: String, variant: String },
+    /// Decode a title, find its master gain, hash its inputs. `rate` is set
+    /// when the spec asks for a pack per rate (`delivery.sample_rates`).
+    Analyze {
+        title: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rate: Option<u32>,
+    },
+    /// Render one variant of a title (a mix, or a set of stems), at `rate`
+    /// as its analysis.
+    Render {
+        title: String,
+        variant: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rate: Option<u32>,
+    },
     /// Judge every output against the delivery and write the job manifest.
     Manifest,
 }
@@ -33,11 +44,20 @@ impl TaskKind {
     pub fn label(&self) -> String {
         match self {
             TaskKind::Preflight { title } => format!("preflight {title}"),
-            TaskKind::Analyze { title } => format!("analyze {title}"),
-            TaskKind::Render { title, variant } => format!("render {title}/{variant}"),
+            TaskKind::Analyze { title, rate } => format!("analyze {title}{}", at(*rate)),
+            TaskKind::Render {
+                title,
+                variant,
+                rate,
+            } => format!("render {title}/{variant}{}", at(*rate)),
             TaskKind::Manifest => "manifest".to_string(),
         }
     }
+}
+
+/// ` @ 48000 Hz` for a task of one pack among several, else nothing.
+fn at(rate: Option<u32>) -> String {
+    rate.map(|r| format!(" @ {r} Hz")).unwrap_or_default()
 }
 
 /// When a task may start.
@@ -128,7 +148,8 @@ pub fn plan(
     fingerprints: &BTreeMap<String, String>,
     tool_version: &str,
 ) -> Plan {
-    let delivery = json(&Delivery::of(spec));
+    let d = Delivery::of(spec);
+    let delivery = json(&d);
     let graph = json(&spec.graph);
     let all = variants(spec);
     let all_json = json(&all);
@@ -164,52 +185,60 @@ pub fn plan(
             run_when: RunWhen::DepsSucceeded,
             weight: 0.5 * stems_weight,
         });
-        let analyze_kind = TaskKind::Analyze {
-            title: title.name.clone(),
-        };
-        // Analysis sees every variant: the clip safety looks at all outputs.
-        let analyze_id = content_id(&[
-            &version,
-            &json(&analyze_kind),
-            &json(&preflight_id),
-            &json(title),
-            &json(&inputs),
-            &graph,
-            &all_json,
-            &delivery,
-        ]);
-        tasks.push(PlannedTask {
-            id: analyze_id.clone(),
-            kind: analyze_kind,
-            deps: vec![preflight_id],
-            run_when: RunWhen::DepsSucceeded,
-            weight: 2.0 * stems_weight,
-        });
         let (keep, skip) = title_variants(spec, title, &all);
         skipped.extend(skip);
-        for v in keep {
-            let kind = TaskKind::Render {
+        // One analysis and one set of renders per pack (per rate when the
+        // spec lists several; `rate` stays unset for a single pack).
+        let several = !d.sample_rates.is_empty();
+        for pack in d.packs() {
+            let rate = pack.filter(|_| several);
+            let analyze_kind = TaskKind::Analyze {
                 title: title.name.clone(),
-                variant: v.name.clone(),
+                rate,
             };
-            let id = content_id(&[
+            // Analysis sees every variant: the clip safety looks at all outputs.
+            let analyze_id = content_id(&[
                 &version,
-                &json(&kind),
-                &json(&analyze_id),
-                &json(v),
+                &json(&analyze_kind),
+                &json(&preflight_id),
+                &json(title),
+                &json(&inputs),
+                &graph,
+                &all_json,
                 &delivery,
             ]);
-            let outputs = match v.output {
-                OutputKind::Mix => 1.0,
-                OutputKind::Stems => 1.5,
-            };
             tasks.push(PlannedTask {
-                id,
-                kind,
-                deps: vec![analyze_id.clone()],
+                id: analyze_id.clone(),
+                kind: analyze_kind,
+                deps: vec![preflight_id.clone()],
                 run_when: RunWhen::DepsSucceeded,
-                weight: stems_weight * 0.5 + outputs,
+                weight: 2.0 * stems_weight,
             });
+            for v in &keep {
+                let kind = TaskKind::Render {
+                    title: title.name.clone(),
+                    variant: v.name.clone(),
+                    rate,
+                };
+                let id = content_id(&[
+                    &version,
+                    &json(&kind),
+                    &json(&analyze_id),
+                    &json(v),
+                    &delivery,
+                ]);
+                let outputs = match v.output {
+                    OutputKind::Mix => 1.0,
+                    OutputKind::Stems => 1.5,
+                };
+                tasks.push(PlannedTask {
+                    id,
+                    kind,
+                    deps: vec![analyze_id.clone()],
+                    run_when: RunWhen::DepsSucceeded,
+                    weight: stems_weight * 0.5 + outputs,
+                });
+            }
         }
     }
     let mut deps: Vec<String> = tasks.iter().map(|t| t.id.clone()).collect();

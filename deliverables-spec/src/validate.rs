@@ -172,16 +172,69 @@ fn delivery_checks(spec: &Spec, errs: &mut Vec<SpecError>) {
             .hint("use at most 32 ASCII characters"),
         );
     }
-    if let Some(sr) = r.sample_rate
-        && !(8000..=384_000).contains(&sr)
-    {
-        errs.push(
-            SpecError::new(
-                "delivery.sample_rate",
-                format!("{sr} Hz is not a supported rate"),
-            )
-            .hint("use e.g. 44100, 48000 or 96000"),
+    let rates = r
+        .sample_rate
+        .map(|sr| ("delivery.sample_rate".to_string(), sr))
+        .into_iter()
+        .chain(
+            r.sample_rates
+                .iter()
+                .enumerate()
+                .map(|(i, &sr)| (format!("delivery.sample_rates[{i}]"), sr)),
         );
+    for (field, sr) in rates {
+        if !(8000..=384_000).contains(&sr) {
+            errs.push(
+                SpecError::new(field, format!("{sr} Hz is not a supported rate"))
+                    .hint("use e.g. 44100, 48000 or 96000"),
+            );
+        }
+    }
+    if let Some(list) = &spec.delivery.sample_rates {
+        if list.is_empty() {
+            errs.push(
+                SpecError::new("delivery.sample_rates", "is empty").hint(
+                    "list the rates, e.g. [48000, 96000], or leave it out for the stems' rate",
+                ),
+            );
+        }
+        if r.sample_rate.is_some() {
+            errs.push(
+                SpecError::new(
+                    "delivery.sample_rates",
+                    "is set together with `sample_rate`",
+                )
+                .hint("keep one: `sample_rate` for one pack, `sample_rates` for a pack per rate"),
+            );
+        }
+        let mut seen = BTreeSet::new();
+        for (i, sr) in list.iter().enumerate() {
+            if !seen.insert(sr) {
+                errs.push(
+                    SpecError::new(
+                        format!("delivery.sample_rates[{i}]"),
+                        format!("{sr} Hz is listed twice"),
+                    )
+                    .hint("list each rate once"),
+                );
+            }
+        }
+        if list.len() > 1 {
+            for (field, t) in [
+                ("delivery.naming", &r.naming),
+                ("delivery.stem_naming", &r.stem_naming),
+            ] {
+                if !t.contains("{rate}") {
+                    errs.push(
+                        SpecError::new(
+                            field,
+                            format!("`{t}` has no `{{rate}}`: the packs at {} rates would give their files the same names", list.len()),
+                        )
+                        .hint("add `{rate}`, e.g. \"{title}_{variant}_{rate}k{bits}.wav\""),
+                    );
+                }
+            }
+        }
     }
     if r.output_dir.trim().is_empty() {
         errs.push(

@@ -255,7 +255,7 @@ fn plan_is_a_deterministic_dag() {
     // Analyses depend on their title's preflight, renders on their
     // title's analysis only.
     for t in &p.tasks {
-        if let TaskKind::Analyze { title } = &t.kind {
+        if let TaskKind::Analyze { title, .. } = &t.kind {
             let pf = p
                 .tasks
                 .iter()
@@ -277,6 +277,7 @@ fn plan_is_a_deterministic_dag() {
                     x.kind
                         == TaskKind::Analyze {
                             title: title.clone(),
+                            rate: None,
                         }
                 })
                 .expect("analysis");
@@ -448,7 +449,7 @@ fn a_5_1_title_gets_a_fold_down_and_a_stereo_title_does_not() {
         .tasks
         .iter()
         .filter_map(|t| match &t.kind {
-            TaskKind::Render { title, variant } => Some((title.clone(), variant.clone())),
+            TaskKind::Render { title, variant, .. } => Some((title.clone(), variant.clone())),
             _ => None,
         })
         .collect();
@@ -498,4 +499,70 @@ fn fold_down_settings_are_checked() {
         e.contains("variants.full.fold_down") && e.contains("master gain"),
         "{e}"
     );
+}
+
+#[test]
+fn sample_rates_plan_a_pack_per_rate() {
+    let two = GOOD.replace(
+        "bit_depth = 24\n",
+        "bit_depth = 24\nsample_rates = [48000, 96000]\n",
+    );
+    let spec = parse_and_validate(&two, None).expect("valid");
+    let p = plan(&spec, "h", &BTreeMap::new(), "t");
+    let count = |f: &dyn Fn(&TaskKind) -> bool| p.tasks.iter().filter(|t| f(&t.kind)).count();
+    // Two titles: one preflight each, an analysis per title and rate, and
+    // every render once per rate, depending on the analysis at its rate.
+    assert_eq!(count(&|k| matches!(k, TaskKind::Preflight { .. })), 2);
+    assert_eq!(
+        count(&|k| matches!(k, TaskKind::Analyze { rate: Some(_), .. })),
+        4
+    );
+    let single = plan(
+        &parse_and_validate(GOOD, None).expect("valid"),
+        "h",
+        &BTreeMap::new(),
+        "t",
+    );
+    let renders = |p: &deliverables_spec::Plan| {
+        p.tasks
+            .iter()
+            .filter(|t| matches!(t.kind, TaskKind::Render { .. }))
+            .count()
+    };
+    assert_eq!(renders(&p), 2 * renders(&single));
+    for t in &p.tasks {
+        if let TaskKind::Render { title, rate, .. } = &t.kind {
+            let a = p
+                .tasks
+                .iter()
+                .find(|x| {
+                    x.kind
+                        == TaskKind::Analyze {
+                            title: title.clone(),
+                            rate: *rate,
+                        }
+                })
+                .expect("analysis at the same rate");
+            assert_eq!(t.deps, vec![a.id.clone()]);
+        }
+    }
+    // A single pack keeps its tasks free of a rate (ids unchanged).
+    assert!(single.tasks.iter().all(|t| !matches!(
+        t.kind,
+        TaskKind::Analyze { rate: Some(_), .. } | TaskKind::Render { rate: Some(_), .. }
+    )));
+
+    let e = errors(&GOOD.replace(
+        "bit_depth = 24\n",
+        "bit_depth = 24\nsample_rate = 48000\nsample_rates = [48000, 48000, 1]\nnaming = \"{title}_{variant}.wav\"\n",
+    ))
+    .to_string();
+    for want in [
+        "delivery.sample_rates: is set together with `sample_rate`",
+        "delivery.sample_rates[1]: 48000 Hz is listed twice",
+        "delivery.sample_rates[2]: 1 Hz is not a supported rate",
+        "delivery.naming: `{title}_{variant}.wav` has no `{rate}`",
+    ] {
+        assert!(e.contains(want), "{want}\nin:\n{e}");
+    }
 }

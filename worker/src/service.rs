@@ -195,7 +195,7 @@ fn confine(
         return Ok(());
     }
     let title = match kind {
-        TaskKind::Preflight { title } | TaskKind::Analyze { title } => Some(title),
+        TaskKind::Preflight { title } | TaskKind::Analyze { title, .. } => Some(title),
         TaskKind::Render { title, .. } => Some(title),
         TaskKind::Manifest => None,
     };

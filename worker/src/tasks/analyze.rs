@@ -115,17 +115,24 @@ struct Probe {
     reference: Option<usize>,
 }
 
-pub fn analyze(ctx: &TaskContext<'_>, title_name: &str) -> Result<AnalysisResult, TaskError> {
+/// `rate`: this pack's rate when the spec delivers several
+/// (`delivery.sample_rates`); else `delivery.sample_rate` applies.
+pub fn analyze(
+    ctx: &TaskContext<'_>,
+    title_name: &str,
+    rate: Option<u32>,
+) -> Result<AnalysisResult, TaskError> {
     let spec = ctx.spec;
     let title = spec
         .title(title_name)
         .ok_or_else(|| TaskError::Internal(format!("title `{title_name}` is not in the spec")))?;
     let d = spec.delivery();
+    let delivery_rate = rate.or(d.sample_rate);
     let paths: Vec<PathBuf> = title.stems.iter().map(|s| spec.path(&s.file)).collect();
 
     let mut notes = super::preflight::gate(ctx, title_name)?;
     // Open once to learn formats and rate (and to fail early on bad input).
-    let source = TitleSource::open(&paths, d.sample_rate, title.layout)?;
+    let source = TitleSource::open(&paths, delivery_rate, title.layout)?;
     let rate = source.sample_rate;
     let infos = source.infos();
     drop(source);
@@ -136,7 +143,7 @@ pub fn analyze(ctx: &TaskContext<'_>, title_name: &str) -> Result<AnalysisResult
         .unwrap_or(0)
         .max(1);
 
-    let dialogue = find_dialogue(ctx, title, &d)?;
+    let dialogue = find_dialogue(ctx, title, &d, delivery_rate)?;
     let blocks_total = crate::dialogue::gating_blocks(expected_frames, rate);
     let dialogue_share = dialogue.as_ref().map(|a| a.share(blocks_total));
 
@@ -211,6 +218,7 @@ pub fn analyze(ctx: &TaskContext<'_>, title_name: &str) -> Result<AnalysisResult
         passes += 1;
         let input = PassInput {
             title,
+            delivery_rate,
             paths: &paths,
             expected_frames,
             dialogue: dialogue.as_ref(),
@@ -434,6 +442,7 @@ fn find_dialogue(
     ctx: &TaskContext<'_>,
     title: &Title,
     d: &deliverables_spec::Delivery,
+    delivery_rate: Option<u32>,
 ) -> Result<Option<DialogueActivity>, TaskError> {
     let gate = &d.dialogue;
     let paths: Vec<PathBuf> = title
@@ -448,7 +457,7 @@ fn find_dialogue(
         .copied()
         .filter(|r| title.stems.iter().any(|s| s.role == *r))
         .collect();
-    crate::dialogue::find(&paths, &roles, d.sample_rate, title.layout, gate, || {
+    crate::dialogue::find(&paths, &roles, delivery_rate, title.layout, gate, || {
         ctx.check_cancel().is_err()
     })
     .map_err(TaskError::from)
@@ -612,6 +621,8 @@ pub fn chain_context(
 #[derive(Clone, Copy)]
 struct PassInput<'a> {
     title: &'a Title,
+    /// The rate asked for (`None`: the stems' own).
+    delivery_rate: Option<u32>,
     paths: &'a [PathBuf],
     expected_frames: u64,
     dialogue: Option<&'a DialogueActivity>,
@@ -627,12 +638,13 @@ fn run_pass(
 ) -> Result<PassOutcome, TaskError> {
     let PassInput {
         title,
+        delivery_rate,
         paths,
         expected_frames,
         dialogue,
     } = *input;
     let d = ctx.spec.delivery();
-    let mut source = TitleSource::open(paths, d.sample_rate, title.layout)?;
+    let mut source = TitleSource::open(paths, delivery_rate, title.layout)?;
     let rate = source.sample_rate;
     let spec = &ctx.spec.spec;
     let mut stages = Vec::with_capacity(probes.len());

@@ -2,6 +2,7 @@
 //! `manifest.json`, `manifest.csv` and `report.html` (each atomically) into
 //! the output folder.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 
 use deliverables_spec::TaskKind;
@@ -31,11 +32,16 @@ pub fn write_manifest(ctx: &TaskContext<'_>) -> Result<ManifestResult, TaskError
     let all = variants(spec);
     let mut titles = Vec::new();
     let mut summary = Summary::default();
+    // With several packs (`delivery.sample_rates`), the first listed is the
+    // title's `level`; the others' notes follow, marked with their rate.
+    let first_pack = d.packs()[0].filter(|_| !d.sample_rates.is_empty());
     for title in &spec.titles {
-        let analysis = ctx
-            .deps
-            .values()
-            .find(|o| matches!(&o.kind, TaskKind::Analyze { title: t } if *t == title.name));
+        let analysis_at = |rate: Option<u32>| {
+            ctx.deps.values().find(|o| {
+                matches!(&o.kind, TaskKind::Analyze { title: t, rate: r } if *t == title.name && *r == rate)
+            })
+        };
+        let analysis = analysis_at(first_pack);
         let (_, skipped) = title_variants(spec, title, &all);
         let mut entry = TitleEntry {
             name: title.name.clone(),
@@ -86,23 +92,41 @@ pub fn write_manifest(ctx: &TaskContext<'_>) -> Result<ManifestResult, TaskError
             entry.level = Some(a.level.clone());
             entry.notes = a.notes.clone();
         }
-        // Render results in variant order.
+        for rate in d.packs().into_iter().skip(1).flatten() {
+            let other = analysis_at(Some(rate))
+                .filter(|o| o.state == "succeeded")
+                .and_then(|o| serde_json::from_value::<AnalysisResult>(o.result.clone()).ok());
+            match other {
+                Some(o) => entry
+                    .notes
+                    .extend(o.notes.iter().map(|n| format!("{rate} Hz pack: {n}"))),
+                None => entry
+                    .notes
+                    .push(format!("{rate} Hz pack: the analysis did not succeed")),
+            }
+        }
+        // Render results per pack, in variant order.
+        let pack_of = |k: &TaskKind| match k {
+            TaskKind::Render { rate, .. } => *rate,
+            _ => None,
+        };
         let mut renders: Vec<_> = ctx
             .deps
             .values()
             .filter(|o| matches!(&o.kind, TaskKind::Render { title: t, .. } if *t == title.name))
             .collect();
-        renders.sort_by_key(|o| o.kind.label());
-        let full_lufs = renders
+        renders.sort_by_key(|o| (pack_of(&o.kind), o.kind.label()));
+        // The full mix's loudness at each output rate, for the offsets.
+        let full_by_rate: BTreeMap<u32, f64> = renders
             .iter()
             .filter_map(|o| serde_json::from_value::<RenderResult>(o.result.clone()).ok())
-            .find(|r| r.variant == "full")
-            .and_then(|r| {
-                r.outputs
-                    .first()
-                    .and_then(|x| x.measurement.integrated_lufs)
+            .filter(|r| r.variant == "full")
+            .filter_map(|r| {
+                let x = r.outputs.first()?;
+                Some((x.file.sample_rate, x.measurement.integrated_lufs?))
             })
-            .or(a.as_ref().and_then(|a| a.full_mix_lufs));
+            .collect();
+        let fallback_full = a.as_ref().and_then(|a| a.full_mix_lufs);
         for o in renders {
             let TaskKind::Render { variant, .. } = &o.kind else {
                 continue;
@@ -116,6 +140,10 @@ pub fn write_manifest(ctx: &TaskContext<'_>) -> Result<ManifestResult, TaskError
             match result {
                 Some(r) => {
                     for out in r.outputs {
+                        let full_lufs = full_by_rate
+                            .get(&out.file.sample_rate)
+                            .copied()
+                            .or(fallback_full);
                         let verdict = judge(out.level_policy, &d, &out.measurement);
                         let target =
                             d.loudness_target(out.measurement.dialogue.as_ref().map(|x| x.share));

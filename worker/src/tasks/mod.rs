@@ -119,8 +119,12 @@ impl TaskError {
 pub fn execute(kind: &TaskKind, ctx: &TaskContext<'_>) -> Result<serde_json::Value, TaskError> {
     match kind {
         TaskKind::Preflight { title } => to_json(preflight::preflight(ctx, title)),
-        TaskKind::Analyze { title } => to_json(analyze::analyze(ctx, title)),
-        TaskKind::Render { title, variant } => to_json(render::render(ctx, title, variant)),
+        TaskKind::Analyze { title, rate } => to_json(analyze::analyze(ctx, title, *rate)),
+        TaskKind::Render {
+            title,
+            variant,
+            rate,
+        } => to_json(render::render(ctx, title, variant, *rate)),
         TaskKind::Manifest => to_json(manifest::write_manifest(ctx)),
     }
 }

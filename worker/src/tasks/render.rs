@@ -49,13 +49,17 @@ pub struct RenderResult {
     pub outputs: Vec<RenderedOutput>,
 }
 
-/// The analysis result among a task's dependencies.
-pub fn analysis_of(ctx: &TaskContext<'_>, title: &str) -> Result<AnalysisResult, TaskError> {
+/// The analysis result (of the pack at `rate`) among a task's dependencies.
+pub fn analysis_of(
+    ctx: &TaskContext<'_>,
+    title: &str,
+    rate: Option<u32>,
+) -> Result<AnalysisResult, TaskError> {
     ctx.deps
         .values()
-        .find(
-            |d| matches!(&d.kind, deliverables_spec::TaskKind::Analyze { title: t } if t == title),
-        )
+        .find(|d| {
+            matches!(&d.kind, deliverables_spec::TaskKind::Analyze { title: t, rate: r } if t == title && *r == rate)
+        })
         .ok_or_else(|| {
             TaskError::Internal(format!(
                 "render of `{title}` was leased without its analysis result"
@@ -72,6 +76,7 @@ pub fn render(
     ctx: &TaskContext<'_>,
     title_name: &str,
     variant_name: &str,
+    pack_rate: Option<u32>,
 ) -> Result<RenderResult, TaskError> {
     let spec = ctx.spec;
     let title = spec
@@ -80,7 +85,7 @@ pub fn render(
     let variant = spec.variant(variant_name).ok_or_else(|| {
         TaskError::Internal(format!("variant `{variant_name}` is not in the spec"))
     })?;
-    let analysis = analysis_of(ctx, title_name)?;
+    let analysis = analysis_of(ctx, title_name, pack_rate)?;
     let d = spec.delivery();
     let rate = analysis.sample_rate;
     let level = match (variant.level, analysis.normalized.get(variant_name)) {
@@ -158,7 +163,7 @@ pub fn render(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let paths: Vec<_> = title.stems.iter().map(|s| spec.path(&s.file)).collect();
-    let mut source = TitleSource::open(&paths, d.sample_rate, title.layout)?;
+    let mut source = TitleSource::open(&paths, pack_rate.or(d.sample_rate), title.layout)?;
     let frames = run_stages(
         ctx,
         &mut source,
