@@ -133,6 +133,27 @@ fn the_5_1_pack_is_5_1_with_a_stereo_fold_down_and_passes() {
             o["verdict"]
         );
     }
+    assert_eq!(m["titles"][0]["layout"], "5.1");
+    // The report and the CSV say what the fold-down's own gain is.
+    let fold = output(m, "Night-Drive_fold_down_48k24.wav");
+    let fold_gain = fold["fold_down_gain_db"].as_f64().expect("fold gain");
+    let csv = std::fs::read_to_string(s.demo_out.join("manifest.csv")).expect("csv");
+    let rows: Vec<Vec<&str>> = csv
+        .split("\r\n")
+        .filter(|l| !l.is_empty())
+        .map(|l| l.split(',').collect())
+        .collect();
+    let col = rows[0]
+        .iter()
+        .position(|c| *c == "fold_down_gain_db")
+        .expect("column");
+    let row = rows
+        .iter()
+        .find(|r| r.contains(&"Night-Drive_fold_down_48k24.wav"))
+        .expect("fold-down row");
+    assert_eq!(row[col].parse::<f64>().ok(), Some(fold_gain));
+    let html = std::fs::read_to_string(s.demo_out.join("report.html")).expect("report");
+    assert!(html.contains("5.1 (L R C LFE Ls Rs") && html.contains("fold-down gain"));
     // ffprobe reads the 5.1 layout from the WAVE_FORMAT_EXTENSIBLE mask.
     let probe = Command::new("ffprobe")
         .args([

@@ -619,6 +619,13 @@ fn title(h: &mut String, m: &Manifest, t: &TitleEntry, index: usize, dialogue_co
         escape(&t.name),
         status_badge(&t.status)
     );
+    if !t.layout.is_stereo() {
+        let _ = writeln!(
+            h,
+            "<p class=\"layout\">{} (L R C LFE Ls Rs; LFE excluded from loudness)</p>",
+            escape(t.layout.as_str())
+        );
+    }
     if let Some(e) = &t.error {
         let _ = writeln!(h, "<p class=\"error\">✗ {}</p>", escape(e));
     }
@@ -786,6 +793,9 @@ fn verdict_table(h: &mut String, t: &TitleEntry, dialogue_column: bool) {
         let mut pol = format!("{} · {}", o.level_policy.as_str(), o.mode);
         if let Some(g) = o.gain_db {
             let _ = write!(pol, " · gain {} dB", signed(g, 2));
+        }
+        if let Some(g) = o.fold_down_gain_db {
+            let _ = write!(pol, " · fold-down gain {} dB", signed(g, 2));
         }
         let _ = write!(h, "<span class=\"pol\">{}</span>", escape(&pol));
         if let Some(m) = &o.measurement {
