@@ -21,8 +21,13 @@ pub struct BenchReport {
 }
 
 /// Renders the demo's full mix graph over in-memory stems `repeats` times.
-pub fn run(dir: &Path, seconds: f64, repeats: usize) -> Result<BenchReport> {
-    let spec_path = demo::write_session(dir, seconds, Default::default())?;
+pub fn run(
+    dir: &Path,
+    seconds: f64,
+    repeats: usize,
+    layout: deliverables_spec::model::Layout,
+) -> Result<BenchReport> {
+    let spec_path = demo::write_session(dir, seconds, layout)?;
     let loaded = deliverables_spec::load_file(&spec_path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let title = &loaded.spec.titles[0];
     let paths: Vec<_> = title.stems.iter().map(|s| loaded.path(&s.file)).collect();

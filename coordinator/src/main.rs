@@ -194,6 +194,9 @@ enum Cmd {
         /// Runs of each; the best is kept.
         #[arg(long, default_value_t = 3)]
         repeats: usize,
+        /// The demo session's layout: `stereo` or `5.1`.
+        #[arg(long, default_value = "stereo", value_parser = parse_layout)]
+        layout: Layout,
     },
 }
 
@@ -261,16 +264,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             render_cmd(&rt, &spec, &settings, workers, None)
         }
         Cmd::Render { spec, workers, out } => render_cmd(&rt, &spec, &settings, workers, out),
-        Cmd::Bench { seconds, repeats } => {
+        Cmd::Bench {
+            seconds,
+            repeats,
+            layout,
+        } => {
             if !(1.0..=600.0).contains(&seconds) {
                 anyhow::bail!("--seconds must be between 1 and 600");
             }
             let dir = std::env::temp_dir().join(format!("stemforge-bench-{}", std::process::id()));
-            let r = stemforge_coordinator::bench::run(&dir, seconds, repeats);
+            let r = stemforge_coordinator::bench::run(&dir, seconds, repeats, layout);
             let _ = std::fs::remove_dir_all(&dir);
             let r = r?;
             println!(
-                "audio: {:.1} s, 6 stems, demo chain (per-stem EQ + compression, bus EQ + glue, master glue + true-peak limiter)",
+                "audio: {:.1} s, 6 stems, {layout}, demo chain (per-stem EQ + compression, bus EQ + glue, master glue + true-peak limiter)",
                 r.audio_seconds
             );
             println!("graph: {:.1}x realtime (one core)", r.graph_realtime);
