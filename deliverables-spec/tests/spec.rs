@@ -51,6 +51,24 @@ name = "Interlude"
 stems = [{ file = "keys.wav", role = "keys" }]
 "#;
 
+/// Each render depends on exactly the analysis of its title at its rate.
+fn renders_depend_on_their_analysis(p: &deliverables_spec::Plan) {
+    for t in &p.tasks {
+        if let TaskKind::Render { title, rate, .. } = &t.kind {
+            let want = TaskKind::Analyze {
+                title: title.clone(),
+                rate: *rate,
+            };
+            let a = p
+                .tasks
+                .iter()
+                .find(|x| x.kind == want)
+                .expect("analysis at the same rate");
+            assert_eq!(t.deps, vec![a.id.clone()]);
+        }
+    }
+}
+
 fn errors(text: &str) -> SpecErrors {
     match parse_and_validate(text, Some(std::path::Path::new("job.toml"))) {
         Ok(_) => panic!("expected an error for:\n{text}"),
@@ -269,21 +287,8 @@ fn plan_is_a_deterministic_dag() {
             assert_eq!(t.deps, vec![pf.id.clone()]);
             assert!(pf.deps.is_empty());
         }
-        if let TaskKind::Render { title, .. } = &t.kind {
-            let a = p
-                .tasks
-                .iter()
-                .find(|x| {
-                    x.kind
-                        == TaskKind::Analyze {
-                            title: title.clone(),
-                            rate: None,
-                        }
-                })
-                .expect("analysis");
-            assert_eq!(t.deps, vec![a.id.clone()]);
-        }
     }
+    renders_depend_on_their_analysis(&p);
     // Ids are unique and content-addressed: a changed input changes its title's ids only.
     let ids: std::collections::BTreeSet<_> = p.tasks.iter().map(|t| &t.id).collect();
     assert_eq!(ids.len(), p.tasks.len());
@@ -530,22 +535,7 @@ fn sample_rates_plan_a_pack_per_rate() {
             .count()
     };
     assert_eq!(renders(&p), 2 * renders(&single));
-    for t in &p.tasks {
-        if let TaskKind::Render { title, rate, .. } = &t.kind {
-            let a = p
-                .tasks
-                .iter()
-                .find(|x| {
-                    x.kind
-                        == TaskKind::Analyze {
-                            title: title.clone(),
-                            rate: *rate,
-                        }
-                })
-                .expect("analysis at the same rate");
-            assert_eq!(t.deps, vec![a.id.clone()]);
-        }
-    }
+    renders_depend_on_their_analysis(&p);
     // A single pack keeps its tasks free of a rate (ids unchanged).
     assert!(single.tasks.iter().all(|t| !matches!(
         t.kind,
