@@ -170,6 +170,16 @@ impl Layout {
         }
     }
 
+    /// The layout a file with this many channels implies when no spec says:
+    /// 5.1 for six, else stereo.
+    pub fn implied_by(channels: usize) -> Layout {
+        if channels == Layout::Surround51.channels() {
+            Layout::Surround51
+        } else {
+            Layout::Stereo
+        }
+    }
+
     /// Whether stems with this many channels can be mixed in this layout.
     pub fn accepts(self, stem_channels: usize) -> bool {
         match self {

@@ -294,8 +294,6 @@ pub fn variants(spec: &Spec) -> Vec<Variant> {
 /// A title's processing for one variant: everything the engine needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TitleGraph {
-    /// The layout every stem is mixed in (the master's).
-    pub layout: Layout,
     /// The LFE low-pass each stem passes through first (5.1 titles).
     pub lfe_low_pass: Option<NodeSpec>,
     pub stems: Vec<StemPath>,
@@ -500,7 +498,6 @@ pub fn title_graph(graph: &Graph, title: &Title, variant: &Variant) -> TitleGrap
         });
 
     TitleGraph {
-        layout: title.layout,
         lfe_low_pass,
         stems,
         buses,

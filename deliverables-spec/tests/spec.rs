@@ -436,7 +436,6 @@ fn a_5_1_title_gets_a_fold_down_and_a_stereo_title_does_not() {
     assert!(fold.description.contains("BS.775"), "{}", fold.description);
 
     let tg = title_graph(&spec.graph, &spec.titles[0], fold);
-    assert_eq!(tg.layout, Layout::Surround51);
     let fp = tg.fold_down.as_ref().expect("fold path");
     assert!(
         matches!(fp.chain[..], [ref n] if matches!(n.kind, NodeKind::Limiter { ceiling_dbtp: None, .. }))

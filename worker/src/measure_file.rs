@@ -52,13 +52,9 @@ pub fn dialogue_from_stem(
 ) -> Result<DialogueActivity, MeasureError> {
     // A 5.1 dialogue stem is measured as 5.1; mono or stereo as stereo
     // (mono at unity in both channels, as a stereo mix plays it).
-    let six =
-        StemReader::open(stem).is_ok_and(|r| r.info().channels == Layout::Surround51.channels());
-    let layout = if six {
-        Layout::Surround51
-    } else {
-        Layout::Stereo
-    };
+    let layout = StemReader::open(stem)
+        .map(|r| Layout::implied_by(r.info().channels))
+        .unwrap_or_default();
     let found = crate::dialogue::find(
         &[stem.to_path_buf()],
         &[Role::Dialogue],

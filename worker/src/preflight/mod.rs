@@ -85,14 +85,12 @@ fn open_all(files: &[&InputFile], findings: Option<&mut Vec<Finding>>) -> Opened
 /// The layout a folder of stems is in when no spec says: 5.1 if any file
 /// (stem or reference) has six channels, else stereo.
 pub fn infer_layout<'a>(files: impl IntoIterator<Item = &'a InputFile>) -> Layout {
-    let surround = files.into_iter().any(|f| {
-        StemReader::open(&f.path).is_ok_and(|r| r.info().channels == Layout::Surround51.channels())
-    });
-    if surround {
-        Layout::Surround51
-    } else {
-        Layout::Stereo
-    }
+    let widest = files
+        .into_iter()
+        .filter_map(|f| StemReader::open(&f.path).ok())
+        .map(|r| Layout::implied_by(r.info().channels))
+        .find(|l| !l.is_stereo());
+    widest.unwrap_or_default()
 }
 
 /// Runs every check on one title. Never fails: what goes wrong is a finding.
