@@ -202,17 +202,17 @@ enum Cmd {
 
 /// Logs go to stderr. On a terminal the progress bar tells the story, so only
 /// warnings are logged by default; elsewhere (CI, services) progress is logged.
+/// Colour only on a terminal: a file or a pipe gets plain text.
 fn init_logs(json: bool) {
-    let default = if std::io::stderr().is_terminal() {
-        "warn"
-    } else {
-        "info"
-    };
-    let filter = EnvFilter::try_from_env("STEMFORGE_LOG")
-        .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new(default));
+    let terminal = std::io::stderr().is_terminal();
+    let default = if terminal { "warn" } else { "info" };
+    let asked = std::env::var("STEMFORGE_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .ok();
+    let filter = EnvFilter::new(log_directives(asked.as_deref(), default));
     let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(terminal)
         .with_writer(std::io::stderr);
     if json {
         fmt.json()
@@ -222,6 +222,36 @@ fn init_logs(json: bool) {
     } else {
         fmt.init();
     }
+}
+
+/// Our crates' log targets.
+const OWN_TARGETS: [&str; 5] = [
+    "stemforge",
+    "stemforge_coordinator",
+    "stemforge_worker",
+    "stemforge_proto",
+    "deliverables_spec",
+];
+
+/// The filter: a bare level (`info`, `debug`, or nothing set) applies to our
+/// own crates while dependencies stay at `warn` (decoders and the HTTP stack
+/// log routine chatter at `info`); anything with a target or a comma is an
+/// explicit request and is taken as written.
+fn log_directives(asked: Option<&str>, default: &str) -> String {
+    let level = match asked.map(str::trim) {
+        None | Some("") => default,
+        Some(a) if a.contains('=') || a.contains(',') => return a.to_string(),
+        Some(a) => a,
+    };
+    // Dependencies never log more than we do.
+    let mut d = String::from(match level {
+        "off" | "error" => level,
+        _ => "warn",
+    });
+    for t in OWN_TARGETS {
+        d.push_str(&format!(",{t}={level}"));
+    }
+    d
 }
 
 fn main() -> ExitCode {
@@ -521,12 +551,49 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 loaded.spec.titles.len(),
                 plan.tasks.len()
             );
+            print!("{}", variants_table(&loaded.spec));
             for s in plan.skipped {
-                println!("  skipped {}/{}: {}", s.title, s.variant, s.reason);
+                match &s.same_as {
+                    Some(u) => println!(
+                        "  warning: {}/{} is not a version (same as `{u}`), skipped: {}",
+                        s.title, s.variant, s.reason
+                    ),
+                    None => println!("  skipped {}/{}: {}", s.title, s.variant, s.reason),
+                }
+            }
+            let all = deliverables_spec::variant::variants(&loaded.spec);
+            for t in &loaded.spec.titles {
+                let tv = deliverables_spec::plan::title_variants(&loaded.spec, t, &all);
+                for (v, s) in tv.duplicates {
+                    println!(
+                        "  warning: {}/{v} is not a version (same as `{}`), written as asked: {}",
+                        t.name, s.variant, s.reason
+                    );
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Each variant: its level policy, its output and what it acts on.
+fn variants_table(spec: &deliverables_spec::Spec) -> String {
+    let all = deliverables_spec::variant::variants(spec);
+    let width = all.iter().map(|v| v.name.len()).max().unwrap_or(0);
+    let mut s = String::from("  variants:\n");
+    for v in &all {
+        s.push_str(&format!(
+            "    {:width$}  {:10}  {:5}  {}\n",
+            v.name,
+            v.level.as_str(),
+            match v.output {
+                deliverables_spec::OutputKind::Mix => "mix",
+                deliverables_spec::OutputKind::Stems => "stems",
+            },
+            v.acts_on()
+        ));
+    }
+    s
 }
 
 /// `--layout`: `stereo` or `5.1`.
@@ -581,4 +648,29 @@ fn render_cmd(
     } else {
         ExitCode::from(1)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_directives;
+
+    #[test]
+    fn dependencies_stay_at_warn_unless_named() {
+        let d = log_directives(None, "info");
+        assert!(
+            d.starts_with("warn,") && d.contains("stemforge_worker=info"),
+            "{d}"
+        );
+        let d = log_directives(Some("debug"), "info");
+        assert!(
+            d.starts_with("warn,") && d.contains("stemforge=debug"),
+            "{d}"
+        );
+        assert_eq!(
+            log_directives(Some("symphonia=info"), "info"),
+            "symphonia=info"
+        );
+        assert!(log_directives(Some("off"), "info").starts_with("off,"));
+        assert!(log_directives(Some("error"), "info").starts_with("error,"));
+    }
 }

@@ -152,10 +152,41 @@ impl Checks {
     }
 }
 
+/// Which limits an output is held to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// Every limit of the delivery (the full mix, normalized variants).
+    Normalized,
+    /// The true-peak ceiling only: the loudness follows the full mix.
+    Matched,
+    /// Nothing: a re-mix stem (32-bit float, no ceiling), measured and
+    /// reported.
+    Remix,
+}
+
+impl Rule {
+    pub fn of(policy: LevelPolicy, remix: bool) -> Rule {
+        match (remix, policy) {
+            (true, _) => Rule::Remix,
+            (false, LevelPolicy::Normalized) => Rule::Normalized,
+            (false, LevelPolicy::Matched) => Rule::Matched,
+        }
+    }
+}
+
 /// Judges one output. `normalized` outputs (and the full mix) are held to
 /// every limit of the delivery; `matched` ones to the true-peak ceiling only
 /// (their loudness follows the full mix by design and is reported).
 pub fn judge(policy: LevelPolicy, d: &Delivery, m: &Measurement) -> Verdict {
+    judge_rule(Rule::of(policy, false), d, m)
+}
+
+/// Judges one output under `rule`.
+pub fn judge_rule(rule: Rule, d: &Delivery, m: &Measurement) -> Verdict {
+    let policy = match rule {
+        Rule::Normalized => LevelPolicy::Normalized,
+        Rule::Matched | Rule::Remix => LevelPolicy::Matched,
+    };
     let mut c = Checks(Vec::new());
     let ceiling = d.true_peak_max_dbtp;
     let target = d.loudness_target(m.dialogue.as_ref().map(|x| x.share));
@@ -204,7 +235,18 @@ pub fn judge(policy: LevelPolicy, d: &Delivery, m: &Measurement) -> Verdict {
             None,
         );
     }
-    c.at_most("true_peak", "true peak", m.true_peak_dbtp, "dBTP", ceiling);
+    if rule == Rule::Remix {
+        c.add(
+            "true_peak",
+            m.true_peak_dbtp,
+            "dBTP",
+            String::new(),
+            false,
+            None,
+        );
+    } else {
+        c.at_most("true_peak", "true peak", m.true_peak_dbtp, "dBTP", ceiling);
+    }
     if normalized {
         if let Some(max) = d.max_short_term_lufs {
             c.at_most(
@@ -252,7 +294,9 @@ pub fn judge(policy: LevelPolicy, d: &Delivery, m: &Measurement) -> Verdict {
             .map(|x| format!("{} {}", x.name.replace('_', " "), x.limit))
             .collect::<Vec<_>>()
             .join(", ");
-    let rule = if normalized {
+    let rule = if rule == Rule::Remix {
+        "re-mix stem: 32-bit float for a re-mix, not for air; no ceiling applied, loudness and true peak reported, not judged".to_string()
+    } else if normalized {
         format!(
             "normalized: every limit of {} applies ({limits})",
             d.profile

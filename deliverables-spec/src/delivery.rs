@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    BitDepth, DeliverySpec, DialogueSpec, Dither, LoudnessBasis, ProfileSpec, Role,
+    BitDepth, DeliverySpec, DialogueSpec, Dither, IdenticalVariants, LoudnessBasis, ProfileSpec,
+    Role,
 };
 
 /// A built-in loudness preset. Every field can be overridden in the spec.
@@ -119,6 +120,8 @@ pub const DEFAULT_STEM_NAMING: &str = "{title}_stem-{role}_{rate}k{bits}.wav";
 pub const DEFAULT_OUTPUT_DIR: &str = "deliverables";
 pub const DEFAULT_TRUE_PEAK_MARGIN_DB: f64 = 0.1;
 pub const DEFAULT_ORIGINATOR: &str = "stemforge";
+/// Timecode frame rate of the report when the spec sets none (film).
+pub const DEFAULT_FRAME_RATE: f64 = 24.0;
 
 /// Dialogue gating defaults (item 3 of the compliance issue).
 pub const DEFAULT_DIALOGUE_ABSOLUTE_GATE_LUFS: f64 = -50.0;
@@ -176,6 +179,16 @@ pub struct Delivery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origination: Option<String>,
     pub originator: String,
+    /// Variants that are not versions of a title: skipped or written.
+    #[serde(default)]
+    pub identical_variants: IdenticalVariants,
+    /// Timecode frame rate for times in the report.
+    #[serde(default = "default_frame_rate")]
+    pub frame_rate: f64,
+}
+
+fn default_frame_rate() -> f64 {
+    DEFAULT_FRAME_RATE
 }
 
 /// The loudness rule that applies to a title: which measurement, which target.
@@ -330,6 +343,8 @@ impl Delivery {
                 .originator
                 .clone()
                 .unwrap_or_else(|| DEFAULT_ORIGINATOR.to_string()),
+            identical_variants: spec.identical_variants.unwrap_or_default(),
+            frame_rate: spec.frame_rate.unwrap_or(DEFAULT_FRAME_RATE),
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The compliance manifest: what was delivered, measured and judged.
 //! Its JSON form is documented in `deliverables-spec/manifest.schema.json`.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::compliance::{Measurement, Verdict};
@@ -103,7 +105,47 @@ pub struct LevelRecord {
     /// keeps `master_gain_db`, this brings the fold-down to its target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fold_down_gain_db: Option<f64>,
+    /// Extra trims (≤ 0, dB) beyond `ceiling_trim_db` for outputs that one
+    /// title trim could not bring under the ceiling without taking the mix
+    /// out of its tolerance, by variant: a stems variant's is common to its
+    /// stem set (they sum to the master times that gain).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub variant_trims_db: BTreeMap<String, f64>,
+    /// Which ceiling rule applied and why, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trim_rule: Option<String>,
+    /// True peak of every output of the family as it would be written
+    /// (dithered, quantised, before any trim), by file: what the trims
+    /// were decided on.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub output_true_peaks_dbtp: BTreeMap<String, f64>,
 }
+
+/// A variant's level change (`gains`, `amount_db`) and what was delivered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LevelChange {
+    /// The roles and buses moved (`role:vocals`, `bus:music`).
+    pub targets: Vec<String>,
+    /// The change the spec asks for, dB.
+    pub asked_db: f64,
+    /// The gain applied before the bus and master dynamics: the asked one
+    /// (`nominal`), or the one the search found (`effective`).
+    pub applied_db: f64,
+    pub mode: crate::model::AmountMode,
+    /// The change delivered, dB, measured on the rendered audio (see
+    /// [`EFFECTIVE_CHANGE_METHOD`]); `None` where it cannot be measured.
+    pub effective_change_db: Option<f64>,
+    /// Whether it is within [`EFFECTIVE_TOLERANCE_DB`] of the asked change.
+    pub within_tolerance: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// How `effective_change_db` is measured.
+pub const EFFECTIVE_CHANGE_METHOD: &str = "least-squares gain of the moved roles' contribution in this output against their contribution in the full mix: both rendered as linked stems (the moved stems through their chains with the mix's own bus and master dynamics envelopes), g = <variant, full> / <full, full> over every sample, in dB, plus any difference in ceiling trim";
+
+/// How close an `effective` level change must come to the asked one, dB.
+pub const EFFECTIVE_TOLERANCE_DB: f64 = 0.25;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TitleEntry {
@@ -178,5 +220,22 @@ pub struct OutputEntry {
     /// Integrated loudness minus the full mix's, LU.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offset_from_full_lu: Option<f64>,
+    /// A stem's trim beyond the title's, dB (≤ 0): its stem set sums to the
+    /// master times this gain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stems_trim_db: Option<f64>,
+    /// A re-mix stem: 32-bit float, no ceiling applied or judged.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub remix: bool,
+    /// The delivered change of the variant's one level change, dB (see
+    /// `level_changes` for each change, asked and applied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_change_db: Option<f64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub level_changes: Vec<LevelChange>,
+    /// Written although it is not a version of the title
+    /// (`identical_variants = "write"`): the output it duplicates, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub same_as: Option<crate::variant::SameAs>,
     pub verdict: Verdict,
 }

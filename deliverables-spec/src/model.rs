@@ -555,6 +555,41 @@ pub struct VariantSpec {
     /// Lo/Ro by default. `fold_down = {}` takes every default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fold_down: Option<FoldDownSpec>,
+    /// What a level change (`gains`, `amount_db`) means: `nominal` applies
+    /// it before the bus and master dynamics (a limiter delivers less);
+    /// `effective` searches the gain so the delivered change of the moved
+    /// roles equals the amount asked, where the limiter allows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount_mode: Option<AmountMode>,
+    /// Stems for a re-mix rather than for air (`output = "stems"` only):
+    /// written as 32-bit float with no ceiling applied or judged, so they
+    /// sum to the master unscaled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remix: Option<bool>,
+}
+
+/// What a variant's level change promises.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AmountMode {
+    /// The gain is applied as written, before the bus and master dynamics.
+    #[default]
+    Nominal,
+    /// The gain is searched so the delivered change equals the amount.
+    Effective,
+}
+
+/// What the plan does with a variant that is not a version of a title (its
+/// output would equal another output's, or its level change acts on no
+/// stem of the title).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdenticalVariants {
+    /// Not rendered; listed as skipped with `same_as` and the reason.
+    #[default]
+    Skip,
+    /// Rendered anyway; the output records `same_as` and the reason.
+    Write,
 }
 
 /// A stereo fold-down of a 5.1 master, as written (every field optional):
@@ -711,6 +746,14 @@ pub struct DeliverySpec {
     /// BWF `Originator` (32 ASCII characters at most); default `stemforge`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub originator: Option<String>,
+    /// Variants that are not versions of a title: `skip` (default) or `write`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identical_variants: Option<IdenticalVariants>,
+    /// Frames per second of the timecode the report gives times in (an
+    /// over at HH:MM:SS:FF, counted from the stems' BWF timeline position);
+    /// default 24. Non-drop-frame counting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frame_rate: Option<f64>,
 }
 
 /// What a delivery's integrated loudness is measured on.

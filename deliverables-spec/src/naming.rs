@@ -1,6 +1,7 @@
 //! Output file names from the delivery's naming templates.
 
 use crate::delivery::Delivery;
+use crate::model::BitDepth;
 
 pub const PLACEHOLDERS: [&str; 5] = ["title", "variant", "role", "rate", "bits"];
 
@@ -50,24 +51,33 @@ pub fn fill(
     variant: &str,
     role: &str,
     rate: u32,
-    d: &Delivery,
+    bits: BitDepth,
 ) -> String {
     template
         .replace("{title}", &slug(title))
         .replace("{variant}", &slug(variant))
         .replace("{role}", role)
         .replace("{rate}", &rate_label(rate))
-        .replace("{bits}", d.bit_depth.label())
+        .replace("{bits}", bits.label())
 }
 
 /// File name of a variant's mix.
 pub fn mix_file_name(d: &Delivery, title: &str, variant: &str, rate: u32) -> String {
-    fill(&d.naming, title, variant, "", rate, d)
+    fill(&d.naming, title, variant, "", rate, d.bit_depth)
 }
 
-/// File name of one processed stem of a variant (`stems` or a custom stems variant).
-pub fn stem_file_name(d: &Delivery, title: &str, variant: &str, role: &str, rate: u32) -> String {
-    fill(&d.stem_naming, title, variant, role, rate, d)
+/// File name of one processed stem of a variant (`stems` or a custom stems
+/// variant), written at `bits` (re-mix stems are 32-bit float whatever the
+/// delivery's depth).
+pub fn stem_file_name(
+    d: &Delivery,
+    title: &str,
+    variant: &str,
+    role: &str,
+    rate: u32,
+    bits: BitDepth,
+) -> String {
+    fill(&d.stem_naming, title, variant, role, rate, bits)
 }
 
 #[cfg(test)]
@@ -83,7 +93,7 @@ mod tests {
             "Night-Drive_vocal_up_48k24.wav"
         );
         assert_eq!(
-            stem_file_name(&d, "Night Drive", "stems", "bass", 44100),
+            stem_file_name(&d, "Night Drive", "stems", "bass", 44100, d.bit_depth),
             "Night-Drive_stem-bass_44.1k24.wav"
         );
     }

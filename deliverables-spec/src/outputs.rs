@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::delivery::Delivery;
-use crate::model::{LevelPolicy, OutputKind, Role, Spec, Title};
+use crate::model::{BitDepth, LevelPolicy, OutputKind, Role, Spec, Title};
 use crate::naming::{mix_file_name, stem_file_name};
 use crate::variant::{TitleGraph, Variant, title_graph};
 
@@ -16,6 +16,11 @@ pub struct PlannedOutput {
     pub level: LevelPolicy,
     /// Indices of the title's stems that feed this file.
     pub stems: Vec<usize>,
+    /// The sample format it is written in: the delivery's, or 32-bit float
+    /// for re-mix stems.
+    pub bit_depth: BitDepth,
+    /// Held to the true-peak ceiling (everything but re-mix stems).
+    pub ceiling: bool,
 }
 
 /// Outputs of `variant` for `title` at `rate`, in a fixed order (mix, or
@@ -36,6 +41,8 @@ pub fn title_outputs(
             file_name: mix_file_name(d, &title.name, &variant.name, rate),
             level: variant.level,
             stems: live,
+            bit_depth: d.bit_depth,
+            ceiling: true,
         }],
         OutputKind::Stems => Role::ALL
             .iter()
@@ -45,12 +52,26 @@ pub fn title_outputs(
                     .copied()
                     .filter(|&i| title.stems[i].role == role)
                     .collect();
+                let bit_depth = if variant.remix {
+                    BitDepth::Float32
+                } else {
+                    d.bit_depth
+                };
                 (!stems.is_empty()).then(|| PlannedOutput {
                     variant: variant.name.clone(),
                     role: Some(role),
-                    file_name: stem_file_name(d, &title.name, &variant.name, role.as_str(), rate),
+                    file_name: stem_file_name(
+                        d,
+                        &title.name,
+                        &variant.name,
+                        role.as_str(),
+                        rate,
+                        bit_depth,
+                    ),
                     level: variant.level,
                     stems,
+                    bit_depth,
+                    ceiling: !variant.remix,
                 })
             })
             .collect(),

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::delivery::Delivery;
-use crate::model::{OutputKind, Spec, Title};
-use crate::variant::{Variant, title_graph, variants};
+use crate::model::{IdenticalVariants, OutputKind, Spec, Title};
+use crate::variant::{SameAs, Variant, same_as, title_graph, variants};
 
 /// What a task does. Serialised into the task record and sent to workers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,6 +86,10 @@ pub struct SkippedOutput {
     pub title: String,
     pub variant: String,
     pub reason: String,
+    /// Set when the variant is not a version of the title: the variant
+    /// whose output it would duplicate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub same_as: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -114,18 +118,27 @@ fn json<T: Serialize>(v: &T) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
 }
 
-/// Variants that produce at least one output for this title, and the skipped ones.
-pub fn title_variants<'a>(
-    spec: &Spec,
-    title: &Title,
-    all: &'a [Variant],
-) -> (Vec<&'a Variant>, Vec<SkippedOutput>) {
-    let mut keep = Vec::new();
+/// A title's variants: what is rendered, what is not and why.
+#[derive(Debug, Clone)]
+pub struct TitleVariants<'a> {
+    /// Variants rendered for this title, in spec order.
+    pub keep: Vec<&'a Variant>,
+    pub skipped: Vec<SkippedOutput>,
+    /// Variants among `keep` that are not versions of the title, written
+    /// because the spec says `identical_variants = "write"`.
+    pub duplicates: BTreeMap<String, SameAs>,
+}
+
+/// Which variants a title renders. A fold-down is not a loss for a stereo
+/// title: it is not listed. Silent variants are skipped; variants that are
+/// not versions of the title ([`same_as`]) are skipped or written as the
+/// delivery says.
+pub fn title_variants<'a>(spec: &Spec, title: &Title, all: &'a [Variant]) -> TitleVariants<'a> {
+    let mut audible = Vec::new();
     let mut skipped = Vec::new();
-    // A fold-down is not a loss for a stereo title: it is not listed.
     for v in all.iter().filter(|v| crate::variant::applies_to(v, title)) {
         if title_graph(&spec.graph, title, v).is_audible() {
-            keep.push(v);
+            audible.push(v);
         } else {
             skipped.push(SkippedOutput {
                 title: title.name.clone(),
@@ -134,10 +147,36 @@ pub fn title_variants<'a>(
                     "every stem of this title is muted in `{}` ({})",
                     v.name, v.description
                 ),
+                same_as: None,
             });
         }
     }
-    (keep, skipped)
+    let write = spec.delivery.identical_variants.unwrap_or_default() == IdenticalVariants::Write;
+    let mut keep = Vec::new();
+    let mut duplicates = BTreeMap::new();
+    for (v, found) in audible.iter().zip(same_as(&spec.graph, title, &audible)) {
+        match found {
+            None => keep.push(*v),
+            Some(s) if write => {
+                keep.push(*v);
+                duplicates.insert(v.name.clone(), s);
+            }
+            Some(s) => skipped.push(SkippedOutput {
+                title: title.name.clone(),
+                variant: v.name.clone(),
+                reason: format!(
+                    "not a version of this title: {} (set `delivery.identical_variants = \"write\"` to deliver it anyway)",
+                    s.reason
+                ),
+                same_as: Some(s.variant),
+            }),
+        }
+    }
+    TitleVariants {
+        keep,
+        skipped,
+        duplicates,
+    }
 }
 
 /// Plans a validated spec. `fingerprints` maps each input path (as written in
@@ -185,7 +224,11 @@ pub fn plan(
             run_when: RunWhen::DepsSucceeded,
             weight: 0.5 * stems_weight,
         });
-        let (keep, skip) = title_variants(spec, title, &all);
+        let TitleVariants {
+            keep,
+            skipped: skip,
+            ..
+        } = title_variants(spec, title, &all);
         skipped.extend(skip);
         // One analysis and one set of renders per pack (per rate when the
         // spec lists several; `rate` stays unset for a single pack).

@@ -163,6 +163,15 @@ fn delivery_checks(spec: &Spec, errs: &mut Vec<SpecError>) {
             .hint("write e.g. \"2026-11-24T09:30:00Z\" (BWF carries no time zone)"),
         );
     }
+    if !(r.frame_rate.is_finite() && (1.0..=120.0).contains(&r.frame_rate)) {
+        errs.push(
+            SpecError::new(
+                "delivery.frame_rate",
+                format!("{} is not a timecode frame rate", r.frame_rate),
+            )
+            .hint("use e.g. 23.976, 24, 25, 29.97 or 30"),
+        );
+    }
     if r.originator.len() > 32 || !r.originator.is_ascii() {
         errs.push(
             SpecError::new(
@@ -625,6 +634,43 @@ fn variant_checks(spec: &Spec, errs: &mut Vec<SpecError>) {
                     );
                 }
             }
+        }
+        if v.amount_mode == Some(crate::model::AmountMode::Effective) {
+            let resolved = crate::variant::resolve_variant(name, v, &spec.graph);
+            let moves = resolved.moves();
+            if moves.len() != 1 {
+                errs.push(
+                    SpecError::new(
+                        format!("{f}.amount_mode"),
+                        format!(
+                            "`effective` needs exactly one level change to search, and `{name}` has {}",
+                            moves.len()
+                        ),
+                    )
+                    .hint("give the roles that move one common gain, or use `amount_mode = \"nominal\"`"),
+                );
+            }
+            if resolved.output != crate::model::OutputKind::Mix {
+                errs.push(
+                    SpecError::new(
+                        format!("{f}.amount_mode"),
+                        "`effective` is measured on the variant's mix; this variant delivers stems",
+                    )
+                    .hint("use it on a `mix` variant; stems follow their mix's gains"),
+                );
+            }
+        }
+        if v.remix == Some(true)
+            && crate::variant::resolve_variant(name, v, &spec.graph).output
+                != crate::model::OutputKind::Stems
+        {
+            errs.push(
+                SpecError::new(
+                    format!("{f}.remix"),
+                    "only a variant with `output = \"stems\"` delivers re-mix stems",
+                )
+                .hint("set it on the `stems` variant, or add `output = \"stems\"`"),
+            );
         }
         if name == "full" && v.fold_down.is_some() {
             errs.push(

@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    FoldDownSpec, Graph, InsertAt, Layout, LevelPolicy, NodeKind, NodeSpec, OutputKind, Role, Spec,
-    Title, VariantSpec,
+    AmountMode, FoldDownSpec, Graph, InsertAt, Layout, LevelPolicy, NodeKind, NodeSpec, OutputKind,
+    Role, Spec, Title, VariantSpec,
 };
 
 pub const BUILTIN_VARIANTS: [&str; 8] = [
@@ -42,6 +42,136 @@ pub struct Variant {
     /// Set when the variant is a stereo fold-down of a 5.1 master.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fold_down: Option<FoldDown>,
+    /// Whether the level change is applied as written or searched so the
+    /// delivered change equals it.
+    #[serde(default, skip_serializing_if = "is_nominal")]
+    pub amount_mode: AmountMode,
+    /// Stems for a re-mix: 32-bit float, no ceiling.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub remix: bool,
+}
+
+fn is_nominal(m: &AmountMode) -> bool {
+    *m == AmountMode::Nominal
+}
+
+/// Targets moved together by one gain: a variant's level change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Move {
+    /// `role:NAME` / `bus:NAME` keys, in order.
+    pub targets: Vec<String>,
+    pub gain_db: f64,
+}
+
+impl Move {
+    /// `vocals+backing_vocals`: the targets without their prefixes.
+    pub fn label(&self) -> String {
+        self.targets
+            .iter()
+            .map(|t| target_label(t))
+            .collect::<Vec<_>>()
+            .join("+")
+    }
+}
+
+/// `role:vocals` → `vocals`, `bus:music` → `bus music`.
+fn target_label(t: &str) -> String {
+    match (t.strip_prefix("role:"), t.strip_prefix("bus:")) {
+        (Some(r), _) => r.to_string(),
+        (_, Some(b)) => format!("bus {b}"),
+        _ => t.to_string(),
+    }
+}
+
+impl Variant {
+    /// Its level changes: targets moved by a non-zero gain, one [`Move`]
+    /// per distinct gain (in order of the first target).
+    pub fn moves(&self) -> Vec<Move> {
+        let mut out: Vec<Move> = Vec::new();
+        for (t, &db) in &self.gains {
+            if db == 0.0 {
+                continue;
+            }
+            match out.iter_mut().find(|m| m.gain_db.to_bits() == db.to_bits()) {
+                Some(m) => m.targets.push(t.clone()),
+                None => out.push(Move {
+                    targets: vec![t.clone()],
+                    gain_db: db,
+                }),
+            }
+        }
+        out
+    }
+
+    /// What its level changes do, in words (`validate` shows it): e.g.
+    /// `mutes vocals, backing_vocals` or `vocals +2.0 dB`.
+    pub fn acts_on(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.mute.is_empty() {
+            parts.push(format!(
+                "mutes {}",
+                self.mute
+                    .iter()
+                    .map(|t| target_label(t))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        if let Some(o) = &self.only {
+            parts.push(format!(
+                "keeps only {}",
+                o.iter()
+                    .map(|t| target_label(t))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        for m in self.moves() {
+            parts.push(format!(
+                "{} {:+.1} dB{}",
+                m.label(),
+                m.gain_db,
+                if self.amount_mode == AmountMode::Effective {
+                    " (effective)"
+                } else {
+                    ""
+                }
+            ));
+        }
+        if !self.insert.is_empty() || !self.replace.is_empty() {
+            parts.push(format!(
+                "changes processing ({} insert(s), {} replacement(s))",
+                self.insert.len(),
+                self.replace.len()
+            ));
+        }
+        if self.fold_down.is_some() {
+            parts.push("folds down to stereo".into());
+        }
+        if parts.is_empty() {
+            "every stem as mixed".into()
+        } else {
+            parts.join("; ")
+        }
+    }
+
+    /// The variant with its one move's gain set to `gain_db` (the gain an
+    /// effective-amount search settled on). Variants with other moves are
+    /// returned unchanged.
+    pub fn with_move_gain(&self, gain_db: f64) -> Variant {
+        let mut v = self.clone();
+        if let [m] = self.moves().as_slice() {
+            for t in &m.targets {
+                v.gains.insert(t.clone(), gain_db);
+            }
+        }
+        v
+    }
+
+    /// Whether it changes levels at all (mutes, `only`, non-zero gains).
+    fn changes_levels(&self) -> bool {
+        !self.mute.is_empty() || self.only.is_some() || !self.moves().is_empty()
+    }
 }
 
 /// A fold-down's coefficients, resolved. `None` gains are ITU-R BS.775's
@@ -245,6 +375,8 @@ pub fn resolve_variant(name: &str, v: &VariantSpec, graph: &Graph) -> Variant {
         insert,
         replace: v.replace.clone(),
         fold_down,
+        amount_mode: v.amount_mode.unwrap_or_default(),
+        remix: v.remix.unwrap_or(false) && v.output.unwrap_or(output) == OutputKind::Stems,
     }
 }
 
@@ -509,4 +641,225 @@ pub fn title_graph(graph: &Graph, title: &Title, variant: &Variant) -> TitleGrap
 /// Whether `variant` applies to `title`: a fold-down needs a 5.1 master.
 pub fn applies_to(variant: &Variant, title: &Title) -> bool {
     variant.fold_down.is_none() || title.layout == Layout::Surround51
+}
+
+impl TitleGraph {
+    /// The graph as it sounds: stems that are silent (muted, or on a muted
+    /// bus) and buses nothing reaches lose their chains and gains, so two
+    /// graphs that produce the same audio compare equal.
+    pub fn effective(&self) -> TitleGraph {
+        let mut g = self.clone();
+        let sounds: Vec<bool> = g
+            .stems
+            .iter()
+            .map(|s| !s.muted && s.bus.is_none_or(|b| !self.buses[b].muted))
+            .collect();
+        for (s, &on) in g.stems.iter_mut().zip(&sounds) {
+            if !on {
+                s.chain.clear();
+                s.gain_db = 0.0;
+                s.muted = true;
+            }
+        }
+        for (b, bus) in g.buses.iter_mut().enumerate() {
+            let reached = self
+                .stems
+                .iter()
+                .zip(&sounds)
+                .any(|(s, &on)| on && s.bus == Some(b));
+            if !reached {
+                bus.chain.clear();
+                bus.gain_db = 0.0;
+                bus.muted = true;
+            }
+        }
+        g
+    }
+}
+
+/// A variant that is not a version of a title, and which output it would
+/// duplicate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SameAs {
+    /// The variant whose output this one equals (or, when only its inserts
+    /// differ, would equal without them).
+    pub variant: String,
+    pub reason: String,
+}
+
+/// What decides whether two variants' outputs are the same files.
+fn output_key(graph: &Graph, title: &Title, v: &Variant) -> (TitleGraph, OutputKind, bool) {
+    (title_graph(graph, title, v).effective(), v.output, v.remix)
+}
+
+/// For each of `candidates` (the variants a title renders, in plan order),
+/// whether it is a version of the title or the same as an earlier one:
+/// - its graph, as it sounds, equals an earlier variant's with the same
+///   output (and level policy, or the earlier one is `full`, which every
+///   matched output follows): the files would be identical;
+/// - or it changes levels (mutes, `only`, gains) and none of those changes
+///   reaches a stem of this title: what its name promises does not happen
+///   (the `tv` preset's presence dip alone does not make a TV mix).
+///
+/// `full` is always a version.
+pub fn same_as(graph: &Graph, title: &Title, candidates: &[&Variant]) -> Vec<Option<SameAs>> {
+    let mut order: Vec<usize> = (0..candidates.len()).collect();
+    // `full` first: everything else is compared against it.
+    order.sort_by_key(|&i| candidates[i].name != "full");
+    let mut versions: Vec<(&Variant, (TitleGraph, OutputKind, bool))> = Vec::new();
+    let mut out = vec![None; candidates.len()];
+    for i in order {
+        let v = candidates[i];
+        let key = output_key(graph, title, v);
+        let same_policy = |u: &Variant| u.level == v.level || u.name == "full";
+        let identical = versions
+            .iter()
+            .find(|(u, k)| *k == key && same_policy(u))
+            .map(|(u, _)| u.name.clone());
+        let noop = v.changes_levels() && {
+            let mut bare = v.clone();
+            bare.insert.clear();
+            bare.replace.clear();
+            let mut base = bare.clone();
+            base.gains.clear();
+            base.mute.clear();
+            base.only = None;
+            output_key(graph, title, &bare) == output_key(graph, title, &base)
+        };
+        let found = match (identical, noop) {
+            (Some(u), _) => Some(SameAs {
+                reason: format!(
+                    "{}: its output would be identical to `{u}`'s",
+                    why_noop(graph, title, v).unwrap_or_else(|| format!(
+                        "`{}` sounds the same as `{u}` for this title",
+                        v.name
+                    ))
+                ),
+                variant: u,
+            }),
+            (None, true) => {
+                // Which version it is apart from its inserts.
+                let mut bare = v.clone();
+                bare.insert.clear();
+                bare.replace.clear();
+                bare.gains.clear();
+                bare.mute.clear();
+                bare.only = None;
+                let k = output_key(graph, title, &bare);
+                let u = versions
+                    .iter()
+                    .find(|(u, kk)| *kk == k && (u.level == v.level || u.name == "full"))
+                    .map_or_else(|| "full".to_string(), |(u, _)| u.name.clone());
+                Some(SameAs {
+                    reason: format!(
+                        "{}: it would differ from `{u}` only by its processing changes ({})",
+                        why_noop(graph, title, v).unwrap_or_default(),
+                        if v.name == "tv" && !v.insert.is_empty() {
+                            "the presence dip".to_string()
+                        } else {
+                            format!("{} insert(s)", v.insert.len() + v.replace.len())
+                        }
+                    ),
+                    variant: u,
+                })
+            }
+            (None, false) => None,
+        };
+        if v.name == "full" || found.is_none() {
+            versions.push((v, key));
+        } else {
+            out[i] = found;
+        }
+    }
+    out
+}
+
+/// Why a variant's level changes do nothing to a title, in words, with the
+/// fix when the title has dialogue where the variant expects vocals.
+fn why_noop(graph: &Graph, title: &Title, v: &Variant) -> Option<String> {
+    let roles_of = |t: &str| -> Vec<Role> {
+        match Target::parse(t, graph) {
+            Some(Target::Role(r)) => vec![r],
+            Some(Target::Bus(b)) => graph
+                .buses
+                .get(&b)
+                .map(|x| x.roles.clone())
+                .unwrap_or_default(),
+            _ => vec![],
+        }
+    };
+    let present = |t: &str| {
+        roles_of(t)
+            .iter()
+            .any(|r| title.stems.iter().any(|s| s.role == *r))
+    };
+    let mut parts = Vec::new();
+    let absent: Vec<String> = v
+        .mute
+        .iter()
+        .filter(|t| !present(t))
+        .map(|t| target_label(t))
+        .collect();
+    if !absent.is_empty() {
+        parts.push(format!(
+            "`{}` mutes {}, and this title has no stem of {}",
+            v.name,
+            absent.join(", "),
+            if absent.len() == 1 {
+                "that role"
+            } else {
+                "those roles"
+            }
+        ));
+    }
+    if let Some(o) = &v.only
+        && title
+            .stems
+            .iter()
+            .all(|s| o.iter().any(|t| roles_of(t).contains(&s.role)))
+    {
+        parts.push(format!(
+            "`{}` keeps only {}, which is every stem of this title",
+            v.name,
+            o.iter()
+                .map(|t| target_label(t))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    for (t, &db) in &v.gains {
+        if db == 0.0 {
+            parts.push(format!("`{}` moves {} by 0 dB", v.name, target_label(t)));
+        } else if !present(t) {
+            parts.push(format!(
+                "`{}` moves {} by {db:+.1} dB, and this title has no {} stem",
+                v.name,
+                target_label(t),
+                target_label(t)
+            ));
+        }
+    }
+    if parts.is_empty() {
+        return None;
+    }
+    let vocal_targets = v
+        .mute
+        .iter()
+        .chain(v.gains.keys())
+        .any(|t| roles_of(t).iter().any(|r| r.is_vocal()));
+    let has_dialogue = title.stems.iter().any(|s| s.role == Role::Dialogue);
+    let mut text = parts.join("; ");
+    if vocal_targets && has_dialogue {
+        text.push_str(&format!(
+            " (the title's voice is `dialogue`: {})",
+            match v.name.as_str() {
+                "vocal_up" | "vocal_down" => format!(
+                    "to move it, set `variants.{}.roles = [\"dialogue\"]`",
+                    v.name
+                ),
+                _ => format!("to take it out, define a variant with `mute = [\"dialogue\"]`"),
+            }
+        ));
+    }
+    Some(text)
 }

@@ -40,6 +40,17 @@ const MAX_CHANNELS: usize = 32;
 /// lying (and a huge rate would size buffers by it).
 pub const RATES: std::ops::RangeInclusive<u32> = 8_000..=768_000;
 
+/// A float sample beyond this magnitude (+60 dBFS) is not audio: no
+/// converter or plug-in produces it from real material.
+pub const MAX_MAGNITUDE: f64 = 1000.0;
+
+/// Whether a decoded sample is audio: finite and within [`MAX_MAGNITUDE`].
+/// NaN, infinities and absurd magnitudes come from broken float exports;
+/// every reader (preflight, `measure`) applies this one rule.
+pub fn is_audio_sample(v: f64) -> bool {
+    v.is_finite() && v.abs() <= MAX_MAGNITUDE
+}
+
 /// What a stem file is, as found when opening it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamInfo {

@@ -42,7 +42,30 @@ impl DialogueActivity {
         self.runs.get(i).is_some_and(|&(start, _)| start <= block)
     }
 
-    /// Share of `total_blocks` gating blocks with dialogue (0–1).
+    /// Share of the programme with dialogue (0–1): of the programme's 400 ms
+    /// blocks that pass the BS.1770 gates (absolute −70 LUFS, relative −10
+    /// LU: the blocks its integrated loudness is made of), the fraction
+    /// where dialogue is active. Silence and fades do not dilute it.
+    pub fn share_of(&self, programme_blocks: &[f64]) -> f64 {
+        let Some(threshold) = crate::meter::gate_threshold(programme_blocks.iter().copied()) else {
+            return 0.0;
+        };
+        let (mut gated, mut active) = (0u64, 0u64);
+        for (j, &e) in programme_blocks.iter().enumerate() {
+            if e >= threshold {
+                gated += 1;
+                active += u64::from(self.is_active(j as u64));
+            }
+        }
+        if gated == 0 {
+            0.0
+        } else {
+            active as f64 / gated as f64
+        }
+    }
+
+    /// Share of `total_blocks` gating blocks with dialogue (0–1), silence
+    /// included: a first estimate before the programme has been measured.
     pub fn share(&self, total_blocks: u64) -> f64 {
         if total_blocks == 0 {
             return 0.0;
@@ -64,7 +87,7 @@ impl DialogueActivity {
             .map(|(_, &e)| e);
         DialogueMeasurement {
             integrated_lufs: gated_integrated(energies).map(round3),
-            share: (self.share(blocks.len() as u64) * 10_000.0).round() / 10_000.0,
+            share: (self.share_of(blocks) * 10_000.0).round() / 10_000.0,
             roles: self.roles.clone(),
             method: DIALOGUE_METHOD.to_string(),
         }
@@ -192,7 +215,7 @@ mod tests {
             runs: vec![(2, 4)],
             loudest_block_lufs: Some(-20.0),
         };
-        let mix: Vec<f64> = [-10.0, -10.0, -27.0, -27.0, -10.0]
+        let mix: Vec<f64> = [-20.0, -20.0, -27.0, -27.0, -20.0]
             .iter()
             .map(|&x| lufs_to_energy(x))
             .collect();
@@ -200,5 +223,13 @@ mod tests {
         assert!((m.integrated_lufs.unwrap_or(0.0) + 27.0).abs() < 1e-9);
         assert!((m.share - 0.4).abs() < 1e-12);
         assert!(m.method.contains("estimate from stems"));
+        // Silent blocks (below the absolute gate) and blocks under the
+        // relative gate are not programme: the share is of the gated blocks.
+        let mix: Vec<f64> = [-20.0, -20.0, -27.0, -27.0, -20.0, -90.0, -90.0, -45.0]
+            .iter()
+            .map(|&x| lufs_to_energy(x))
+            .collect();
+        assert!((a.share_of(&mix) - 0.4).abs() < 1e-12);
+        assert!((a.share(mix.len() as u64) - 0.25).abs() < 1e-12);
     }
 }

@@ -24,6 +24,19 @@ pub enum MeasureError {
     Meter(#[from] MeterError),
     #[error("dialogue stem: {0}")]
     Dialogue(#[from] DialogueError),
+    /// Float samples that are not audio: no loudness of such a file means
+    /// anything (one NaN silences the meter, one 1e30 reads +592 LUFS).
+    #[error(
+        "'{}' holds {count} sample(s) that are not audio (NaN, infinite or beyond +60 dBFS), first at frame {first_frame} ({:.3} s); it cannot be measured. Re-export it: a plug-in or converter produced invalid floating-point output",
+        .path.display(),
+        *.first_frame as f64 / f64::from((*.sample_rate).max(1))
+    )]
+    InvalidSamples {
+        path: PathBuf,
+        count: u64,
+        first_frame: u64,
+        sample_rate: u32,
+    },
 }
 
 /// A file and what was measured on it.
@@ -83,13 +96,34 @@ pub fn measure_file(
         Meter::new(info.channels, info.sample_rate, MeterKind::Full)?
     };
     let mut block = Block::new(info.channels, BLOCK_FRAMES);
+    let (mut invalid, mut first_invalid) = (0u64, None);
     loop {
+        let at = reader.position();
         let n = reader.read(block.raw_mut(), BLOCK_FRAMES)?;
         if n == 0 {
             break;
         }
         block.set_frames(n);
+        for c in 0..info.channels {
+            for (i, v) in block.channel_mut(c)[..n].iter_mut().enumerate() {
+                if !crate::decode::is_audio_sample(*v) {
+                    // Counted and kept out of the meter; the file is refused below.
+                    *v = 0.0;
+                    invalid += 1;
+                    let frame = at + i as u64;
+                    first_invalid = Some(first_invalid.map_or(frame, |f: u64| f.min(frame)));
+                }
+            }
+        }
         meter.add(&block)?;
+    }
+    if let Some(first_frame) = first_invalid {
+        return Err(MeasureError::InvalidSamples {
+            path: path.to_path_buf(),
+            count: invalid,
+            first_frame,
+            sample_rate: info.sample_rate,
+        });
     }
     let frames = reader.position();
     let mut m = meter.finish();

@@ -62,20 +62,24 @@ pub fn lufs_to_energy(l: f64) -> f64 {
     10f64.powf((l + 0.691) / 10.0)
 }
 
+/// The energy a 400 ms block needs to count in BS.1770 integrated
+/// loudness: above the absolute gate (−70 LUFS) and the relative gate (−10
+/// LU below the mean of the blocks above the absolute gate). `None` when no
+/// block passes the absolute gate.
+pub fn gate_threshold(energies: impl Iterator<Item = f64>) -> Option<f64> {
+    let abs = lufs_to_energy(ABSOLUTE_GATE_LUFS);
+    let (n, sum) = energies
+        .filter(|&e| e >= abs)
+        .fold((0u64, 0.0), |(n, s), e| (n + 1, s + e));
+    (n > 0).then(|| (sum / n as f64 * 0.1).max(abs))
+}
+
 /// ITU-R BS.1770 integrated loudness of a set of 400 ms block energies:
 /// absolute gate −70 LUFS, relative gate −10 LU. `None` when no block passes.
 pub fn gated_integrated(energies: impl Iterator<Item = f64> + Clone) -> Option<f64> {
-    let abs = lufs_to_energy(ABSOLUTE_GATE_LUFS);
+    let threshold = gate_threshold(energies.clone())?;
     let (n, sum) = energies
-        .clone()
-        .filter(|&e| e >= abs)
-        .fold((0u64, 0.0), |(n, s), e| (n + 1, s + e));
-    if n == 0 {
-        return None;
-    }
-    let rel = sum / n as f64 * 0.1;
-    let (n, sum) = energies
-        .filter(|&e| e >= abs && e >= rel)
+        .filter(|&e| e >= threshold)
         .fold((0u64, 0.0), |(n, s), e| (n + 1, s + e));
     (n > 0).then(|| energy_to_lufs(sum / n as f64))
 }

@@ -30,9 +30,6 @@ struct Stream {
     first_invalid: Option<u64>,
 }
 
-/// A float sample beyond this magnitude (+60 dBFS) is not audio.
-pub const MAX_MAGNITUDE: f64 = 1000.0;
-
 /// Files read together, step by step.
 pub struct Lockstep {
     streams: Vec<Stream>,
@@ -169,7 +166,7 @@ fn fill(s: &mut Stream, scratch: &mut [Vec<f64>]) -> usize {
             Ok(got) => {
                 for (dst, src) in s.buf.iter_mut().zip(scratch.iter()) {
                     for (i, (d, &v)) in dst[n..n + got].iter_mut().zip(&src[..got]).enumerate() {
-                        if v.is_finite() && v.abs() <= MAX_MAGNITUDE {
+                        if crate::decode::is_audio_sample(v) {
                             *d = v;
                         } else {
                             *d = 0.0;

@@ -1,10 +1,12 @@
 //! Analysis: decode a title, find the master gain that brings the full mix to
 //! the target *through the whole graph* (render, measure, adjust: the
-//! limiter makes loudness non-linear in gain, so a secant step is used), then
-//! guarantee the ceiling: the full mix is rendered through the exact output
-//! stage (dither, quantisation) and measured with the accurate true-peak
-//! estimator; if it is over the working ceiling, a static trim — computed
-//! once per title — is applied to every linked output.
+//! limiter makes loudness non-linear in gain, so a secant step is used);
+//! for variants whose level change is `effective`, search the gain of the
+//! move so the delivered change equals the amount asked; then guarantee the
+//! ceiling: every output is rendered once through its exact output stage
+//! (dither, quantisation, sample format) and measured with the accurate
+//! true-peak estimator, and the static trims that put each one under the
+//! working ceiling are decided once per title ([`super::trim`]).
 //!
 //! Re-decodes on each pass instead of buffering: memory does not grow with
 //! duration.
@@ -14,15 +16,18 @@ use std::path::PathBuf;
 
 use deliverables_spec::LevelPolicy;
 use deliverables_spec::delivery::LoudnessTarget;
-use deliverables_spec::manifest::{InputRecord, LevelRecord};
+use deliverables_spec::manifest::{EFFECTIVE_TOLERANCE_DB, InputRecord, LevelChange, LevelRecord};
 use deliverables_spec::model::LoudnessBasis;
+use deliverables_spec::model::{AmountMode, BitDepth};
 use deliverables_spec::model::{Dither, Layout, NodeKind, Title};
 use deliverables_spec::outputs::{PlannedOutput, sounding_stems, title_outputs};
 use deliverables_spec::plan::title_variants;
-use deliverables_spec::variant::{Variant, resolve_variant, title_graph, variants};
+use deliverables_spec::variant::{Move, Variant, resolve_variant, title_graph, variants};
 use serde::{Deserialize, Serialize};
 
+use super::effective::{ChangeMeter, move_stems};
 use super::stream::{Stage, run_stages};
+use super::trim::{FamilyMix, Probed, Trims, decide};
 use super::{TaskContext, TaskError};
 use crate::decode::StemReader;
 use crate::dialogue::DialogueActivity;
@@ -30,7 +35,7 @@ use crate::dsp::chain::ChainContext;
 use crate::dsp::resample::Resampler;
 use crate::dsp::true_peak::TruePeakDetector;
 use crate::dsp::{Block, MixGraph, gain_to_db};
-use crate::meter::{Meter, MeterKind};
+use crate::meter::{Meter, MeterKind, round3};
 use crate::output::{DitherSeed, OutputStage, Quantizer, sha256_file};
 use crate::source::{BLOCK_FRAMES, TitleSource};
 
@@ -64,6 +69,29 @@ pub struct AnalysisResult {
     pub time_reference: u64,
     #[serde(default)]
     pub notes: Vec<String>,
+    /// Variants whose level change is `effective`: the gain their move is
+    /// applied at, and the change the analysis measured at that gain.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub moves: BTreeMap<String, LevelChange>,
+}
+
+impl AnalysisResult {
+    /// The level record of the family `variant` belongs to: its own for a
+    /// normalized variant, else the full mix's.
+    pub fn level_of(&self, variant: &Variant) -> &LevelRecord {
+        match (variant.level, self.normalized.get(&variant.name)) {
+            (LevelPolicy::Normalized, Some(own)) => own,
+            _ => &self.level,
+        }
+    }
+
+    /// The variant as rendered: an effective move at the gain found.
+    pub fn applied(&self, variant: &Variant) -> Variant {
+        match self.moves.get(&variant.name) {
+            Some(m) => variant.with_move_gain(m.applied_db),
+            None => variant.clone(),
+        }
+    }
 }
 
 /// A set of outputs that share one gain, and the mix whose loudness sets it.
@@ -90,6 +118,11 @@ struct Family {
     /// For a fold-down: the master gain its last pass ran at. Its search
     /// starts afresh when that moves (the function it searches changed).
     master_at: Option<f64>,
+    /// The family's mix carries a dialogue stem: its share of the
+    /// programme (measured on the mix) picks the loudness rule.
+    has_dialogue: bool,
+    /// That share, from the last pass.
+    dialogue_share: Option<f64>,
 }
 
 impl Family {
@@ -106,13 +139,42 @@ impl Family {
 /// One graph rendered in a pass.
 struct Probe {
     family: usize,
-    /// The family's mix: sets the gain by its loudness; measured for the ceiling.
+    /// The family's mix: sets the gain by its loudness.
     measures_loudness: bool,
+    /// Quantised as this file will be written, and its true peak measured.
+    output: Option<ProbeOutput>,
     label: String,
     variant: Variant,
     stems: Vec<usize>,
     /// Index of the probe whose envelopes a linked stem replays.
     reference: Option<usize>,
+    /// Index of an earlier probe this one's signal is compared with (the
+    /// moved roles in the full mix, for an effective change).
+    compare: Option<usize>,
+}
+
+/// A file as a probe writes it: its dither seed and its sample format.
+#[derive(Clone)]
+struct ProbeOutput {
+    variant: String,
+    file: String,
+    bit_depth: BitDepth,
+}
+
+impl Probe {
+    /// A graph rendered for its peaks and envelopes only.
+    fn plain(family: usize, label: String, variant: Variant, stems: Vec<usize>) -> Probe {
+        Probe {
+            family,
+            measures_loudness: false,
+            output: None,
+            label,
+            variant,
+            stems,
+            reference: None,
+            compare: None,
+        }
+    }
 }
 
 /// `rate`: this pack's rate when the spec delivers several
@@ -144,39 +206,42 @@ pub fn analyze(
         .max(1);
 
     let dialogue = find_dialogue(ctx, title, &d, delivery_rate)?;
+    // A first estimate: the share is measured on each family's mix, over its
+    // gated programme, from the first pass on.
     let blocks_total = crate::dialogue::gating_blocks(expected_frames, rate);
-    let dialogue_share = dialogue.as_ref().map(|a| a.share(blocks_total));
+    let first_share = dialogue.as_ref().map(|a| a.share(blocks_total));
 
     let all = variants(&spec.spec);
-    let (live, _) = title_variants(&spec.spec, title, &all);
+    let live = title_variants(&spec.spec, title, &all).keep;
     let full = resolve_variant(
         "full",
         &spec.spec.variants.get("full").cloned().unwrap_or_default(),
         &spec.spec.graph,
     );
     let every_stem: Vec<usize> = (0..title.stems.len()).collect();
-    let family = |v: &Variant| Family::new(ctx, title, v, rate, dialogue.as_ref(), dialogue_share);
+    let family = |v: &Variant| Family::new(ctx, title, v, rate, dialogue.as_ref(), first_share);
     let mut families = vec![family(&full)];
-    let mut probes = vec![Probe {
-        family: 0,
+    let loudness_probe = |family: usize, f: &Family, v: &Variant| Probe {
         measures_loudness: true,
-        label: "full mix".into(),
-        stems: every_stem.clone(),
-        variant: full.clone(),
-        reference: None,
-    }];
+        output: Some(ProbeOutput {
+            variant: f.name.clone(),
+            file: f.mix_file.clone(),
+            bit_depth: d.bit_depth,
+        }),
+        ..Probe::plain(
+            family,
+            format!("{} mix", v.name),
+            v.clone(),
+            every_stem.clone(),
+        )
+    };
+    let mut probes = vec![loudness_probe(0, &families[0], &full)];
     for v in &live {
         let family = if v.level == LevelPolicy::Normalized && v.name != "full" {
             families.push(family(v));
-            probes.push(Probe {
-                family: families.len() - 1,
-                measures_loudness: true,
-                label: format!("{} mix", v.name),
-                stems: every_stem.clone(),
-                variant: (*v).clone(),
-                reference: None,
-            });
-            families.len() - 1
+            let fi = families.len() - 1;
+            probes.push(loudness_probe(fi, &families[fi], v));
+            fi
         } else {
             0
         };
@@ -186,26 +251,20 @@ pub fn analyze(
         // Without a master limiter, every output's peak decides the clip safety.
         let outs = title_outputs(&spec.spec, &d, title, v, rate);
         let reference = if outs.iter().any(|o| o.role.is_some()) {
-            probes.push(Probe {
+            probes.push(Probe::plain(
                 family,
-                measures_loudness: false,
-                label: format!("{} mix", v.name),
-                stems: every_stem.clone(),
-                variant: (*v).clone(),
-                reference: None,
-            });
+                format!("{} mix", v.name),
+                (*v).clone(),
+                every_stem.clone(),
+            ));
             Some(probes.len() - 1)
         } else {
             None
         };
         for o in outs {
             probes.push(Probe {
-                family,
-                measures_loudness: false,
-                label: o.file_name.clone(),
-                stems: o.stems.clone(),
-                variant: (*v).clone(),
                 reference: o.role.and(reference),
+                ..Probe::plain(family, o.file_name.clone(), (*v).clone(), o.stems.clone())
             });
         }
     }
@@ -214,15 +273,16 @@ pub fn analyze(
     let mut passes = 0;
     let mut frames = 0;
     let mut stem_frames = Vec::new();
+    let input = PassInput {
+        title,
+        delivery_rate,
+        rate,
+        paths: &paths,
+        expected_frames,
+        dialogue: dialogue.as_ref(),
+    };
     while passes < MAX_PASSES {
         passes += 1;
-        let input = PassInput {
-            title,
-            delivery_rate,
-            paths: &paths,
-            expected_frames,
-            dialogue: dialogue.as_ref(),
-        };
         let pass = run_pass(ctx, &input, &probes, &families, passes)?;
         frames = pass.frames;
         stem_frames = pass.stem_frames;
@@ -239,7 +299,25 @@ pub fn analyze(
                     continue;
                 }
                 if p.measures_loudness {
-                    fam.loudness = r.loudness;
+                    if fam.has_dialogue
+                        && passes <= 2
+                        && let Some(share) = r.dialogue_share
+                    {
+                        // The rule follows the share measured on the mix
+                        // (settled after the first passes, so the search
+                        // cannot chase a share that moves with the gain);
+                        // a new rule is a new function to search.
+                        let target = d.loudness_target(Some(share));
+                        if target != fam.target {
+                            fam.target = target;
+                            fam.search = GainSearch::default();
+                        }
+                        fam.dialogue_share = Some(share);
+                    }
+                    fam.loudness = match fam.target.basis {
+                        LoudnessBasis::Dialogue => r.dialogue_loudness,
+                        LoudnessBasis::Programme => r.loudness,
+                    };
                     fam.true_peak_db = r.true_peak_db;
                 }
                 if r.peak > peak.0 {
@@ -327,6 +405,14 @@ pub fn analyze(
         }
     }
 
+    let moves = search_moves(ctx, &input, &live, &families)?;
+    for m in moves.values() {
+        if let Some(n) = &m.note {
+            notes.push(n.clone());
+        }
+    }
+    let (probed, output_peaks) = ceiling_pass(ctx, &input, &live, &families, &moves)?;
+
     // Input records: content hashes and formats.
     let mut inputs = Vec::new();
     for (((s, p), info), &n) in title.stems.iter().zip(&paths).zip(&infos).zip(&stem_frames) {
@@ -372,13 +458,38 @@ pub fn analyze(
 
     let ceiling = d.working_ceiling_db();
     let full_gain = families[0].gain_db;
-    let rec = |f: &Family, notes: &mut Vec<String>| {
-        let trim = f.true_peak_db.map_or(0.0, |tp| (ceiling - tp).min(0.0));
-        if trim < 0.0 {
+    let rec = |fi: usize, f: &Family, notes: &mut Vec<String>| {
+        let own: Vec<Probed> = probed
+            .iter()
+            .filter(|(i, _)| *i == fi)
+            .map(|(_, p)| p.clone())
+            .collect();
+        let Trims {
+            title_db: trim,
+            variant_db,
+            rule,
+        } = decide(
+            ceiling,
+            &FamilyMix {
+                file: &f.mix_file,
+                loudness: f.loudness,
+                floor_lufs: f.target.target_lufs - f.target.tolerance_lu,
+            },
+            &own,
+        );
+        if trim < 0.0 || !variant_db.is_empty() {
+            let worst = own
+                .iter()
+                .filter_map(|p| p.true_peak_dbtp.map(|tp| (tp, &p.file)))
+                .fold(None, |w: Option<(f64, &String)>, x| match w {
+                    Some(w) if w.0 >= x.0 => Some(w),
+                    _ => Some(x),
+                });
             notes.push(format!(
-                "ceiling: `{}` measured {:.3} dBTP after quantisation; every linked output trimmed {trim:.3} dB to {ceiling:.2} dBTP",
-                f.mix_file,
-                f.true_peak_db.unwrap_or(0.0)
+                "ceiling ({ceiling:.2} dBTP working ceiling): {}{rule}",
+                worst.map_or(String::new(), |(tp, file)| format!(
+                    "the highest output, `{file}`, measured {tp:.3} dBTP after quantisation; "
+                ))
             ));
         }
         LevelRecord {
@@ -390,14 +501,24 @@ pub fn analyze(
             mix_true_peak_dbtp: f.true_peak_db.map(round6),
             ceiling_trim_db: round6(trim),
             loudness_target: Some(f.target.clone()),
-            dialogue_share,
+            dialogue_share: f.dialogue_share.map(|s| (s * 10_000.0).round() / 10_000.0),
             fold_down_gain_db: f.fold.then(|| round6(f.gain_db)),
+            variant_trims_db: variant_db
+                .into_iter()
+                .map(|(v, t)| (v, round6(t)))
+                .collect(),
+            trim_rule: Some(rule),
+            output_true_peaks_dbtp: output_peaks
+                .iter()
+                .filter(|(i, _, _)| *i == fi)
+                .map(|(_, file, tp)| (file.clone(), round6(*tp)))
+                .collect(),
         }
     };
-    let level = rec(&families[0], &mut notes);
+    let level = rec(0, &families[0], &mut notes);
     let mut normalized = BTreeMap::new();
-    for f in &families[1..] {
-        normalized.insert(f.name.clone(), rec(f, &mut notes));
+    for (fi, f) in families.iter().enumerate().skip(1) {
+        normalized.insert(f.name.clone(), rec(fi, f, &mut notes));
     }
     (ctx.progress)(1.0);
     Ok(AnalysisResult {
@@ -411,6 +532,7 @@ pub fn analyze(
         dialogue,
         time_reference,
         notes,
+        moves,
     })
 }
 
@@ -490,10 +612,8 @@ impl Family {
     ) -> Self {
         let tg = title_graph(&ctx.spec.spec.graph, title, v);
         let has_dialogue = carries_dialogue(title, &sounding_stems(&tg), dialogue);
-        let target = ctx
-            .spec
-            .delivery()
-            .loudness_target(share.filter(|_| has_dialogue));
+        let dialogue_share = share.filter(|_| has_dialogue);
+        let target = ctx.spec.delivery().loudness_target(dialogue_share);
         let mix_file = deliverables_spec::naming::mix_file_name(
             &ctx.spec.delivery(),
             &title.name,
@@ -522,12 +642,18 @@ impl Family {
             // one is in the full mix's family at fold gain 0 dB.
             fold: tg.fold_down.is_some() && v.level == LevelPolicy::Normalized && v.name != "full",
             master_at: None,
+            has_dialogue,
+            dialogue_share,
         }
     }
 }
 
 /// Largest change of a gain in one pass, dB.
 const MAX_STEP_DB: f64 = 24.0;
+/// Range an effective move's gain is searched in, dB (a variant's gains).
+const MOVE_RANGE_DB: (f64, f64) = (-60.0, 24.0);
+/// Distance from the asked change that ends a move's search, dB.
+const MOVE_CONVERGED_DB: f64 = 0.01;
 /// Range the master gain is searched in, dB.
 const GAIN_RANGE_DB: (f64, f64) = (-60.0, 40.0);
 
@@ -582,11 +708,18 @@ pub fn round6(x: f64) -> f64 {
 }
 
 struct Reading {
+    /// Integrated loudness of the whole programme.
     loudness: Option<f64>,
+    /// Over the dialogue blocks only (titles with dialogue).
+    dialogue_loudness: Option<f64>,
+    /// Share of the gated programme with dialogue (titles with dialogue).
+    dialogue_share: Option<f64>,
     /// Sample peak before quantisation (linear).
     peak: f64,
-    /// True peak of the quantised, dithered mix (the family's file), dBTP.
+    /// True peak of the quantised, dithered file the probe writes, dBTP.
     true_peak_db: Option<f64>,
+    /// Change against the compared probe, dB (probes with `compare`).
+    change_db: Option<f64>,
 }
 
 /// What one pass found.
@@ -623,6 +756,8 @@ struct PassInput<'a> {
     title: &'a Title,
     /// The rate asked for (`None`: the stems' own).
     delivery_rate: Option<u32>,
+    /// The working rate that gives.
+    rate: u32,
     paths: &'a [PathBuf],
     expected_frames: u64,
     dialogue: Option<&'a DialogueActivity>,
@@ -640,6 +775,7 @@ fn run_pass(
         title,
         delivery_rate,
         paths,
+        rate: _,
         expected_frames,
         dialogue,
     } = *input;
@@ -661,28 +797,37 @@ fn run_pass(
     }
     struct Acc {
         meter: Option<Meter>,
-        /// Loudness over the dialogue blocks only (dialogue-gated families).
-        dialogue_gated: bool,
         peak: f64,
         out_stage: Option<OutputStage>,
         tp: Option<TruePeakDetector>,
         quantised: Block,
+        /// A copy of the last block, for the probes compared with this one.
+        copy: Option<Block>,
+        change: Option<ChangeMeter>,
     }
+    let compared: Vec<usize> = probes.iter().filter_map(|p| p.compare).collect();
     let mut acc: Vec<Acc> = probes
         .iter()
         .zip(&stages)
-        .map(|(p, stage)| {
+        .enumerate()
+        .map(|(i, (p, stage))| {
             let channels = stage.graph.out_channels();
-            let f = &families[p.family];
-            let seed = DitherSeed {
-                spec_sha256: &ctx.spec.sha256,
-                title: &title.name,
-                variant: &f.name,
-                output: &f.mix_file,
-            };
-            let dialogue_gated = f.target.basis == LoudnessBasis::Dialogue;
+            let out_stage = p.output.as_ref().map(|o| {
+                let seed = DitherSeed {
+                    spec_sha256: &ctx.spec.sha256,
+                    title: &title.name,
+                    variant: &o.variant,
+                    output: &o.file,
+                };
+                OutputStage::new(
+                    o.bit_depth,
+                    channels,
+                    0.0,
+                    (d.dither == Dither::Tpdf).then_some(seed),
+                )
+            });
             Ok(Acc {
-                meter: match (p.measures_loudness, dialogue_gated) {
+                meter: match (p.measures_loudness, dialogue.is_some()) {
                     (false, _) => None,
                     (true, false) => Some(Meter::new(channels, rate, MeterKind::IntegratedOnly)?),
                     (true, true) => Some(Meter::with_blocks(
@@ -691,20 +836,16 @@ fn run_pass(
                         MeterKind::IntegratedOnly,
                     )?),
                 },
-                dialogue_gated,
                 peak: 0.0,
-                out_stage: p.measures_loudness.then(|| {
-                    OutputStage::new(
-                        d.bit_depth,
-                        channels,
-                        0.0,
-                        (d.dither == Dither::Tpdf).then_some(seed),
-                    )
-                }),
-                tp: p
-                    .measures_loudness
-                    .then(|| TruePeakDetector::new(channels, rate)),
+                tp: out_stage
+                    .as_ref()
+                    .map(|_| TruePeakDetector::new(channels, rate)),
+                out_stage,
                 quantised: Block::new(channels, BLOCK_FRAMES),
+                copy: compared
+                    .contains(&i)
+                    .then(|| Block::new(channels, BLOCK_FRAMES)),
+                change: p.compare.map(|_| ChangeMeter::default()),
             })
         })
         .collect::<Result<_, TaskError>>()?;
@@ -715,7 +856,8 @@ fn run_pass(
         expected_frames,
         |f| (ctx.progress)(((f64::from(pass - 1) + f) / 3.0).min(0.95)),
         |i, block| {
-            let a = &mut acc[i];
+            let (done, rest) = acc.split_at_mut(i);
+            let a = &mut rest[0];
             a.peak = a.peak.max(block.peak());
             if let Some(m) = &mut a.meter {
                 m.add(block)?;
@@ -724,34 +866,289 @@ fn run_pass(
                 os.render(block, &mut a.quantised);
                 tp.push_block(&a.quantised);
             }
+            if let Some(c) = &mut a.copy {
+                c.copy_from(block);
+            }
+            if let (Some(ch), Some(j)) = (&mut a.change, probes[i].compare)
+                && let Some(full) = done.get(j).and_then(|r| r.copy.as_ref())
+            {
+                ch.add(full, block);
+            }
             Ok(())
         },
     )?;
     Ok(PassOutcome {
         readings: acc
             .iter_mut()
-            .map(|a| Reading {
-                loudness: a.meter.as_ref().and_then(|m| match dialogue {
-                    Some(act) if a.dialogue_gated => crate::meter::gated_integrated(
-                        m.blocks()
-                            .iter()
-                            .enumerate()
-                            .filter(|&(j, _)| act.is_active(j as u64))
-                            .map(|(_, &e)| e),
-                    ),
-                    _ => m.integrated(),
-                }),
-                peak: a.peak,
-                true_peak_db: a
-                    .tp
-                    .as_mut()
-                    .map(|t| gain_to_db(t.finish()))
-                    .filter(|v| v.is_finite()),
+            .map(|a| {
+                let blocks = a.meter.as_ref().map(Meter::blocks).unwrap_or(&[]);
+                Reading {
+                    loudness: a.meter.as_ref().and_then(Meter::integrated),
+                    dialogue_loudness: dialogue.and_then(|act| {
+                        crate::meter::gated_integrated(
+                            blocks
+                                .iter()
+                                .enumerate()
+                                .filter(|&(j, _)| act.is_active(j as u64))
+                                .map(|(_, &e)| e),
+                        )
+                    }),
+                    dialogue_share: dialogue
+                        .filter(|_| a.meter.is_some())
+                        .map(|act| act.share_of(blocks)),
+                    peak: a.peak,
+                    true_peak_db: a
+                        .tp
+                        .as_mut()
+                        .map(|t| gain_to_db(t.finish()))
+                        .filter(|v| v.is_finite()),
+                    change_db: a.change.as_ref().and_then(ChangeMeter::change_db),
+                }
             })
             .collect(),
         frames,
         stem_frames: source.stem_positions(),
     })
+}
+
+/// The passes that search the gain of each `effective` move: the moved
+/// roles' contribution is rendered as linked stems in the full mix and in
+/// the variant (at the family's settled gains), and the move's gain is
+/// adjusted until the change measured between them ([`ChangeMeter`]) is the
+/// amount asked, within what the dynamics allow.
+fn search_moves(
+    ctx: &TaskContext<'_>,
+    input: &PassInput<'_>,
+    live: &[&Variant],
+    families: &[Family],
+) -> Result<BTreeMap<String, LevelChange>, TaskError> {
+    let spec = &ctx.spec.spec;
+    let title = input.title;
+    struct Search {
+        variant: Variant,
+        mv: Move,
+        stems: Vec<usize>,
+        gain: f64,
+        search: GainSearch,
+        /// (gain, measured change) with the smallest error so far.
+        best: Option<(f64, f64)>,
+        done: bool,
+    }
+    let mut searches: Vec<Search> = live
+        .iter()
+        .filter(|v| v.amount_mode == AmountMode::Effective && v.level == LevelPolicy::Matched)
+        .filter_map(|v| {
+            let [mv] = v.moves().try_into().ok()?;
+            let stems = move_stems(&spec.graph, title, &mv);
+            (!stems.is_empty()).then(|| Search {
+                variant: (*v).clone(),
+                gain: mv.gain_db,
+                mv,
+                stems,
+                search: GainSearch::default(),
+                best: None,
+                done: false,
+            })
+        })
+        .collect();
+    if searches.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let every_stem: Vec<usize> = (0..title.stems.len()).collect();
+    let full = live.iter().find(|v| v.name == "full").map_or_else(
+        || resolve_variant("full", &Default::default(), &spec.graph),
+        |v| (*v).clone(),
+    );
+    let mut pass = 0;
+    while pass < MAX_PASSES && searches.iter().any(|s| !s.done) {
+        pass += 1;
+        // The full mix, and the moved roles in it, once per distinct set.
+        let mut probes = vec![Probe::plain(
+            0,
+            "full mix".into(),
+            full.clone(),
+            every_stem.clone(),
+        )];
+        let mut measured = Vec::new();
+        for s in &searches {
+            let b = match probes[1..].iter().position(|p| p.stems == s.stems) {
+                Some(k) => k + 1,
+                None => {
+                    probes.push(Probe {
+                        reference: Some(0),
+                        ..Probe::plain(
+                            0,
+                            format!("{} in the full mix", s.mv.label()),
+                            full.clone(),
+                            s.stems.clone(),
+                        )
+                    });
+                    probes.len() - 1
+                }
+            };
+            let v = s.variant.with_move_gain(s.gain);
+            probes.push(Probe::plain(
+                0,
+                format!("{} mix", v.name),
+                v.clone(),
+                every_stem.clone(),
+            ));
+            let c = probes.len() - 1;
+            probes.push(Probe {
+                reference: Some(c),
+                compare: Some(b),
+                ..Probe::plain(
+                    0,
+                    format!("{} in {}", s.mv.label(), v.name),
+                    v,
+                    s.stems.clone(),
+                )
+            });
+            measured.push(probes.len() - 1);
+        }
+        let outcome = run_pass(ctx, input, &probes, families, pass)?;
+        for (s, &k) in searches.iter_mut().zip(&measured) {
+            if s.done {
+                continue;
+            }
+            let Some(change) = outcome.readings[k].change_db else {
+                s.done = true;
+                continue;
+            };
+            let asked = s.mv.gain_db;
+            if s.best
+                .is_none_or(|(_, b)| (change - asked).abs() < (b - asked).abs())
+            {
+                s.best = Some((s.gain, change));
+            }
+            let next = s
+                .search
+                .next(s.gain, change, asked)
+                .clamp(MOVE_RANGE_DB.0, MOVE_RANGE_DB.1);
+            if (change - asked).abs() < MOVE_CONVERGED_DB || (next - s.gain).abs() < CONVERGED_DB {
+                s.done = true;
+            } else {
+                s.gain = round6(next);
+            }
+        }
+    }
+    Ok(searches
+        .into_iter()
+        .map(|s| {
+            let asked = s.mv.gain_db;
+            let (applied, change) = s.best.unwrap_or((asked, f64::NAN));
+            let change = change.is_finite().then_some(change);
+            let within = change.map(|c| (c - asked).abs() <= EFFECTIVE_TOLERANCE_DB);
+            let note = match (change, within) {
+                (None, _) => Some(format!(
+                    "`{}`: the change of {} cannot be measured (silent in the full mix); the gain is applied as written",
+                    s.variant.name,
+                    s.mv.label()
+                )),
+                (Some(c), Some(false)) => Some(format!(
+                    "`{}`: the dynamics allow only {c:+.2} dB of the {asked:+.2} dB asked for {} (at a gain of {applied:+.2} dB before them)",
+                    s.variant.name,
+                    s.mv.label()
+                )),
+                _ => None,
+            };
+            (
+                s.variant.name.clone(),
+                LevelChange {
+                    targets: s.mv.targets.clone(),
+                    asked_db: asked,
+                    applied_db: round6(applied),
+                    mode: AmountMode::Effective,
+                    effective_change_db: change.map(round3),
+                    within_tolerance: within,
+                    note,
+                },
+            )
+        })
+        .collect())
+}
+
+/// Renders every output of every variant once, each through its exact
+/// output stage (dither seed, sample format), at the settled gains (and
+/// effective moves), and measures its true peak: what the trims are decided
+/// on. Returns the outputs held to the ceiling by family, and every
+/// output's true peak by family and file.
+#[allow(clippy::type_complexity)]
+fn ceiling_pass(
+    ctx: &TaskContext<'_>,
+    input: &PassInput<'_>,
+    live: &[&Variant],
+    families: &[Family],
+    moves: &BTreeMap<String, LevelChange>,
+) -> Result<(Vec<(usize, Probed)>, Vec<(usize, String, f64)>), TaskError> {
+    let spec = &ctx.spec.spec;
+    let d = ctx.spec.delivery();
+    let title = input.title;
+    let rate = input.rate;
+    let every_stem: Vec<usize> = (0..title.stems.len()).collect();
+    let mut probes = Vec::new();
+    let mut ceiling = Vec::new();
+    for v in live {
+        let v = match moves.get(&v.name) {
+            Some(m) => v.with_move_gain(m.applied_db),
+            None => (*v).clone(),
+        };
+        let family = if v.level == LevelPolicy::Normalized && v.name != "full" {
+            families.iter().position(|f| f.name == v.name).unwrap_or(0)
+        } else {
+            0
+        };
+        let outs = title_outputs(spec, &d, title, &v, rate);
+        let reference = if outs.iter().any(|o| o.role.is_some()) {
+            probes.push(Probe::plain(
+                family,
+                format!("{} mix", v.name),
+                v.clone(),
+                every_stem.clone(),
+            ));
+            Some(probes.len() - 1)
+        } else {
+            None
+        };
+        for o in outs {
+            ceiling.push(o.ceiling);
+            probes.push(Probe {
+                output: Some(ProbeOutput {
+                    variant: v.name.clone(),
+                    file: o.file_name.clone(),
+                    bit_depth: o.bit_depth,
+                }),
+                reference: o.role.and(reference),
+                ..Probe::plain(family, o.file_name.clone(), v.clone(), o.stems.clone())
+            });
+        }
+    }
+    let outcome = run_pass(ctx, input, &probes, families, MAX_PASSES)?;
+    let mut probed = Vec::new();
+    let mut peaks = Vec::new();
+    for ((p, r), held) in probes
+        .iter()
+        .zip(&outcome.readings)
+        .filter(|(p, _)| p.output.is_some())
+        .zip(ceiling)
+    {
+        let Some(o) = &p.output else { continue };
+        if let Some(tp) = r.true_peak_db {
+            peaks.push((p.family, o.file.clone(), tp));
+        }
+        if held {
+            probed.push((
+                p.family,
+                Probed {
+                    variant: o.variant.clone(),
+                    file: o.file.clone(),
+                    stem: p.reference.is_some(),
+                    true_peak_dbtp: r.true_peak_db,
+                },
+            ));
+        }
+    }
+    Ok((probed, peaks))
 }
 
 fn input_record(

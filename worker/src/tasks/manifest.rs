@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use deliverables_spec::TaskKind;
-use deliverables_spec::compliance::{Outcome, Verdict, judge};
+use deliverables_spec::compliance::{Outcome, Rule, Verdict, judge_rule};
 use deliverables_spec::manifest::{
     MANIFEST_VERSION, Manifest, OutputEntry, Summary, TitleEntry, Tool,
 };
@@ -42,7 +42,7 @@ pub fn write_manifest(ctx: &TaskContext<'_>) -> Result<ManifestResult, TaskError
             })
         };
         let analysis = analysis_at(first_pack);
-        let (_, skipped) = title_variants(spec, title, &all);
+        let planned = title_variants(spec, title, &all);
         let mut entry = TitleEntry {
             name: title.name.clone(),
             status: "rendered".into(),
@@ -51,7 +51,7 @@ pub fn write_manifest(ctx: &TaskContext<'_>) -> Result<ManifestResult, TaskError
             inputs: vec![],
             level: None,
             outputs: vec![],
-            skipped,
+            skipped: planned.skipped.clone(),
             notes: vec![],
             preflight: ctx
                 .deps
@@ -144,7 +144,13 @@ pub fn write_manifest(ctx: &TaskContext<'_>) -> Result<ManifestResult, TaskError
                             .get(&out.file.sample_rate)
                             .copied()
                             .or(fallback_full);
-                        let verdict = judge(out.level_policy, &d, &out.measurement);
+                        let verdict =
+                            judge_rule(Rule::of(out.level_policy, out.remix), &d, &out.measurement);
+                        let same_as = planned.duplicates.get(&out.variant).cloned();
+                        let effective_change_db = match out.level_changes.as_slice() {
+                            [one] => one.effective_change_db,
+                            _ => None,
+                        };
                         let target =
                             d.loudness_target(out.measurement.dialogue.as_ref().map(|x| x.share));
                         entry.outputs.push(OutputEntry {
@@ -166,6 +172,11 @@ pub fn write_manifest(ctx: &TaskContext<'_>) -> Result<ManifestResult, TaskError
                                 .zip(full_lufs)
                                 .map(|(x, f)| ((x - f) * 1000.0).round() / 1000.0),
                             measurement: Some(out.measurement),
+                            stems_trim_db: out.stems_trim_db,
+                            remix: out.remix,
+                            effective_change_db,
+                            level_changes: out.level_changes,
+                            same_as,
                             verdict,
                         });
                     }
@@ -185,6 +196,11 @@ pub fn write_manifest(ctx: &TaskContext<'_>) -> Result<ManifestResult, TaskError
                     true_peak_max_dbtp: d.true_peak_max_dbtp,
                     measurement: None,
                     offset_from_full_lu: None,
+                    stems_trim_db: None,
+                    remix: false,
+                    effective_change_db: None,
+                    level_changes: Vec::new(),
+                    same_as: planned.duplicates.get(variant).cloned(),
                     verdict: Verdict::failed(
                         "the output must be rendered",
                         format!(

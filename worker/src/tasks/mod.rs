@@ -2,11 +2,13 @@
 //! service module calls [`execute`] with the task and its dependencies' results.
 
 pub mod analyze;
+pub mod effective;
 pub mod manifest;
 pub mod metadata;
 pub mod preflight;
 pub mod render;
 pub mod stream;
+pub mod trim;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -96,6 +98,9 @@ impl From<crate::measure_file::MeasureError> for TaskError {
             crate::measure_file::MeasureError::Decode(d) => TaskError::Decode(d),
             crate::measure_file::MeasureError::Meter(m) => TaskError::Meter(m),
             crate::measure_file::MeasureError::Dialogue(d) => d.into(),
+            e @ crate::measure_file::MeasureError::InvalidSamples { .. } => {
+                TaskError::Input(e.to_string())
+            }
         }
     }
 }

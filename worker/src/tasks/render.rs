@@ -8,12 +8,14 @@
 
 use deliverables_spec::LevelPolicy;
 use deliverables_spec::compliance::Measurement;
-use deliverables_spec::manifest::FileRecord;
+use deliverables_spec::manifest::{EFFECTIVE_TOLERANCE_DB, FileRecord, LevelChange};
+use deliverables_spec::model::AmountMode;
 use deliverables_spec::model::Dither;
 use deliverables_spec::variant::title_graph;
 use serde::{Deserialize, Serialize};
 
-use super::analyze::{AnalysisResult, carries_dialogue, chain_context, outputs_for};
+use super::analyze::{AnalysisResult, carries_dialogue, chain_context, outputs_for, round6};
+use super::effective::{ChangeMeter, move_stems};
 use super::metadata::{OutputLabel, bext_loudness, output_bext};
 use super::stream::{Stage, run_stages};
 use super::{TaskContext, TaskError};
@@ -39,6 +41,15 @@ pub struct RenderedOutput {
     pub level_policy: LevelPolicy,
     pub mode: String,
     pub measurement: Measurement,
+    /// A stem's trim beyond the title's (its set's common trim), dB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stems_trim_db: Option<f64>,
+    /// A re-mix stem: 32-bit float, no ceiling.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub remix: bool,
+    /// The variant's level changes, asked, applied and delivered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub level_changes: Vec<LevelChange>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -88,14 +99,20 @@ pub fn render(
     let analysis = analysis_of(ctx, title_name, pack_rate)?;
     let d = spec.delivery();
     let rate = analysis.sample_rate;
-    let level = match (variant.level, analysis.normalized.get(variant_name)) {
-        (LevelPolicy::Normalized, Some(own)) => own,
-        _ => &analysis.level,
-    };
+    let level = analysis.level_of(&variant);
     let (gain_db, trim_db) = (level.master_gain_db, level.ceiling_trim_db);
+    // Outputs the title trim alone leaves over the ceiling take their own
+    // (a stem set takes one for all its stems).
+    let own_trim_db = level
+        .variant_trims_db
+        .get(&variant.name)
+        .copied()
+        .unwrap_or(0.0);
     let fold_gain_db = level.fold_down_gain_db.unwrap_or(0.0);
-    let tg = title_graph(&spec.spec.graph, title, &variant);
-    let planned = outputs_for(ctx, title, &variant, rate);
+    // The graph as rendered: an effective move at the gain the analysis found.
+    let applied = analysis.applied(&variant);
+    let tg = title_graph(&spec.spec.graph, title, &applied);
+    let planned = outputs_for(ctx, title, &applied, rate);
     let cc = chain_context(ctx, rate, title.layout, gain_db, fold_gain_db);
     let graph_err =
         |e: crate::dsp::chain::GraphError| TaskError::Input(format!("title `{title_name}`: {e}"));
@@ -120,9 +137,66 @@ pub fn render(
         .iter()
         .map(|s| s.graph.out_channels())
         .collect();
+    // A mix that moves roles: their contribution here and in the full mix,
+    // as linked stems, to measure the change delivered.
+    let moves = variant.moves();
+    let measure_moves = !linked && !moves.is_empty() && tg.fold_down.is_none();
+    let mut change_stages: Vec<(usize, usize)> = Vec::new();
+    if measure_moves {
+        let full_variant = spec.variant("full").unwrap_or_else(|| {
+            deliverables_spec::variant::resolve_variant(
+                "full",
+                &Default::default(),
+                &spec.spec.graph,
+            )
+        });
+        let full_tg = title_graph(&spec.spec.graph, title, &full_variant);
+        let full_cc = chain_context(
+            ctx,
+            rate,
+            title.layout,
+            analysis.level.master_gain_db,
+            analysis.level.fold_down_gain_db.unwrap_or(0.0),
+        );
+        let f = stages.len();
+        stages.push(Stage::own(
+            MixGraph::new(&full_tg, &full_cc, |_| true, false).map_err(graph_err)?,
+        ));
+        for m in &moves {
+            let keep = move_stems(&spec.spec.graph, title, m);
+            let b = stages.len();
+            stages.push(Stage {
+                graph: MixGraph::new(&full_tg, &full_cc, |i| keep.contains(&i), true)
+                    .map_err(graph_err)?,
+                reference: Some(f),
+            });
+            stages.push(Stage {
+                graph: MixGraph::new(&tg, &cc, |i| keep.contains(&i), true).map_err(graph_err)?,
+                reference: Some(first_output),
+            });
+            change_stages.push((b, b + 1));
+        }
+    }
+    let mut full_copies: Vec<crate::dsp::Block> = change_stages
+        .iter()
+        .map(|&(b, _)| {
+            crate::dsp::Block::new(stages[b].graph.out_channels(), crate::source::BLOCK_FRAMES)
+        })
+        .collect();
+    let mut change_meters = vec![ChangeMeter::default(); change_stages.len()];
+    let n_outputs = planned.len();
     for o in &planned {
         remove_stale_partials(&ctx.output_dir, &o.file_name);
     }
+    // Re-mix stems take the title's trim (they sum to the master) but no
+    // ceiling trim of their own.
+    let output_trim = |o: &deliverables_spec::outputs::PlannedOutput| {
+        if o.ceiling {
+            trim_db + own_trim_db
+        } else {
+            trim_db
+        }
+    };
     let mut writers = planned
         .iter()
         .zip(&channels)
@@ -134,9 +208,9 @@ pub fn render(
                 output: &o.file_name,
             };
             let stage = OutputStage::new(
-                d.bit_depth,
+                o.bit_depth,
                 channels,
-                trim_db,
+                output_trim(o),
                 (d.dither == Dither::Tpdf).then_some(seed),
             );
             let bext = output_bext(
@@ -171,8 +245,15 @@ pub fn render(
         analysis.frames,
         |f| (ctx.progress)(0.7 * f),
         |i, block| {
-            if i >= first_output {
+            if (first_output..first_output + n_outputs).contains(&i) {
                 writers[i - first_output].write(block)?;
+            }
+            for (k, &(b, v)) in change_stages.iter().enumerate() {
+                if i == b {
+                    full_copies[k].copy_from(block);
+                } else if i == v {
+                    change_meters[k].add(&full_copies[k], block);
+                }
             }
             Ok(())
         },
@@ -196,10 +277,50 @@ pub fn render(
             .dialogue
             .as_ref()
             .filter(|_| carries_dialogue(title, &o.stems, analysis.dialogue.as_ref()));
-        let r = verify(p, &d, rate, dialogue).inspect_err(|_| discard_all(&pending))?;
+        let r = verify(p, o, rate, dialogue).inspect_err(|_| discard_all(&pending))?;
         (ctx.progress)(0.7 + 0.3 * (i + 1) as f64 / planned.len() as f64);
         verified.push((o, r));
     }
+    // The delivered change of each move: measured before the output
+    // stage, so a trim this output has and the full mix has not counts too.
+    let full_trim = analysis.level.ceiling_trim_db
+        + analysis
+            .level
+            .variant_trims_db
+            .get("full")
+            .copied()
+            .unwrap_or(0.0);
+    let level_changes: Vec<LevelChange> = moves
+        .iter()
+        .enumerate()
+        .map(|(k, m)| {
+            let searched = analysis.moves.get(&variant.name);
+            let effective = change_meters
+                .get(k)
+                .and_then(ChangeMeter::change_db)
+                .map(|c| c + (trim_db + own_trim_db) - full_trim);
+            let mode = variant.amount_mode;
+            LevelChange {
+                targets: m.targets.clone(),
+                asked_db: m.gain_db,
+                applied_db: searched.map_or(m.gain_db, |s| s.applied_db),
+                mode,
+                effective_change_db: effective.map(crate::meter::round3),
+                within_tolerance: (mode == AmountMode::Effective)
+                    .then(|| effective.map(|c| (c - m.gain_db).abs() <= EFFECTIVE_TOLERANCE_DB))
+                    .flatten(),
+                note: if !measure_moves {
+                    Some(if linked {
+                        "measured on the variant's mix, not on its stems".to_string()
+                    } else {
+                        "not measured on a fold-down: the full mix is not folded".to_string()
+                    })
+                } else {
+                    searched.and_then(|s| s.note.clone())
+                },
+            }
+        })
+        .collect();
     let mut outputs = Vec::new();
     for (p, (o, (digest_file, measurement))) in pending.into_iter().zip(verified) {
         p.commit()?;
@@ -211,7 +332,7 @@ pub fn render(
                 ..digest_file
             },
             gain_db,
-            ceiling_trim_db: trim_db,
+            ceiling_trim_db: round6(output_trim(o)),
             fold_down_gain_db: tg.fold_down.as_ref().map(|_| fold_gain_db),
             level_policy: variant.level,
             mode: if o.role.is_some() {
@@ -221,6 +342,13 @@ pub fn render(
             }
             .to_string(),
             measurement,
+            stems_trim_db: (o.role.is_some() && o.ceiling).then_some(round6(own_trim_db)),
+            remix: !o.ceiling,
+            level_changes: if o.role.is_none() {
+                level_changes.clone()
+            } else {
+                Vec::new()
+            },
         });
     }
     Ok(RenderResult {
@@ -267,7 +395,7 @@ fn discard_all(p: &[Pending]) {
 /// loudness into its `bext`, then checksums the finished file.
 fn verify(
     p: &Pending,
-    d: &deliverables_spec::Delivery,
+    o: &deliverables_spec::outputs::PlannedOutput,
     rate: u32,
     dialogue: Option<&DialogueActivity>,
 ) -> Result<(FileRecord, Measurement), TaskError> {
@@ -302,8 +430,8 @@ fn verify(
         format: "wav".to_string(),
         codec: read.codec,
         sample_rate: read.sample_rate,
-        bit_depth: d.bit_depth.bits(),
-        sample_format: if d.bit_depth.is_float() {
+        bit_depth: o.bit_depth.bits(),
+        sample_format: if o.bit_depth.is_float() {
             "float"
         } else {
             "int"
