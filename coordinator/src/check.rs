@@ -101,6 +101,8 @@ fn check_spec(path: &Path, media_roots: &[PathBuf]) -> anyhow::Result<Vec<TitleC
         };
         let mut report = run_with_progress(&input, &loaded.spec.preflight);
         report.findings.splice(0..0, refused);
+        report.findings.extend(not_versions(&loaded.spec, title));
+        report.findings.sort_by_key(|f| f.severity);
         out.push(TitleCheck {
             roles: title
                 .stems
@@ -111,6 +113,41 @@ fn check_spec(path: &Path, media_roots: &[PathBuf]) -> anyhow::Result<Vec<TitleC
         });
     }
     Ok(out)
+}
+
+/// A warning for each variant that is not a version of the title: its
+/// output would equal another's, or its level change reaches no stem.
+fn not_versions(
+    spec: &deliverables_spec::Spec,
+    title: &deliverables_spec::model::Title,
+) -> Vec<Finding> {
+    let all = deliverables_spec::variant::variants(spec);
+    let tv = deliverables_spec::plan::title_variants(spec, title, &all);
+    let skipped = tv.skipped.iter().filter_map(|s| {
+        s.same_as
+            .as_ref()
+            .map(|u| (s.variant.clone(), u.clone(), s.reason.clone(), true))
+    });
+    let written = tv
+        .duplicates
+        .iter()
+        .map(|(v, s)| (v.clone(), s.variant.clone(), s.reason.clone(), false));
+    skipped
+        .chain(written)
+        .map(|(v, u, reason, skip)| {
+            Finding::new(
+                Severity::Warning,
+                "variant_not_a_version",
+                &[],
+                if skip {
+                    format!("variant `{v}` is skipped (same as `{u}`), {reason}")
+                } else {
+                    format!("variant `{v}` is written as asked but is the same as `{u}`: {reason}")
+                },
+                format!("make `{v}` act on a role this title has, or leave it out of the spec"),
+            )
+        })
+        .collect()
 }
 
 fn check_dir(dir: &Path) -> anyhow::Result<TitleCheck> {

@@ -181,6 +181,9 @@ enum Cmd {
         /// A dialogue stem aligned with the files: add dialogue-gated loudness.
         #[arg(long)]
         dialogue: Option<PathBuf>,
+        /// Timecode frames per second for the overs found (with --profile).
+        #[arg(long, default_value_t = 24.0)]
+        frame_rate: f64,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -329,13 +332,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             files,
             profile,
             dialogue,
+            frame_rate,
             json,
         } => {
+            if !(frame_rate.is_finite() && (1.0..=120.0).contains(&frame_rate)) {
+                anyhow::bail!("--frame-rate must be between 1 and 120, e.g. 24, 25 or 29.97");
+            }
             let report = stemforge_coordinator::measure::measure(
                 &stemforge_coordinator::measure::MeasureOptions {
                     files,
                     profile,
                     dialogue,
+                    frame_rate,
                 },
             )?;
             let out = if json {
@@ -554,10 +562,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", variants_table(&loaded.spec));
             for s in plan.skipped {
                 match &s.same_as {
-                    Some(u) => println!(
-                        "  warning: {}/{} is not a version (same as `{u}`), skipped: {}",
-                        s.title, s.variant, s.reason
-                    ),
+                    Some(_) => {
+                        println!("  warning: {}/{} skipped, {}", s.title, s.variant, s.reason)
+                    }
                     None => println!("  skipped {}/{}: {}", s.title, s.variant, s.reason),
                 }
             }
@@ -566,7 +573,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let tv = deliverables_spec::plan::title_variants(&loaded.spec, t, &all);
                 for (v, s) in tv.duplicates {
                     println!(
-                        "  warning: {}/{v} is not a version (same as `{}`), written as asked: {}",
+                        "  warning: {}/{v} written as asked, but it is not a version of this title (same as `{}`): {}",
                         t.name, s.variant, s.reason
                     );
                 }

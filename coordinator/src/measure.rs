@@ -9,13 +9,17 @@ use deliverables_spec::compliance::{CheckOutcome, Outcome, Verdict, judge};
 use deliverables_spec::delivery::{Delivery, PROFILES, profile};
 use deliverables_spec::model::DeliverySpec;
 use serde::Serialize;
-use stemforge_worker::measure_file::{FileMeasurement, dialogue_from_stem, measure_file};
+use stemforge_worker::measure_file::{
+    FileMeasurement, OverSearch, dialogue_from_stem, measure_file,
+};
 
 pub struct MeasureOptions {
     pub files: Vec<PathBuf>,
     pub profile: Option<String>,
     /// A dialogue stem aligned with the files: also measure dialogue-gated loudness.
     pub dialogue: Option<PathBuf>,
+    /// Timecode frame rate for the overs (with a profile).
+    pub frame_rate: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -69,26 +73,35 @@ pub fn measure(opts: &MeasureOptions) -> anyhow::Result<MeasureReport> {
     let files = opts
         .files
         .iter()
-        .map(|path| match measure_file(path, dialogue.as_ref()) {
-            Ok(f) => {
-                let verdict = delivery
-                    .as_ref()
-                    .map(|d| judge(LevelPolicy::Normalized, d, &f.measurement));
-                all_pass &= verdict.as_ref().is_none_or(|v| v.verdict == Outcome::Pass);
-                FileEntry {
-                    path: path.clone(),
-                    file: Some(f),
-                    verdict,
-                    error: None,
+        .map(|path| {
+            match measure_file(
+                path,
+                dialogue.as_ref(),
+                OverSearch {
+                    frame_rate: opts.frame_rate,
+                    ceiling_dbtp: delivery.as_ref().map(|d| d.true_peak_max_dbtp),
+                },
+            ) {
+                Ok(f) => {
+                    let verdict = delivery
+                        .as_ref()
+                        .map(|d| judge(LevelPolicy::Normalized, d, &f.measurement));
+                    all_pass &= verdict.as_ref().is_none_or(|v| v.verdict == Outcome::Pass);
+                    FileEntry {
+                        path: path.clone(),
+                        file: Some(f),
+                        verdict,
+                        error: None,
+                    }
                 }
-            }
-            Err(e) => {
-                all_pass = false;
-                FileEntry {
-                    path: path.clone(),
-                    file: None,
-                    verdict: None,
-                    error: Some(e.to_string()),
+                Err(e) => {
+                    all_pass = false;
+                    FileEntry {
+                        path: path.clone(),
+                        file: None,
+                        verdict: None,
+                        error: Some(e.to_string()),
+                    }
                 }
             }
         })

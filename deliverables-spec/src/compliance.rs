@@ -25,12 +25,53 @@ pub struct Measurement {
     /// where the window is silent (below −70 LUFS).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub short_term_lufs: Vec<Option<f64>>,
+    /// The largest momentary loudness (400 ms window) of every whole
+    /// second: entry `i` over the windows ending in `(i, i + 1]` s. `null`
+    /// where every window is below −70 LUFS.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub momentary_lufs: Vec<Option<f64>>,
+    /// The largest true peak of every whole second, dBTP (`null`: digital
+    /// silence).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub true_peak_dbtp_per_s: Vec<Option<f64>>,
+    /// Where the true peak goes over the ceiling, on the video-frame grid
+    /// of `frame_rate`: the first [`MAX_OVERS`] runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overs: Vec<Over>,
+    /// Runs over the ceiling in all.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub overs_total: u64,
+    /// The ceiling overs were looked for against, dBTP (none: not looked for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overs_ceiling_dbtp: Option<f64>,
+    /// Frames per second of the timecodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frame_rate: Option<f64>,
     /// Loudness over the blocks where the dialogue stem is active: present
     /// when the title has a dialogue stem and this output contains it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dialogue: Option<DialogueMeasurement>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+/// Overs listed at most per output; `overs_total` counts them all.
+pub const MAX_OVERS: usize = 100;
+
+/// A run of video frames whose true peak is over the ceiling.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Over {
+    /// Seconds from the file's start.
+    pub start_s: f64,
+    pub end_s: f64,
+    /// `HH:MM:SS:FF` of its first frame on the session timeline (the file's
+    /// BWF `TimeReference` plus its position).
+    pub timecode: String,
+    pub peak_dbtp: f64,
 }
 
 /// Dialogue-gated loudness, estimated from stems.

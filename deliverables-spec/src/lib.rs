@@ -16,6 +16,7 @@ pub mod outputs;
 pub mod parse;
 pub mod plan;
 pub mod preflight;
+pub mod timecode;
 pub mod timestamp;
 pub mod validate;
 pub mod variant;

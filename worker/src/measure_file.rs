@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::decode::{DecodeError, StemReader};
 use crate::dialogue::{DialogueActivity, DialogueError};
 use crate::dsp::Block;
-use crate::meter::{Meter, MeterError, MeterKind, layout_name};
+use crate::meter::{Meter, MeterError, MeterKind, Timeline, layout_name};
 use crate::source::BLOCK_FRAMES;
 
 #[derive(Debug, thiserror::Error)]
@@ -83,10 +83,29 @@ pub fn dialogue_from_stem(
     }))
 }
 
-/// Decodes `path` and measures it in one streaming pass.
+/// How overs are looked for: the timecode grid and the ceiling.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OverSearch {
+    pub frame_rate: f64,
+    /// `None`: no overs are looked for.
+    pub ceiling_dbtp: Option<f64>,
+}
+
+impl Default for OverSearch {
+    fn default() -> Self {
+        OverSearch {
+            frame_rate: deliverables_spec::delivery::DEFAULT_FRAME_RATE,
+            ceiling_dbtp: None,
+        }
+    }
+}
+
+/// Decodes `path` and measures it in one streaming pass. Overs are timed on
+/// the file's own timeline (its BWF `TimeReference`, 0 without one).
 pub fn measure_file(
     path: &Path,
     dialogue: Option<&DialogueActivity>,
+    overs: OverSearch,
 ) -> Result<FileMeasurement, MeasureError> {
     let mut reader = StemReader::open(path)?;
     let info = reader.info().clone();
@@ -95,6 +114,14 @@ pub fn measure_file(
     } else {
         Meter::new(info.channels, info.sample_rate, MeterKind::Full)?
     };
+    meter.set_timeline(Timeline {
+        frame_rate: overs.frame_rate,
+        ceiling_dbtp: overs.ceiling_dbtp,
+        time_reference: crate::bwf::bext_time_reference(path)
+            .ok()
+            .flatten()
+            .unwrap_or(0),
+    });
     let mut block = Block::new(info.channels, BLOCK_FRAMES);
     let (mut invalid, mut first_invalid) = (0u64, None);
     loop {

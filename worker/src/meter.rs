@@ -2,7 +2,8 @@
 //! plus what it does not give: the accurate true peak (design commitment §6),
 //! the 400 ms block energies (for dialogue gating) and a short-term curve.
 
-use deliverables_spec::compliance::Measurement;
+use deliverables_spec::compliance::{MAX_OVERS, Measurement, Over};
+use deliverables_spec::timecode::{frame_start, timecode};
 use ebur128::{Channel, EbuR128, Mode};
 
 use crate::dsp::Block;
@@ -132,6 +133,43 @@ pub struct Meter {
     /// (the `ebur128` crate's own LRA steps its windows only every second,
     /// which EBU Tech 3342 v3 no longer allows).
     short_term_energies: Vec<f64>,
+    /// Largest momentary loudness of every whole second (full mode).
+    momentary: Vec<f64>,
+    /// The video-frame grid true peaks are followed on (full mode).
+    timeline: Timeline,
+    /// True peak per video frame: the frame being fed, its max so far, and
+    /// the frames fed to the detector.
+    tp_frame: u64,
+    tp_frame_max: f64,
+    tp_fed: u64,
+    /// Largest true peak of every whole second (linear).
+    true_peak_per_s: Vec<f64>,
+    overs: Vec<Over>,
+    overs_total: u64,
+    /// The run over the ceiling still open: first frame, peak.
+    open_over: Option<(u64, f64)>,
+}
+
+/// Where a meter looks for overs and how it gives their times.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timeline {
+    /// Video frames per second: the grid overs are found on.
+    pub frame_rate: f64,
+    /// The ceiling, dBTP; `None`: no overs are looked for.
+    pub ceiling_dbtp: Option<f64>,
+    /// The file's first sample on the session timeline (BWF
+    /// `TimeReference`), for timecodes.
+    pub time_reference: u64,
+}
+
+impl Default for Timeline {
+    fn default() -> Self {
+        Timeline {
+            frame_rate: deliverables_spec::delivery::DEFAULT_FRAME_RATE,
+            ceiling_dbtp: None,
+            time_reference: 0,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -181,14 +219,95 @@ impl Meter {
             blocks: blocks.then(Vec::new),
             short_term: Vec::new(),
             short_term_energies: Vec::new(),
+            momentary: Vec::new(),
+            timeline: Timeline::default(),
+            tp_frame: 0,
+            tp_frame_max: 0.0,
+            tp_fed: 0,
+            true_peak_per_s: Vec::new(),
+            overs: Vec::new(),
+            overs_total: 0,
+            open_over: None,
         })
+    }
+
+    /// Sets the frame grid, the ceiling overs are looked for against, and
+    /// the timeline position (before the first block).
+    pub fn set_timeline(&mut self, timeline: Timeline) {
+        if timeline.frame_rate.is_finite() && timeline.frame_rate > 0.0 {
+            self.timeline = timeline;
+        }
+    }
+
+    /// Feeds frames `start .. start + n` of `block` to the true-peak
+    /// detector, one video frame at a time: each frame's peak is exact
+    /// (the detector reports input frame `p` when fed frame `p + delay`).
+    fn push_true_peak(&mut self, block: &Block, mut start: usize, n: usize) {
+        let Some(delay) = self.true_peak.as_ref().map(|t| t.delay() as u64) else {
+            return;
+        };
+        let end = start + n;
+        while start < end {
+            let boundary =
+                frame_start(self.tp_frame + 1, self.rate, self.timeline.frame_rate) + delay;
+            let take = (boundary.saturating_sub(self.tp_fed)).min((end - start) as u64) as usize;
+            if take > 0
+                && let Some(tp) = self.true_peak.as_mut()
+            {
+                let v = tp.push_block_range(block, start, take);
+                self.tp_frame_max = self.tp_frame_max.max(v);
+                self.tp_fed += take as u64;
+                start += take;
+            }
+            if self.tp_fed >= boundary {
+                self.close_video_frame();
+            }
+        }
+    }
+
+    /// The frame being followed is complete: its peak into the second it
+    /// starts in, and into the run of overs.
+    fn close_video_frame(&mut self) {
+        let (k, v) = (self.tp_frame, self.tp_frame_max);
+        let first = frame_start(k, self.rate, self.timeline.frame_rate);
+        let second = (first / u64::from(self.rate.max(1))) as usize;
+        if self.true_peak_per_s.len() <= second {
+            self.true_peak_per_s.resize(second + 1, 0.0);
+        }
+        self.true_peak_per_s[second] = self.true_peak_per_s[second].max(v);
+        let ceiling = self.timeline.ceiling_dbtp.map(|c| 10f64.powf(c / 20.0));
+        match (ceiling.is_some_and(|c| v > c), self.open_over) {
+            (true, Some((s, p))) => self.open_over = Some((s, p.max(v))),
+            (true, None) => self.open_over = Some((k, v)),
+            (false, Some(_)) => self.close_over(k),
+            (false, None) => {}
+        }
+        self.tp_frame += 1;
+        self.tp_frame_max = 0.0;
+    }
+
+    /// Ends the open run of overs before frame `end`.
+    fn close_over(&mut self, end: u64) {
+        let Some((s, peak)) = self.open_over.take() else {
+            return;
+        };
+        self.overs_total += 1;
+        if self.overs.len() < MAX_OVERS {
+            let (fps, rate) = (self.timeline.frame_rate, self.rate);
+            let first = frame_start(s, rate, fps);
+            let last = frame_start(end, rate, fps).min(self.frames.max(first));
+            self.overs.push(Over {
+                start_s: round3(first as f64 / f64::from(rate)),
+                end_s: round3(last as f64 / f64::from(rate)),
+                timecode: timecode(self.timeline.time_reference + first, rate, fps),
+                peak_dbtp: round3(to_db(peak)),
+            });
+        }
     }
 
     pub fn add(&mut self, block: &Block) -> Result<(), MeterError> {
         self.sample_peak = self.sample_peak.max(block.peak());
-        if let Some(tp) = &mut self.true_peak {
-            tp.push_block(block);
-        }
+        self.push_true_peak(block, 0, block.frames());
         let n = block.frames();
         let mut start = 0;
         while start < n {
@@ -230,6 +349,12 @@ impl Meter {
         }
         if whole_block && let Ok(m) = self.ebu.loudness_momentary() {
             self.max_momentary = self.max_momentary.max(m);
+            // The window ending at hop h lies in second (h − 1) / 10.
+            let second = ((self.hops - 1) / 10) as usize;
+            if self.momentary.len() <= second {
+                self.momentary.resize(second + 1, f64::NEG_INFINITY);
+            }
+            self.momentary[second] = self.momentary[second].max(m);
         }
         let whole_window = self.hops >= 30;
         let s = self.ebu.loudness_shortterm().ok().filter(|s| s.is_finite());
@@ -280,10 +405,20 @@ impl Meter {
         }
         let full = self.kind == MeterKind::Full;
         let lra = loudness_range(&self.short_term_energies).and_then(finite);
+        // The detector's tail: the last frames' points, into the last video frame.
+        if let Some(tp) = self.true_peak.as_mut() {
+            let tail = tp.flush();
+            self.tp_frame_max = self.tp_frame_max.max(tail);
+        }
+        if self.true_peak.is_some() && self.frames > 0 {
+            self.close_video_frame();
+            let end = self.tp_frame;
+            self.close_over(end);
+        }
         let true_peak = self
             .true_peak
-            .as_mut()
-            .map(|t| to_db(t.finish()))
+            .as_ref()
+            .map(|t| to_db(t.max()))
             .and_then(finite);
         let sample_peak = finite(to_db(self.sample_peak));
         if sample_peak.is_none() {
@@ -309,6 +444,20 @@ impl Meter {
                 String::new()
             },
             short_term_lufs: std::mem::take(&mut self.short_term),
+            momentary_lufs: self
+                .momentary
+                .iter()
+                .map(|&m| (m >= ABSOLUTE_GATE_LUFS).then(|| round2(m)))
+                .collect(),
+            true_peak_dbtp_per_s: self
+                .true_peak_per_s
+                .iter()
+                .map(|&v| finite(to_db(v)).map(round2))
+                .collect(),
+            overs: std::mem::take(&mut self.overs),
+            overs_total: self.overs_total,
+            overs_ceiling_dbtp: self.timeline.ceiling_dbtp.filter(|_| full),
+            frame_rate: full.then_some(self.timeline.frame_rate),
             dialogue: None,
             notes,
         }

@@ -81,7 +81,7 @@ fn write_wav(
 
 /// Decodes and measures with our reader and meter, as `stemforge measure` does.
 fn measure(path: &Path) -> FileMeasurement {
-    let f = measure_file(path, None)
+    let f = measure_file(path, None, Default::default())
         .unwrap_or_else(|e| panic!("measure_file({}): {e}", path.display()));
     assert_eq!(f.sample_rate, RATE);
     f

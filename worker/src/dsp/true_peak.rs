@@ -308,6 +308,41 @@ impl TruePeakDetector {
         m
     }
 
+    /// As [`push_block`](Self::push_block) for frames `start .. start + len`
+    /// of `block` only: their largest step value, exactly.
+    pub fn push_block_range(&mut self, block: &Block, start: usize, len: usize) -> f64 {
+        let have = block.channels();
+        let m = self.feed(
+            len,
+            |ch, at, dst| {
+                if ch < have {
+                    let from = start + at;
+                    dst.copy_from_slice(&block.channel(ch)[from..from + dst.len()]);
+                } else {
+                    dst.fill(0.0);
+                }
+            },
+            Skip::Running(0.0),
+            None,
+        );
+        self.max = self.max.max(m);
+        m
+    }
+
+    /// Flushes the filter tail (feeds `delay()` zero frames) and returns the
+    /// largest value of those last steps exactly (the last `delay()` input
+    /// frames' points); [`max`](Self::max) then covers everything.
+    pub fn flush(&mut self) -> f64 {
+        let m = self.feed(
+            self.delay(),
+            |_, _, dst| dst.fill(0.0),
+            Skip::Running(0.0),
+            None,
+        );
+        self.max = self.max.max(m);
+        m
+    }
+
     /// Feeds every frame of `block` (channels it lacks read as silence) for a
     /// caller that only cares about values above `threshold`: `out[i]` (for
     /// frame `i`) is the step value whenever that is above `threshold`, and

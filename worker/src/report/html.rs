@@ -7,7 +7,7 @@ use deliverables_spec::compliance::{Check, CheckOutcome, Measurement, Outcome, V
 use deliverables_spec::manifest::{LevelRecord, Manifest, OutputEntry, TitleEntry};
 use deliverables_spec::model::{LevelPolicy, LoudnessBasis};
 
-use super::svg::{Plot, short_term_plot};
+use super::svg::{Extent, QcPlot, Scale, overs_list, qc_plot};
 
 const DASH: &str = "—";
 
@@ -165,21 +165,41 @@ figure.plot { margin: 0; border: 1px solid #d0d0d0; border-radius: 4px; padding:
 figure.plot figcaption { font-size: 13px; margin-bottom: 2px; }
 figure.plot figcaption .mono { font-size: 11px; }
 p.no-plot { color: #555; font-style: italic; padding: 8px 0; }
-svg.st-plot { display: block; width: 100%; height: auto; font-family: inherit; }
-.st-plot .area { fill: #fff; stroke: #999; stroke-width: 1; }
-.st-plot .grid { stroke: #e2e2e2; stroke-width: 1; }
-.st-plot .band { fill: #2e7d32; fill-opacity: 0.16; }
-.st-plot .target { stroke: #2e7d32; stroke-width: 1.5; }
-.st-plot .limit { stroke: #c62828; stroke-width: 1.5; stroke-dasharray: 7 4; }
-.st-plot .integrated { stroke: #333; stroke-width: 1; stroke-dasharray: 2 2; }
-.st-plot .curve { fill: none; stroke: #1646a0; stroke-width: 1.6; stroke-linejoin: round; }
-.st-plot .dot { fill: #1646a0; }
-.st-plot text { fill: #333; font-size: 12px; }
-.st-plot .yl { text-anchor: end; }
-.st-plot .xl { text-anchor: middle; }
-.st-plot .axis { text-anchor: middle; font-size: 12px; fill: #555; }
-.st-plot .lg { font-size: 12px; }
-.st-plot .empty { text-anchor: middle; font-style: italic; fill: #777; }
+svg.qc-plot { display: block; width: 100%; height: auto; font-family: inherit; }
+.qc-plot .area { fill: #fff; stroke: #999; stroke-width: 1; }
+.qc-plot .grid { stroke: #e2e2e2; stroke-width: 1; }
+.qc-plot .band { fill: #2e7d32; fill-opacity: 0.16; }
+.qc-plot .target { stroke: #2e7d32; stroke-width: 1.5; }
+.qc-plot .limit { stroke: #c62828; stroke-width: 1.5; stroke-dasharray: 7 4; }
+.qc-plot .limit.m { stroke: #e65100; }
+.qc-plot .ceiling { stroke: #c62828; stroke-width: 1.5; }
+.qc-plot .integrated { stroke: #333; stroke-width: 1; stroke-dasharray: 2 2; }
+.qc-plot .curve { fill: none; stroke: #1646a0; stroke-width: 1.6; stroke-linejoin: round; }
+.qc-plot .momentary { fill: none; stroke: #8fb0e8; stroke-width: 1; stroke-linejoin: round; }
+.qc-plot circle.curve { fill: #1646a0; }
+.qc-plot circle.momentary { fill: #8fb0e8; }
+.qc-plot .tp { fill: #7a5cb0; fill-opacity: 0.45; stroke: #5b3f8f; stroke-width: 0.8; }
+.qc-plot rect.over { fill: #e53935; fill-opacity: 0.25; }
+.qc-plot .over-mark { fill: #c62828; }
+.qc-plot .over-tc { fill: #9b0d0d; font-size: 10px; font-weight: 700; }
+.qc-plot text { fill: #333; font-size: 12px; }
+.qc-plot .yl { text-anchor: end; }
+.qc-plot .xl { text-anchor: middle; }
+.qc-plot .axis { text-anchor: middle; font-size: 12px; fill: #555; }
+.qc-plot .lg { font-size: 11px; }
+.qc-plot .empty { text-anchor: middle; font-style: italic; fill: #777; }
+figure.plot.fail { border-color: #c62828; border-width: 2px; }
+table.qc { margin-top: 6px; font-size: 12px; }
+table.qc td.res { white-space: nowrap; font-weight: 600; }
+table.qc td.res.pass { color: #0b5d1e; }
+table.qc td.res.fail { color: #7f0000; background: #f7cccc; }
+table.qc td.res.reported { color: #555; font-weight: 400; }
+table.qc td.res .why { display: block; white-space: normal; font-weight: 400; font-size: 11px; }
+dl.sums { font-size: 11px; margin: 4px 0 2px; }
+ol.overs { margin: 2px 0 6px; font-size: 12px; columns: 2; }
+p.overs-h { font-size: 12px; font-weight: 600; color: #9b0d0d; margin: 4px 0 0; }
+p.same-as { font-size: 12px; padding: 4px 8px; border-left: 4px solid #e65100; background: #fff3e0; }
+.same { font-size: 11px; padding: 0 5px; border: 1px solid #e65100; border-radius: 3px; color: #a34400; }
 footer { margin-top: 40px; padding-top: 8px; border-top: 1px solid #ccc; font-size: 12px; color: #555; }
 @page { size: A4; margin: 12mm; }
 @media print {
@@ -199,6 +219,8 @@ footer { margin-top: 40px; padding-top: 8px; border-top: 1px solid #ccc; font-si
   h2 { break-after: avoid; }
   section.title { break-before: page; }
   tr, figure { break-inside: avoid; }
+  table.qc { font-size: 9px; }
+  ol.overs { font-size: 9px; }
 }
 "#;
 
@@ -652,9 +674,14 @@ fn title(h: &mut String, m: &Manifest, t: &TitleEntry, index: usize, dialogue_co
     if !t.skipped.is_empty() {
         h.push_str("<h4>Skipped</h4><ul>");
         for s in &t.skipped {
+            let same = s
+                .same_as
+                .as_ref()
+                .map(|u| format!(" <span class=\"same\">same as {}</span>", escape(u)))
+                .unwrap_or_default();
             let _ = write!(
                 h,
-                "<li><b>{}</b>: {}</li>",
+                "<li><b>{}</b>{same}: {}</li>",
                 escape(&s.variant),
                 escape(&s.reason)
             );
@@ -665,13 +692,53 @@ fn title(h: &mut String, m: &Manifest, t: &TitleEntry, index: usize, dialogue_co
         inputs(h, t);
     }
     if !t.outputs.is_empty() {
-        h.push_str("<h3>Short-term loudness</h3>\n<div class=\"plots\">\n");
+        let scale = title_scale(m, t);
+        h.push_str(
+            "<h3>QC sheets</h3>\n<p class=\"muted\">Every output of the title on one time axis and one scale. \
+             Loudness: short-term (3 s) and the loudest momentary (400 ms) reading of each second; \
+             true peak: the highest of each second. Overs of the ceiling are marked in red with their timecode.</p>\n\
+             <div class=\"plots\">\n",
+        );
         for o in &t.outputs {
-            figure(h, m, o);
+            figure(h, m, o, &scale);
         }
         h.push_str("</div>\n");
     }
     h.push_str("</section>\n");
+}
+
+/// The target an output's verdict judged its loudness on, if any.
+fn judged_target(m: &Manifest, o: &OutputEntry, meas: &Measurement) -> Option<(f64, f64)> {
+    (o.level_policy == LevelPolicy::Normalized && !o.remix).then(|| {
+        let t = m
+            .delivery
+            .loudness_target(meas.dialogue.as_ref().map(|d| d.share));
+        (t.target_lufs, t.tolerance_lu)
+    })
+}
+
+/// One scale for all the title's plots.
+fn title_scale(m: &Manifest, t: &TitleEntry) -> Scale {
+    let extents: Vec<Extent<'_>> = t
+        .outputs
+        .iter()
+        .filter_map(|o| {
+            let meas = o.measurement.as_ref()?;
+            Some(Extent {
+                measurement: meas,
+                duration_s: o.file.as_ref().map(|f| f.duration_s),
+                target: judged_target(m, o, meas),
+            })
+        })
+        .collect();
+    let limits: Vec<f64> = [
+        m.delivery.max_short_term_lufs,
+        m.delivery.max_momentary_lufs,
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    Scale::of_title(&extents, m.delivery.true_peak_max_dbtp, &limits)
 }
 
 /// Preflight: the null test in one line, then every finding with its fix.
@@ -754,6 +821,16 @@ fn level(h: &mut String, l: &LevelRecord) {
         "Ceiling trim",
         &escape(&format!("{} dB", signed(l.ceiling_trim_db, 2))),
     );
+    for (v, t) in &l.variant_trims_db {
+        kv(
+            h,
+            &format!("Further trim of `{v}`"),
+            &escape(&format!("{} dB", signed(*t, 2))),
+        );
+    }
+    if let Some(r) = &l.trim_rule {
+        kv(h, "Ceiling rule", &escape(r));
+    }
     if let Some(tp) = l.mix_true_peak_dbtp {
         kv(
             h,
@@ -935,12 +1012,13 @@ fn inputs(h: &mut String, t: &TitleEntry) {
     h.push_str("</tbody></table></div>\n");
 }
 
-fn figure(h: &mut String, m: &Manifest, o: &OutputEntry) {
+fn figure(h: &mut String, m: &Manifest, o: &OutputEntry, scale: &Scale) {
     let label = output_label(o);
     let fail = is_fail(&o.verdict);
     let _ = write!(
         h,
-        "<figure class=\"plot\"><figcaption><b>{}</b> ",
+        "<figure class=\"plot{}\"><figcaption><b>{}</b> ",
+        if fail { " fail" } else { "" },
         escape(&label)
     );
     if let Some(f) = &o.file {
@@ -956,38 +1034,44 @@ fn figure(h: &mut String, m: &Manifest, o: &OutputEntry) {
     }
     let _ = writeln!(
         h,
-        "· {} <span class=\"badge {}\">{}</span></figcaption>",
+        "· {}{} <span class=\"badge {}\">{}</span></figcaption>",
         escape(o.level_policy.as_str()),
+        if o.remix { " · re-mix stem" } else { "" },
         if fail { "fail" } else { "pass" },
         if fail { "✗ FAIL" } else { "✓ PASS" }
     );
+    if let Some(same) = &o.same_as {
+        let _ = write!(
+            h,
+            "<p class=\"same-as\">Not a version of this title: the same as <b>{}</b>. {}</p>",
+            escape(&same.variant),
+            escape(&same.reason)
+        );
+    }
     match &o.measurement {
         Some(meas) => {
-            let normalized = o.level_policy == LevelPolicy::Normalized;
-            // The rule the verdict applied: the delivery's target on the
-            // basis this output's dialogue share selects.
-            let target = normalized.then(|| {
-                let t = m
-                    .delivery
-                    .loudness_target(meas.dialogue.as_ref().map(|d| d.share));
-                (t.target_lufs, t.tolerance_lu)
-            });
+            let target = judged_target(m, o, meas);
+            let normalized = target.is_some();
             let aria = format!(
-                "Short-term loudness of {} over time{}",
+                "Loudness and true peak of {} over time{}",
                 label,
                 o.file
                     .as_ref()
                     .map(|f| format!(", {}", f.path))
                     .unwrap_or_default()
             );
-            h.push_str(&short_term_plot(&Plot {
-                short_term: &meas.short_term_lufs,
-                duration_s: o.file.as_ref().map(|f| f.duration_s),
-                target,
-                max_short_term: m.delivery.max_short_term_lufs.map(|v| (v, normalized)),
-                integrated: meas.integrated_lufs,
-                label: &aria,
-            }));
+            h.push_str(&qc_plot(
+                &QcPlot {
+                    measurement: meas,
+                    target,
+                    max_short_term: m.delivery.max_short_term_lufs.map(|v| (v, normalized)),
+                    max_momentary: m.delivery.max_momentary_lufs.map(|v| (v, normalized)),
+                    ceiling: (!o.remix).then_some(m.delivery.true_peak_max_dbtp),
+                    label: &aria,
+                },
+                scale,
+            ));
+            h.push_str(&overs_list(meas));
         }
         None => {
             let why = if o.verdict.reasons.is_empty() {
@@ -1002,7 +1086,101 @@ fn figure(h: &mut String, m: &Manifest, o: &OutputEntry) {
             );
         }
     }
+    qc_checks(h, o);
     h.push_str("</figure>\n");
+}
+
+/// The QC rows of one output: every limit its rule judges, the values it
+/// reports, its level change, its trims and its checksums.
+fn qc_checks(h: &mut String, o: &OutputEntry) {
+    h.push_str(
+        "<table class=\"qc\"><thead><tr><th>Check</th><th>Limit</th><th>Measured</th><th>Result</th></tr></thead><tbody>",
+    );
+    for c in &o.verdict.checks {
+        let (class, result) = match c.outcome {
+            CheckOutcome::Pass => ("pass", "✓ pass"),
+            CheckOutcome::Fail => ("fail", "✗ FAIL"),
+            CheckOutcome::Reported => ("reported", "reported"),
+        };
+        let measured = c
+            .measured
+            .map_or_else(|| DASH.to_string(), |v| format!("{} {}", num(v, 2), c.unit));
+        let _ = write!(
+            h,
+            "<tr class=\"{class}\"><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"res {class}\">{result}{}</td></tr>",
+            escape(&c.name.replace('_', " ")),
+            escape(&match c.outcome {
+                CheckOutcome::Reported => "not judged".to_string(),
+                _ if c.limit.is_empty() => DASH.to_string(),
+                _ => format!("{} {}", c.limit, c.unit),
+            }),
+            escape(&measured),
+            c.reason
+                .as_ref()
+                .map(|r| format!("<span class=\"why\">{}</span>", escape(r)))
+                .unwrap_or_default()
+        );
+    }
+    for lc in &o.level_changes {
+        let result = match lc.within_tolerance {
+            Some(true) => ("pass", "✓ within 0.25 dB"),
+            Some(false) => ("fail", "✗ not reached"),
+            None => ("reported", "reported"),
+        };
+        let targets: Vec<&str> = lc
+            .targets
+            .iter()
+            .map(|t| t.trim_start_matches("role:"))
+            .collect();
+        let _ = write!(
+            h,
+            "<tr class=\"{0}\"><td>effective change of {1}</td><td>{2} dB asked ({3}, applied {4} dB)</td>\
+             <td class=\"num\">{5}</td><td class=\"res {0}\">{6}{7}</td></tr>",
+            result.0,
+            escape(&targets.join("+")),
+            signed(lc.asked_db, 2),
+            match lc.mode {
+                deliverables_spec::model::AmountMode::Nominal => "nominal",
+                deliverables_spec::model::AmountMode::Effective => "effective",
+            },
+            signed(lc.applied_db, 2),
+            lc.effective_change_db
+                .map_or_else(|| DASH.to_string(), |c| format!("{} dB", signed(c, 2))),
+            result.1,
+            lc.note
+                .as_ref()
+                .map(|n| format!("<span class=\"why\">{}</span>", escape(n)))
+                .unwrap_or_default()
+        );
+    }
+    if let Some(t) = o.ceiling_trim_db.filter(|t| *t != 0.0) {
+        let stems = o
+            .stems_trim_db
+            .filter(|s| *s != 0.0)
+            .map(|s| {
+                format!(
+                    " (of which {} dB for the stem set: the stems sum to the master × {} dB)",
+                    signed(s, 2),
+                    signed(s, 2)
+                )
+            })
+            .unwrap_or_default();
+        let _ = write!(
+            h,
+            "<tr class=\"reported\"><td>ceiling trim</td><td>{DASH}</td><td class=\"num\">{} dB</td><td class=\"res reported\">applied{}</td></tr>",
+            signed(t, 2),
+            escape(&stems)
+        );
+    }
+    h.push_str("</tbody></table>");
+    if let Some(f) = &o.file {
+        let _ = write!(
+            h,
+            "<dl class=\"kv sums\"><dt>SHA-256</dt><dd class=\"mono\">{}</dd><dt>audio SHA-256</dt><dd class=\"mono\">{}</dd></dl>",
+            escape(&f.sha256),
+            escape(&f.audio_sha256)
+        );
+    }
 }
 
 #[cfg(test)]
@@ -1027,7 +1205,12 @@ mod tests {
             .filter(|o| o.measurement.is_none())
             .count();
         assert!(measured >= 4 && unmeasured >= 2);
-        assert_eq!(html.matches("<svg class=\"st-plot\"").count(), measured);
+        assert_eq!(html.matches("<svg class=\"qc-plot\"").count(), measured);
+        // Every measured output has its QC rows and checksums.
+        assert_eq!(
+            html.matches("<table class=\"qc\">").count(),
+            measured + unmeasured
+        );
         assert_eq!(html.matches("<p class=\"no-plot\"").count(), unmeasured);
         // The curve with nulls in the middle is split.
         assert!(html.matches("<polyline").count() > measured);

@@ -20,7 +20,9 @@ pub const CSV_FILE: &str = "manifest.csv";
 /// A synthetic manifest exercising every case the report draws.
 #[cfg(test)]
 pub(crate) mod testdata {
-    use deliverables_spec::compliance::{DIALOGUE_METHOD, Measurement, Outcome, Verdict, judge};
+    use deliverables_spec::compliance::{
+        DIALOGUE_METHOD, Measurement, Outcome, Over, Verdict, judge,
+    };
     use deliverables_spec::delivery::Delivery;
     use deliverables_spec::manifest::{
         FileRecord, MANIFEST_VERSION, Manifest, OutputEntry, Summary, TitleEntry, Tool,
@@ -77,6 +79,29 @@ pub(crate) mod testdata {
             .flatten()
             .copied()
             .fold(f64::NEG_INFINITY, f64::max);
+        // Momentary a little above short-term; true peak follows loudness,
+        // reaching `tp` at the loudest second.
+        let momentary: Vec<Option<f64>> = st.iter().map(|v| v.map(|v| v + 1.4)).collect();
+        let true_peak: Vec<Option<f64>> = st
+            .iter()
+            .map(|v| v.map(|v| ((tp + (v - max_st)) * 100.0).round() / 100.0))
+            .collect();
+        // Overs of the -1 dBTP ceiling where the peaks pass it.
+        let overs: Vec<Over> = true_peak
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.is_some_and(|v| v > -1.0))
+            .map(|(i, v)| Over {
+                start_s: i as f64 + 0.25,
+                end_s: i as f64 + 0.3,
+                timecode: deliverables_spec::timecode::timecode(
+                    3600 * 48_000 + (i as u64) * 48_000 + 12_000,
+                    48_000,
+                    24.0,
+                ),
+                peak_dbtp: v.unwrap_or(0.0),
+            })
+            .collect();
         Measurement {
             integrated_lufs: Some(integrated),
             loudness_range_lu: Some(6.2),
@@ -86,6 +111,12 @@ pub(crate) mod testdata {
             max_short_term_lufs: max_st.is_finite().then_some(max_st),
             true_peak_method: "polyphase FIR oversampling".into(),
             short_term_lufs: st,
+            momentary_lufs: momentary,
+            true_peak_dbtp_per_s: true_peak,
+            overs_total: overs.len() as u64,
+            overs,
+            overs_ceiling_dbtp: Some(-1.0),
+            frame_rate: Some(24.0),
             dialogue: None,
             notes: vec![],
         }

@@ -277,7 +277,7 @@ pub fn render(
             .dialogue
             .as_ref()
             .filter(|_| carries_dialogue(title, &o.stems, analysis.dialogue.as_ref()));
-        let r = verify(p, o, rate, dialogue).inspect_err(|_| discard_all(&pending))?;
+        let r = verify(p, &d, o, rate, dialogue).inspect_err(|_| discard_all(&pending))?;
         (ctx.progress)(0.7 + 0.3 * (i + 1) as f64 / planned.len() as f64);
         verified.push((o, r));
     }
@@ -395,11 +395,19 @@ fn discard_all(p: &[Pending]) {
 /// loudness into its `bext`, then checksums the finished file.
 fn verify(
     p: &Pending,
+    d: &deliverables_spec::Delivery,
     o: &deliverables_spec::outputs::PlannedOutput,
     rate: u32,
     dialogue: Option<&DialogueActivity>,
 ) -> Result<(FileRecord, Measurement), TaskError> {
-    let read = crate::measure_file::measure_file(&p.temp_path, dialogue)?;
+    let read = crate::measure_file::measure_file(
+        &p.temp_path,
+        dialogue,
+        crate::measure_file::OverSearch {
+            frame_rate: d.frame_rate,
+            ceiling_dbtp: o.ceiling.then_some(d.true_peak_max_dbtp),
+        },
+    )?;
     let frames = read.frames;
     if frames != p.frames || read.sample_rate != rate {
         return Err(TaskError::Internal(format!(
