@@ -206,6 +206,25 @@ pub fn text(r: &MeasureReport) -> String {
             "LUFS",
             "max_short_term",
         );
+        if m.overs_total > 0 {
+            let _ = writeln!(
+                s,
+                "  overs of {} dBTP: {} (timecode at {} fps from the file's timeline position)",
+                num(m.overs_ceiling_dbtp, 1),
+                m.overs_total,
+                m.frame_rate.unwrap_or(24.0)
+            );
+            for o in m.overs.iter().take(10) {
+                let _ = writeln!(
+                    s,
+                    "    {}  {:.3}-{:.3} s  peak {:+.2} dBTP",
+                    o.timecode, o.start_s, o.end_s, o.peak_dbtp
+                );
+            }
+            if m.overs_total > 10 {
+                let _ = writeln!(s, "    … {} more (see --json)", m.overs_total - 10);
+            }
+        }
         for n in &m.notes {
             let _ = writeln!(s, "  note: {n}");
         }

@@ -246,7 +246,8 @@ fn plan_is_a_deterministic_dag() {
     let p2 = plan(&s, &h, &fp, "0.1.0");
     assert_eq!(p, p2);
     // Per title: preflight → analyze → renders. Title 1: 8 variants;
-    // title 2 (keys only): acappella skipped.
+    // title 2 (keys only): acappella skipped (silent), and instrumental,
+    // tv, vocal_up and vocal_down are not versions of it (no vocals).
     let preflights = p
         .tasks
         .iter()
@@ -263,9 +264,30 @@ fn plan_is_a_deterministic_dag() {
         .iter()
         .filter(|t| matches!(t.kind, TaskKind::Render { .. }))
         .count();
-    assert_eq!((analyses, renders), (2, 8 + 7));
-    assert_eq!(p.skipped.len(), 1);
+    assert_eq!((analyses, renders), (2, 8 + 3));
+    assert_eq!(p.skipped.len(), 5);
     assert_eq!(p.skipped[0].variant, "acappella");
+    assert_eq!(p.skipped[0].same_as, None);
+    let same: Vec<(&str, Option<&str>)> = p.skipped[1..]
+        .iter()
+        .map(|s| (s.variant.as_str(), s.same_as.as_deref()))
+        .collect();
+    assert_eq!(
+        same,
+        [
+            ("instrumental", Some("full")),
+            ("tv", Some("full")),
+            ("vocal_down", Some("full")),
+            ("vocal_up", Some("full")),
+        ]
+    );
+    assert!(
+        p.skipped[2]
+            .reason
+            .contains("only by its processing changes (the presence dip)"),
+        "{}",
+        p.skipped[2].reason
+    );
     let manifest = p.tasks.last().expect("tasks");
     assert_eq!(manifest.kind, TaskKind::Manifest);
     assert_eq!(manifest.run_when, RunWhen::DepsFinished);
@@ -308,7 +330,7 @@ fn plan_is_a_deterministic_dag() {
             .all(|l| l.contains("Interlude") || l == "manifest"),
         "{changed:?}"
     );
-    assert_eq!(changed.len(), 1 + 1 + 7 + 1);
+    assert_eq!(changed.len(), 1 + 1 + 3 + 1);
 }
 
 /// The README's spec example is a valid spec.

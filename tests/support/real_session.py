@@ -7,7 +7,7 @@ through the FluidR3 General MIDI soundfont, and a spoken voice is made by
 espeak-ng; sox trims, converts and sums them into the reference mix.
 
     real_session.py DIR [--seconds S] [--midi FILE] [--voice-role ROLE]
-                       [--cancel] [--rate R]
+                       [--cancel] [--rate R] [--time-reference SAMPLES]
 
 DIR gets Drums.wav, Bass.wav, Keys.wav, Horns.wav, Voice.wav (and with
 --cancel a Sub.wav: the bass, polarity-inverted, 1.5 ms late and low-passed,
@@ -16,6 +16,8 @@ stems summed at unity, 32-bit float) and deliverables.toml: a realistic
 chain (EQ and compression per stem, a music bus with glue, master
 compressor -> loudness -> true-peak limiter). The voice is the stem with
 role --voice-role (default `vocals`; `dialogue` for a cue with dialogue).
+With --time-reference every stem is a BWF file (ffmpeg writes the `bext`
+chunk) placed at that sample of the session timeline.
 """
 
 import argparse
@@ -89,6 +91,7 @@ def main():
     ap.add_argument("--voice-role", default="vocals")
     ap.add_argument("--cancel", action="store_true")
     ap.add_argument("--rate", type=int, default=48000)
+    ap.add_argument("--time-reference", type=int, default=None)
     a = ap.parse_args()
     os.makedirs(a.dir, exist_ok=True)
     rate = str(a.rate)
@@ -124,6 +127,12 @@ def main():
                 "trim", "0", secs, "pad", "0", secs, "trim", "0", secs)
             stems.append("Sub")
     files = [os.path.join(a.dir, s + ".wav") for s in stems]
+    if a.time_reference is not None:
+        for f in files:
+            tmpf = f + ".bwf.wav"
+            run("ffmpeg", "-nostdin", "-v", "error", "-y", "-i", f, "-c:a", "pcm_s24le",
+                "-write_bext", "1", "-metadata", f"time_reference={a.time_reference}", tmpf)
+            os.replace(tmpf, f)
     mix_args = []
     for f in files:
         mix_args += ["-v", "1", f]

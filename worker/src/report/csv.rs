@@ -30,6 +30,13 @@ pub(super) const COLUMNS: &[&str] = &[
     "max_momentary_lufs",
     "max_short_term_lufs",
     "offset_from_full_lu",
+    "effective_change_db",
+    "ceiling_trim_db",
+    "stems_trim_db",
+    "remix",
+    "overs",
+    "first_over_timecode",
+    "same_as",
     "target_lufs",
     "tolerance_lu",
     "true_peak_max_dbtp",
@@ -96,6 +103,18 @@ pub fn manifest_csv(m: &Manifest) -> String {
                 number(me.and_then(|x| x.max_momentary_lufs)),
                 number(me.and_then(|x| x.max_short_term_lufs)),
                 number(o.offset_from_full_lu),
+                number(o.effective_change_db),
+                number(o.ceiling_trim_db),
+                number(o.stems_trim_db),
+                if o.remix { "yes" } else { "" }.to_string(),
+                me.map(|x| x.overs_total.to_string()).unwrap_or_default(),
+                me.and_then(|x| x.overs.first())
+                    .map(|v| v.timecode.clone())
+                    .unwrap_or_default(),
+                o.same_as
+                    .as_ref()
+                    .map(|s| s.variant.clone())
+                    .unwrap_or_default(),
                 number(Some(o.target_lufs)),
                 number(Some(o.tolerance_lu)),
                 number(Some(o.true_peak_max_dbtp)),

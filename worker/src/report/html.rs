@@ -1066,12 +1066,12 @@ fn figure(h: &mut String, m: &Manifest, o: &OutputEntry, scale: &Scale) {
                     target,
                     max_short_term: m.delivery.max_short_term_lufs.map(|v| (v, normalized)),
                     max_momentary: m.delivery.max_momentary_lufs.map(|v| (v, normalized)),
-                    ceiling: (!o.remix).then_some(m.delivery.true_peak_max_dbtp),
+                    ceiling: Some((m.delivery.true_peak_max_dbtp, !o.remix)),
                     label: &aria,
                 },
                 scale,
             ));
-            h.push_str(&overs_list(meas));
+            h.push_str(&overs_list(meas, !o.remix));
         }
         None => {
             let why = if o.verdict.reasons.is_empty() {

@@ -108,8 +108,8 @@ pub(super) struct QcPlot<'a> {
     /// judged here.
     pub max_short_term: Option<(f64, bool)>,
     pub max_momentary: Option<(f64, bool)>,
-    /// The true-peak ceiling, when this output is held to it.
-    pub ceiling: Option<f64>,
+    /// The true-peak ceiling and whether this output is held to it.
+    pub ceiling: Option<(f64, bool)>,
     /// Plain text for the accessible name (escaped here).
     pub label: &'a str,
 }
@@ -373,7 +373,7 @@ pub(super) fn qc_plot(p: &QcPlot<'_>, scale: &Scale) -> String {
     {
         hline(&mut s, "integrated", y);
     }
-    if let Some(c) = p.ceiling {
+    if let Some((c, _)) = p.ceiling {
         hline(&mut s, "ceiling", a.yt(c));
     }
 
@@ -463,7 +463,7 @@ pub(super) fn qc_plot(p: &QcPlot<'_>, scale: &Scale) -> String {
             "band" | "tp" | "over" => {
                 let _ = write!(
                     s,
-                    "<rect class=\"{class}\" x=\"{}\" y=\"{}\" width=\"22\" height=\"10\"/>",
+                    "<rect class=\"{class} key\" x=\"{}\" y=\"{}\" width=\"22\" height=\"10\"/>",
                     n(lx),
                     n(ly - 9.0)
                 );
@@ -512,8 +512,15 @@ pub(super) fn qc_plot(p: &QcPlot<'_>, scale: &Scale) -> String {
         item(&mut s, "integrated", format!("I {i:.1}"));
     }
     item(&mut s, "tp", "true peak (max/s)".into());
-    if let Some(c) = p.ceiling {
-        item(&mut s, "ceiling", format!("ceiling {c:.1} dBTP"));
+    if let Some((c, judged)) = p.ceiling {
+        item(
+            &mut s,
+            "ceiling",
+            format!(
+                "ceiling {c:.1} dBTP{}",
+                if judged { "" } else { " (not judged)" }
+            ),
+        );
     }
     if !m.overs.is_empty() {
         item(&mut s, "over", format!("over ({})", m.overs_total));
@@ -523,17 +530,23 @@ pub(super) fn qc_plot(p: &QcPlot<'_>, scale: &Scale) -> String {
 }
 
 /// The overs of one output as an HTML list, with their timecodes.
-pub(super) fn overs_list(m: &Measurement) -> String {
+/// `judged`: whether the output is held to the ceiling (re-mix stems are not).
+pub(super) fn overs_list(m: &Measurement, judged: bool) -> String {
     let mut s = String::new();
     if m.overs.is_empty() {
         return s;
     }
     let _ = write!(
         s,
-        "<p class=\"overs-h\">{} over{} the {} dBTP ceiling (timecode at {} fps, from the file's timeline position):</p><ol class=\"overs\">",
+        "<p class=\"overs-h\">{} over{} the {} dBTP ceiling{} (timecode at {} fps, from the file's timeline position):</p><ol class=\"overs\">",
         m.overs_total,
         if m.overs_total == 1 { "" } else { "s" },
         m.overs_ceiling_dbtp.map_or("?".into(), n),
+        if judged {
+            ""
+        } else {
+            ", reported for a re-mix stem, not judged"
+        },
         m.frame_rate.map_or("?".into(), |f| {
             let t = format!("{f:.3}");
             t.trim_end_matches('0').trim_end_matches('.').to_string()
@@ -596,7 +609,7 @@ mod tests {
                 target: Some((-23.0, 0.5)),
                 max_short_term: Some((-18.0, true)),
                 max_momentary: None,
-                ceiling: Some(-1.0),
+                ceiling: Some((-1.0, true)),
                 label: "a <b>",
             },
             &scale,
@@ -661,7 +674,7 @@ mod tests {
             s.contains("class=\"over\"") && s.contains(">01:00:04:00<"),
             "{s}"
         );
-        let l = overs_list(&m);
+        let l = overs_list(&m, true);
         assert!(
             l.contains("01:00:04:00") && l.contains("-0.40 dBTP") && l.contains("24 fps"),
             "{l}"

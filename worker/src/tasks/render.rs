@@ -405,7 +405,9 @@ fn verify(
         dialogue,
         crate::measure_file::OverSearch {
             frame_rate: d.frame_rate,
-            ceiling_dbtp: o.ceiling.then_some(d.true_peak_max_dbtp),
+            // Re-mix stems too: not judged, but where they pass the air
+            // ceiling is worth knowing.
+            ceiling_dbtp: Some(d.true_peak_max_dbtp),
         },
     )?;
     let frames = read.frames;
