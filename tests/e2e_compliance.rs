@@ -108,7 +108,7 @@ fn report_and_csv_describe_every_output() {
     let out = d.dir.join("deliverables");
     let n = outputs(&d.manifest).len();
     let html = std::fs::read_to_string(out.join("report.html")).expect("report.html");
-    assert_eq!(html.matches("<svg class=\"st-plot\"").count(), n);
+    assert_eq!(html.matches("<svg class=\"qc-plot\"").count(), n);
     assert!(html.contains("ALL PASS"), "demo should pass");
     assert!(!html.contains("<script") && !html.contains("https://"));
     for o in outputs(&d.manifest) {

@@ -504,3 +504,54 @@ fn silent_file_is_null_with_a_note_and_no_infinities() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert_eq!(v["files"][0]["verdict"]["verdict"], "fail");
 }
+
+/// A float file holding one sample that is not audio is refused, naming the
+/// frame, the way `check` refuses it as a stem: one NaN used to read as
+/// silence, one +Inf as all zeros, and 1e30 samples as +592 LUFS.
+#[test]
+fn invalid_float_samples_are_refused_with_their_frame() {
+    let dir = scratch("invalid-samples");
+    let rate = 48_000u32;
+    let write = |name: &str, bad: f32, at: usize| {
+        let p = dir.join(name);
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate: rate,
+            bits_per_sample: 32,
+            sample_format: hound::SampleFormat::Float,
+        };
+        let mut w = hound::WavWriter::create(&p, spec).expect("create");
+        for i in 0..rate as usize * 2 {
+            let x = 0.25 * (i as f32 * 0.0573).sin();
+            w.write_sample(if i == at { bad } else { x })
+                .expect("write");
+            w.write_sample(x).expect("write");
+        }
+        w.finalize().expect("finalize");
+        p
+    };
+    let cases = [
+        (write("nan.wav", f32::NAN, 12_345), 12_345u64),
+        (write("inf.wav", f32::INFINITY, 40_000), 40_000),
+        (write("huge.wav", 1e30, 7), 7),
+    ];
+    for (p, frame) in &cases {
+        let o = stemforge(&["measure", s(p)]);
+        no_panic(&o);
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        let out = text(&o);
+        assert!(
+            out.contains(&format!("first at frame {frame}")) && out.contains("not audio"),
+            "{out}"
+        );
+        assert!(!out.contains("LUFS"), "no loudness for such a file: {out}");
+        let (o, v) = measure_json(&[s(p)]);
+        assert_eq!(o.status.code(), Some(1));
+        assert!(
+            v["files"][0]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains(&format!("frame {frame}"))),
+            "{v:#}"
+        );
+    }
+}

@@ -857,7 +857,7 @@ fn why_noop(graph: &Graph, title: &Title, v: &Variant) -> Option<String> {
                     "to move it, set `variants.{}.roles = [\"dialogue\"]`",
                     v.name
                 ),
-                _ => format!("to take it out, define a variant with `mute = [\"dialogue\"]`"),
+                _ => "to take it out, define a variant with `mute = [\"dialogue\"]`".to_string(),
             }
         ));
     }

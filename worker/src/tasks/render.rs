@@ -281,6 +281,8 @@ pub fn render(
         (ctx.progress)(0.7 + 0.3 * (i + 1) as f64 / planned.len() as f64);
         verified.push((o, r));
     }
+    // A cancel heard while the last file was verified: nothing appears.
+    ctx.check_cancel().inspect_err(|_| discard_all(&pending))?;
     // The delivered change of each move: measured before the output
     // stage, so a trim this output has and the full mix has not counts too.
     let full_trim = analysis.level.ceiling_trim_db
