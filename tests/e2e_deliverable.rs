@@ -51,6 +51,16 @@ fn out_path(out: &Path, o: &Value) -> PathBuf {
     out.join(o["file"]["path"].as_str().expect("file path"))
 }
 
+/// RMS of `sum − g·master` in dBFS: how deep stems null against a master.
+fn null_db(sum: &[Vec<f64>], master: &[Vec<f64>], g: f64) -> f64 {
+    let residual: Vec<Vec<f64>> = sum
+        .iter()
+        .zip(master)
+        .map(|(s, f)| s.iter().zip(f).map(|(a, b)| a - g * b).collect())
+        .collect();
+    rms_db(&residual)
+}
+
 fn rms_db(x: &[Vec<f64>]) -> f64 {
     let (mut e, mut n) = (0.0, 0usize);
     for c in x {
@@ -147,12 +157,7 @@ fn loud_masters_of_peaky_stems_deliver_every_file() {
         let sum = sum_wavs(&paths);
         let (_, master) = read_wav(&out_path(&out, full));
         let g = 10f64.powf(stems_trim / 20.0);
-        let residual: Vec<Vec<f64>> = sum
-            .iter()
-            .zip(&master)
-            .map(|(s, f)| s.iter().zip(f).map(|(a, b)| a - g * b).collect())
-            .collect();
-        let null = rms_db(&residual);
+        let null = null_db(&sum, &master, g);
         assert!(null <= -120.0, "{target}: stems null at {null:.1} dBFS");
         eprintln!(
             "{target} LUFS: full {:.3} LUFS / {:.3} dBTP by ffmpeg, worst file {worst:.3} dBTP, title trim {} dB, stems trim {stems_trim} dB, null {null:.1} dBFS; rule: {}",
@@ -352,12 +357,7 @@ fn remix_stems_and_the_qc_report_in_a_browser() {
     // They sum to the 24-bit master to its dither.
     let sum = sum_wavs(&stems.iter().map(|s| out_path(&out, s)).collect::<Vec<_>>());
     let (_, master) = read_wav(&out_path(&out, full));
-    let residual: Vec<Vec<f64>> = sum
-        .iter()
-        .zip(&master)
-        .map(|(s, f)| s.iter().zip(f).map(|(a, b)| a - b).collect())
-        .collect();
-    let null = rms_db(&residual);
+    let null = null_db(&sum, &master, 1.0);
     assert!(null <= -120.0, "re-mix stems null at {null:.1} dBFS");
     // Some stem passes the air ceiling: its overs carry the session's
     // timecode, and its first sample above the ceiling lies in one of them.

@@ -650,6 +650,15 @@ fn variant_checks(spec: &Spec, errs: &mut Vec<SpecError>) {
                     .hint("give the roles that move one common gain, or use `amount_mode = \"nominal\"`"),
                 );
             }
+            if resolved.level != crate::model::LevelPolicy::Matched {
+                errs.push(
+                    SpecError::new(
+                        format!("{f}.amount_mode"),
+                        "`effective` measures the change against the full mix at its gain; a normalized variant has a gain of its own",
+                    )
+                    .hint("use `level = \"matched\"` (the preset's), or `amount_mode = \"nominal\"`"),
+                );
+            }
             if resolved.output != crate::model::OutputKind::Mix {
                 errs.push(
                     SpecError::new(

@@ -863,3 +863,93 @@ fn why_noop(graph: &Graph, title: &Title, v: &Variant) -> Option<String> {
     }
     Some(text)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::StemSpec;
+
+    fn title(roles: &[Role]) -> Title {
+        Title {
+            name: "t".into(),
+            reference: None,
+            layout: Layout::Stereo,
+            stems: roles
+                .iter()
+                .enumerate()
+                .map(|(i, &role)| StemSpec {
+                    file: format!("{i}.wav"),
+                    role,
+                    chain: vec![],
+                })
+                .collect(),
+        }
+    }
+
+    fn check(roles: &[Role], specs: &[(&str, VariantSpec)]) -> Vec<Option<SameAs>> {
+        let graph = Graph::default();
+        let vs: Vec<Variant> = specs
+            .iter()
+            .map(|(n, s)| resolve_variant(n, s, &graph))
+            .collect();
+        let refs: Vec<&Variant> = vs.iter().collect();
+        same_as(&graph, &title(roles), &refs)
+    }
+
+    #[test]
+    fn versions_and_copies() {
+        let d = VariantSpec::default;
+        // A song with vocals: every preset is a version.
+        let r = check(
+            &[Role::Drums, Role::Vocals],
+            &[
+                ("full", d()),
+                ("instrumental", d()),
+                ("tv", d()),
+                ("vocal_up", d()),
+            ],
+        );
+        assert!(r.iter().all(Option::is_none), "{r:?}");
+        // A 0 dB move and a custom variant that changes nothing are copies
+        // of the full mix; a normalized copy of `full` too.
+        let zero = VariantSpec {
+            amount_db: Some(0.0),
+            ..d()
+        };
+        let same = VariantSpec {
+            gains: BTreeMap::from([("drums".to_string(), 0.0)]),
+            level: Some(LevelPolicy::Normalized),
+            ..d()
+        };
+        let r = check(
+            &[Role::Drums, Role::Vocals],
+            &[("full", d()), ("same", same), ("vocal_up", zero)],
+        );
+        assert_eq!(r[0], None);
+        for x in &r[1..] {
+            assert_eq!(
+                x.as_ref().map(|s| s.variant.as_str()),
+                Some("full"),
+                "{r:?}"
+            );
+        }
+        assert!(
+            r[2].as_ref()
+                .is_some_and(|s| s.reason.contains("moves vocals by 0 dB")),
+            "{r:?}"
+        );
+        // Two variants that both mute drums: the second is a copy of the first.
+        let mute = || VariantSpec {
+            mute: vec!["drums".into()],
+            ..d()
+        };
+        let r = check(
+            &[Role::Drums, Role::Vocals],
+            &[("full", d()), ("a", mute()), ("b", mute())],
+        );
+        assert_eq!(
+            (r[1].clone(), r[2].as_ref().map(|s| s.variant.as_str())),
+            (None, Some("a"))
+        );
+    }
+}

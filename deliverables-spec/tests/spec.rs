@@ -577,3 +577,56 @@ fn sample_rates_plan_a_pack_per_rate() {
         assert!(e.contains(want), "{want}\nin:\n{e}");
     }
 }
+
+/// The level-change and re-mix options say where they do not apply.
+#[test]
+fn effective_amounts_and_remix_stems_are_checked() {
+    let cases = [
+        (
+            "[variants.vocal_up]\namount_db = 1.5\namount_mode = \"effective\"\nlevel = \"normalized\"",
+            "variants.vocal_up.amount_mode: `effective` measures the change against the full mix",
+        ),
+        (
+            "[variants.quiet_music]\ngains = { music = -6.0, vocals = 1.0 }\namount_mode = \"effective\"\nlevel = \"normalized\"",
+            "variants.quiet_music.amount_mode: `effective` needs exactly one level change to search, and `quiet_music` has 2",
+        ),
+        (
+            "[variants.stems]\namount_mode = \"effective\"",
+            "variants.stems.amount_mode: `effective` needs exactly one level change",
+        ),
+        (
+            "[variants.tv]\nremix = true",
+            "variants.tv.remix: only a variant with `output = \"stems\"` delivers re-mix stems",
+        ),
+    ];
+    for (section, want) in cases {
+        let header = section.lines().next().unwrap_or_default();
+        let start = GOOD.find(header).expect("section in GOOD");
+        let end = GOOD[start + header.len()..]
+            .find("\n[")
+            .map_or(GOOD.len(), |e| start + header.len() + e);
+        let text = format!("{}{section}{}", &GOOD[..start], &GOOD[end..]);
+        let err = parse_and_validate(&text, None)
+            .expect_err(section)
+            .to_string();
+        assert!(err.contains(want), "{section}:\n{err}");
+    }
+    let text = GOOD.replace("bit_depth = 24", "bit_depth = 24\nframe_rate = 0.5");
+    let msg = one_error(&text);
+    assert!(
+        msg.contains("delivery.frame_rate: 0.5 is not a timecode frame rate"),
+        "{msg}"
+    );
+    // Valid: an effective vocal move, re-mix stems, a film frame rate.
+    let text = GOOD
+        .replace(
+            "amount_db = 1.5",
+            "amount_db = 1.5\namount_mode = \"effective\"",
+        )
+        .replace("[variants.stems]", "[variants.stems]\nremix = true")
+        .replace(
+            "bit_depth = 24",
+            "bit_depth = 24\nframe_rate = 23.976\nidentical_variants = \"write\"",
+        );
+    parse_and_validate(&text, None).expect("valid");
+}

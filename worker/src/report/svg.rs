@@ -222,6 +222,25 @@ fn hline(s: &mut String, class: &str, y: f64) {
     );
 }
 
+/// Horizontal grid lines and their labels over `(bottom, top, step)`;
+/// `y` places a value (`None`: off the axis).
+fn y_grid(s: &mut String, (lo, hi, step): (f64, f64, f64), y: impl Fn(f64) -> Option<f64>) {
+    let mut v = lo;
+    while v <= hi + 1e-9 {
+        if let Some(y) = y(v) {
+            hline(s, "grid", y);
+            let _ = write!(
+                s,
+                "<text class=\"yl\" x=\"{}\" y=\"{}\">{}</text>",
+                n(X0 - 6.0),
+                n(y + 4.0),
+                n(v)
+            );
+        }
+        v += step;
+    }
+}
+
 pub(super) fn qc_plot(p: &QcPlot<'_>, scale: &Scale) -> String {
     let m = p.measurement;
     let a = Axes { s: scale };
@@ -278,35 +297,8 @@ pub(super) fn qc_plot(p: &QcPlot<'_>, scale: &Scale) -> String {
     }
 
     // Grids and labels.
-    let (lo, hi, step) = scale.lufs;
-    let mut v = lo;
-    while v <= hi + 1e-9 {
-        if let Some(y) = a.yl(v) {
-            hline(&mut s, "grid", y);
-            let _ = write!(
-                s,
-                "<text class=\"yl\" x=\"{}\" y=\"{}\">{}</text>",
-                n(X0 - 6.0),
-                n(y + 4.0),
-                n(v)
-            );
-        }
-        v += step;
-    }
-    let (tlo, thi, tstep) = scale.dbtp;
-    let mut v = tlo;
-    while v <= thi + 1e-9 {
-        let y = a.yt(v);
-        hline(&mut s, "grid", y);
-        let _ = write!(
-            s,
-            "<text class=\"yl\" x=\"{}\" y=\"{}\">{}</text>",
-            n(X0 - 6.0),
-            n(y + 4.0),
-            n(v)
-        );
-        v += tstep;
-    }
+    y_grid(&mut s, scale.lufs, |v| a.yl(v));
+    y_grid(&mut s, scale.dbtp, |v| Some(a.yt(v)));
     for (label, mid) in [("LUFS", (L0 + L1) / 2.0), ("dBTP", (T0 + T1) / 2.0)] {
         let _ = write!(
             s,
