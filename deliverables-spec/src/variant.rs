@@ -716,16 +716,17 @@ pub fn same_as(graph: &Graph, title: &Title, candidates: &[&Variant]) -> Vec<Opt
             .iter()
             .find(|(u, k)| *k == key && same_policy(u))
             .map(|(u, _)| u.name.clone());
-        let noop = v.changes_levels() && {
-            let mut bare = v.clone();
-            bare.insert.clear();
-            bare.replace.clear();
-            let mut base = bare.clone();
-            base.gains.clear();
-            base.mute.clear();
-            base.only = None;
-            output_key(graph, title, &bare) == output_key(graph, title, &base)
-        };
+        // The variant without its processing changes, and without its
+        // level changes too: equal, the level changes reach no stem.
+        let mut bare = v.clone();
+        bare.insert.clear();
+        bare.replace.clear();
+        let mut base = bare.clone();
+        base.gains.clear();
+        base.mute.clear();
+        base.only = None;
+        let base_key = output_key(graph, title, &base);
+        let noop = v.changes_levels() && output_key(graph, title, &bare) == base_key;
         let found = match (identical, noop) {
             (Some(u), _) => Some(SameAs {
                 reason: format!(
@@ -738,26 +739,26 @@ pub fn same_as(graph: &Graph, title: &Title, candidates: &[&Variant]) -> Vec<Opt
                 variant: u,
             }),
             (None, true) => {
-                // Which version it is apart from its inserts.
-                let mut bare = v.clone();
-                bare.insert.clear();
-                bare.replace.clear();
-                bare.gains.clear();
-                bare.mute.clear();
-                bare.only = None;
-                let k = output_key(graph, title, &bare);
+                // Which version it is apart from its processing changes.
                 let u = versions
                     .iter()
-                    .find(|(u, kk)| *kk == k && (u.level == v.level || u.name == "full"))
+                    .find(|(u, k)| *k == base_key && same_policy(u))
                     .map_or_else(|| "full".to_string(), |(u, _)| u.name.clone());
                 Some(SameAs {
                     reason: format!(
                         "{}: it would differ from `{u}` only by its processing changes ({})",
                         why_noop(graph, title, v).unwrap_or_default(),
-                        if v.name == "tv" && !v.insert.is_empty() {
+                        if v.name == "tv"
+                            && v.insert == tv_presence_dip(graph)
+                            && v.replace.is_empty()
+                        {
                             "the presence dip".to_string()
                         } else {
-                            format!("{} insert(s)", v.insert.len() + v.replace.len())
+                            format!(
+                                "{} insert(s), {} replacement(s)",
+                                v.insert.len(),
+                                v.replace.len()
+                            )
                         }
                     ),
                     variant: u,
