@@ -28,7 +28,7 @@ pub fn run(
     layout: deliverables_spec::model::Layout,
 ) -> Result<BenchReport> {
     let spec_path = demo::write_session(dir, seconds, layout)?;
-    let loaded = deliverables_spec::load_file(&spec_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let loaded = deliverables_spec::load_file(&spec_path)?;
     let title = &loaded.spec.titles[0];
     let paths: Vec<_> = title.stems.iter().map(|s| loaded.path(&s.file)).collect();
 
@@ -69,8 +69,7 @@ pub fn run(
     let mut best = f64::MAX;
     let mut sink = 0.0;
     for _ in 0..repeats.max(1) {
-        let mut g =
-            MixGraph::new(&tg, &ctx, |_| true, false).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut g = MixGraph::new(&tg, &ctx, |_| true, false)?;
         let t = Instant::now();
         for b in &blocks {
             g.process(b, &mut out);

@@ -132,8 +132,8 @@ pub async fn dispatch(
     settings: &Settings,
 ) -> Result<DispatchReport> {
     let spec = tiny_catalog(&dir.join("tiny"), titles)?;
-    let store = SqliteStore::open(&dir.join("data/jobs.sqlite")).map_err(|e| anyhow!("{e}"))?;
-    let store = CachedStore::load(Box::new(store)).map_err(|e| anyhow!("{e}"))?;
+    let store = SqliteStore::open(&dir.join("data/jobs.sqlite"))?;
+    let store = CachedStore::load(Box::new(store))?;
     let coord = Coordinator::new(
         Box::new(store),
         settings.scheduler(),
@@ -201,9 +201,8 @@ pub async fn scaling(
     let exe = std::env::current_exe().context("cannot find the stemforge binary")?;
     let mut rows = Vec::new();
     for workers in [1usize, 2, 4] {
-        let store = SqliteStore::open(&dir.join(format!("data-{workers}/jobs.sqlite")))
-            .map_err(|e| anyhow!("{e}"))?;
-        let store = CachedStore::load(Box::new(store)).map_err(|e| anyhow!("{e}"))?;
+        let store = SqliteStore::open(&dir.join(format!("data-{workers}/jobs.sqlite")))?;
+        let store = CachedStore::load(Box::new(store))?;
         let coord = Coordinator::new(
             Box::new(store),
             settings.scheduler(),

@@ -58,7 +58,7 @@ pub fn check(path: &Path, media_roots: &[PathBuf]) -> anyhow::Result<CheckReport
 }
 
 fn check_spec(path: &Path, media_roots: &[PathBuf]) -> anyhow::Result<Vec<TitleCheck>> {
-    let loaded = deliverables_spec::load_file(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let loaded = deliverables_spec::load_file(path)?;
     let roots = MediaRoots::new(media_roots);
     let mut out = Vec::new();
     for title in &loaded.spec.titles {

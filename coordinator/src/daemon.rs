@@ -70,8 +70,8 @@ pub async fn run_coordinator(settings: &Settings, args: &CoordinatorArgs<'_>) ->
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     let db = data_dir.join(DB_FILE);
-    let store = SqliteStore::open(&db).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let store = CachedStore::load(Box::new(store)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let store = SqliteStore::open(&db)?;
+    let store = CachedStore::load(Box::new(store))?;
     let coord = Coordinator::new(
         Box::new(store),
         settings.scheduler(),
@@ -151,7 +151,7 @@ pub async fn run_worker(settings: &Settings, url: &str, worker_id: &str) -> Resu
     ));
     tokio::select! {
         r = &mut worker => {
-            return r.context("worker task")?.map_err(|e| anyhow::anyhow!("{e}"));
+            return Ok(r.context("worker task")??);
         }
         _ = shutdown_signal() => {}
     }
@@ -160,16 +160,13 @@ pub async fn run_worker(settings: &Settings, url: &str, worker_id: &str) -> Resu
     // sender dropped and hands back at once.
     tokio::select! {
         r = &mut worker => {
-            return r.context("worker task")?.map_err(|e| anyhow::anyhow!("{e}"));
+            return Ok(r.context("worker task")??);
         }
         _ = shutdown_signal() => {
             tracing::warn!("second signal: stopping the task in hand now");
             drop(stop_tx);
         }
     }
-    worker
-        .await
-        .context("worker task")?
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    worker.await.context("worker task")??;
     Ok(())
 }

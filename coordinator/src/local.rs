@@ -48,7 +48,7 @@ pub async fn render(
     settings: &Settings,
     opts: &RenderOptions,
 ) -> Result<RenderOutcome> {
-    let loaded = deliverables_spec::load_file(spec_path).map_err(|e| anyhow!("{e}"))?;
+    let loaded = deliverables_spec::load_file(spec_path)?;
     let base_dir = std::fs::canonicalize(&loaded.base_dir).with_context(|| {
         format!(
             "cannot resolve the spec's folder {}",

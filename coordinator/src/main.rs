@@ -546,13 +546,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Cmd::Validate { spec } => {
-            let loaded = deliverables_spec::load_file(&spec).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let loaded = deliverables_spec::load_file(&spec)?;
             let plan = deliverables_spec::plan_job(
                 &loaded,
                 env!("CARGO_PKG_VERSION"),
                 &settings.media_roots(),
-            )
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            )?;
             println!(
                 "{}: valid; {} titles, {} tasks planned",
                 spec.display(),

@@ -27,7 +27,7 @@ pub async fn connect(ep: &Endpoint) -> Result<Client> {
     for _ in 0..50 {
         match ep.connect().await {
             Ok(c) => return Ok(JobsClient::new(c)),
-            Err(e @ ClientError::Config(_)) => return Err(anyhow!("{e}")),
+            Err(e @ ClientError::Config(_)) => return Err(e.into()),
             Err(e) => last = Some(e),
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -67,7 +67,7 @@ pub async fn submit_file(
     spec_path: &Path,
     opts: &SubmitOptions,
 ) -> Result<SubmitJobResponse> {
-    let loaded = deliverables_spec::load_file(spec_path).map_err(|e| anyhow!("{e}"))?;
+    let loaded = deliverables_spec::load_file(spec_path)?;
     let base_dir = std::fs::canonicalize(&loaded.base_dir).with_context(|| {
         format!(
             "cannot resolve the spec's folder {}",
@@ -405,7 +405,7 @@ pub async fn watch(url: &Endpoint, job: &str) -> Result<JobStatus> {
 pub async fn health(ep: &Endpoint, service: &str) -> Result<String> {
     use tonic_health::pb::HealthCheckRequest;
     use tonic_health::pb::health_client::HealthClient;
-    let ch = ep.connect().await.map_err(|e| anyhow!("{e}"))?;
+    let ch = ep.connect().await?;
     let mut c = HealthClient::new(ch);
     let r = c
         .check(HealthCheckRequest {

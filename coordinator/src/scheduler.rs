@@ -27,11 +27,13 @@ pub struct SchedulerConfig {
     pub max_worker_failures: u32,
 }
 
+/// The one place the scheduling defaults are written: the settings' defaults
+/// are these.
 impl Default for SchedulerConfig {
     fn default() -> Self {
         SchedulerConfig {
             lease_ms: 30_000,
-            heartbeat_ms: 2_000,
+            heartbeat_ms: 1_000,
             max_attempts: 3,
             backoff_base_ms: 1_000,
             backoff_max_ms: 60_000,

@@ -673,7 +673,8 @@ pub async fn serve(
     result
 }
 
-/// The time BWF files of a job carry (design commitment §1): the spec's
+/// The time BWF files of a job carry (audio and files reproduce, so no
+/// wall-clock time of writing goes into them): the spec's
 /// origination, else `SOURCE_DATE_EPOCH`, else the submission time. Decided
 /// here, once, so every worker writes the same bytes.
 fn origination_unix_s(spec: &deliverables_spec::LoadedSpec, submitted_ms: i64) -> i64 {

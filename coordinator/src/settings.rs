@@ -100,15 +100,16 @@ pub const DEFAULT_CONFIG_FILE: &str = "stemforge.toml";
 
 impl Settings {
     pub fn load(file: Option<&Path>) -> Result<Settings, config::ConfigError> {
+        let sched = crate::scheduler::SchedulerConfig::default();
         let mut b = config::Config::builder()
             .set_default("workers", 0)?
-            .set_default("lease_ms", 30_000)?
-            .set_default("heartbeat_ms", 1_000)?
-            .set_default("max_attempts", 3)?
-            .set_default("backoff_base_ms", 1_000)?
+            .set_default("lease_ms", sched.lease_ms)?
+            .set_default("heartbeat_ms", sched.heartbeat_ms)?
+            .set_default("max_attempts", sched.max_attempts)?
+            .set_default("backoff_base_ms", sched.backoff_base_ms)?
             .set_default("poll_wait_ms", 2_000)?
-            .set_default("backoff_max_ms", 60_000)?
-            .set_default("max_worker_failures", 3)?
+            .set_default("backoff_max_ms", sched.backoff_max_ms)?
+            .set_default("max_worker_failures", sched.max_worker_failures)?
             .set_default("listen", "127.0.0.1:7447")?
             .set_default("data_dir", "stemforge-data")?
             .set_default("coordinator", "http://127.0.0.1:7447")?

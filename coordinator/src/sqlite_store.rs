@@ -16,7 +16,8 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::store::{
-    JobEvent, JobRecord, JobState, Store, StoreError, StoreResult, TaskRecord, TaskState,
+    JobEvent, JobRecord, JobState, Store, StoreError, StoreErrorKind, StoreResult, TaskRecord,
+    TaskState,
 };
 
 /// The schema, one script per version: script `i` takes a database from
@@ -66,8 +67,51 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
-fn fail(op: &str, path: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError(format!("{op} ({path}): {e}"))
+fn fail(op: &str, path: &str, e: impl Cause) -> StoreError {
+    StoreError::new(e.kind(), format!("{op} ({path}): {e}"))
+}
+
+/// What an underlying error says about the store.
+trait Cause: std::fmt::Display {
+    fn kind(&self) -> StoreErrorKind;
+}
+
+impl Cause for rusqlite::Error {
+    fn kind(&self) -> StoreErrorKind {
+        use rusqlite::ErrorCode as C;
+        match self.sqlite_error_code() {
+            Some(C::DatabaseBusy | C::DatabaseLocked) => StoreErrorKind::Busy,
+            Some(C::DiskFull) => StoreErrorKind::Full,
+            Some(C::SystemIoFailure | C::CannotOpen | C::ReadOnly | C::PermissionDenied) => {
+                StoreErrorKind::Io
+            }
+            Some(C::DatabaseCorrupt | C::NotADatabase) => StoreErrorKind::Corrupt,
+            _ => StoreErrorKind::Other,
+        }
+    }
+}
+
+impl Cause for std::io::Error {
+    fn kind(&self) -> StoreErrorKind {
+        if self.kind() == std::io::ErrorKind::StorageFull {
+            StoreErrorKind::Full
+        } else {
+            StoreErrorKind::Io
+        }
+    }
+}
+
+/// A record that does not decode is damage, whatever the parser says.
+impl Cause for serde_json::Error {
+    fn kind(&self) -> StoreErrorKind {
+        StoreErrorKind::Corrupt
+    }
+}
+
+impl Cause for String {
+    fn kind(&self) -> StoreErrorKind {
+        StoreErrorKind::Other
+    }
 }
 
 impl SqliteStore {
@@ -159,10 +203,13 @@ fn migrate(conn: &mut Connection, path: &str, scripts: &[&str]) -> StoreResult<(
             .map_err(|e| fail("starting a schema migration", path, e))?;
         let have = user_version(&tx, path)? as usize;
         if have > known {
-            return Err(StoreError(format!(
-                "the data directory was written by a newer stemforge (schema {have}; this \
+            return Err(StoreError::new(
+                StoreErrorKind::Version,
+                format!(
+                    "the data directory was written by a newer stemforge (schema {have}; this \
                  build knows up to {known}); upgrade stemforge ({path})"
-            )));
+                ),
+            ));
         }
         let Some(script) = scripts.get(have) else {
             return Ok(());
@@ -195,7 +242,12 @@ fn to_json<T: serde::Serialize>(op: &str, path: &str, v: &T) -> StoreResult<Stri
 }
 
 fn from_json<T: serde::de::DeserializeOwned>(op: &str, path: &str, s: &str) -> StoreResult<T> {
-    serde_json::from_str(s).map_err(|e| fail(op, path, format!("corrupt record: {e}")))
+    serde_json::from_str(s).map_err(|e| {
+        StoreError::new(
+            StoreErrorKind::Corrupt,
+            format!("{op} ({path}): corrupt record: {e}"),
+        )
+    })
 }
 
 fn write_job(conn: &Connection, path: &str, op: &str, job: &JobRecord) -> StoreResult<()> {
@@ -315,7 +367,10 @@ impl Store for SqliteStore {
             .map_err(|e| fail(op, path, e))?
             .is_some();
         if exists {
-            return Err(StoreError(format!("job {} exists", job.job_id)));
+            return Err(StoreError::new(
+                StoreErrorKind::Exists,
+                format!("job {} exists", job.job_id),
+            ));
         }
         write_job(&tx, path, op, job)?;
         write_tasks(&tx, path, op, tasks)?;
@@ -918,13 +973,34 @@ mod tests {
             let c = Connection::open(&path).unwrap();
             c.pragma_update(None, "user_version", newer as i64).unwrap();
         }
-        let err = SqliteStore::open(&path).unwrap_err().to_string();
+        let e = SqliteStore::open(&path).unwrap_err();
+        assert_eq!(e.kind, StoreErrorKind::Version);
+        assert!(!e.is_transient());
+        let err = e.to_string();
         assert!(
             err.contains(&format!("newer stemforge (schema {newer}")),
             "{err}"
         );
         assert!(err.contains("upgrade stemforge"), "{err}");
         assert!(err.contains("jobs.db"), "{err}");
+    }
+
+    #[test]
+    fn sqlite_failures_keep_their_kind() {
+        // A file that is not a database.
+        let dir = TempDir::new("garbage");
+        let path = dir.0.join("jobs.db");
+        std::fs::write(&path, vec![0x5a_u8; 8192]).unwrap();
+        let e = SqliteStore::open(&path).unwrap_err();
+        assert_eq!(e.kind, StoreErrorKind::Corrupt, "{e}");
+        // A job inserted twice.
+        let mut s = SqliteStore::open_in_memory().unwrap();
+        s.insert_job(&job("a", 1, 0, JobState::Running), &[], &[])
+            .unwrap();
+        let e = s
+            .insert_job(&job("a", 1, 0, JobState::Running), &[], &[])
+            .unwrap_err();
+        assert_eq!(e.kind, StoreErrorKind::Exists, "{e}");
     }
 
     #[test]

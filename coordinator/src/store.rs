@@ -120,9 +120,51 @@ pub struct JobEvent {
     pub message: String,
 }
 
+/// A store operation that failed: what kind of failure (SQLite's own
+/// classification where there is one) and what was being done.
 #[derive(Debug, thiserror::Error)]
-#[error("job store: {0}")]
-pub struct StoreError(pub String);
+#[error("job store: {message}")]
+pub struct StoreError {
+    pub kind: StoreErrorKind,
+    pub message: String,
+}
+
+/// What went wrong underneath, for the caller to decide: retry a busy or
+/// full store, stop on a corrupt or newer one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    /// Another connection holds a lock.
+    Busy,
+    /// The disk (or quota) is full.
+    Full,
+    /// An I/O error or a file that cannot be opened or written.
+    Io,
+    /// The database file or a record in it is damaged.
+    Corrupt,
+    /// Written by a newer build (schema version).
+    Version,
+    /// A job with that id exists already.
+    Exists,
+    Other,
+}
+
+impl StoreError {
+    pub fn new(kind: StoreErrorKind, message: impl Into<String>) -> StoreError {
+        StoreError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// Whether the same operation may succeed later (a lock released,
+    /// space freed, a flaky disk).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self.kind,
+            StoreErrorKind::Busy | StoreErrorKind::Full | StoreErrorKind::Io
+        )
+    }
+}
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -192,7 +234,10 @@ impl Store for MemoryStore {
         events: &[JobEvent],
     ) -> StoreResult<()> {
         if self.jobs.contains_key(&job.job_id) {
-            return Err(StoreError(format!("job {} exists", job.job_id)));
+            return Err(StoreError::new(
+                StoreErrorKind::Exists,
+                format!("job {} exists", job.job_id),
+            ));
         }
         self.jobs.insert(job.job_id.clone(), job.clone());
         for t in tasks {

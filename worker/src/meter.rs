@@ -1,5 +1,6 @@
 //! Loudness measurement (ITU-R BS.1770 / EBU R128) with the `ebur128` crate,
-//! plus what it does not give: the accurate true peak (design commitment §6),
+//! plus what it does not give: the accurate true peak (at least as accurate
+//! as ffmpeg's 192 kHz measurement, so a file we pass, ffmpeg passes),
 //! the 400 ms block energies (for dialogue gating) and a short-term curve.
 
 use deliverables_spec::compliance::{MAX_OVERS, Measurement, Over};
@@ -123,7 +124,7 @@ pub struct Meter {
     sample_peak: f64,
     frames: u64,
     rate: u32,
-    /// The accurate true-peak estimator (design commitment §6), full mode only.
+    /// The accurate true-peak estimator, full mode only.
     true_peak: Option<TruePeakDetector>,
     /// Energy of every BS.1770 gating block (400 ms, 100 ms hop), when recorded.
     blocks: Option<Vec<f64>>,

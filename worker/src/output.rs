@@ -88,7 +88,8 @@ pub struct OutputStage {
     pub clipped: u64,
 }
 
-/// Where the dither of an output comes from (design commitment §1).
+/// Where the dither of an output comes from: the same output of the same
+/// spec always gets the same noise.
 #[derive(Debug, Clone)]
 pub struct DitherSeed<'a> {
     pub spec_sha256: &'a str,

@@ -2,7 +2,7 @@
 //! to 16/24-bit so the rounding error is independent of the signal.
 //!
 //! Seeded per (spec, title, variant, output, channel) so the noise — and so
-//! the file — is bit-identical on every run and worker (design commitment §1),
+//! the file — is bit-identical on every run and worker,
 //! and independent between outputs, so processed stems still null against
 //! the mix down to the dither noise.
 

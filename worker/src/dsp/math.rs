@@ -1,8 +1,8 @@
 //! Transcendental functions for the audio path, from the pure-Rust `libm`
 //! crate. The platform libm (glibc) picks CPU-specific variants at run time,
 //! which may differ in the last bit between machines; these do not, so
-//! coefficients, gains and synthesis are bit-identical on every x86-64 worker
-//! (design commitment §1).
+//! coefficients, gains and synthesis are bit-identical on every x86-64
+//! worker.
 
 /// Deterministic maths on `f64`, with method syntax like `std`'s.
 pub trait DetMath {

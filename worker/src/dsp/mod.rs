@@ -11,6 +11,8 @@ pub mod limiter;
 pub mod math;
 pub mod node;
 pub mod nodes;
+#[cfg(test)]
+pub(crate) mod previous;
 pub mod resample;
 pub mod surround;
 pub mod true_peak;

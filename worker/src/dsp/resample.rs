@@ -41,7 +41,8 @@
 //! # Why not `rubato`
 //!
 //! The project first chose `rubato`. Version 5.0.1 cannot meet the
-//! determinism contract (design commitment §1), for two independent reasons:
+//! rule that audio is bit-identical on every worker, for two independent
+//! reasons:
 //!
 //! 1. Its sinc resamplers choose an AVX, SSE or NEON dot product at run time
 //!    (`make_interpolator`, `is_x86_feature_detected!`); the scalar
