@@ -111,8 +111,9 @@ async fn wait_done(url: &str, job: &str) -> Result<usize> {
     let mut c = remote::connect(&Endpoint::plain(url)).await?;
     loop {
         let st = remote::get_job(&mut c, job).await?;
-        if st.state != 1 {
-            if st.state != 2 {
+        let state = stemforge_proto::states::job_state(st.state);
+        if state != Some(deliverables_spec::contract::JobState::Running) {
+            if state != Some(deliverables_spec::contract::JobState::Succeeded) {
                 return Err(anyhow!(
                     "benchmark job ended {}",
                     remote::job_state_name(st.state)

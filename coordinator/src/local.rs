@@ -4,9 +4,11 @@
 //! (loopback only) but not open: each run makes its own random client and
 //! worker tokens, so another local user cannot submit to it or lease from it.
 
+use deliverables_spec::contract::{JobState, TaskState};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use stemforge_proto::states::{job_state, task_state};
 
 use anyhow::{Context, Result, anyhow};
 use deliverables_spec::manifest::Manifest;
@@ -38,7 +40,8 @@ pub struct RenderOutcome {
 
 impl RenderOutcome {
     pub fn all_pass(&self) -> bool {
-        self.status.state == 2 && self.manifest.as_ref().is_some_and(|m| m.summary.all_pass)
+        job_state(self.status.state) == Some(JobState::Succeeded)
+            && self.manifest.as_ref().is_some_and(|m| m.summary.all_pass)
     }
 }
 
@@ -184,7 +187,7 @@ async fn drive(
         let running: Vec<&str> = st
             .tasks
             .iter()
-            .filter(|t| t.state == 3)
+            .filter(|t| task_state(t.state) == Some(TaskState::Leased))
             .map(|t| t.label.as_str())
             .collect();
         if let Some(b) = &bar {
@@ -198,7 +201,7 @@ async fn drive(
             info!(finished, total = st.tasks.len(), "progress");
             last_done = finished;
         }
-        if st.state != 1 {
+        if job_state(st.state) != Some(JobState::Running) {
             if let Some(b) = &bar {
                 b.finish_and_clear();
             }
@@ -212,11 +215,16 @@ async fn drive(
 pub fn summary_table(o: &RenderOutcome) -> String {
     let mut s = String::new();
     for t in &o.status.tasks {
-        if t.state == 5 || t.state == 6 {
+        let state = task_state(t.state);
+        if let Some(how @ (TaskState::Failed | TaskState::Skipped)) = state {
             s.push_str(&format!(
                 "task {} {}: {}\n",
                 t.label,
-                if t.state == 5 { "FAILED" } else { "skipped" },
+                if how == TaskState::Failed {
+                    "FAILED"
+                } else {
+                    "skipped"
+                },
                 t.error
             ));
         }

@@ -502,7 +502,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     format!("; manifest {}", st.manifest_path)
                 }
             );
-            Ok(if st.state == 2 && st.all_outputs_pass {
+            let succeeded = stemforge_proto::states::job_state(st.state)
+                == Some(deliverables_spec::contract::JobState::Succeeded);
+            Ok(if succeeded && st.all_outputs_pass {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)

@@ -17,8 +17,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::scheduler::{HANDED_BACK, LEASE_EXPIRED};
-use crate::store::{JobRecord, JobState, TaskRecord, TaskState};
+use crate::store::{JobRecord, JobState, Outcome, TaskRecord, TaskState};
+use deliverables_spec::contract::RenderResult;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabel {
@@ -30,16 +30,6 @@ struct EndLabel {
     kind: String,
     outcome: String,
 }
-
-const TASK_STATES: [TaskState; 7] = [
-    TaskState::Blocked,
-    TaskState::Queued,
-    TaskState::Leased,
-    TaskState::Succeeded,
-    TaskState::Failed,
-    TaskState::Skipped,
-    TaskState::Cancelled,
-];
 
 /// How a leased attempt ended, for the duration histogram.
 #[derive(Debug, Clone, Copy)]
@@ -214,15 +204,14 @@ impl Metrics {
         let mut holders: BTreeSet<&str> = BTreeSet::new();
         for (_, tasks) in jobs {
             for t in tasks {
-                if let Some(i) = TASK_STATES.iter().position(|s| *s == t.state) {
+                if let Some(i) = TaskState::ALL.iter().position(|s| *s == t.state) {
                     by_state[i] += 1;
                 }
-                let h_expired = t
-                    .history
-                    .iter()
-                    .filter(|h| h.contains(LEASE_EXPIRED))
-                    .count() as u64;
-                let h_handed = t.history.iter().filter(|h| h.contains(HANDED_BACK)).count() as u64;
+                let count = |f: fn(&Outcome) -> bool| {
+                    t.history.iter().filter(|h| f(&h.outcome)).count() as u64
+                };
+                let h_expired = count(|o| matches!(o, Outcome::LeaseExpired { .. }));
+                let h_handed = count(|o| *o == Outcome::HandedBack);
                 expiries += h_expired;
                 handed += h_handed;
                 retries += u64::from(t.attempt.saturating_sub(1)).saturating_sub(h_handed);
@@ -233,7 +222,7 @@ impl Metrics {
                 }
             }
         }
-        for (s, n) in TASK_STATES.iter().zip(by_state) {
+        for (s, n) in TaskState::ALL.iter().zip(by_state) {
             self.tasks
                 .get_or_create(&StateLabel {
                     state: s.as_str().to_string(),
@@ -241,16 +230,11 @@ impl Metrics {
                 .set(n);
         }
         self.queue_depth.set(by_state[1]);
-        for s in [
-            JobState::Running,
-            JobState::Succeeded,
-            JobState::Failed,
-            JobState::Cancelled,
-        ] {
+        for s in JobState::ALL {
             let n = jobs.iter().filter(|(j, _)| j.state == s).count() as i64;
             self.jobs
                 .get_or_create(&StateLabel {
-                    state: job_state_name(s).to_string(),
+                    state: s.as_str().to_string(),
                 })
                 .set(n);
         }
@@ -285,26 +269,11 @@ impl Metrics {
     }
 }
 
-fn job_state_name(s: JobState) -> &'static str {
-    match s {
-        JobState::Running => "running",
-        JobState::Succeeded => "succeeded",
-        JobState::Failed => "failed",
-        JobState::Cancelled => "cancelled",
-    }
-}
-
-/// Seconds of audio in a render result (`outputs[].file.duration_s`).
+/// Seconds of audio in a render result.
 fn rendered_seconds(result_json: &str) -> f64 {
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(result_json) else {
-        return 0.0;
-    };
-    v["outputs"].as_array().map_or(0.0, |outs| {
-        outs.iter()
-            .filter_map(|o| o["file"]["duration_s"].as_f64())
-            .filter(|d| d.is_finite() && *d > 0.0)
-            .sum()
-    })
+    serde_json::from_str::<RenderResult>(result_json)
+        .map_or(0.0, |r| r.audio_seconds())
+        .max(0.0)
 }
 
 #[cfg(test)]
@@ -313,8 +282,23 @@ mod tests {
 
     #[test]
     fn rendered_seconds_sums_every_output() {
-        let r = r#"{"outputs":[{"file":{"duration_s":12.5}},{"file":{"duration_s":12.5}},{"file":{}}]}"#;
-        assert_eq!(rendered_seconds(r), 25.0);
+        let output = |seconds: f64| {
+            serde_json::json!({
+                "variant": "stems", "role": null, "gain_db": 0.0, "ceiling_trim_db": 0.0,
+                "level_policy": "matched", "mode": "linked_stem",
+                "measurement": { "integrated_lufs": null, "loudness_range_lu": null,
+                    "true_peak_dbtp": null, "sample_peak_dbfs": null, "max_momentary_lufs": null,
+                    "max_short_term_lufs": null, "true_peak_method": "" },
+                "file": { "path": "a.wav", "sha256": "", "audio_sha256": "", "bytes": 0,
+                    "format": "wav", "codec": "pcm_s24le", "sample_rate": 48000, "bit_depth": 24,
+                    "sample_format": "int", "channels": 2, "frames": 0, "duration_s": seconds },
+            })
+        };
+        let r = serde_json::json!({
+            "title": "t", "variant": "stems", "description": "",
+            "outputs": [output(12.5), output(12.5)],
+        });
+        assert_eq!(rendered_seconds(&r.to_string()), 25.0);
         assert_eq!(rendered_seconds("not json"), 0.0);
     }
 

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
+use deliverables_spec::contract::{JobState, TaskState};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde::Serialize;
 use stemforge_proto::client::{AuthChannel, ClientError, Endpoint};
@@ -91,26 +92,11 @@ pub async fn submit_file(
 }
 
 pub fn job_state_name(code: i32) -> &'static str {
-    match code {
-        1 => "running",
-        2 => "succeeded",
-        3 => "failed",
-        4 => "cancelled",
-        _ => "unknown",
-    }
+    stemforge_proto::states::job_state(code).map_or("unknown", JobState::as_str)
 }
 
 pub fn task_state_name(code: i32) -> &'static str {
-    match code {
-        1 => "blocked",
-        2 => "queued",
-        3 => "leased",
-        4 => "succeeded",
-        5 => "failed",
-        6 => "skipped",
-        7 => "cancelled",
-        _ => "unknown",
-    }
+    stemforge_proto::states::task_state(code).map_or("unknown", TaskState::as_str)
 }
 
 /// A job's status as `stemforge status --json` prints it.
@@ -347,10 +333,8 @@ pub async fn watch(url: &Endpoint, job: &str) -> Result<JobStatus> {
                                 bar.set_message(format!("{} {:.0}%", e.label, e.progress * 100.0))
                             }
                             "task" => {
-                                let done = matches!(
-                                    e.state.as_str(),
-                                    "succeeded" | "failed" | "skipped" | "cancelled"
-                                );
+                                let done = TaskState::from_name(&e.state)
+                                    .is_some_and(TaskState::is_terminal);
                                 tasks.insert(e.task_id.clone(), done);
                                 bar.set_position(tasks.values().filter(|d| **d).count() as u64);
                                 bar.set_message(format!("{} {}", e.label, e.state));

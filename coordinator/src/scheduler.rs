@@ -6,14 +6,15 @@
 use std::collections::BTreeMap;
 
 use deliverables_spec::{Plan, RunWhen};
-use serde_json::json;
 
-use crate::store::{JobEvent, JobRecord, JobState, Store, StoreError, TaskRecord, TaskState};
+use deliverables_spec::contract::DepOutcome;
 
-/// History wording the metrics count: an attempt whose lease lapsed, and one
-/// its worker handed back.
-pub const LEASE_EXPIRED: &str = "lease expired";
-pub const HANDED_BACK: &str = "lease handed back";
+use crate::store::{
+    HistoryEntry, JobEvent, JobRecord, JobState, Outcome, Store, StoreError, TaskRecord, TaskState,
+};
+
+/// The error a task whose lease lapsed carries.
+pub const LEASE_EXPIRED: &str = "lease expired (worker lost or stalled)";
 
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {
@@ -221,26 +222,30 @@ impl<S: Store> Scheduler<S> {
         let all = self.store.tasks(&task.job_id)?;
         let by_id: BTreeMap<&str, &TaskRecord> =
             all.iter().map(|t| (t.task_id.as_str(), t)).collect();
-        let mut out = serde_json::Map::new();
+        let mut out: BTreeMap<&str, DepOutcome> = BTreeMap::new();
         for d in &task.deps {
             if let Some(t) = by_id.get(d.as_str()) {
-                let result = t
-                    .result_json
-                    .as_deref()
-                    .and_then(|r| serde_json::from_str::<serde_json::Value>(r).ok())
-                    .unwrap_or(serde_json::Value::Null);
                 out.insert(
-                    d.clone(),
-                    json!({
-                        "kind": t.kind,
-                        "state": t.state.as_str(),
-                        "result": result,
-                        "error": t.error.clone().unwrap_or_default(),
-                    }),
+                    d,
+                    DepOutcome {
+                        kind: t.kind.clone(),
+                        state: t.state,
+                        result: t
+                            .result_json
+                            .as_deref()
+                            .and_then(|r| serde_json::from_str(r).ok())
+                            .unwrap_or_default(),
+                        error: t.error.clone().unwrap_or_default(),
+                    },
                 );
             }
         }
-        Ok(serde_json::Value::Object(out).to_string())
+        serde_json::to_string(&out).map_err(|e| {
+            SchedError::Store(StoreError::new(
+                crate::store::StoreErrorKind::Other,
+                format!("encoding the dependencies of {}: {e}", task.task_id),
+            ))
+        })
     }
 
     /// The current leased record, or why the caller's lease is not current.
@@ -312,10 +317,13 @@ impl<S: Store> Scheduler<S> {
         t.result_json = Some(result_json);
         t.error = None;
         t.lease_id = None;
-        t.history.push(format!(
-            "attempt {attempt}: succeeded on {} at {now_ms}",
-            t.worker_id.as_deref().unwrap_or("?")
-        ));
+        t.history.push(HistoryEntry {
+            attempt,
+            worker_id: t.worker_id.clone().unwrap_or_else(|| "?".into()),
+            at_ms: now_ms,
+            outcome: Outcome::Succeeded,
+            message: String::new(),
+        });
         self.settle(job, vec![t], now_ms, &[])
     }
 
@@ -334,7 +342,7 @@ impl<S: Store> Scheduler<S> {
         } else {
             vec![]
         };
-        let t = self.end_attempt(t, error, retryable, now_ms);
+        let t = self.end_attempt(t, error, retryable, false, now_ms);
         self.settle(job, vec![t], now_ms, &blame)
     }
 
@@ -366,20 +374,25 @@ impl<S: Store> Scheduler<S> {
         } else {
             reason.trim()
         };
-        t.history.push(format!(
-            "attempt {} on {worker}: {HANDED_BACK} ({reason})",
-            t.attempt
-        ));
+        t.history.push(HistoryEntry {
+            attempt: t.attempt,
+            worker_id: worker,
+            at_ms: now_ms,
+            outcome: Outcome::HandedBack,
+            message: reason.to_string(),
+        });
         self.settle(job, vec![t], now_ms, &[])
     }
 
-    /// Ends the current attempt of `t` with an error: a retry after backoff
-    /// while attempts remain and the error is retryable, else failed for good.
+    /// Ends the current attempt of `t` with an error (`expired`: its lease
+    /// lapsed): a retry after backoff while attempts remain and the error is
+    /// retryable, else failed for good.
     fn end_attempt(
         &self,
         mut t: TaskRecord,
         error: String,
         retryable: bool,
+        expired: bool,
         now_ms: i64,
     ) -> TaskRecord {
         let worker = t.worker_id.clone().unwrap_or_default();
@@ -390,22 +403,31 @@ impl<S: Store> Scheduler<S> {
         } else {
             t.attempt_limit
         };
+        let mut retry_in_ms = None;
         if retryable && t.attempt < limit {
             let backoff = (self.cfg.backoff_base_ms << (t.attempt.saturating_sub(1)).min(20))
                 .min(self.cfg.backoff_max_ms);
             t.state = TaskState::Queued;
             t.not_before_ms = now_ms + backoff;
-            t.history.push(format!(
-                "attempt {} on {worker}: {error}; retry in {backoff} ms",
-                t.attempt
-            ));
+            retry_in_ms = Some(backoff);
         } else {
             t.state = TaskState::Failed;
-            t.history.push(format!(
-                "attempt {} on {worker}: {error}; failed for good",
-                t.attempt
-            ));
         }
+        t.history.push(HistoryEntry {
+            attempt: t.attempt,
+            worker_id: worker,
+            at_ms: now_ms,
+            outcome: if expired {
+                Outcome::LeaseExpired { retry_in_ms }
+            } else {
+                Outcome::Error { retry_in_ms }
+            },
+            message: if expired {
+                String::new()
+            } else {
+                error.clone()
+            },
+        });
         t.error = Some(error);
         t
     }
@@ -422,12 +444,7 @@ impl<S: Store> Scheduler<S> {
         let mut by_job: BTreeMap<String, (Vec<TaskRecord>, Vec<String>)> = BTreeMap::new();
         for t in lapsed {
             let worker = t.worker_id.clone();
-            let t = self.end_attempt(
-                t,
-                format!("{LEASE_EXPIRED} (worker lost or stalled)"),
-                true,
-                now_ms,
-            );
+            let t = self.end_attempt(t, LEASE_EXPIRED.to_string(), true, true, now_ms);
             let e = by_job.entry(t.job_id.clone()).or_default();
             e.0.push(t);
             e.1.extend(worker);
@@ -510,7 +527,13 @@ impl<S: Store> Scheduler<S> {
             t.not_before_ms = 0;
             t.error = None;
             t.lease_id = None;
-            t.history.push(format!("retry requested at {now_ms}"));
+            t.history.push(HistoryEntry {
+                attempt: t.attempt,
+                worker_id: String::new(),
+                at_ms: now_ms,
+                outcome: Outcome::RetryRequested,
+                message: String::new(),
+            });
             changed.push(t);
         }
         if changed.iter().all(|t| t.run_when == RunWhen::DepsFinished) {
@@ -625,7 +648,7 @@ impl<S: Store> Scheduler<S> {
             .map(|t| {
                 let msg = match t.state {
                     TaskState::Queued | TaskState::Failed => {
-                        t.history.last().cloned().unwrap_or_default()
+                        t.history.last().map(|h| h.to_string()).unwrap_or_default()
                     }
                     _ => t.error.clone().unwrap_or_default(),
                 };
@@ -691,13 +714,7 @@ fn job_event(j: &JobRecord, now_ms: i64, message: &str) -> JobEvent {
         at_ms: now_ms,
         task_id: String::new(),
         kind: "job".into(),
-        state: match j.state {
-            JobState::Running => "running",
-            JobState::Succeeded => "succeeded",
-            JobState::Failed => "failed",
-            JobState::Cancelled => "cancelled",
-        }
-        .into(),
+        state: j.state.as_str().into(),
         attempt: 0,
         worker_id: String::new(),
         message: message.into(),

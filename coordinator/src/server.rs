@@ -24,6 +24,7 @@ use crate::metrics::{Ended, Metrics};
 use crate::scheduler::{LeaseKey, SchedError, Scheduler, SchedulerConfig};
 use crate::security::{Auth, Role};
 use crate::store::{JobRecord, JobState, Store, TaskState};
+use deliverables_spec::contract::ManifestResult;
 
 /// Distinguishes jobs submitted in the same millisecond.
 static JOB_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -232,10 +233,10 @@ impl Jobs for Service {
         for t in &tasks {
             if t.kind == deliverables_spec::TaskKind::Manifest
                 && let Some(r) = t.result_json.as_deref()
-                && let Ok(v) = serde_json::from_str::<serde_json::Value>(r)
+                && let Ok(m) = serde_json::from_str::<ManifestResult>(r)
             {
-                status.manifest_path = v["manifest_path"].as_str().unwrap_or_default().to_string();
-                status.all_outputs_pass = v["summary"]["all_pass"].as_bool().unwrap_or(false);
+                status.manifest_path = m.manifest_path;
+                status.all_outputs_pass = m.summary.all_pass;
             }
             status.tasks.push(TaskStatus {
                 task_id: t.task_id.clone(),
@@ -246,7 +247,7 @@ impl Jobs for Service {
                 weight: t.weight,
                 error: t.error.clone().unwrap_or_default(),
                 worker_id: t.worker_id.clone().unwrap_or_default(),
-                history: t.history.clone(),
+                history: t.history.iter().map(ToString::to_string).collect(),
                 not_before_unix_ms: t.not_before_ms,
             });
         }
@@ -399,12 +400,7 @@ async fn stream_events(
 fn job_status(job: &JobRecord) -> JobStatus {
     JobStatus {
         job_id: job.job_id.clone(),
-        state: match job.state {
-            JobState::Running => 1,
-            JobState::Succeeded => 2,
-            JobState::Failed => 3,
-            JobState::Cancelled => 4,
-        },
+        state: stemforge_proto::v1::JobState::from(job.state) as i32,
         spec_sha256: job.spec_sha256.clone(),
         priority: job.priority,
         label: job.label.clone(),
@@ -415,15 +411,7 @@ fn job_status(job: &JobRecord) -> JobStatus {
 }
 
 pub fn task_state_code(s: TaskState) -> i32 {
-    match s {
-        TaskState::Blocked => 1,
-        TaskState::Queued => 2,
-        TaskState::Leased => 3,
-        TaskState::Succeeded => 4,
-        TaskState::Failed => 5,
-        TaskState::Skipped => 6,
-        TaskState::Cancelled => 7,
-    }
+    stemforge_proto::v1::TaskState::from(s) as i32
 }
 
 #[tonic::async_trait]

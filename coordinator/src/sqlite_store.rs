@@ -224,15 +224,6 @@ fn migrate(conn: &mut Connection, path: &str, scripts: &[&str]) -> StoreResult<(
     }
 }
 
-fn job_state(s: JobState) -> &'static str {
-    match s {
-        JobState::Running => "running",
-        JobState::Succeeded => "succeeded",
-        JobState::Failed => "failed",
-        JobState::Cancelled => "cancelled",
-    }
-}
-
 fn to_i64(op: &str, path: &str, v: u64) -> StoreResult<i64> {
     i64::try_from(v).map_err(|_| fail(op, path, format!("{v} is out of range")))
 }
@@ -264,7 +255,7 @@ fn write_job(conn: &Connection, path: &str, op: &str, job: &JobRecord) -> StoreR
         job.job_id,
         seq,
         job.priority,
-        job_state(job.state),
+        JobState::as_str(job.state),
         record
     ])
     .map_err(|e| fail(&format!("{op}: writing job {}", job.job_id), path, e))?;
@@ -467,7 +458,10 @@ impl Store for SqliteStore {
             "SELECT t.record FROM tasks t JOIN jobs j ON j.job_id = t.job_id
              WHERE t.state = ?1 AND j.state = ?2
              ORDER BY j.priority DESC, j.seq, t.seq, t.job_id, t.task_id",
-            [TaskState::Queued.as_str(), job_state(JobState::Running)],
+            [
+                TaskState::Queued.as_str(),
+                JobState::as_str(JobState::Running),
+            ],
         )
     }
 
@@ -510,7 +504,7 @@ mod tests {
     use deliverables_spec::{RunWhen, TaskKind};
 
     use super::*;
-    use crate::store::MemoryStore;
+    use crate::store::{HistoryEntry, MemoryStore};
 
     fn job(id: &str, seq: u64, priority: i32, state: JobState) -> JobRecord {
         JobRecord {
@@ -671,7 +665,13 @@ mod tests {
             Box::new(|s| {
                 let mut t = task("c", "y", 1, TaskState::Failed);
                 t.error = Some("boom".into());
-                t.history = vec!["attempt 1: boom".into()];
+                t.history = vec![HistoryEntry {
+                    attempt: 1,
+                    worker_id: "w".into(),
+                    at_ms: 5,
+                    outcome: crate::store::Outcome::Error { retry_in_ms: None },
+                    message: "boom".into(),
+                }];
                 t.result_json = Some(r#"{"gain":-8.2}"#.into());
                 s.put_tasks(&[t], None, &[event("c", "y", "failed")])
             }),

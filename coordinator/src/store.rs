@@ -7,48 +7,7 @@ use std::collections::BTreeMap;
 use deliverables_spec::{RunWhen, TaskKind};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TaskState {
-    /// Waiting for dependencies.
-    Blocked,
-    Queued,
-    Leased,
-    Succeeded,
-    Failed,
-    /// Not run: a dependency failed.
-    Skipped,
-    Cancelled,
-}
-
-impl TaskState {
-    pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            TaskState::Succeeded | TaskState::Failed | TaskState::Skipped | TaskState::Cancelled
-        )
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TaskState::Blocked => "blocked",
-            TaskState::Queued => "queued",
-            TaskState::Leased => "leased",
-            TaskState::Succeeded => "succeeded",
-            TaskState::Failed => "failed",
-            TaskState::Skipped => "skipped",
-            TaskState::Cancelled => "cancelled",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobState {
-    Running,
-    Succeeded,
-    Failed,
-    Cancelled,
-}
+pub use deliverables_spec::contract::{HistoryEntry, JobState, Outcome, TaskState};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobRecord {
@@ -93,8 +52,8 @@ pub struct TaskRecord {
     pub not_before_ms: i64,
     pub result_json: Option<String>,
     pub error: Option<String>,
-    /// One line per attempt's end: what happened, for the task history.
-    pub history: Vec<String>,
+    /// One entry per attempt's end (and per retry request): what happened.
+    pub history: Vec<HistoryEntry>,
     /// Attempts allowed in total (a manual retry raises it); 0 means the
     /// scheduler's `max_attempts`.
     #[serde(default)]

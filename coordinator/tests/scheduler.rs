@@ -170,7 +170,13 @@ fn stale_reports_are_refused_after_a_lease_lapses() {
         .find(|t| t.task_id == "analyze-a")
         .expect("task");
     assert_eq!(t.history.len(), 2, "{:?}", t.history);
-    assert!(t.history[0].contains("lease expired"));
+    assert!(matches!(
+        t.history[0].outcome,
+        stemforge_coordinator::store::Outcome::LeaseExpired {
+            retry_in_ms: Some(_)
+        }
+    ));
+    assert!(t.history[0].to_string().contains("lease expired"));
 }
 
 #[test]
@@ -390,7 +396,7 @@ fn a_handed_back_lease_requeues_at_once_without_using_up_attempts() {
     let handed = t
         .history
         .iter()
-        .filter(|h| h.contains(stemforge_coordinator::scheduler::HANDED_BACK))
+        .filter(|h| h.outcome == stemforge_coordinator::store::Outcome::HandedBack)
         .count();
     assert_eq!(handed, 3, "{:?}", t.history);
 }

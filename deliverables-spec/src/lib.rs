@@ -5,6 +5,7 @@
 //! per-title graphs, `plan` builds the task DAG, `compliance` judges outputs.
 
 pub mod compliance;
+pub mod contract;
 pub mod delivery;
 pub mod error;
 pub mod files;

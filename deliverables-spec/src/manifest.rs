@@ -212,7 +212,7 @@ pub struct OutputEntry {
     /// How the output was produced: `mix` (its own sum through the chains,
     /// its own detectors) or `linked_stem` (one role through the same chains,
     /// with the bus and master dynamics envelopes of the variant's mix).
-    pub mode: String,
+    pub mode: crate::contract::RenderMode,
     pub target_lufs: f64,
     pub tolerance_lu: f64,
     pub true_peak_max_dbtp: f64,

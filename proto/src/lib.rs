@@ -1,6 +1,7 @@
 //! The stemforge gRPC API (`stemforge.v1`), generated from `stemforge/v1/stemforge.proto`.
 
 pub mod client;
+pub mod states;
 
 #[allow(clippy::all)]
 pub mod v1 {

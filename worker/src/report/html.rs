@@ -867,7 +867,7 @@ fn verdict_table(h: &mut String, t: &TitleEntry, dialogue_column: bool) {
             }
             None => h.push_str("<span class=\"mono\">no file</span>"),
         }
-        let mut pol = format!("{} · {}", o.level_policy.as_str(), o.mode);
+        let mut pol = format!("{} · {}", o.level_policy.as_str(), o.mode.as_str());
         if let Some(g) = o.gain_db {
             let _ = write!(pol, " · gain {} dB", signed(g, 2));
         }

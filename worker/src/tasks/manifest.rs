@@ -7,24 +7,20 @@ use std::io::Write;
 
 use deliverables_spec::TaskKind;
 use deliverables_spec::compliance::{Outcome, Rule, Verdict, judge_rule};
+use deliverables_spec::contract::TaskState;
 use deliverables_spec::manifest::{
     MANIFEST_VERSION, Manifest, OutputEntry, Summary, TitleEntry, Tool,
 };
 use deliverables_spec::plan::title_variants;
 use deliverables_spec::variant::variants;
-use serde::{Deserialize, Serialize};
 
 use super::analyze::AnalysisResult;
 use super::render::RenderResult;
-use super::{TaskContext, TaskError};
+use super::{DepOutcome, TaskContext, TaskError};
 
 pub const MANIFEST_FILE: &str = "manifest.json";
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ManifestResult {
-    pub manifest_path: String,
-    pub summary: Summary,
-}
+pub use deliverables_spec::contract::ManifestResult;
 
 pub fn write_manifest(ctx: &TaskContext<'_>) -> Result<ManifestResult, TaskError> {
     let spec = &ctx.spec.spec;
@@ -57,24 +53,23 @@ pub fn write_manifest(ctx: &TaskContext<'_>) -> Result<ManifestResult, TaskError
                 .deps
                 .values()
                 .find(|o| matches!(&o.kind, TaskKind::Preflight { title: t } if *t == title.name))
-                .filter(|o| o.state == "succeeded")
-                .and_then(|o| serde_json::from_value(o.result.clone()).ok()),
+                .and_then(DepOutcome::result_as),
         };
         if let Some(p) = &entry.preflight {
             summary.preflight_errors += p.errors();
             summary.preflight_warnings += p.warnings();
         }
         let a: Option<AnalysisResult> = match analysis {
-            Some(o) if o.state == "succeeded" => serde_json::from_value(o.result.clone()).ok(),
+            Some(o) if o.state == TaskState::Succeeded => o.result_as(),
             Some(o) => {
                 entry.status = "failed".into();
                 // A skipped analysis: say why its preflight did not succeed.
                 let preflight = ctx.deps.values().find(|p| {
                     matches!(&p.kind, TaskKind::Preflight { title: t } if *t == title.name)
-                        && p.state != "succeeded"
+                        && p.state != TaskState::Succeeded
                 });
                 entry.error = Some(match preflight {
-                    Some(p) if o.state == "skipped" => {
+                    Some(p) if o.state == TaskState::Skipped => {
                         format!("preflight {}: {}", p.state, p.error)
                     }
                     _ => format!("analysis {}: {}", o.state, o.error),
@@ -93,9 +88,7 @@ pub fn write_manifest(ctx: &TaskContext<'_>) -> Result<ManifestResult, TaskError
             entry.notes = a.notes.clone();
         }
         for rate in d.packs().into_iter().skip(1).flatten() {
-            let other = analysis_at(Some(rate))
-                .filter(|o| o.state == "succeeded")
-                .and_then(|o| serde_json::from_value::<AnalysisResult>(o.result.clone()).ok());
+            let other = analysis_at(Some(rate)).and_then(|o| o.result_as::<AnalysisResult>());
             match other {
                 Some(o) => entry
                     .notes
@@ -119,7 +112,7 @@ pub fn write_manifest(ctx: &TaskContext<'_>) -> Result<ManifestResult, TaskError
         // The full mix's loudness at each output rate, for the offsets.
         let full_by_rate: BTreeMap<u32, f64> = renders
             .iter()
-            .filter_map(|o| serde_json::from_value::<RenderResult>(o.result.clone()).ok())
+            .filter_map(|o| o.result_as::<RenderResult>())
             .filter(|r| r.variant == "full")
             .filter_map(|r| {
                 let x = r.outputs.first()?;
@@ -134,9 +127,7 @@ pub fn write_manifest(ctx: &TaskContext<'_>) -> Result<ManifestResult, TaskError
             let v = all.iter().find(|x| &x.name == variant);
             let description = v.map(|v| v.description.clone()).unwrap_or_default();
             let policy = v.map_or(deliverables_spec::LevelPolicy::Matched, |v| v.level);
-            let result = (o.state == "succeeded")
-                .then(|| serde_json::from_value::<RenderResult>(o.result.clone()).ok())
-                .flatten();
+            let result = o.result_as::<RenderResult>();
             match result {
                 Some(r) => {
                     for out in r.outputs {
@@ -190,7 +181,7 @@ pub fn write_manifest(ctx: &TaskContext<'_>) -> Result<ManifestResult, TaskError
                     gain_db: None,
                     ceiling_trim_db: None,
                     fold_down_gain_db: None,
-                    mode: "mix".into(),
+                    mode: deliverables_spec::contract::RenderMode::Mix,
                     target_lufs: d.target_lufs,
                     tolerance_lu: d.tolerance_lu,
                     true_peak_max_dbtp: d.true_peak_max_dbtp,

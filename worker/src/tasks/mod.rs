@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use deliverables_spec::{LoadedSpec, TaskKind};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::decode::DecodeError;
 use crate::meter::MeterError;
@@ -48,17 +48,7 @@ impl TaskContext<'_> {
     }
 }
 
-/// How a dependency ended, as the coordinator reports it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DepOutcome {
-    pub kind: TaskKind,
-    /// `succeeded`, `failed`, `skipped` or `cancelled`.
-    pub state: String,
-    #[serde(default)]
-    pub result: serde_json::Value,
-    #[serde(default)]
-    pub error: String,
-}
+pub use deliverables_spec::contract::DepOutcome;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TaskError {

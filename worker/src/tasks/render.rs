@@ -6,13 +6,11 @@
 //! per role that replays the reference's bus and master dynamics envelopes:
 //! Σ processed stems = the mastered mix.
 
-use deliverables_spec::LevelPolicy;
 use deliverables_spec::compliance::Measurement;
 use deliverables_spec::manifest::{EFFECTIVE_TOLERANCE_DB, FileRecord, LevelChange};
 use deliverables_spec::model::AmountMode;
 use deliverables_spec::model::Dither;
 use deliverables_spec::variant::title_graph;
-use serde::{Deserialize, Serialize};
 
 use super::analyze::{AnalysisResult, carries_dialogue, chain_context, outputs_for, round6};
 use super::effective::{ChangeMeter, move_stems};
@@ -24,41 +22,7 @@ use crate::dsp::MixGraph;
 use crate::output::{DitherSeed, OutputStage, OutputWriter, Pending, digest_wav};
 use crate::source::TitleSource;
 
-/// How a file was produced.
-pub const MODE_MIX: &str = "mix";
-pub const MODE_LINKED_STEM: &str = "linked_stem";
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RenderedOutput {
-    pub variant: String,
-    pub role: Option<deliverables_spec::Role>,
-    pub file: FileRecord,
-    pub gain_db: f64,
-    pub ceiling_trim_db: f64,
-    /// A fold-down's gain after the fold (fold-down variants only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fold_down_gain_db: Option<f64>,
-    pub level_policy: LevelPolicy,
-    pub mode: String,
-    pub measurement: Measurement,
-    /// A stem's trim beyond the title's (its set's common trim), dB.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stems_trim_db: Option<f64>,
-    /// A re-mix stem: 32-bit float, no ceiling.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub remix: bool,
-    /// The variant's level changes, asked, applied and delivered.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub level_changes: Vec<LevelChange>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RenderResult {
-    pub title: String,
-    pub variant: String,
-    pub description: String,
-    pub outputs: Vec<RenderedOutput>,
-}
+pub use deliverables_spec::contract::{RenderMode, RenderResult, RenderedOutput};
 
 /// The analysis result (of the pack at `rate`) among a task's dependencies.
 pub fn analysis_of(
@@ -338,11 +302,10 @@ pub fn render(
             fold_down_gain_db: tg.fold_down.as_ref().map(|_| fold_gain_db),
             level_policy: variant.level,
             mode: if o.role.is_some() {
-                MODE_LINKED_STEM
+                RenderMode::LinkedStem
             } else {
-                MODE_MIX
-            }
-            .to_string(),
+                RenderMode::Mix
+            },
             measurement,
             stems_trim_db: (o.role.is_some() && o.ceiling).then_some(round6(own_trim_db)),
             remix: !o.ceiling,
