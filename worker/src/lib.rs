@@ -7,7 +7,9 @@
 pub mod bwf;
 pub mod decode;
 pub mod dialogue;
-pub mod dsp;
+/// The mastering graph, its own crate (`worker/dsp`): it depends on no async
+/// runtime, gRPC, file or task code, and Cargo keeps it so.
+pub use stemforge_dsp as dsp;
 pub mod measure_file;
 pub mod meter;
 pub mod output;

@@ -2,12 +2,12 @@
 //! took shortcuts, verbatim but for names: the reference the current one
 //! must match bit for bit.
 
-use crate::dsp::block::Block;
-use crate::dsp::math::DetMath;
-use crate::dsp::node::{Node, db_to_gain};
-use crate::dsp::previous::true_peak::Previous as TruePeakDetector;
+use crate::block::Block;
+use crate::math::DetMath;
+use crate::node::{Node, db_to_gain};
+use crate::previous::true_peak::Previous as TruePeakDetector;
 
-use crate::dsp::limiter::LimiterParams;
+use crate::limiter::LimiterParams;
 
 const INTERNAL_MARGIN_DB: f64 = 0.05;
 

@@ -1682,7 +1682,7 @@ pub(crate) mod tests {
         for sr in [48_000, 44_100, 96_000, 192_000, 16_000] {
             for (name, planar) in test_signals(n) {
                 let mut ours = TruePeakDetector::new(2, sr);
-                let mut prev = crate::dsp::previous::true_peak::Previous::new(2, sr);
+                let mut prev = crate::previous::true_peak::Previous::new(2, sr);
                 assert_eq!(ours.delay(), prev.delay());
                 for i in 0..n + ours.delay() + 3 {
                     let x = |c: usize| planar[c].get(i).copied().unwrap_or(0.0);
@@ -1712,7 +1712,7 @@ pub(crate) mod tests {
             for (name, planar) in test_signals(n) {
                 let design = format!("{os}x, {half1}/{half2}: {name}");
                 let mut ours = TruePeakDetector::with_design(2, os, half1, beta1, half2, beta2);
-                let mut prev = crate::dsp::previous::true_peak::Previous::with_design(
+                let mut prev = crate::previous::true_peak::Previous::with_design(
                     2, os, half1, beta1, half2, beta2,
                 );
                 let total = n + ours.delay();
@@ -1761,7 +1761,7 @@ pub(crate) mod tests {
         let n = 20_000;
         for sr in [48_000, 44_100, 192_000] {
             for (name, planar) in test_signals(n) {
-                let mut prev = crate::dsp::previous::true_peak::Previous::new(2, sr);
+                let mut prev = crate::previous::true_peak::Previous::new(2, sr);
                 let steps: Vec<f64> = (0..n).map(|i| prev.step(|c| planar[c][i])).collect();
                 let flush = (0..prev.delay())
                     .map(|_| prev.step(|_| 0.0))
@@ -1868,7 +1868,7 @@ pub(crate) mod tests {
                 best = best.min(t.elapsed().as_secs_f64());
             }
             // The previous implementation, every step computed.
-            let mut prev = crate::dsp::previous::true_peak::Previous::new(2, 48_000);
+            let mut prev = crate::previous::true_peak::Previous::new(2, 48_000);
             let t = std::time::Instant::now();
             for i in 0..planar[0].len() + prev.delay() {
                 prev.step(|c| planar[c].get(i).copied().unwrap_or(0.0));

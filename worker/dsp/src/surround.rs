@@ -104,7 +104,7 @@ impl FoldMatrix {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dsp::eq::{Eq, EqKind};
+    use crate::eq::{Eq, EqKind};
 
     fn block_of(ch: &[Vec<f64>]) -> Block {
         let n = ch[0].len();

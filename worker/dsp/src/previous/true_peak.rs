@@ -2,8 +2,8 @@
 //! on every frame, ring buffers), verbatim but for names: the reference
 //! the current one must match bit for bit.
 
-use crate::dsp::math::DetMath;
-use crate::dsp::true_peak::{parabola_peak, polyphase};
+use crate::math::DetMath;
+use crate::true_peak::{parabola_peak, polyphase};
 use std::f64::consts::PI;
 
 pub(crate) struct Previous {
@@ -32,11 +32,11 @@ impl Previous {
     pub(crate) fn new(channels: usize, sample_rate: u32) -> Self {
         Self::with_design(
             channels,
-            crate::dsp::true_peak::oversample_for(sample_rate),
-            crate::dsp::true_peak::STAGE1_HALF,
-            crate::dsp::true_peak::STAGE1_BETA,
-            crate::dsp::true_peak::STAGE2_HALF,
-            crate::dsp::true_peak::STAGE2_BETA,
+            crate::true_peak::oversample_for(sample_rate),
+            crate::true_peak::STAGE1_HALF,
+            crate::true_peak::STAGE1_BETA,
+            crate::true_peak::STAGE2_HALF,
+            crate::true_peak::STAGE2_BETA,
         )
     }
 

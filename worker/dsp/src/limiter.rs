@@ -428,10 +428,10 @@ impl BoxMean {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dsp::true_peak::tests::{
+    use crate::true_peak::tests::{
         Reference, apply_fades, clipped_noise, crest_db, db, music, noise,
     };
-    use crate::dsp::true_peak::true_peak;
+    use crate::true_peak::true_peak;
 
     use std::f64::consts::PI;
 
@@ -789,7 +789,7 @@ mod tests {
                 env = run(&mut lim, &input, 4096).1;
                 best = best.min(t.elapsed().as_secs_f64());
             }
-            let mut prev = crate::dsp::previous::limiter::Limiter::new(params());
+            let mut prev = crate::previous::limiter::Limiter::new(params());
             prev.prepare(SR, 2, 4096);
             let t = std::time::Instant::now();
             let env_prev = run(&mut prev, &input, 4096).1;
@@ -848,7 +848,7 @@ mod tests {
                     let mut ours = Limiter::new(p);
                     ours.prepare(SR, 2, size);
                     let (out, env) = run(&mut ours, input, size);
-                    let mut prev = crate::dsp::previous::limiter::Limiter::new(p);
+                    let mut prev = crate::previous::limiter::Limiter::new(p);
                     prev.prepare(SR, 2, size);
                     let (out_prev, env_prev) = run(&mut prev, input, size);
                     for (a, b) in env.iter().zip(&env_prev) {

@@ -1,4 +1,5 @@
-//! The mastering graph. Knows nothing about gRPC, files or tasks: blocks in, blocks out.
+//! The mastering graph. Knows nothing about gRPC, files or tasks: blocks in,
+//! blocks out (this crate depends on none of them).
 
 pub mod band_limit;
 pub mod block;
