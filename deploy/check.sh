@@ -149,7 +149,7 @@ ignore = open(sys.argv[2]).read().split()
 need = {
     "builder is rust:1-bookworm": r"ARG RUST_IMAGE=rust:1-bookworm",
     "runtime is debian:bookworm-slim": r"ARG RUNTIME_IMAGE=debian:bookworm-slim",
-    "locked release build of stemforge-coordinator": r"cargo build --release --locked -p stemforge-coordinator",
+    "locked release build of the stemforge binary": r"cargo build --release --locked -p stemforge-cli",
     "non-root uid 10001": r"ARG UID=10001[\s\S]*USER \$\{UID\}:\$\{GID\}",
     "ca-certificates": r"ca-certificates",
     "entrypoint": r'ENTRYPOINT \["stemforge"\]',

@@ -17,7 +17,7 @@ use support::*;
 fn real_session(name: &str, args: &[&str]) -> PathBuf {
     let dir = scratch(name);
     let python = std::env::var("STEMFORGE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/support/real_session.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/support/real_session.py");
     let o = Command::new(&python)
         .arg(&script)
         .arg(&dir)

@@ -41,7 +41,7 @@ fn base() -> &'static Path {
     BASE.get_or_init(|| {
         let dir = scratch("preflight-base");
         let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/support/preflight_session.sh");
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/support/preflight_session.sh");
         run_tool(
             "bash",
             &[p(&script), p(&dir), &SECONDS.to_string(), &RATE.to_string()],

@@ -397,7 +397,7 @@ fn clip_safety_keeps_samples_below_full_scale_and_reports_it() {
 #[test]
 fn manifest_matches_its_committed_schema() {
     let schema_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../deliverables-spec/manifest.schema.json");
+        .join("../../deliverables-spec/manifest.schema.json");
     let schema = read_json(&schema_path);
     let mut problems = Vec::new();
     check_schema(&demo().manifest, &schema, &schema, "$", &mut problems);

@@ -162,7 +162,7 @@ fn with_token<T>(msg: T, token: Option<&str>) -> tonic::Request<T> {
 
 /// A one-title catalog (half-second tone and noise stems) in `dir`.
 fn tiny_spec(dir: &Path) -> PathBuf {
-    stemforge_coordinator::bench_cluster::tiny_catalog(dir, 1).expect("tiny catalog")
+    stemforge_cli::bench_cluster::tiny_catalog(dir, 1).expect("tiny catalog")
 }
 
 /// Polls `status JOB --json` until the job is not running.
@@ -545,7 +545,7 @@ fn independent_clients_list_the_services_by_reflection_and_ask_health() {
 
     // Python grpcio (reflection v1alpha), an implementation we did not write.
     let python = std::env::var("STEMFORGE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let probe = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/support/grpc_probe.py");
+    let probe = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/support/grpc_probe.py");
     let o = Command::new(&python)
         .arg(&probe)
         .arg(c.addr())

@@ -1,13 +1,10 @@
 //! The coordinator: the scheduler (a pure state machine), job storage, the
-//! gRPC services, the in-process cluster behind `render`, and the demo.
+//! gRPC services, security and metrics, the coordinator and worker roles
+//! (`daemon`), the in-process cluster behind `render` (`local`) and the
+//! client calls (`remote`). The `stemforge` command line is its own crate.
 
-pub mod bench;
-pub mod bench_cluster;
-pub mod check;
 pub mod daemon;
-pub mod demo;
 pub mod local;
-pub mod measure;
 pub mod metrics;
 pub mod metrics_http;
 pub mod remote;

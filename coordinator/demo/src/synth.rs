@@ -20,7 +20,7 @@
 //! maths is used. No allocation happens per sample.
 
 use std::f64::consts::{PI, TAU};
-use stemforge_worker::dsp::math::DetMath;
+use stemforge_dsp::math::DetMath;
 
 /// One synthesised stem of the demo session.
 #[derive(Debug, Clone, PartialEq)]

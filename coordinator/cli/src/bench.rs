@@ -12,7 +12,7 @@ use stemforge_worker::dsp::chain::ChainContext;
 use stemforge_worker::dsp::{Block, MixGraph};
 use stemforge_worker::source::{BLOCK_FRAMES, TitleSource};
 
-use crate::demo;
+use stemforge_demo as demo;
 
 pub struct BenchReport {
     pub audio_seconds: f64,

@@ -19,12 +19,12 @@ use stemforge_worker::service::{WorkerOptions, run_worker};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::demo;
-use crate::remote::{self, SubmitOptions};
-use crate::server::{Coordinator, ServeOptions, serve};
-use crate::settings::Settings;
-use crate::sqlite_store::SqliteStore;
-use crate::store::CachedStore;
+use stemforge_coordinator::remote::{self, SubmitOptions};
+use stemforge_coordinator::server::{Coordinator, ServeOptions, serve};
+use stemforge_coordinator::settings::Settings;
+use stemforge_coordinator::sqlite_store::SqliteStore;
+use stemforge_coordinator::store::CachedStore;
+use stemforge_demo as demo;
 
 pub struct DispatchReport {
     pub tasks: usize,

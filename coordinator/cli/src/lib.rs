@@ -1,0 +1,8 @@
+//! The commands of the `stemforge` binary that are more than a call into
+//! the coordinator or worker crates: the benchmarks, `check` and `measure`.
+//! `main.rs` parses the arguments once and dispatches.
+
+pub mod bench;
+pub mod bench_cluster;
+pub mod check;
+pub mod measure;
