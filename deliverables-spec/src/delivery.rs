@@ -371,21 +371,23 @@ struct Limits {
     dialogue: DialogueGate,
 }
 
-/// The overridable fields, wherever they are written.
-struct Overrides<'a> {
-    target_lufs: Option<f64>,
-    tolerance_lu: Option<f64>,
-    true_peak_max_dbtp: Option<f64>,
-    max_short_term_lufs: Option<f64>,
-    max_momentary_lufs: Option<f64>,
-    loudness_range_min_lu: Option<f64>,
-    loudness_range_max_lu: Option<f64>,
-    basis: Option<LoudnessBasis>,
-    dialogue: Option<&'a DialogueSpec>,
+/// The overridable fields, wherever they are written (`[delivery]` or a
+/// custom profile): one view, so resolution and validation read the same
+/// fields.
+pub(crate) struct Overrides<'a> {
+    pub(crate) target_lufs: Option<f64>,
+    pub(crate) tolerance_lu: Option<f64>,
+    pub(crate) true_peak_max_dbtp: Option<f64>,
+    pub(crate) max_short_term_lufs: Option<f64>,
+    pub(crate) max_momentary_lufs: Option<f64>,
+    pub(crate) loudness_range_min_lu: Option<f64>,
+    pub(crate) loudness_range_max_lu: Option<f64>,
+    pub(crate) basis: Option<LoudnessBasis>,
+    pub(crate) dialogue: Option<&'a DialogueSpec>,
 }
 
 impl<'a> Overrides<'a> {
-    fn from_delivery_spec(s: &'a DeliverySpec) -> Self {
+    pub(crate) fn from_delivery_spec(s: &'a DeliverySpec) -> Self {
         Overrides {
             target_lufs: s.target_lufs,
             tolerance_lu: s.tolerance_lu,
@@ -423,7 +425,7 @@ impl<'a> Overrides<'a> {
         .collect()
     }
 
-    fn from_profile_spec(s: &'a ProfileSpec) -> Self {
+    pub(crate) fn from_profile_spec(s: &'a ProfileSpec) -> Self {
         Overrides {
             target_lufs: s.target_lufs,
             tolerance_lu: s.tolerance_lu,

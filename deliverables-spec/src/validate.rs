@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::delivery::{self, Delivery, PROFILES};
+use crate::delivery::{self, Delivery, Overrides, PROFILES};
 use crate::error::{SpecError, did_you_mean};
 use crate::model::{Graph, NodeKind, NodeSpec, Role, Spec};
 use crate::naming::{check_template, slug};
@@ -106,40 +106,38 @@ fn delivery_checks(spec: &Spec, errs: &mut Vec<SpecError>) {
             );
         }
     }
+    // Each limit is checked where it is written: `[delivery]` or the custom
+    // profile that sets it (built-in profiles are valid by construction).
+    written_limit_checks(
+        "delivery",
+        &Overrides::from_delivery_spec(&spec.delivery),
+        errs,
+    );
+    for (name, p) in &spec.profiles {
+        written_limit_checks(
+            &format!("profiles.{name}"),
+            &Overrides::from_profile_spec(p),
+            errs,
+        );
+    }
     let r = Delivery::of(spec);
-    if !(r.target_lufs.is_finite() && (-70.0..=0.0).contains(&r.target_lufs)) {
+    // A range whose ends come from different places can still be upside down.
+    let own =
+        |o: &Overrides<'_>| o.loudness_range_min_lu.is_some() && o.loudness_range_max_lu.is_some();
+    if let (Some(lo), Some(hi)) = (r.loudness_range_min_lu, r.loudness_range_max_lu)
+        && lo > hi
+        && !own(&Overrides::from_delivery_spec(&spec.delivery))
+        && !spec
+            .profiles
+            .values()
+            .any(|p| own(&Overrides::from_profile_spec(p)))
+    {
         errs.push(
             SpecError::new(
-                "delivery.target_lufs",
-                format!("{} is not a loudness target", r.target_lufs),
+                "delivery.loudness_range_min_lu",
+                format!("the profile and [delivery] together give a range of {lo} to {hi} LU"),
             )
-            .hint("use a value between -70 and 0 LUFS, e.g. -23"),
-        );
-    }
-    if !(r.tolerance_lu.is_finite() && r.tolerance_lu >= 0.0) {
-        errs.push(
-            SpecError::new(
-                "delivery.tolerance_lu",
-                format!("must be zero or positive, got {}", r.tolerance_lu),
-            )
-            .hint("it is the allowed distance either side of the target, e.g. 0.5"),
-        );
-    } else if r.tolerance_lu > 10.0 {
-        errs.push(
-            SpecError::new(
-                "delivery.tolerance_lu",
-                format!("{} LU is wider than any delivery standard", r.tolerance_lu),
-            )
-            .hint("use at most 10 LU"),
-        );
-    }
-    if !(r.true_peak_max_dbtp.is_finite() && (-20.0..=0.0).contains(&r.true_peak_max_dbtp)) {
-        errs.push(
-            SpecError::new(
-                "delivery.true_peak_max_dbtp",
-                format!("{} dBTP is not a usable ceiling", r.true_peak_max_dbtp),
-            )
-            .hint("use a value between -20 and 0 dBTP, e.g. -1"),
+            .hint("set both ends in one place, the lower first"),
         );
     }
     if !(r.true_peak_margin_db.is_finite() && (0.0..=3.0).contains(&r.true_peak_margin_db)) {
@@ -151,7 +149,6 @@ fn delivery_checks(spec: &Spec, errs: &mut Vec<SpecError>) {
             .hint("use 0 to 3 dB; 0.1 is the default"),
         );
     }
-    limit_checks(&r, errs);
     if let Some(o) = &r.origination
         && crate::timestamp::parse_rfc3339_utc(o).is_none()
     {
@@ -808,90 +805,132 @@ fn title_checks(spec: &Spec, errs: &mut Vec<SpecError>) {
 }
 
 /// Ranges of the limits beyond target, tolerance and ceiling.
-fn limit_checks(r: &Delivery, errs: &mut Vec<SpecError>) {
+/// The loudness limits as written under `at` (`delivery` or
+/// `profiles.NAME`), each error named by its own path.
+fn written_limit_checks(at: &str, o: &Overrides<'_>, errs: &mut Vec<SpecError>) {
     let mut range = |field: &str, v: Option<f64>, lo: f64, hi: f64, hint: &str| {
         if let Some(v) = v
             && !(v.is_finite() && (lo..=hi).contains(&v))
         {
             errs.push(
-                SpecError::new(field, format!("{v} is out of range"))
+                SpecError::new(format!("{at}.{field}"), format!("{v} is out of range"))
                     .hint(format!("use {lo} to {hi}; {hint}")),
             );
         }
     };
     range(
-        "delivery.max_short_term_lufs",
-        r.max_short_term_lufs,
+        "max_short_term_lufs",
+        o.max_short_term_lufs,
         -70.0,
         0.0,
         "EBU R 128 s1 uses -18",
     );
     range(
-        "delivery.max_momentary_lufs",
-        r.max_momentary_lufs,
+        "max_momentary_lufs",
+        o.max_momentary_lufs,
         -70.0,
         0.0,
         "e.g. -10",
     );
     range(
-        "delivery.loudness_range_min_lu",
-        r.loudness_range_min_lu,
+        "loudness_range_min_lu",
+        o.loudness_range_min_lu,
         0.0,
         50.0,
         "e.g. 4",
     );
     range(
-        "delivery.loudness_range_max_lu",
-        r.loudness_range_max_lu,
+        "loudness_range_max_lu",
+        o.loudness_range_max_lu,
         0.0,
         50.0,
         "e.g. 18",
     );
-    let g = &r.dialogue;
-    range(
-        "delivery.dialogue.absolute_gate_lufs",
-        Some(g.absolute_gate_lufs),
-        -70.0,
-        0.0,
-        "the default is -50",
-    );
-    range(
-        "delivery.dialogue.relative_gate_lu",
-        Some(g.relative_gate_lu),
-        1.0,
-        60.0,
-        "the default is 20",
-    );
-    range(
-        "delivery.dialogue.min_share",
-        Some(g.min_share),
-        0.0,
-        1.0,
-        "a fraction: 0.15 is 15 %",
-    );
-    range(
-        "delivery.dialogue.fallback_target_lufs",
-        Some(g.fallback_target_lufs),
-        -70.0,
-        0.0,
-        "e.g. -24",
-    );
-    range(
-        "delivery.dialogue.fallback_tolerance_lu",
-        Some(g.fallback_tolerance_lu),
-        0.0,
-        10.0,
-        "e.g. 2",
-    );
-    if let (Some(lo), Some(hi)) = (r.loudness_range_min_lu, r.loudness_range_max_lu)
+    if let Some(g) = o.dialogue {
+        range(
+            "dialogue.absolute_gate_lufs",
+            g.absolute_gate_lufs,
+            -70.0,
+            0.0,
+            "the default is -50",
+        );
+        range(
+            "dialogue.relative_gate_lu",
+            g.relative_gate_lu,
+            1.0,
+            60.0,
+            "the default is 20",
+        );
+        range(
+            "dialogue.min_share",
+            g.min_share,
+            0.0,
+            1.0,
+            "a fraction: 0.15 is 15 %",
+        );
+        range(
+            "dialogue.fallback_target_lufs",
+            g.fallback_target_lufs,
+            -70.0,
+            0.0,
+            "e.g. -24",
+        );
+        range(
+            "dialogue.fallback_tolerance_lu",
+            g.fallback_tolerance_lu,
+            0.0,
+            10.0,
+            "e.g. 2",
+        );
+    }
+    if let (Some(lo), Some(hi)) = (o.loudness_range_min_lu, o.loudness_range_max_lu)
         && lo > hi
     {
         errs.push(
             SpecError::new(
-                "delivery.loudness_range_min_lu",
+                format!("{at}.loudness_range_min_lu"),
                 format!("{lo} LU is above loudness_range_max_lu ({hi} LU)"),
             )
             .hint("swap them"),
+        );
+    }
+    if let Some(t) = o.target_lufs
+        && !(t.is_finite() && (-70.0..=0.0).contains(&t))
+    {
+        errs.push(
+            SpecError::new(
+                format!("{at}.target_lufs"),
+                format!("{t} is not a loudness target"),
+            )
+            .hint("use a value between -70 and 0 LUFS, e.g. -23"),
+        );
+    }
+    match o.tolerance_lu {
+        Some(t) if !(t.is_finite() && t >= 0.0) => errs.push(
+            SpecError::new(
+                format!("{at}.tolerance_lu"),
+                format!("must be zero or positive, got {t}"),
+            )
+            .hint("it is the allowed distance either side of the target, e.g. 0.5"),
+        ),
+        Some(t) if t > 10.0 => errs.push(
+            SpecError::new(
+                format!("{at}.tolerance_lu"),
+                format!("{t} LU is wider than any delivery standard"),
+            )
+            .hint("use at most 10 LU"),
+        ),
+        _ => {}
+    }
+    if let Some(tp) = o.true_peak_max_dbtp
+        && !(tp.is_finite() && (-20.0..=0.0).contains(&tp))
+    {
+        errs.push(
+            SpecError::new(
+                format!("{at}.true_peak_max_dbtp"),
+                format!("{tp} dBTP is not a usable ceiling"),
+            )
+            .hint("use a value between -20 and 0 dBTP, e.g. -1"),
         );
     }
 }

@@ -630,3 +630,28 @@ fn effective_amounts_and_remix_stems_are_checked() {
         );
     parse_and_validate(&text, None).expect("valid");
 }
+
+/// A limit is reported where it was written: a custom profile's own field,
+/// not the delivery it resolves into.
+#[test]
+fn profile_limits_are_named_by_their_own_path() {
+    let text = GOOD.replace(
+        "[delivery]\nprofile = \"ebu-r128\"",
+        "[profiles.house]\nbase = \"atsc-a85\"\ntarget_lufs = 12.0\ntolerance_lu = -1.0\n\n[delivery]\nprofile = \"house\"",
+    );
+    let err = parse_and_validate(&text, None)
+        .expect_err("bad profile")
+        .to_string();
+    assert!(
+        err.contains("profiles.house.target_lufs: 12 is not a loudness target"),
+        "{err}"
+    );
+    assert!(
+        err.contains("profiles.house.tolerance_lu: must be zero or positive"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("delivery.target_lufs") && !err.contains("delivery.tolerance_lu"),
+        "{err}"
+    );
+}

@@ -101,63 +101,163 @@ pub fn run(
     progress: &dyn Fn(f64),
 ) -> PreflightReport {
     let mut findings = Vec::new();
-    let names: Vec<String> = input.stems.iter().map(|s| s.name.clone()).collect();
-    let files: Vec<&InputFile> = input.stems.iter().chain(&input.reference).collect();
-    let n_stems = input.stems.len();
-    let has_ref = input.reference.is_some();
-
-    // Open everything once; formats and rates first.
-    let opened = open_all(&files, Some(&mut findings));
-    let rate = common_rate(&opened.infos[..n_stems]);
-    findings.extend(checks::format_findings(
-        &names,
-        &opened.infos[..n_stems],
-        rate,
-        input.delivery_rate,
-        input.layout,
-    ));
-    let time_refs: Vec<Option<u64>> = files
-        .iter()
-        .zip(&opened.infos)
-        // Only files that opened as audio (a pipe must not be opened at all).
-        .map(|(f, i)| {
-            i.as_ref()
-                .and_then(|_| bext_time_reference(&f.path).ok().flatten())
-        })
-        .collect();
-
-    // Can the reference be compared with the stems' sum at all?
-    let ref_info = if has_ref {
-        opened.infos[n_stems].clone()
-    } else {
-        None
-    };
-    let ref_name = input.reference.as_ref().map(|r| r.name.as_str());
-    let layout = input.layout;
-    let null_blocker = null_blocker(
-        ref_name,
-        ref_info.as_ref(),
-        &opened.infos[..n_stems],
-        rate,
-        layout,
-    );
-    if let (Some(name), Some(why)) = (ref_name, &null_blocker)
-        && ref_info.is_some()
-    {
-        findings.push(Finding::new(
-            Severity::Warning,
-            "null_test",
-            &[name],
-            format!("the null test cannot run: {why}"),
-            "fix the stems' format findings, or supply a reference in the stems' format",
-        ));
-    }
-    let null_ok = has_ref && ref_info.is_some() && null_blocker.is_none();
-
     let started = std::time::Instant::now();
-    // Pass 1: statistics of every file and the null test as delivered.
-    let mut lock = Lockstep::new(opened.readers);
-    let mut stats: Vec<Option<StemStats>> = opened
+    let (t, readers) = Title::open(input, &mut findings);
+    let pass = statistics_pass(&t, readers, progress);
+    tracing::debug!(
+        ms = started.elapsed().as_millis(),
+        "preflight pass 1 (statistics)"
+    );
+    let mut reports = file_reports(&t, &pass, &mut findings);
+    let damaged = file_findings(&t, settings, &pass.stats, &reports, &mut findings);
+    let null_test = match (pass.delivered, &input.reference) {
+        (Some(delivered), Some(reference)) => Some(null_passes(
+            &t,
+            settings,
+            NullInput {
+                delivered,
+                reference,
+                stats: &pass.stats,
+                damaged: &damaged,
+            },
+            &mut reports,
+            &mut findings,
+            progress,
+        )),
+        _ => None,
+    };
+    progress(1.0);
+    tracing::debug!(ms = started.elapsed().as_millis(), "preflight done");
+
+    // Errors first; stable within a severity.
+    findings.sort_by_key(|f| f.severity);
+    let reference = t.has_ref.then(|| reports.remove(t.n_stems));
+    PreflightReport {
+        title: input.title.clone(),
+        sample_rate: t.rate,
+        stems: reports,
+        reference,
+        null_test,
+        findings,
+    }
+}
+
+/// What every pass knows about the title: its files as opened, its rate and
+/// layout, and whether the reference can be nulled against the stems.
+struct Title<'a> {
+    names: Vec<String>,
+    /// The stems, then the reference if there is one.
+    files: Vec<&'a InputFile>,
+    n_stems: usize,
+    has_ref: bool,
+    infos: Vec<Option<StreamInfo>>,
+    /// The stems' common rate.
+    rate: u32,
+    time_refs: Vec<Option<u64>>,
+    ref_name: Option<&'a str>,
+    layout: Layout,
+    /// The reference can be compared with the stems' sum.
+    null_ok: bool,
+    /// The stems are summed in the reference's channels (the layout's, or
+    /// one for a mono session).
+    sum_channels: usize,
+}
+
+impl<'a> Title<'a> {
+    /// Opens every file once; formats and rates first.
+    fn open(
+        input: &'a PreflightInput,
+        findings: &mut Vec<Finding>,
+    ) -> (Title<'a>, Vec<Option<StemReader>>) {
+        let names: Vec<String> = input.stems.iter().map(|s| s.name.clone()).collect();
+        let files: Vec<&InputFile> = input.stems.iter().chain(&input.reference).collect();
+        let n_stems = input.stems.len();
+        let has_ref = input.reference.is_some();
+        let opened = open_all(&files, Some(findings));
+        let rate = common_rate(&opened.infos[..n_stems]);
+        findings.extend(checks::format_findings(
+            &names,
+            &opened.infos[..n_stems],
+            rate,
+            input.delivery_rate,
+            input.layout,
+        ));
+        let time_refs: Vec<Option<u64>> = files
+            .iter()
+            .zip(&opened.infos)
+            // Only files that opened as audio (a pipe must not be opened at all).
+            .map(|(f, i)| {
+                i.as_ref()
+                    .and_then(|_| bext_time_reference(&f.path).ok().flatten())
+            })
+            .collect();
+        // Can the reference be compared with the stems' sum at all?
+        let ref_info = if has_ref {
+            opened.infos[n_stems].clone()
+        } else {
+            None
+        };
+        let ref_name = input.reference.as_ref().map(|r| r.name.as_str());
+        let layout = input.layout;
+        let blocker = null_blocker(
+            ref_name,
+            ref_info.as_ref(),
+            &opened.infos[..n_stems],
+            rate,
+            layout,
+        );
+        if let (Some(name), Some(why)) = (ref_name, &blocker)
+            && ref_info.is_some()
+        {
+            findings.push(Finding::new(
+                Severity::Warning,
+                "null_test",
+                &[name],
+                format!("the null test cannot run: {why}"),
+                "fix the stems' format findings, or supply a reference in the stems' format",
+            ));
+        }
+        let null_ok = has_ref && ref_info.is_some() && blocker.is_none();
+        let sum_channels = ref_info
+            .as_ref()
+            .filter(|_| null_ok)
+            .map_or(layout.channels(), |i| i.channels);
+        let t = Title {
+            names,
+            files,
+            n_stems,
+            has_ref,
+            infos: opened.infos,
+            rate,
+            time_refs,
+            ref_name,
+            layout,
+            null_ok,
+            sum_channels,
+        };
+        (t, opened.readers)
+    }
+}
+
+/// What pass 1 found.
+struct StatisticsPass {
+    stats: Vec<Option<StemStats>>,
+    /// The null test of the stems as delivered (when it can run).
+    delivered: Option<NullAccumulator>,
+    /// Per file: frames decoded, the first read error, invalid samples.
+    decoded: Vec<u64>,
+    errors: Vec<Option<String>>,
+    invalid: Vec<(u64, Option<u64>)>,
+}
+
+/// Pass 1: statistics of every file and the null test as delivered.
+fn statistics_pass(
+    t: &Title<'_>,
+    readers: Vec<Option<StemReader>>,
+    progress: &dyn Fn(f64),
+) -> StatisticsPass {
+    let mut lock = Lockstep::new(readers);
+    let mut stats: Vec<Option<StemStats>> = t
         .infos
         .iter()
         .map(|i| {
@@ -165,15 +265,9 @@ pub fn run(
                 .map(|i| StemStats::new(i.channels, i.sample_rate))
         })
         .collect();
-    let mut delivered = null_ok.then(|| NullAccumulator::new(rate));
-    // The stems are summed in the reference's channels (the layout's, or
-    // one for a mono session).
-    let sum_channels = ref_info
-        .as_ref()
-        .filter(|_| null_ok)
-        .map_or(layout.channels(), |i| i.channels);
-    let mut sum = vec![vec![0.0; streams::STEP_FRAMES]; sum_channels];
-    let expected = opened
+    let mut delivered = t.null_ok.then(|| NullAccumulator::new(t.rate));
+    let mut sum = vec![vec![0.0; streams::STEP_FRAMES]; t.sum_channels];
+    let expected = t
         .infos
         .iter()
         .flatten()
@@ -181,7 +275,7 @@ pub fn run(
         .max()
         .unwrap_or(0)
         .max(1);
-    let passes = if null_ok { 3.0 } else { 1.0 };
+    let passes = if t.null_ok { 3.0 } else { 1.0 };
     loop {
         let n = lock.step();
         if n == 0 {
@@ -193,30 +287,44 @@ pub fn run(
             }
         }
         if let Some(acc) = &mut delivered {
-            mix_stems(&lock, n_stems, layout, &mut sum, n, &[]);
-            acc.push(lock.channels(n_stems), &sum, n);
+            mix_stems(&lock, t.n_stems, t.layout, &mut sum, n, &[]);
+            acc.push(lock.channels(t.n_stems), &sum, n);
         }
         progress((lock.position() as f64 / expected as f64).min(1.0) / passes);
     }
+    let all = 0..t.files.len();
+    StatisticsPass {
+        decoded: all.clone().map(|i| lock.decoded(i)).collect(),
+        errors: all
+            .clone()
+            .map(|i| lock.error(i).map(str::to_string))
+            .collect(),
+        invalid: all.map(|i| lock.invalid(i)).collect(),
+        stats,
+        delivered,
+    }
+}
 
-    tracing::debug!(
-        ms = started.elapsed().as_millis(),
-        "preflight pass 1 (statistics)"
-    );
-    let mut reports: Vec<FileReport> = files
+/// One report per file, and the findings of how it read.
+fn file_reports(
+    t: &Title<'_>,
+    pass: &StatisticsPass,
+    findings: &mut Vec<Finding>,
+) -> Vec<FileReport> {
+    t.files
         .iter()
         .enumerate()
         .map(|(i, f)| {
-            let info = &opened.infos[i];
-            let own_rate = info.as_ref().map_or(rate, |i| i.sample_rate);
+            let info = &t.infos[i];
+            let own_rate = info.as_ref().map_or(t.rate, |i| i.sample_rate);
             findings.extend(checks::stream_findings(
                 &f.name,
                 info.as_ref().and_then(|i| i.frames),
-                lock.decoded(i),
-                lock.error(i),
+                pass.decoded[i],
+                pass.errors[i].as_deref(),
                 own_rate,
             ));
-            let (bad, first) = lock.invalid(i);
+            let (bad, first) = pass.invalid[i];
             findings.extend(checks::invalid_sample_findings(
                 &f.name, bad, first, own_rate,
             ));
@@ -230,40 +338,50 @@ pub fn run(
                     bits_per_sample: i.bits_per_sample,
                     declared_frames: i.frames,
                 }),
-                frames: lock.decoded(i),
-                peak_dbfs: stats[i]
+                frames: pass.decoded[i],
+                peak_dbfs: pass.stats[i]
                     .as_ref()
                     .filter(|s| s.frames() > 0)
                     .map(|s| round(s.peak_dbfs().max(-200.0), 3)),
-                time_reference: time_refs[i],
+                time_reference: t.time_refs[i],
                 placement: None,
             }
         })
-        .collect();
-    drop(lock);
+        .collect()
+}
 
+/// Lengths, signal, duplicates and ceilings. Returns the files that could
+/// not be read whole (their shortness is their own finding).
+fn file_findings(
+    t: &Title<'_>,
+    settings: &PreflightSpec,
+    stats: &[Option<StemStats>],
+    reports: &[FileReport],
+    findings: &mut Vec<Finding>,
+) -> Vec<String> {
+    let n_stems = t.n_stems;
     let frames: Vec<u64> = reports[..n_stems].iter().map(|r| r.frames).collect();
-    let tolerance = (settings.length_tolerance_s * f64::from(rate)).round() as u64;
-    let rates: Vec<u32> = opened.infos[..n_stems]
+    let tolerance = (settings.length_tolerance_s * f64::from(t.rate)).round() as u64;
+    let rates: Vec<u32> = t.infos[..n_stems]
         .iter()
-        .map(|i| i.as_ref().map_or(rate, |i| i.sample_rate))
+        .map(|i| i.as_ref().map_or(t.rate, |i| i.sample_rate))
         .collect();
     findings.extend(checks::length_findings(
-        &names,
+        &t.names,
         &frames,
         &rates,
-        ref_name.zip(has_ref.then(|| {
+        t.ref_name.zip(t.has_ref.then(|| {
             // The reference's length at the stems' rate.
             let r = &reports[n_stems];
             match r.format.as_ref().map(|f| f.sample_rate) {
-                Some(own) if own != rate && own > 0 => {
-                    (r.frames as f64 * f64::from(rate) / f64::from(own)).round() as u64
+                Some(own) if own != t.rate && own > 0 => {
+                    (r.frames as f64 * f64::from(t.rate) / f64::from(own)).round() as u64
                 }
                 _ => r.frames,
             }
         })),
-        &time_refs[..n_stems],
-        rate,
+        &t.time_refs[..n_stems],
+        t.rate,
         tolerance,
     ));
     // A truncated file's shortness is already its own finding.
@@ -273,133 +391,144 @@ pub fn run(
         .flat_map(|f| f.files.clone())
         .collect();
     findings.retain(|f| !(f.check == "length" && f.files.iter().any(|x| damaged.contains(x))));
-    for (f, s) in files.iter().zip(&stats) {
+    for (f, s) in t.files.iter().zip(stats) {
         if let Some(s) = s {
-            findings.extend(checks::signal_findings(&f.name, s, rate));
+            findings.extend(checks::signal_findings(&f.name, s, t.rate));
         }
     }
-    findings.extend(checks::duplicate_findings(&names, &stats[..n_stems]));
-    findings.extend(checks::ceiling_findings(&names, &stats[..n_stems]));
+    findings.extend(checks::duplicate_findings(&t.names, &stats[..n_stems]));
+    findings.extend(checks::ceiling_findings(&t.names, &stats[..n_stems]));
+    damaged
+}
 
-    // Passes 2 and 3: place the stems in the reference, null them again.
-    let mut null_test = None;
-    if let (Some(delivered), Some(ref_file)) = (delivered, &input.reference) {
-        let as_delivered = delivered.finish();
-        // Never search further than the programme is long.
-        let longest = frames.iter().copied().max().unwrap_or(0);
-        let max_offset = ((settings.max_offset_s * f64::from(rate)).round() as usize)
-            .min(usize::try_from(longest).unwrap_or(usize::MAX));
-        let energy: Vec<&[f64]> = stats[..n_stems]
-            .iter()
-            .map(|s| s.as_ref().map_or(&[][..], |s| &s.energy_per_second[..]))
-            .collect();
-        let starts = align::choose_windows(&energy, rate);
-        // One-second cores, or the whole programme if it is shorter.
-        let core = (rate as usize)
-            .min(usize::try_from(longest).unwrap_or(usize::MAX))
-            .max(1);
-        let placements = place(&files, &starts, core, max_offset, n_stems, layout);
-        progress(2.0 / 3.0);
-        tracing::debug!(
-            ms = started.elapsed().as_millis(),
-            "preflight pass 2 (placement)"
-        );
-        for (r, p) in reports.iter_mut().zip(&placements) {
-            r.placement = p.map(|p| PlacementReport {
-                offset_samples: p.offset,
-                polarity_inverted: p.inverted,
-                gain_db: round((20.0 * p.gain.max(1e-300).log10()).max(-200.0), 3),
-                correlation: round(p.correlation, 4),
-            });
-        }
-        findings.extend(checks::placement_findings(
-            &names,
-            &placements,
-            rate,
-            max_offset as u64,
-        ));
-        let corrections: Vec<(i64, f64)> = placements
-            .iter()
-            .map(|p| match p {
-                Some(p) if p.correlation >= checks::MIN_CORRELATION => {
-                    (p.offset, if p.inverted { -1.0 } else { 1.0 })
-                }
-                _ => (0, 1.0),
-            })
-            .collect();
-        let aligned = corrections
-            .iter()
-            .any(|&(o, s)| o != 0 || s < 0.0)
-            .then(|| realigned_null(&files, n_stems, rate, layout, sum_channels, &corrections));
-        let ceiling = stats[n_stems].as_ref().and_then(|s| {
-            let n = s.samples_near_peak(checks::CEILING_BAND_DB);
-            (n >= checks::CEILING_MIN_SAMPLES).then(|| (s.peak_dbfs(), n))
-        });
-        let verdict = checks::null_findings(
-            &ref_file.name,
-            &as_delivered,
-            aligned.as_ref(),
-            ceiling,
-            settings.null_gain_tolerance_db,
-            settings.null_min_depth_db,
-        );
-        // A damaged stem fails the null test by itself: say so instead.
-        if damaged.is_empty() {
-            // Against a limited reference quiet stems correlate poorly: that
-            // is the limiter's doing, already reported, not missing stems.
-            if verdict.bus_processing {
-                findings.retain(|x| x.check != "not_in_reference");
-            }
-            let absent: Vec<String> = findings
-                .iter()
-                .filter(|x| x.check == "not_in_reference")
-                .flat_map(|x| x.files.clone())
-                .collect();
-            for mut x in verdict.findings {
-                if x.check == "null_test"
-                    && !verdict.pass
-                    && !absent.is_empty()
-                    && !verdict.bus_processing
-                {
-                    x.message = format!(
-                        "{}; or rather, '{}' is not in the reference (see above)",
-                        x.message,
-                        absent.join("', '")
-                    );
-                }
-                findings.push(x);
-            }
-        } else {
-            let list = damaged.join("', '");
-            findings.push(Finding::new(
-                Severity::Warning,
-                "null_test",
-                &[&ref_file.name],
-                format!("the null test is not judged: '{list}' could not be read whole"),
-                "fix the damaged file(s) and check again",
-            ));
-        }
-        null_test = Some(NullTest {
-            pass: verdict.pass,
-            gain_tolerance_db: settings.null_gain_tolerance_db,
-            min_depth_db: settings.null_min_depth_db,
-            as_delivered: rounded(as_delivered),
-            aligned: aligned.map(rounded),
+/// What the null passes start from.
+struct NullInput<'a> {
+    delivered: NullAccumulator,
+    reference: &'a InputFile,
+    stats: &'a [Option<StemStats>],
+    /// Files that could not be read whole.
+    damaged: &'a [String],
+}
+
+/// Passes 2 and 3: place the stems in the reference, null them again with
+/// misplaced stems corrected, and judge the null test.
+fn null_passes(
+    t: &Title<'_>,
+    settings: &PreflightSpec,
+    input: NullInput<'_>,
+    reports: &mut [FileReport],
+    findings: &mut Vec<Finding>,
+    progress: &dyn Fn(f64),
+) -> NullTest {
+    let (n_stems, rate, layout) = (t.n_stems, t.rate, t.layout);
+    let as_delivered = input.delivered.finish();
+    let frames: Vec<u64> = reports[..n_stems].iter().map(|r| r.frames).collect();
+    // Never search further than the programme is long.
+    let longest = frames.iter().copied().max().unwrap_or(0);
+    let max_offset = ((settings.max_offset_s * f64::from(rate)).round() as usize)
+        .min(usize::try_from(longest).unwrap_or(usize::MAX));
+    let energy: Vec<&[f64]> = input.stats[..n_stems]
+        .iter()
+        .map(|s| s.as_ref().map_or(&[][..], |s| &s.energy_per_second[..]))
+        .collect();
+    let starts = align::choose_windows(&energy, rate);
+    // One-second cores, or the whole programme if it is shorter.
+    let core = (rate as usize)
+        .min(usize::try_from(longest).unwrap_or(usize::MAX))
+        .max(1);
+    let placements = place(&t.files, &starts, core, max_offset, n_stems, layout);
+    progress(2.0 / 3.0);
+    for (r, p) in reports.iter_mut().zip(&placements) {
+        r.placement = p.map(|p| PlacementReport {
+            offset_samples: p.offset,
+            polarity_inverted: p.inverted,
+            gain_db: round((20.0 * p.gain.max(1e-300).log10()).max(-200.0), 3),
+            correlation: round(p.correlation, 4),
         });
     }
-    progress(1.0);
-    tracing::debug!(ms = started.elapsed().as_millis(), "preflight done");
-
-    // Errors first; stable within a severity.
-    findings.sort_by_key(|f| f.severity);
-    let reference = has_ref.then(|| reports.remove(n_stems));
-    PreflightReport {
-        title: input.title.clone(),
-        sample_rate: rate,
-        stems: reports,
+    findings.extend(checks::placement_findings(
+        &t.names,
+        &placements,
+        rate,
+        max_offset as u64,
+    ));
+    let corrections: Vec<(i64, f64)> = placements
+        .iter()
+        .map(|p| match p {
+            Some(p) if p.correlation >= checks::MIN_CORRELATION => {
+                (p.offset, if p.inverted { -1.0 } else { 1.0 })
+            }
+            _ => (0, 1.0),
+        })
+        .collect();
+    let aligned = corrections
+        .iter()
+        .any(|&(o, s)| o != 0 || s < 0.0)
+        .then(|| {
+            realigned_null(
+                &t.files,
+                n_stems,
+                rate,
+                layout,
+                t.sum_channels,
+                &corrections,
+            )
+        });
+    let ceiling = input.stats[n_stems].as_ref().and_then(|s| {
+        let n = s.samples_near_peak(checks::CEILING_BAND_DB);
+        (n >= checks::CEILING_MIN_SAMPLES).then(|| (s.peak_dbfs(), n))
+    });
+    let reference = &input.reference.name;
+    let verdict = checks::null_findings(
         reference,
-        null_test,
-        findings,
+        &as_delivered,
+        aligned.as_ref(),
+        ceiling,
+        settings.null_gain_tolerance_db,
+        settings.null_min_depth_db,
+    );
+    // A damaged stem fails the null test by itself: say so instead.
+    if input.damaged.is_empty() {
+        // Against a limited reference quiet stems correlate poorly: that
+        // is the limiter's doing, already reported, not missing stems.
+        if verdict.bus_processing {
+            findings.retain(|x| x.check != "not_in_reference");
+        }
+        let absent: Vec<String> = findings
+            .iter()
+            .filter(|x| x.check == "not_in_reference")
+            .flat_map(|x| x.files.clone())
+            .collect();
+        for mut x in verdict.findings {
+            if x.check == "null_test"
+                && !verdict.pass
+                && !absent.is_empty()
+                && !verdict.bus_processing
+            {
+                x.message = format!(
+                    "{}; or rather, '{}' is not in the reference (see above)",
+                    x.message,
+                    absent.join("', '")
+                );
+            }
+            findings.push(x);
+        }
+    } else {
+        let list = input.damaged.join("', '");
+        findings.push(Finding::new(
+            Severity::Warning,
+            "null_test",
+            &[reference],
+            format!("the null test is not judged: '{list}' could not be read whole"),
+            "fix the damaged file(s) and check again",
+        ));
+    }
+    NullTest {
+        pass: verdict.pass,
+        gain_tolerance_db: settings.null_gain_tolerance_db,
+        min_depth_db: settings.null_min_depth_db,
+        as_delivered: rounded(as_delivered),
+        aligned: aligned.map(rounded),
     }
 }
 

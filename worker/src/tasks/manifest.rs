@@ -7,12 +7,15 @@ use std::io::Write;
 
 use deliverables_spec::TaskKind;
 use deliverables_spec::compliance::{Outcome, Rule, Verdict, judge_rule};
-use deliverables_spec::contract::TaskState;
+use deliverables_spec::contract::{RenderedOutput, TaskState};
+use deliverables_spec::delivery::Delivery;
 use deliverables_spec::manifest::{
     MANIFEST_VERSION, Manifest, OutputEntry, Summary, TitleEntry, Tool,
 };
+use deliverables_spec::model::Title;
 use deliverables_spec::plan::title_variants;
 use deliverables_spec::variant::variants;
+use deliverables_spec::variant::{SameAs, Variant};
 
 use super::analyze::AnalysisResult;
 use super::render::RenderResult;
@@ -28,184 +31,11 @@ pub fn write_manifest(ctx: &TaskContext<'_>) -> Result<ManifestResult, TaskError
     let all = variants(spec);
     let mut titles = Vec::new();
     let mut summary = Summary::default();
-    // With several packs (`delivery.sample_rates`), the first listed is the
-    // title's `level`; the others' notes follow, marked with their rate.
-    let first_pack = d.packs()[0].filter(|_| !d.sample_rates.is_empty());
     for title in &spec.titles {
-        let analysis_at = |rate: Option<u32>| {
-            ctx.deps.values().find(|o| {
-                matches!(&o.kind, TaskKind::Analyze { title: t, rate: r } if *t == title.name && *r == rate)
-            })
-        };
-        let analysis = analysis_at(first_pack);
-        let planned = title_variants(spec, title, &all);
-        let mut entry = TitleEntry {
-            name: title.name.clone(),
-            status: "rendered".into(),
-            layout: title.layout,
-            error: None,
-            inputs: vec![],
-            level: None,
-            outputs: vec![],
-            skipped: planned.skipped.clone(),
-            notes: vec![],
-            preflight: ctx
-                .deps
-                .values()
-                .find(|o| matches!(&o.kind, TaskKind::Preflight { title: t } if *t == title.name))
-                .and_then(DepOutcome::result_as),
-        };
+        let entry = title_entry(ctx, &d, &all, title);
         if let Some(p) = &entry.preflight {
             summary.preflight_errors += p.errors();
             summary.preflight_warnings += p.warnings();
-        }
-        let a: Option<AnalysisResult> = match analysis {
-            Some(o) if o.state == TaskState::Succeeded => o.result_as(),
-            Some(o) => {
-                entry.status = "failed".into();
-                // A skipped analysis: say why its preflight did not succeed.
-                let preflight = ctx.deps.values().find(|p| {
-                    matches!(&p.kind, TaskKind::Preflight { title: t } if *t == title.name)
-                        && p.state != TaskState::Succeeded
-                });
-                entry.error = Some(match preflight {
-                    Some(p) if o.state == TaskState::Skipped => {
-                        format!("preflight {}: {}", p.state, p.error)
-                    }
-                    _ => format!("analysis {}: {}", o.state, o.error),
-                });
-                None
-            }
-            None => {
-                entry.status = "failed".into();
-                entry.error = Some("analysis did not run".into());
-                None
-            }
-        };
-        if let Some(a) = &a {
-            entry.inputs = a.inputs.clone();
-            entry.level = Some(a.level.clone());
-            entry.notes = a.notes.clone();
-        }
-        for rate in d.packs().into_iter().skip(1).flatten() {
-            let other = analysis_at(Some(rate)).and_then(|o| o.result_as::<AnalysisResult>());
-            match other {
-                Some(o) => entry
-                    .notes
-                    .extend(o.notes.iter().map(|n| format!("{rate} Hz pack: {n}"))),
-                None => entry
-                    .notes
-                    .push(format!("{rate} Hz pack: the analysis did not succeed")),
-            }
-        }
-        // Render results per pack, in variant order.
-        let pack_of = |k: &TaskKind| match k {
-            TaskKind::Render { rate, .. } => *rate,
-            _ => None,
-        };
-        let mut renders: Vec<_> = ctx
-            .deps
-            .values()
-            .filter(|o| matches!(&o.kind, TaskKind::Render { title: t, .. } if *t == title.name))
-            .collect();
-        renders.sort_by_key(|o| (pack_of(&o.kind), o.kind.label()));
-        // The full mix's loudness at each output rate, for the offsets.
-        let full_by_rate: BTreeMap<u32, f64> = renders
-            .iter()
-            .filter_map(|o| o.result_as::<RenderResult>())
-            .filter(|r| r.variant == "full")
-            .filter_map(|r| {
-                let x = r.outputs.first()?;
-                Some((x.file.sample_rate, x.measurement.integrated_lufs?))
-            })
-            .collect();
-        let fallback_full = a.as_ref().and_then(|a| a.full_mix_lufs);
-        for o in renders {
-            let TaskKind::Render { variant, .. } = &o.kind else {
-                continue;
-            };
-            let v = all.iter().find(|x| &x.name == variant);
-            let description = v.map(|v| v.description.clone()).unwrap_or_default();
-            let policy = v.map_or(deliverables_spec::LevelPolicy::Matched, |v| v.level);
-            let result = o.result_as::<RenderResult>();
-            match result {
-                Some(r) => {
-                    for out in r.outputs {
-                        let full_lufs = full_by_rate
-                            .get(&out.file.sample_rate)
-                            .copied()
-                            .or(fallback_full);
-                        let verdict =
-                            judge_rule(Rule::of(out.level_policy, out.remix), &d, &out.measurement);
-                        let same_as = planned.duplicates.get(&out.variant).cloned();
-                        let effective_change_db = match out.level_changes.as_slice() {
-                            [one] => one.effective_change_db,
-                            _ => None,
-                        };
-                        let target =
-                            d.loudness_target(out.measurement.dialogue.as_ref().map(|x| x.share));
-                        entry.outputs.push(OutputEntry {
-                            variant: out.variant,
-                            description: description.clone(),
-                            role: out.role,
-                            file: Some(out.file),
-                            level_policy: out.level_policy,
-                            gain_db: Some(out.gain_db),
-                            ceiling_trim_db: Some(out.ceiling_trim_db),
-                            fold_down_gain_db: out.fold_down_gain_db,
-                            mode: out.mode,
-                            target_lufs: target.target_lufs,
-                            tolerance_lu: target.tolerance_lu,
-                            true_peak_max_dbtp: d.true_peak_max_dbtp,
-                            offset_from_full_lu: out
-                                .measurement
-                                .integrated_lufs
-                                .zip(full_lufs)
-                                .map(|(x, f)| ((x - f) * 1000.0).round() / 1000.0),
-                            measurement: Some(out.measurement),
-                            stems_trim_db: out.stems_trim_db,
-                            remix: out.remix,
-                            effective_change_db,
-                            level_changes: out.level_changes,
-                            same_as,
-                            verdict,
-                        });
-                    }
-                }
-                None => entry.outputs.push(OutputEntry {
-                    variant: variant.clone(),
-                    description,
-                    role: None,
-                    file: None,
-                    level_policy: policy,
-                    gain_db: None,
-                    ceiling_trim_db: None,
-                    fold_down_gain_db: None,
-                    mode: deliverables_spec::contract::RenderMode::Mix,
-                    target_lufs: d.target_lufs,
-                    tolerance_lu: d.tolerance_lu,
-                    true_peak_max_dbtp: d.true_peak_max_dbtp,
-                    measurement: None,
-                    offset_from_full_lu: None,
-                    stems_trim_db: None,
-                    remix: false,
-                    effective_change_db: None,
-                    level_changes: Vec::new(),
-                    same_as: planned.duplicates.get(variant).cloned(),
-                    verdict: Verdict::failed(
-                        "the output must be rendered",
-                        format!(
-                            "render {}: {}",
-                            o.state,
-                            if o.error.is_empty() {
-                                "see the analysis error"
-                            } else {
-                                &o.error
-                            }
-                        ),
-                    ),
-                }),
-            }
         }
         if entry.status == "failed" {
             summary.titles_failed += 1;
@@ -253,6 +83,215 @@ pub fn write_manifest(ctx: &TaskContext<'_>) -> Result<ManifestResult, TaskError
         manifest_path: path.display().to_string(),
         summary,
     })
+}
+
+/// One title's entry: its preflight, its analysis (or why there is none)
+/// and an entry per output of every render, judged.
+fn title_entry(ctx: &TaskContext<'_>, d: &Delivery, all: &[Variant], title: &Title) -> TitleEntry {
+    let spec = &ctx.spec.spec;
+    // With several packs (`delivery.sample_rates`), the first listed is the
+    // title's `level`; the others' notes follow, marked with their rate.
+    let first_pack = d.packs()[0].filter(|_| !d.sample_rates.is_empty());
+    let analysis_at = |rate: Option<u32>| {
+        ctx.deps.values().find(|o| {
+            matches!(&o.kind, TaskKind::Analyze { title: t, rate: r } if *t == title.name && *r == rate)
+        })
+    };
+    let preflight_of = || {
+        ctx.deps
+            .values()
+            .find(|o| matches!(&o.kind, TaskKind::Preflight { title: t } if *t == title.name))
+    };
+    let planned = title_variants(spec, title, all);
+    let mut entry = TitleEntry {
+        name: title.name.clone(),
+        status: "rendered".into(),
+        layout: title.layout,
+        error: None,
+        inputs: vec![],
+        level: None,
+        outputs: vec![],
+        skipped: planned.skipped.clone(),
+        notes: vec![],
+        preflight: preflight_of().and_then(DepOutcome::result_as),
+    };
+    let a: Option<AnalysisResult> = match analysis_at(first_pack) {
+        Some(o) if o.state == TaskState::Succeeded => o.result_as(),
+        Some(o) => {
+            entry.status = "failed".into();
+            // A skipped analysis: say why its preflight did not succeed.
+            let preflight = preflight_of().filter(|p| p.state != TaskState::Succeeded);
+            entry.error = Some(match preflight {
+                Some(p) if o.state == TaskState::Skipped => {
+                    format!("preflight {}: {}", p.state, p.error)
+                }
+                _ => format!("analysis {}: {}", o.state, o.error),
+            });
+            None
+        }
+        None => {
+            entry.status = "failed".into();
+            entry.error = Some("analysis did not run".into());
+            None
+        }
+    };
+    if let Some(a) = &a {
+        entry.inputs = a.inputs.clone();
+        entry.level = Some(a.level.clone());
+        entry.notes = a.notes.clone();
+    }
+    for rate in d.packs().into_iter().skip(1).flatten() {
+        match analysis_at(Some(rate)).and_then(|o| o.result_as::<AnalysisResult>()) {
+            Some(o) => entry
+                .notes
+                .extend(o.notes.iter().map(|n| format!("{rate} Hz pack: {n}"))),
+            None => entry
+                .notes
+                .push(format!("{rate} Hz pack: the analysis did not succeed")),
+        }
+    }
+    // Render results per pack, in variant order.
+    let pack_of = |k: &TaskKind| match k {
+        TaskKind::Render { rate, .. } => *rate,
+        _ => None,
+    };
+    let mut renders: Vec<&DepOutcome> = ctx
+        .deps
+        .values()
+        .filter(|o| matches!(&o.kind, TaskKind::Render { title: t, .. } if *t == title.name))
+        .collect();
+    renders.sort_by_key(|o| (pack_of(&o.kind), o.kind.label()));
+    // The full mix's loudness at each output rate, for the offsets.
+    let full_by_rate: BTreeMap<u32, f64> = renders
+        .iter()
+        .filter_map(|o| o.result_as::<RenderResult>())
+        .filter(|r| r.variant == "full")
+        .filter_map(|r| {
+            let x = r.outputs.first()?;
+            Some((x.file.sample_rate, x.measurement.integrated_lufs?))
+        })
+        .collect();
+    let fallback_full = a.as_ref().and_then(|a| a.full_mix_lufs);
+    for o in renders {
+        let TaskKind::Render { variant, .. } = &o.kind else {
+            continue;
+        };
+        let v = all.iter().find(|x| &x.name == variant);
+        let description = v.map(|v| v.description.clone()).unwrap_or_default();
+        let same_as = planned.duplicates.get(variant);
+        match o.result_as::<RenderResult>() {
+            Some(r) => {
+                for out in r.outputs {
+                    let full_lufs = full_by_rate
+                        .get(&out.file.sample_rate)
+                        .copied()
+                        .or(fallback_full);
+                    entry.outputs.push(output_entry(
+                        d,
+                        out,
+                        &description,
+                        full_lufs,
+                        same_as.cloned(),
+                    ));
+                }
+            }
+            None => entry.outputs.push(missing_output(
+                d,
+                variant,
+                description,
+                v.map_or(deliverables_spec::LevelPolicy::Matched, |v| v.level),
+                o,
+                same_as.cloned(),
+            )),
+        }
+    }
+    entry
+}
+
+/// A rendered file's entry: what was measured, judged by its rule.
+fn output_entry(
+    d: &Delivery,
+    out: RenderedOutput,
+    description: &str,
+    full_lufs: Option<f64>,
+    same_as: Option<SameAs>,
+) -> OutputEntry {
+    let verdict = judge_rule(Rule::of(out.level_policy, out.remix), d, &out.measurement);
+    let effective_change_db = match out.level_changes.as_slice() {
+        [one] => one.effective_change_db,
+        _ => None,
+    };
+    let target = d.loudness_target(out.measurement.dialogue.as_ref().map(|x| x.share));
+    OutputEntry {
+        variant: out.variant,
+        description: description.to_string(),
+        role: out.role,
+        file: Some(out.file),
+        level_policy: out.level_policy,
+        gain_db: Some(out.gain_db),
+        ceiling_trim_db: Some(out.ceiling_trim_db),
+        fold_down_gain_db: out.fold_down_gain_db,
+        mode: out.mode,
+        target_lufs: target.target_lufs,
+        tolerance_lu: target.tolerance_lu,
+        true_peak_max_dbtp: d.true_peak_max_dbtp,
+        offset_from_full_lu: out
+            .measurement
+            .integrated_lufs
+            .zip(full_lufs)
+            .map(|(x, f)| ((x - f) * 1000.0).round() / 1000.0),
+        measurement: Some(out.measurement),
+        stems_trim_db: out.stems_trim_db,
+        remix: out.remix,
+        effective_change_db,
+        level_changes: out.level_changes,
+        same_as,
+        verdict,
+    }
+}
+
+/// The entry of a render that did not succeed: failed, with its reason.
+fn missing_output(
+    d: &Delivery,
+    variant: &str,
+    description: String,
+    policy: deliverables_spec::LevelPolicy,
+    o: &DepOutcome,
+    same_as: Option<SameAs>,
+) -> OutputEntry {
+    OutputEntry {
+        variant: variant.to_string(),
+        description,
+        role: None,
+        file: None,
+        level_policy: policy,
+        gain_db: None,
+        ceiling_trim_db: None,
+        fold_down_gain_db: None,
+        mode: deliverables_spec::contract::RenderMode::Mix,
+        target_lufs: d.target_lufs,
+        tolerance_lu: d.tolerance_lu,
+        true_peak_max_dbtp: d.true_peak_max_dbtp,
+        measurement: None,
+        offset_from_full_lu: None,
+        stems_trim_db: None,
+        remix: false,
+        effective_change_db: None,
+        level_changes: Vec::new(),
+        same_as,
+        verdict: Verdict::failed(
+            "the output must be rendered",
+            format!(
+                "render {}: {}",
+                o.state,
+                if o.error.is_empty() {
+                    "see the analysis error"
+                } else {
+                    &o.error
+                }
+            ),
+        ),
+    }
 }
 
 /// Writes a small file: temporary name, fsync, rename.
