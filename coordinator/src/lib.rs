@@ -8,6 +8,7 @@ pub mod local;
 pub mod metrics;
 pub mod metrics_http;
 pub mod remote;
+pub mod sandbox;
 pub mod scheduler;
 pub mod security;
 pub mod server;

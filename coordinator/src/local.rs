@@ -14,15 +14,11 @@ use anyhow::{Context, Result, anyhow};
 use deliverables_spec::manifest::Manifest;
 use indicatif::{ProgressBar, ProgressStyle};
 use stemforge_proto::v1::{GetJobRequest, JobStatus, SubmitJobRequest};
-use stemforge_worker::service::{WorkerOptions, run_worker};
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+
 use tracing::info;
 
-use crate::security::{Auth, random_token};
-use crate::server::{Coordinator, ServeOptions, serve};
+use crate::sandbox::SandboxBuilder;
 use crate::settings::Settings;
-use crate::store::MemoryStore;
 use stemforge_proto::client::Endpoint;
 
 pub struct RenderOptions {
@@ -67,47 +63,12 @@ pub async fn render(
         None => String::new(),
     };
 
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .context("cannot bind a loopback port")?;
-    let addr = listener.local_addr()?;
-    let url = format!("http://{addr}");
-    let coord = Coordinator::new(
-        Box::new(MemoryStore::new()),
-        settings.scheduler(),
-        settings.media_roots(),
-    );
-    let (client_token, worker_token) = (random_token()?, random_token()?);
-    let serve_opts = ServeOptions {
-        tls: None,
-        auth: Auth::new(Some(&client_token), Some(&worker_token), false),
-        drain: None,
-    };
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let server = tokio::spawn(serve(coord, listener, stop_rx.clone(), serve_opts));
-    let worker_ep = Endpoint {
-        token: Some(worker_token),
-        ..Endpoint::plain(&url)
-    };
-    let client_ep = Endpoint {
-        token: Some(client_token),
-        ..Endpoint::plain(&url)
-    };
-    let workers: Vec<_> = (0..opts.workers.max(1))
-        .map(|i| {
-            let mut o = WorkerOptions::new(&format!("local-{i}"), settings.poll_wait_ms);
-            o.media_roots = settings.media_roots();
-            tokio::spawn(run_worker(worker_ep.clone(), o, stop_rx.clone()))
-        })
-        .collect();
-    info!(%url, workers = workers.len(), "in-process cluster started");
-
-    let result = drive(&client_ep, &loaded, &base_dir, out).await;
-    let _ = stop_tx.send(true);
-    for w in workers {
-        let _ = w.await;
-    }
-    let _ = server.await;
+    let sandbox = SandboxBuilder::new(settings)
+        .workers(opts.workers.max(1))
+        .start()
+        .await?;
+    let result = drive(&sandbox.client, &loaded, &base_dir, out).await;
+    sandbox.shutdown().await;
     let status = result?;
     let manifest_path =
         (!status.manifest_path.is_empty()).then(|| PathBuf::from(&status.manifest_path));

@@ -10,20 +10,14 @@
 //!    speed-up against one process.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 use stemforge_proto::client::Endpoint;
-use stemforge_worker::service::{WorkerOptions, run_worker};
-use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use stemforge_coordinator::remote::{self, SubmitOptions};
-use stemforge_coordinator::server::{Coordinator, ServeOptions, serve};
+use stemforge_coordinator::sandbox::{SandboxBuilder, SandboxStore};
 use stemforge_coordinator::settings::Settings;
-use stemforge_coordinator::sqlite_store::SqliteStore;
-use stemforge_coordinator::store::CachedStore;
 use stemforge_demo as demo;
 
 pub struct DispatchReport {
@@ -133,28 +127,14 @@ pub async fn dispatch(
     settings: &Settings,
 ) -> Result<DispatchReport> {
     let spec = tiny_catalog(&dir.join("tiny"), titles)?;
-    let store = SqliteStore::open(&dir.join("data/jobs.sqlite"))?;
-    let store = CachedStore::load(Box::new(store))?;
-    let coord = Coordinator::new(
-        Box::new(store),
-        settings.scheduler(),
-        settings.media_roots(),
-    );
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let server = tokio::spawn(serve(
-        coord,
-        listener,
-        stop_rx.clone(),
-        ServeOptions::default(),
-    ));
-    let workers: Vec<_> = (0..connections)
-        .map(|i| {
-            let o = WorkerOptions::new(&format!("bench-{i}"), 1_000);
-            tokio::spawn(run_worker(Endpoint::plain(&url), o, stop_rx.clone()))
-        })
-        .collect();
+    let sandbox = SandboxBuilder::new(settings)
+        .store(SandboxStore::Sqlite(dir.join("data/jobs.sqlite")))
+        .workers(connections)
+        .tokens(false)
+        .name("bench")
+        .start()
+        .await?;
+    let url = sandbox.url.clone();
     let mut c = remote::connect(&Endpoint::plain(&url)).await?;
     let started = Instant::now();
     let job = remote::submit_file(
@@ -167,28 +147,15 @@ pub async fn dispatch(
     )
     .await?
     .job_id;
-    let tasks = wait_done(&url, &job).await?;
+    let tasks = wait_done(&url, &job).await;
     let seconds = started.elapsed().as_secs_f64();
-    let _ = stop_tx.send(true);
-    for w in workers {
-        let _ = w.await;
-    }
-    let _ = server.await;
+    sandbox.shutdown().await;
+    let tasks = tasks?;
     Ok(DispatchReport {
         tasks,
         connections,
         seconds,
     })
-}
-
-struct Procs(Vec<Child>);
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 /// Wall time of a `titles`-title catalog with 1, 2 and 4 worker processes.
@@ -202,30 +169,16 @@ pub async fn scaling(
     let exe = std::env::current_exe().context("cannot find the stemforge binary")?;
     let mut rows = Vec::new();
     for workers in [1usize, 2, 4] {
-        let store = SqliteStore::open(&dir.join(format!("data-{workers}/jobs.sqlite")))?;
-        let store = CachedStore::load(Box::new(store))?;
-        let coord = Coordinator::new(
-            Box::new(store),
-            settings.scheduler(),
-            settings.media_roots(),
-        );
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}", listener.local_addr()?);
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let server = tokio::spawn(serve(coord, listener, stop_rx, ServeOptions::default()));
-        let procs = Procs(
-            (0..workers)
-                .map(|i| {
-                    Command::new(&exe)
-                        .args(["worker", "--coordinator", &url, "--id"])
-                        .arg(format!("proc-{i}"))
-                        .env("STEMFORGE_LOG", "warn")
-                        .stdout(Stdio::null())
-                        .spawn()
-                        .context("cannot start a worker process")
-                })
-                .collect::<Result<_>>()?,
-        );
+        let sandbox = SandboxBuilder::new(settings)
+            .store(SandboxStore::Sqlite(
+                dir.join(format!("data-{workers}/jobs.sqlite")),
+            ))
+            .workers(0)
+            .worker_processes(exe.clone(), workers)
+            .name("scaling")
+            .start()
+            .await?;
+        let url = sandbox.url.clone();
         let mut c = remote::connect(&Endpoint::plain(&url)).await?;
         let started = Instant::now();
         let job = remote::submit_file(
@@ -238,15 +191,14 @@ pub async fn scaling(
         )
         .await?
         .job_id;
-        let tasks = wait_done(&url, &job).await?;
+        let tasks = wait_done(&url, &job).await;
+        let seconds = started.elapsed().as_secs_f64();
+        sandbox.shutdown().await;
         rows.push(ScalingRow {
             workers,
-            tasks,
-            seconds: started.elapsed().as_secs_f64(),
+            tasks: tasks?,
+            seconds,
         });
-        drop(procs);
-        let _ = stop_tx.send(true);
-        let _ = server.await;
     }
     Ok(rows)
 }
