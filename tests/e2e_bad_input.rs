@@ -2,13 +2,11 @@
 //! stem file gets its own finding naming the file, through the real binary,
 //! and the good stem beside them is still checked.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
-use support::*;
+use stemforge_testkit::*;
 
 fn p(path: &Path) -> &str {
     path.to_str().expect("utf-8 path")

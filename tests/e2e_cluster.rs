@@ -7,8 +7,6 @@
 //! The audio a cluster delivers is compared with a local `stemforge render`
 //! of the same spec: the data-chunk checksums must be identical.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::fs::File;
@@ -25,7 +23,7 @@ use stemforge_proto::v1::tasks_client::TasksClient;
 use stemforge_proto::v1::{
     CompleteTaskRequest, FailTaskRequest, HeartbeatRequest, LeaseRef, LeaseTaskRequest, TaskLease,
 };
-use support::{BIN, outputs, read_json, scratch, text};
+use stemforge_testkit::{bin, outputs, read_json, scratch, text};
 
 // ---------------------------------------------------------------------------
 // Material: a small synthetic catalog, written once per test binary.
@@ -248,7 +246,7 @@ fn copy_fast_catalog(to: &Path) -> PathBuf {
 fn render_reference(spec: &Path, name: &str) -> BTreeMap<String, String> {
     let out = catalog().dir.join(format!("reference-{name}"));
     let started = Instant::now();
-    let mut cmd = Command::new(BIN);
+    let mut cmd = Command::new(bin());
     cmd.arg("render")
         .arg(spec)
         .arg("--out")
@@ -405,7 +403,7 @@ impl Cluster {
         self.starts += 1;
         let log = File::create(self.dir.join(format!("coordinator-{}.log", self.starts)))
             .expect("create log");
-        let mut child = Command::new(BIN)
+        let mut child = Command::new(bin())
             .args(["coordinator", "--listen", listen, "--data-dir"])
             .arg(self.dir.join("data"))
             .args(["--metrics-listen", "127.0.0.1:0"])
@@ -531,7 +529,7 @@ impl Cluster {
     /// As [`start_worker`], with settings of its own.
     fn start_worker_env(&mut self, id: &str, env: &[(&str, &str)]) -> u32 {
         let log = File::create(self.dir.join(format!("worker-{id}.log"))).expect("create log");
-        let child = Command::new(BIN)
+        let child = Command::new(bin())
             .args(["worker", "--coordinator", &self.url, "--id", id])
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .envs(env.iter().copied())
@@ -593,7 +591,7 @@ impl Cluster {
 
     /// A client command against this cluster (`--coordinator` added).
     fn cli(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(bin());
         cmd.args(args)
             .args(["--coordinator", &self.url])
             .env("STEMFORGE_LOG", "warn")
@@ -692,7 +690,7 @@ impl Cluster {
 
     /// Starts `stemforge watch JOB` in the background (output into the test folder).
     fn spawn_watch(&mut self, job: &str) -> usize {
-        let child = Command::new(BIN)
+        let child = Command::new(bin())
             .args(["watch", job, "--coordinator", &self.url])
             .env("STEMFORGE_LOG", "warn")
             .env("NO_COLOR", "1")

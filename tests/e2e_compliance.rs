@@ -2,12 +2,10 @@
 //! stems whose speech regions are known, Broadcast WAV metadata read back by
 //! ffprobe and by our reader, and the report and CSV beside the manifest.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::*;
+use stemforge_testkit::*;
 
 /// ffprobe's format tags of a file, as JSON.
 fn ffprobe_tags(p: &Path) -> serde_json::Value {
@@ -454,7 +452,7 @@ fn origination_comes_from_the_spec_or_source_date_epoch_and_time_reference_from_
         std::fs::rename(&tmp, &src).expect("replace stem");
     }
     // 1. SOURCE_DATE_EPOCH (2001-09-09T01:46:40Z) when the spec sets nothing.
-    let o = Command::new(BIN)
+    let o = Command::new(bin())
         .args(["render", spec.to_str().expect("utf-8")])
         .env("STEMFORGE_LOG", "warn")
         .env("SOURCE_DATE_EPOCH", "1000000000")
@@ -487,7 +485,7 @@ fn origination_comes_from_the_spec_or_source_date_epoch_and_time_reference_from_
         ),
     )
     .expect("write spec");
-    let o = Command::new(BIN)
+    let o = Command::new(bin())
         .args(["render", spec.to_str().expect("utf-8")])
         .env("STEMFORGE_LOG", "warn")
         .env("SOURCE_DATE_EPOCH", "1000000000")

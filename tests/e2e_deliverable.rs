@@ -5,13 +5,11 @@
 //! for samples, our own least-squares fits in this file, headless Chromium
 //! for the report.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
-use support::*;
+use stemforge_testkit::*;
 
 /// A session from `real_session.py` in a fresh scratch folder.
 fn real_session(name: &str, args: &[&str]) -> PathBuf {

@@ -4,12 +4,9 @@
 //! lengths and bit-identical audio across runs; and a stem at another rate
 //! mixed after conversion.
 
-#[path = "support/mod.rs"]
-mod support;
-
 use std::path::Path;
 
-use support::*;
+use stemforge_testkit::*;
 
 /// The demo's length at 48 kHz (20 s).
 const DEMO_FRAMES: u64 = 960_000;

@@ -2,12 +2,9 @@
 //! mix, every output is time-aligned, and the limiter never lets a true peak
 //! through on the written file (checked by ffmpeg as well as by us).
 
-#[path = "support/mod.rs"]
-mod support;
-
 use std::path::{Path, PathBuf};
 
-use support::*;
+use stemforge_testkit::*;
 
 /// The demo session pushed to streaming loudness (-14 LUFS), where the master
 /// limiter works hard, rendered at `bits`.

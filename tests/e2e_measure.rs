@@ -5,15 +5,12 @@
 //!
 //! ffmpeg and sox must be installed: these tests fail (not skip) without them.
 
-#[path = "support/mod.rs"]
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use serde_json::Value;
-use support::*;
+use stemforge_testkit::*;
 
 /// Runs `tool args`, failing with an install hint if it is missing and with its
 /// stderr if it fails.

@@ -4,14 +4,12 @@
 //! `stemforge check` and `stemforge render` binaries. Each test asserts the
 //! finding, its severity and its numbers.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
 use serde_json::Value;
-use support::*;
+use stemforge_testkit::*;
 
 const RATE: u64 = 48_000;
 const SECONDS: u64 = 8;

@@ -1,12 +1,9 @@
 //! End to end: the real binary renders the demo through its in-process
 //! coordinator and workers; outputs are checked with independent tools.
 
-#[path = "support/mod.rs"]
-mod support;
-
 use std::collections::BTreeMap;
 
-use support::*;
+use stemforge_testkit::*;
 
 #[test]
 fn demo_renders_every_variant_within_tolerance() {

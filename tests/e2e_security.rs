@@ -4,8 +4,6 @@
 //! coordinator and on workers, and independent clients (Python grpcio,
 //! tonic's reflection client) listing the services and asking health.
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -15,7 +13,7 @@ use std::time::{Duration, Instant};
 use stemforge_proto::v1::jobs_client::JobsClient;
 use stemforge_proto::v1::tasks_client::TasksClient;
 use stemforge_proto::v1::{LeaseTaskRequest, ListJobsRequest};
-use support::{BIN, scratch, text};
+use stemforge_testkit::{bin, scratch, text};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 
 const CLIENT_TOKEN: &str = "client-9f2c1e7a5b3d4c6e8f0a1b2c3d4e5f60";
@@ -55,7 +53,7 @@ fn coordinator(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Result<Coor
             .map(|d| d.as_nanos())
             .unwrap_or(0)
     ));
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(bin())
         .arg("coordinator")
         .arg("--data-dir")
         .arg(dir.join("data"))
@@ -105,7 +103,7 @@ fn coordinator(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Result<Coor
 }
 
 fn cli(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Output {
-    Command::new(BIN)
+    Command::new(bin())
         .args(args)
         .env("STEMFORGE_LOG", "warn")
         .env("NO_COLOR", "1")
@@ -412,7 +410,7 @@ fn tls_serves_only_tls_and_workers_need_a_client_certificate() {
         ),
         ("STEMFORGE_POLL_WAIT_MS", "300".to_string()),
     ];
-    let mut worker = Command::new(BIN)
+    let mut worker = Command::new(bin())
         .args(["worker", "--coordinator", &url, "--id", "tls-worker"])
         .env("STEMFORGE_LOG", "info")
         .env("NO_COLOR", "1")
@@ -447,7 +445,7 @@ fn tls_serves_only_tls_and_workers_need_a_client_certificate() {
 #[test]
 fn an_open_api_beyond_loopback_needs_an_explicit_flag() {
     let dir = scratch("sec-exposure");
-    let o = Command::new(BIN)
+    let o = Command::new(bin())
         .args(["coordinator", "--listen", "0.0.0.0:0", "--data-dir"])
         .arg(dir.join("data"))
         .env("STEMFORGE_LOG", "warn")
@@ -512,7 +510,7 @@ fn media_roots_confine_specs_at_submission_and_again_on_workers() {
     let o = submit(&inside, &media.join("out-ok"));
     assert!(o.status.success(), "{}", text(&o));
     let job = String::from_utf8_lossy(&o.stdout).trim().to_string();
-    let mut worker = Command::new(BIN)
+    let mut worker = Command::new(bin())
         .args(["worker", "--coordinator", &url, "--id", "narrow"])
         .env("STEMFORGE_LOG", "info")
         .env(

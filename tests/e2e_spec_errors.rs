@@ -1,9 +1,6 @@
 //! Spec mistakes: the binary names the field and the fix, exits 2, never panics.
 
-#[path = "support/mod.rs"]
-mod support;
-
-use support::*;
+use stemforge_testkit::*;
 
 const SPEC: &str = r#"schema_version = 1
 [delivery]

@@ -4,14 +4,11 @@
 //! `ebur128` for loudness and true peak (LFE excluded by its own channel
 //! map), ffmpeg's filters for the LFE band, hound for the samples.
 
-#[path = "support/mod.rs"]
-mod support;
-
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use support::*;
+use stemforge_testkit::*;
 
 const LSB: f64 = 1.0 / 8_388_608.0;
 

@@ -13,9 +13,7 @@ use serde_json::Value;
 use stemforge_worker::bwf::{self, Bext, BextLoudness, BwfWriter, Layout, WavFormat};
 use stemforge_worker::decode::StemReader;
 
-mod common;
-
-use common::TempDir;
+use stemforge_testkit::TempDir;
 
 const RATE: u32 = 48_000;
 

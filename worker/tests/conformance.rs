@@ -17,9 +17,7 @@ use deliverables_spec::compliance::Measurement;
 use stemforge_worker::bwf::{Bext, BwfWriter, WavFormat};
 use stemforge_worker::measure_file::{FileMeasurement, measure_file};
 
-mod common;
-
-use common::{TempDir, ffmpeg_r128};
+use stemforge_testkit::{TempDir, ffmpeg_r128};
 
 const RATE: u32 = 48_000;
 const FS: f64 = RATE as f64;

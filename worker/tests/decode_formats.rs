@@ -26,9 +26,7 @@ use std::process::Command;
 use stemforge_worker::bwf;
 use stemforge_worker::decode::StemReader;
 
-mod common;
-
-use common::TempDir;
+use stemforge_testkit::TempDir;
 
 /// Length of every generated stem, in seconds. Every frequency in [`FREQS`] makes a whole
 /// number of cycles in it, so they are orthogonal over the stem.

@@ -1,18 +1,40 @@
-//! Shared helpers for the end-to-end tests: run the real `stemforge` binary,
-//! read WAV files with hound (independent of our decoder), measure with ffmpeg.
-
-#![allow(dead_code)]
+//! The test kit every integration test shares: run the real `stemforge`
+//! binary, read WAV files with hound (independent of our decoder), measure
+//! with ffmpeg at full precision, temporary folders. A crate of its own
+//! (`stemforge-testkit`), a dev-dependency of the crates whose tests use it.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-#[path = "../../worker/tests/common/mod.rs"]
-mod common;
-#[allow(unused_imports)]
-pub use common::{FfR128, ffmpeg_r128};
+mod ffmpeg;
+pub use ffmpeg::{FfR128, TempDir, ffmpeg_r128, lra_ebu_rule};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_stemforge");
+/// The `stemforge` binary the tests drive: `STEMFORGE_BIN`, else the one
+/// Cargo built beside the running test (`target/<profile>/stemforge`; the
+/// binary's own package builds it for its integration tests).
+pub fn bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(b) = std::env::var_os("STEMFORGE_BIN") {
+            return PathBuf::from(b);
+        }
+        let exe = std::env::current_exe().expect("the test's own path");
+        // target/<profile>/deps/<test> → target/<profile>/stemforge
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("a test binary under target/<profile>/deps");
+        let b = profile_dir.join(format!("stemforge{}", std::env::consts::EXE_SUFFIX));
+        assert!(
+            b.exists(),
+            "{} is not built: run the tests of stemforge-cli (cargo test -p stemforge-cli), or set STEMFORGE_BIN",
+            b.display()
+        );
+        b
+    })
+    .clone()
+}
 
 /// A fresh folder under the target dir's temp area.
 pub fn scratch(name: &str) -> PathBuf {
@@ -23,7 +45,7 @@ pub fn scratch(name: &str) -> PathBuf {
 }
 
 pub fn stemforge(args: &[&str]) -> Output {
-    Command::new(BIN)
+    Command::new(bin())
         .args(args)
         .env("STEMFORGE_LOG", "warn")
         .output()
@@ -32,7 +54,7 @@ pub fn stemforge(args: &[&str]) -> Output {
 
 /// As [`stemforge`], with extra environment variables.
 pub fn stemforge_env(args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(BIN)
+    Command::new(bin())
         .args(args)
         .env("STEMFORGE_LOG", "warn")
         .envs(env.iter().copied())

@@ -1,7 +1,5 @@
-//! Helpers shared by the worker's integration tests (and, through a `#[path]`
-//! module, by the end-to-end tests in the top-level `tests/`).
-
-#![allow(dead_code)]
+//! ffmpeg's `ebur128` at full precision (the independent loudness
+//! reference) and a temporary folder removed on drop.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
