@@ -6,8 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    BitDepth, DeliverySpec, DialogueSpec, Dither, IdenticalVariants, LoudnessBasis, ProfileSpec,
-    Role,
+    BitDepth, DeliverySpec, Dither, IdenticalVariants, LimitPatch, LoudnessBasis, ProfileSpec, Role,
 };
 
 /// A built-in loudness preset. Every field can be overridden in the spec.
@@ -278,7 +277,9 @@ impl Delivery {
         Delivery::resolve_with(spec, &BTreeMap::new())
     }
 
-    /// As [`Delivery::resolve`], with the spec's custom profiles.
+    /// As [`Delivery::resolve`], with the spec's custom profiles: the
+    /// built-in profile's limits, patched by the custom profile's, patched
+    /// by `[delivery]`'s.
     pub fn resolve_with(spec: &DeliverySpec, custom: &BTreeMap<String, ProfileSpec>) -> Delivery {
         let name = spec.profile.as_deref().unwrap_or(DEFAULT_PROFILE);
         let (base, custom) = match custom.get(name) {
@@ -288,37 +289,53 @@ impl Delivery {
             ),
             None => (profile(name).unwrap_or(&PROFILES[0]), None),
         };
-        let mut l = Limits::from_profile(base);
+        let mut d = Delivery::from_profile(name, base, spec);
         if let Some(c) = custom {
-            l.apply(&Overrides::from_profile_spec(c));
-            if let Some(d) = &c.description {
-                l.source = d.clone();
-            } else {
-                l.source = format!("custom profile based on {}", base.name);
-            }
+            d.apply(&c.limit_patch());
+            d.profile_source = match &c.description {
+                Some(text) => text.clone(),
+                None => format!("custom profile based on {}", base.name),
+            };
         }
-        let o = Overrides::from_delivery_spec(spec);
-        let changed = o.names();
+        let changed = spec.limits_set();
         if !changed.is_empty() {
-            l.source = format!(
+            d.profile_source = format!(
                 "{}; overridden in the spec: {}",
-                l.source,
+                d.profile_source,
                 changed.join(", ")
             );
         }
-        l.apply(&o);
+        d.apply(&spec.limit_patch());
+        d
+    }
+
+    /// A built-in profile's limits with `[delivery]`'s other settings (the
+    /// limits `[delivery]` sets are applied afterwards, by [`Delivery::apply`]).
+    fn from_profile(name: &str, p: &Profile, spec: &DeliverySpec) -> Delivery {
+        // Without a fallback of its own, a programme profile switched to
+        // dialogue gating falls back to its own target.
+        let (min_share, ft, ftol) =
+            p.fallback
+                .unwrap_or((DEFAULT_DIALOGUE_MIN_SHARE, p.target_lufs, p.tolerance_lu));
         Delivery {
             profile: name.to_string(),
-            profile_source: l.source,
-            target_lufs: l.target_lufs,
-            tolerance_lu: l.tolerance_lu,
-            true_peak_max_dbtp: l.true_peak_max_dbtp,
-            max_short_term_lufs: l.max_short_term_lufs,
-            max_momentary_lufs: l.max_momentary_lufs,
-            loudness_range_min_lu: l.loudness_range_min_lu,
-            loudness_range_max_lu: l.loudness_range_max_lu,
-            loudness_basis: l.basis,
-            dialogue: l.dialogue,
+            profile_source: p.source.to_string(),
+            target_lufs: p.target_lufs,
+            tolerance_lu: p.tolerance_lu,
+            true_peak_max_dbtp: p.true_peak_max_dbtp,
+            max_short_term_lufs: p.max_short_term_lufs,
+            max_momentary_lufs: None,
+            loudness_range_min_lu: None,
+            loudness_range_max_lu: None,
+            loudness_basis: p.basis,
+            dialogue: DialogueGate {
+                roles: vec![Role::Dialogue],
+                absolute_gate_lufs: DEFAULT_DIALOGUE_ABSOLUTE_GATE_LUFS,
+                relative_gate_lu: DEFAULT_DIALOGUE_RELATIVE_GATE_LU,
+                min_share,
+                fallback_target_lufs: ft,
+                fallback_tolerance_lu: ftol,
+            },
             sample_rate: spec.sample_rate,
             sample_rates: spec.sample_rates.clone().unwrap_or_default(),
             bit_depth: spec.bit_depth.unwrap_or(BitDepth::Int24),
@@ -347,128 +364,9 @@ impl Delivery {
             frame_rate: spec.frame_rate.unwrap_or(DEFAULT_FRAME_RATE),
         }
     }
-}
 
-fn role_list(roles: &[Role]) -> String {
-    roles
-        .iter()
-        .map(|r| r.to_string())
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
-/// The loudness limits while a profile is resolved.
-struct Limits {
-    source: String,
-    target_lufs: f64,
-    tolerance_lu: f64,
-    true_peak_max_dbtp: f64,
-    max_short_term_lufs: Option<f64>,
-    max_momentary_lufs: Option<f64>,
-    loudness_range_min_lu: Option<f64>,
-    loudness_range_max_lu: Option<f64>,
-    basis: LoudnessBasis,
-    dialogue: DialogueGate,
-}
-
-/// The overridable fields, wherever they are written (`[delivery]` or a
-/// custom profile): one view, so resolution and validation read the same
-/// fields.
-pub(crate) struct Overrides<'a> {
-    pub(crate) target_lufs: Option<f64>,
-    pub(crate) tolerance_lu: Option<f64>,
-    pub(crate) true_peak_max_dbtp: Option<f64>,
-    pub(crate) max_short_term_lufs: Option<f64>,
-    pub(crate) max_momentary_lufs: Option<f64>,
-    pub(crate) loudness_range_min_lu: Option<f64>,
-    pub(crate) loudness_range_max_lu: Option<f64>,
-    pub(crate) basis: Option<LoudnessBasis>,
-    pub(crate) dialogue: Option<&'a DialogueSpec>,
-}
-
-impl<'a> Overrides<'a> {
-    pub(crate) fn from_delivery_spec(s: &'a DeliverySpec) -> Self {
-        Overrides {
-            target_lufs: s.target_lufs,
-            tolerance_lu: s.tolerance_lu,
-            true_peak_max_dbtp: s.true_peak_max_dbtp,
-            max_short_term_lufs: s.max_short_term_lufs,
-            max_momentary_lufs: s.max_momentary_lufs,
-            loudness_range_min_lu: s.loudness_range_min_lu,
-            loudness_range_max_lu: s.loudness_range_max_lu,
-            basis: s.loudness_basis,
-            dialogue: s.dialogue.as_ref(),
-        }
-    }
-
-    /// The fields set, by their spec names.
-    fn names(&self) -> Vec<&'static str> {
-        [
-            ("target_lufs", self.target_lufs.is_some()),
-            ("tolerance_lu", self.tolerance_lu.is_some()),
-            ("true_peak_max_dbtp", self.true_peak_max_dbtp.is_some()),
-            ("max_short_term_lufs", self.max_short_term_lufs.is_some()),
-            ("max_momentary_lufs", self.max_momentary_lufs.is_some()),
-            (
-                "loudness_range_min_lu",
-                self.loudness_range_min_lu.is_some(),
-            ),
-            (
-                "loudness_range_max_lu",
-                self.loudness_range_max_lu.is_some(),
-            ),
-            ("loudness_basis", self.basis.is_some()),
-            ("dialogue", self.dialogue.is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(n, set)| set.then_some(n))
-        .collect()
-    }
-
-    pub(crate) fn from_profile_spec(s: &'a ProfileSpec) -> Self {
-        Overrides {
-            target_lufs: s.target_lufs,
-            tolerance_lu: s.tolerance_lu,
-            true_peak_max_dbtp: s.true_peak_max_dbtp,
-            max_short_term_lufs: s.max_short_term_lufs,
-            max_momentary_lufs: s.max_momentary_lufs,
-            loudness_range_min_lu: s.loudness_range_min_lu,
-            loudness_range_max_lu: s.loudness_range_max_lu,
-            basis: s.loudness_basis,
-            dialogue: s.dialogue.as_ref(),
-        }
-    }
-}
-
-impl Limits {
-    fn from_profile(p: &Profile) -> Self {
-        // Without a fallback of its own, a programme profile switched to
-        // dialogue gating falls back to its own target.
-        let (min_share, ft, ftol) =
-            p.fallback
-                .unwrap_or((DEFAULT_DIALOGUE_MIN_SHARE, p.target_lufs, p.tolerance_lu));
-        Limits {
-            source: p.source.to_string(),
-            target_lufs: p.target_lufs,
-            tolerance_lu: p.tolerance_lu,
-            true_peak_max_dbtp: p.true_peak_max_dbtp,
-            max_short_term_lufs: p.max_short_term_lufs,
-            max_momentary_lufs: None,
-            loudness_range_min_lu: None,
-            loudness_range_max_lu: None,
-            basis: p.basis,
-            dialogue: DialogueGate {
-                roles: vec![Role::Dialogue],
-                absolute_gate_lufs: DEFAULT_DIALOGUE_ABSOLUTE_GATE_LUFS,
-                relative_gate_lu: DEFAULT_DIALOGUE_RELATIVE_GATE_LU,
-                min_share,
-                fallback_target_lufs: ft,
-                fallback_tolerance_lu: ftol,
-            },
-        }
-    }
-
-    fn apply(&mut self, o: &Overrides<'_>) {
+    /// Each limit the patch sets replaces this delivery's.
+    fn apply(&mut self, o: &LimitPatch) {
         let set = |dst: &mut f64, v: Option<f64>| {
             if let Some(v) = v {
                 *dst = v;
@@ -481,10 +379,10 @@ impl Limits {
         self.max_momentary_lufs = o.max_momentary_lufs.or(self.max_momentary_lufs);
         self.loudness_range_min_lu = o.loudness_range_min_lu.or(self.loudness_range_min_lu);
         self.loudness_range_max_lu = o.loudness_range_max_lu.or(self.loudness_range_max_lu);
-        if let Some(b) = o.basis {
-            self.basis = b;
+        if let Some(b) = o.loudness_basis {
+            self.loudness_basis = b;
         }
-        if let Some(d) = o.dialogue {
+        if let Some(d) = &o.dialogue {
             let g = &mut self.dialogue;
             if d.include_vocals == Some(true) {
                 g.roles = vec![Role::Dialogue, Role::Vocals, Role::BackingVocals];
@@ -498,6 +396,14 @@ impl Limits {
             set(&mut g.fallback_tolerance_lu, d.fallback_tolerance_lu);
         }
     }
+}
+
+fn role_list(roles: &[Role]) -> String {
+    roles
+        .iter()
+        .map(|r| r.to_string())
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 #[cfg(test)]

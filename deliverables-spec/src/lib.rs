@@ -38,11 +38,15 @@ pub struct LoadedSpec {
     pub sha256: String,
     /// Folder that relative paths in the spec are resolved against.
     pub base_dir: PathBuf,
+    /// The delivery, resolved once when the spec is loaded: every stage
+    /// reads this one value.
+    delivery: Delivery,
 }
 
 impl LoadedSpec {
-    pub fn delivery(&self) -> Delivery {
-        Delivery::of(&self.spec)
+    /// The resolved delivery (profile, overrides, defaults).
+    pub fn delivery(&self) -> &Delivery {
+        &self.delivery
     }
 
     /// Resolves a path written in the spec.
@@ -85,6 +89,7 @@ pub fn load_text(
     let spec = parse_and_validate(&text, file)?;
     Ok(LoadedSpec {
         sha256: plan::spec_hash(&text),
+        delivery: Delivery::of(&spec),
         spec,
         text,
         base_dir: base_dir.to_path_buf(),

@@ -8,6 +8,62 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+/// Adds the loudness limit fields to a struct written in the spec, and
+/// `limit_patch()` to read them as one [`LimitPatch`]. The rule: the limit
+/// fields are listed here and nowhere else, so `[delivery]` and
+/// `[profiles.NAME]` accept the same keys and resolve through one path.
+macro_rules! limit_fields {
+    ($(#[$sm:meta])* pub struct $name:ident { $($body:tt)* }) => {
+        limit_fields!(@emit [$(#[$sm])*] $name [$($body)*]
+            /// Integrated loudness target, LUFS (LKFS).
+            target_lufs: f64,
+            /// Accepted distance either side of the target, LU.
+            tolerance_lu: f64,
+            /// The ceiling no output may exceed, dBTP.
+            true_peak_max_dbtp: f64,
+            /// Loudest 3 s window allowed, LUFS.
+            max_short_term_lufs: f64,
+            /// Loudest 400 ms window allowed, LUFS.
+            max_momentary_lufs: f64,
+            /// Loudness range (EBU Tech 3342) allowed, LU: lower end.
+            loudness_range_min_lu: f64,
+            /// … and upper end.
+            loudness_range_max_lu: f64,
+            /// What integrated loudness is measured on: the whole programme or,
+            /// estimated from the dialogue stem, the dialogue.
+            loudness_basis: LoudnessBasis,
+            /// How dialogue is found (dialogue-gated profiles) and when to fall back.
+            dialogue: DialogueSpec
+        );
+    };
+    (@emit [$($sm:tt)*] $name:ident [$($body:tt)*] $($(#[$fm:meta])* $f:ident : $t:ty),*) => {
+        $($sm)*
+        pub struct $name {
+            $($body)*
+            $(
+                $(#[$fm])*
+                #[serde(default, skip_serializing_if = "Option::is_none")]
+                pub $f: Option<$t>,
+            )*
+        }
+
+        impl $name {
+            /// The limit fields as written here.
+            pub fn limit_patch(&self) -> LimitPatch {
+                LimitPatch { $($f: self.$f.clone(),)* }
+            }
+
+            /// The limit fields set here, by their spec names.
+            pub fn limits_set(&self) -> Vec<&'static str> {
+                [$((stringify!($f), self.$f.is_some())),*]
+                    .into_iter()
+                    .filter_map(|(n, set)| set.then_some(n))
+                    .collect()
+            }
+        }
+    };
+}
+
 /// The schema version this build reads and writes.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -689,71 +745,52 @@ impl From<BitDepth> for u32 {
     }
 }
 
-/// Delivery as written: a named profile plus field overrides.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DeliverySpec {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub profile: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target_lufs: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tolerance_lu: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub true_peak_max_dbtp: Option<f64>,
-    /// Output sample rate; defaults to the stems' rate.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sample_rate: Option<u32>,
-    /// Several output rates: one pack per rate from the same session (each
-    /// title analysed and rendered at each rate). Instead of `sample_rate`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sample_rates: Option<Vec<u32>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bit_depth: Option<BitDepth>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output_dir: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub naming: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stem_naming: Option<String>,
-    /// Dither before quantising to 16/24-bit (float output is never dithered).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dither: Option<Dither>,
-    /// Safety margin below the true-peak ceiling that limiters and the final
-    /// ceiling check aim for, dB (default 0.1).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub true_peak_margin_db: Option<f64>,
-    /// Limits beyond integrated loudness and true peak (profile overrides).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_short_term_lufs: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_momentary_lufs: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub loudness_range_min_lu: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub loudness_range_max_lu: Option<f64>,
-    /// What integrated loudness is measured on: the whole programme or,
-    /// estimated from the dialogue stem, the dialogue.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub loudness_basis: Option<LoudnessBasis>,
-    /// How dialogue is found (dialogue-gated profiles) and when to fall back.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dialogue: Option<DialogueSpec>,
-    /// BWF origination date and time, RFC 3339 UTC (`2026-11-24T09:30:00Z`).
-    /// Default: `SOURCE_DATE_EPOCH`, else the job's submission time.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub origination: Option<String>,
-    /// BWF `Originator` (32 ASCII characters at most); default `stemforge`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub originator: Option<String>,
-    /// Variants that are not versions of a title: `skip` (default) or `write`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub identical_variants: Option<IdenticalVariants>,
-    /// Frames per second of the timecode the report gives times in (an
-    /// over at HH:MM:SS:FF, counted from the stems' BWF timeline position);
-    /// default 24. Non-drop-frame counting.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub frame_rate: Option<f64>,
+limit_fields! {
+    /// Delivery as written: a named profile plus field overrides (the limit
+    /// fields are [`LimitPatch`]'s, added by `limit_fields!`).
+    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct DeliverySpec {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub profile: Option<String>,
+        /// Output sample rate; defaults to the stems' rate.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub sample_rate: Option<u32>,
+        /// Several output rates: one pack per rate from the same session (each
+        /// title analysed and rendered at each rate). Instead of `sample_rate`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub sample_rates: Option<Vec<u32>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub bit_depth: Option<BitDepth>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub output_dir: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub naming: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub stem_naming: Option<String>,
+        /// Dither before quantising to 16/24-bit (float output is never dithered).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub dither: Option<Dither>,
+        /// Safety margin below the true-peak ceiling that limiters and the final
+        /// ceiling check aim for, dB (default 0.1).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub true_peak_margin_db: Option<f64>,
+        /// BWF origination date and time, RFC 3339 UTC (`2026-11-24T09:30:00Z`).
+        /// Default: `SOURCE_DATE_EPOCH`, else the job's submission time.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub origination: Option<String>,
+        /// BWF `Originator` (32 ASCII characters at most); default `stemforge`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub originator: Option<String>,
+        /// Variants that are not versions of a title: `skip` (default) or `write`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub identical_variants: Option<IdenticalVariants>,
+        /// Frames per second of the timecode the report gives times in (an
+        /// over at HH:MM:SS:FF, counted from the stems' BWF timeline position);
+        /// default 24. Non-drop-frame counting.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub frame_rate: Option<f64>,
+    }
 }
 
 /// What a delivery's integrated loudness is measured on.
@@ -789,34 +826,29 @@ pub struct DialogueSpec {
     pub fallback_tolerance_lu: Option<f64>,
 }
 
-/// A custom delivery profile: a built-in one (`base`) with fields changed.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProfileSpec {
-    /// Built-in profile the others fields override (default `ebu-r128`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub base: Option<String>,
-    /// Where the figures come from, for the manifest and report.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target_lufs: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tolerance_lu: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub true_peak_max_dbtp: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_short_term_lufs: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_momentary_lufs: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub loudness_range_min_lu: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub loudness_range_max_lu: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub loudness_basis: Option<LoudnessBasis>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dialogue: Option<DialogueSpec>,
+limit_fields! {
+    /// A custom delivery profile: a built-in one (`base`) with the limit
+    /// fields of [`LimitPatch`] changed.
+    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct ProfileSpec {
+        /// Built-in profile the other fields override (default `ebu-r128`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub base: Option<String>,
+        /// Where the figures come from, for the manifest and report.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub description: Option<String>,
+    }
+}
+
+limit_fields! {
+    /// The loudness limits a profile fixes, as a patch: each field set here
+    /// replaces the profile's. Written under `[delivery]` or
+    /// `[profiles.NAME]`; this is the one list of them (the macro adds the
+    /// same fields to both, so unknown keys are still refused by name).
+    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct LimitPatch {}
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

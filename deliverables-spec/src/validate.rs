@@ -2,9 +2,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::delivery::{self, Delivery, Overrides, PROFILES};
+use crate::delivery::{self, Delivery, PROFILES};
 use crate::error::{SpecError, did_you_mean};
-use crate::model::{Graph, NodeKind, NodeSpec, Role, Spec};
+use crate::model::{Graph, LimitPatch, NodeKind, NodeSpec, Role, Spec};
 use crate::naming::{check_template, slug};
 use crate::variant::Target;
 
@@ -108,29 +108,18 @@ fn delivery_checks(spec: &Spec, errs: &mut Vec<SpecError>) {
     }
     // Each limit is checked where it is written: `[delivery]` or the custom
     // profile that sets it (built-in profiles are valid by construction).
-    written_limit_checks(
-        "delivery",
-        &Overrides::from_delivery_spec(&spec.delivery),
-        errs,
-    );
+    written_limit_checks("delivery", &spec.delivery.limit_patch(), errs);
     for (name, p) in &spec.profiles {
-        written_limit_checks(
-            &format!("profiles.{name}"),
-            &Overrides::from_profile_spec(p),
-            errs,
-        );
+        written_limit_checks(&format!("profiles.{name}"), &p.limit_patch(), errs);
     }
     let r = Delivery::of(spec);
     // A range whose ends come from different places can still be upside down.
     let own =
-        |o: &Overrides<'_>| o.loudness_range_min_lu.is_some() && o.loudness_range_max_lu.is_some();
+        |o: &LimitPatch| o.loudness_range_min_lu.is_some() && o.loudness_range_max_lu.is_some();
     if let (Some(lo), Some(hi)) = (r.loudness_range_min_lu, r.loudness_range_max_lu)
         && lo > hi
-        && !own(&Overrides::from_delivery_spec(&spec.delivery))
-        && !spec
-            .profiles
-            .values()
-            .any(|p| own(&Overrides::from_profile_spec(p)))
+        && !own(&spec.delivery.limit_patch())
+        && !spec.profiles.values().any(|p| own(&p.limit_patch()))
     {
         errs.push(
             SpecError::new(
@@ -807,7 +796,7 @@ fn title_checks(spec: &Spec, errs: &mut Vec<SpecError>) {
 /// Ranges of the limits beyond target, tolerance and ceiling.
 /// The loudness limits as written under `at` (`delivery` or
 /// `profiles.NAME`), each error named by its own path.
-fn written_limit_checks(at: &str, o: &Overrides<'_>, errs: &mut Vec<SpecError>) {
+fn written_limit_checks(at: &str, o: &LimitPatch, errs: &mut Vec<SpecError>) {
     let mut range = |field: &str, v: Option<f64>, lo: f64, hi: f64, hint: &str| {
         if let Some(v) = v
             && !(v.is_finite() && (lo..=hi).contains(&v))
@@ -846,7 +835,7 @@ fn written_limit_checks(at: &str, o: &Overrides<'_>, errs: &mut Vec<SpecError>) 
         50.0,
         "e.g. 18",
     );
-    if let Some(g) = o.dialogue {
+    if let Some(g) = &o.dialogue {
         range(
             "dialogue.absolute_gate_lufs",
             g.absolute_gate_lufs,

@@ -204,7 +204,7 @@ pub fn analyze(
         .unwrap_or(0)
         .max(1);
 
-    let dialogue = find_dialogue(ctx, title, &d, delivery_rate)?;
+    let dialogue = find_dialogue(ctx, title, d, delivery_rate)?;
     // A first estimate: the share is measured on each family's mix, over its
     // gated programme, from the first pass on.
     let blocks_total = crate::dialogue::gating_blocks(expected_frames, rate);
@@ -248,7 +248,7 @@ pub fn analyze(
             continue;
         }
         // Without a master limiter, every output's peak decides the clip safety.
-        let outs = title_outputs(&spec.spec, &d, title, v, rate);
+        let outs = title_outputs(&spec.spec, d, title, v, rate);
         let reference = if outs.iter().any(|o| o.role.is_some()) {
             probes.push(Probe::plain(
                 family,
@@ -614,7 +614,7 @@ impl Family {
         let dialogue_share = share.filter(|_| has_dialogue);
         let target = ctx.spec.delivery().loudness_target(dialogue_share);
         let mix_file = deliverables_spec::naming::mix_file_name(
-            &ctx.spec.delivery(),
+            ctx.spec.delivery(),
             &title.name,
             &v.name,
             rate,
@@ -1096,7 +1096,7 @@ fn ceiling_pass(
         } else {
             0
         };
-        let outs = title_outputs(spec, &d, title, &v, rate);
+        let outs = title_outputs(spec, d, title, &v, rate);
         let reference = if outs.iter().any(|o| o.role.is_some()) {
             probes.push(Probe::plain(
                 family,
@@ -1188,5 +1188,5 @@ pub fn outputs_for(
     variant: &Variant,
     rate: u32,
 ) -> Vec<PlannedOutput> {
-    title_outputs(&ctx.spec.spec, &ctx.spec.delivery(), title, variant, rate)
+    title_outputs(&ctx.spec.spec, ctx.spec.delivery(), title, variant, rate)
 }

@@ -32,7 +32,7 @@ pub fn write_manifest(ctx: &TaskContext<'_>) -> Result<ManifestResult, TaskError
     let mut titles = Vec::new();
     let mut summary = Summary::default();
     for title in &spec.titles {
-        let entry = title_entry(ctx, &d, &all, title);
+        let entry = title_entry(ctx, d, &all, title);
         if let Some(p) = &entry.preflight {
             summary.preflight_errors += p.errors();
             summary.preflight_warnings += p.warnings();
@@ -60,7 +60,7 @@ pub fn write_manifest(ctx: &TaskContext<'_>) -> Result<ManifestResult, TaskError
         job_id: ctx.job_id.to_string(),
         spec_sha256: ctx.spec.sha256.clone(),
         submitted: deliverables_spec::timestamp::rfc3339_utc(ctx.submitted_unix_ms),
-        delivery: d,
+        delivery: d.clone(),
         summary: summary.clone(),
         titles,
     };

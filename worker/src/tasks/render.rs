@@ -185,7 +185,7 @@ pub fn render(
                     file_name: &o.file_name,
                     spec_sha256: &spec.sha256,
                 },
-                &d,
+                d,
                 ctx.origination_unix_s,
                 analysis.time_reference,
                 rate,
@@ -241,7 +241,7 @@ pub fn render(
             .dialogue
             .as_ref()
             .filter(|_| carries_dialogue(title, &o.stems, analysis.dialogue.as_ref()));
-        let r = verify(p, &d, o, rate, dialogue).inspect_err(|_| discard_all(&pending))?;
+        let r = verify(p, d, o, rate, dialogue).inspect_err(|_| discard_all(&pending))?;
         (ctx.progress)(0.7 + 0.3 * (i + 1) as f64 / planned.len() as f64);
         verified.push((o, r));
     }
