@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::delivery::Delivery;
+use crate::delivery::{Delivery, LoudnessTarget};
 use crate::model::{LevelPolicy, LoudnessBasis, Role};
 
 /// What was measured on a written file. `None` where a value does not exist
@@ -222,15 +222,28 @@ pub fn judge(policy: LevelPolicy, d: &Delivery, m: &Measurement) -> Verdict {
     judge_rule(Rule::of(policy, false), d, m)
 }
 
-/// Judges one output under `rule`.
+/// Judges one output under `rule`, on the loudness target its measured
+/// dialogue share picks.
 pub fn judge_rule(rule: Rule, d: &Delivery, m: &Measurement) -> Verdict {
+    let target = d.loudness_target(m.dialogue.as_ref().map(|x| x.share));
+    judge_against(rule, d, &target, m)
+}
+
+/// Judges one output under `rule` against `target` (what
+/// [`Delivery::loudness_target`] gave for it: the caller records the same
+/// value it judged on).
+pub fn judge_against(
+    rule: Rule,
+    d: &Delivery,
+    target: &LoudnessTarget,
+    m: &Measurement,
+) -> Verdict {
     let policy = match rule {
         Rule::Normalized => LevelPolicy::Normalized,
         Rule::Matched | Rule::Remix => LevelPolicy::Matched,
     };
     let mut c = Checks(Vec::new());
     let ceiling = d.true_peak_max_dbtp;
-    let target = d.loudness_target(m.dialogue.as_ref().map(|x| x.share));
     let normalized = policy == LevelPolicy::Normalized;
 
     // Integrated loudness, on the basis the profile and the dialogue share pick.
@@ -356,7 +369,7 @@ pub fn judge_rule(rule: Rule, d: &Delivery, m: &Measurement) -> Verdict {
             Outcome::Fail
         },
         rule,
-        loudness_basis: normalized.then_some(target.why),
+        loudness_basis: normalized.then(|| target.why.clone()),
         reasons,
         checks: c.0,
     }

@@ -707,14 +707,11 @@ fn title(h: &mut String, m: &Manifest, t: &TitleEntry, index: usize, dialogue_co
     h.push_str("</section>\n");
 }
 
-/// The target an output's verdict judged its loudness on, if any.
-fn judged_target(m: &Manifest, o: &OutputEntry, meas: &Measurement) -> Option<(f64, f64)> {
-    (o.level_policy == LevelPolicy::Normalized && !o.remix).then(|| {
-        let t = m
-            .delivery
-            .loudness_target(meas.dialogue.as_ref().map(|d| d.share));
-        (t.target_lufs, t.tolerance_lu)
-    })
+/// The target an output's verdict judged its loudness on, if any: the one
+/// the manifest recorded with the verdict.
+fn judged_target(o: &OutputEntry) -> Option<(f64, f64)> {
+    (o.level_policy == LevelPolicy::Normalized && !o.remix)
+        .then_some((o.target_lufs, o.tolerance_lu))
 }
 
 /// One scale for all the title's plots.
@@ -727,7 +724,7 @@ fn title_scale(m: &Manifest, t: &TitleEntry) -> Scale {
             Some(Extent {
                 measurement: meas,
                 duration_s: o.file.as_ref().map(|f| f.duration_s),
-                target: judged_target(m, o, meas),
+                target: judged_target(o),
             })
         })
         .collect();
@@ -1050,7 +1047,7 @@ fn figure(h: &mut String, m: &Manifest, o: &OutputEntry, scale: &Scale) {
     }
     match &o.measurement {
         Some(meas) => {
-            let target = judged_target(m, o, meas);
+            let target = judged_target(o);
             let normalized = target.is_some();
             let aria = format!(
                 "Loudness and true peak of {} over time{}",

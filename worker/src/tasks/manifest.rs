@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use deliverables_spec::TaskKind;
-use deliverables_spec::compliance::{Outcome, Rule, Verdict, judge_rule};
+use deliverables_spec::compliance::{Outcome, Rule, Verdict, judge_against};
 use deliverables_spec::contract::{RenderedOutput, TaskState};
 use deliverables_spec::delivery::Delivery;
 use deliverables_spec::manifest::{
@@ -216,12 +216,13 @@ fn output_entry(
     full_lufs: Option<f64>,
     same_as: Option<SameAs>,
 ) -> OutputEntry {
-    let verdict = judge_rule(Rule::of(out.level_policy, out.remix), d, &out.measurement);
+    let target = d.loudness_target(out.measurement.dialogue.as_ref().map(|x| x.share));
+    let rule = Rule::of(out.level_policy, out.remix);
+    let verdict = judge_against(rule, d, &target, &out.measurement);
     let effective_change_db = match out.level_changes.as_slice() {
         [one] => one.effective_change_db,
         _ => None,
     };
-    let target = d.loudness_target(out.measurement.dialogue.as_ref().map(|x| x.share));
     OutputEntry {
         variant: out.variant,
         description: description.to_string(),
