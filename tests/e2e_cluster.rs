@@ -9,12 +9,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
-use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
@@ -23,6 +21,7 @@ use stemforge_proto::v1::tasks_client::TasksClient;
 use stemforge_proto::v1::{
     CompleteTaskRequest, FailTaskRequest, HeartbeatRequest, LeaseRef, LeaseTaskRequest, TaskLease,
 };
+use stemforge_testkit::cluster::{Cluster, metric_values, run, tasks};
 use stemforge_testkit::{bin, outputs, read_json, scratch, text};
 
 // ---------------------------------------------------------------------------
@@ -280,66 +279,6 @@ fn reference_slow() -> &'static BTreeMap<String, String> {
 // Processes.
 
 /// Runs a command to its end (stdout and stderr captured), killing it after `timeout`.
-fn run(mut cmd: Command, timeout: Duration) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn stemforge");
-    fn drain(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
-        std::thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = r.read_to_end(&mut v);
-            v
-        })
-    }
-    let out = drain(child.stdout.take().expect("stdout"));
-    let err = drain(child.stderr.take().expect("stderr"));
-    let status = wait_child(&mut child, timeout)
-        .unwrap_or_else(|| panic!("{cmd:?} did not finish within {timeout:?}"));
-    Output {
-        status,
-        stdout: out.join().expect("stdout reader"),
-        stderr: err.join().expect("stderr reader"),
-    }
-}
-
-/// Waits for a child to exit; kills it and returns `None` after `timeout`.
-fn wait_child(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(s) = child.try_wait().expect("wait for child") {
-            return Some(s);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn sigterm(pid: u32) {
-    let o = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .output()
-        .expect("run kill");
-    assert!(o.status.success(), "kill -TERM {pid}: {}", text(&o));
-}
-
-/// `name{labels} value` lines of a Prometheus page, as a map.
-fn metric_values(page: &str) -> BTreeMap<String, f64> {
-    page.lines()
-        .filter(|l| l.starts_with("stemforge_"))
-        .filter_map(|l| {
-            let (k, v) = l.rsplit_once(' ')?;
-            Some((k.to_string(), v.parse().ok()?))
-        })
-        .collect()
-}
-
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -347,389 +286,25 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// A coordinator and workers as child processes, each logging into the
-/// test's folder. Everything is killed when the value is dropped (also when
-/// a test fails); the folder is removed after a passing test and kept, with
-/// its logs, after a failing one.
-struct Cluster {
-    dir: PathBuf,
-    env: Vec<(String, String)>,
-    /// `http://127.0.0.1:PORT`, fixed at the first start (a restart reuses the port).
-    url: String,
-    /// The current coordinator's Prometheus endpoint (`127.0.0.1:PORT`).
-    metrics_addr: String,
-    coordinator: Option<Child>,
-    starts: usize,
-    workers: Vec<(String, Child)>,
-    /// Client commands left running (`watch`).
-    others: Vec<Child>,
-}
-
-impl Cluster {
-    /// Starts a coordinator on a free port with a fresh data folder. `env`
-    /// overrides the cluster settings (for coordinator and workers alike).
-    fn start(name: &str, env: &[(&str, &str)]) -> Cluster {
-        let mut settings: BTreeMap<String, String> = [
+/// A cluster of processes with this file's timings (lease, heartbeat,
+/// backoff, attempts), `env` on top.
+fn start_cluster(name: &str, env: &[(&str, &str)]) -> Cluster {
+    Cluster::builder(name)
+        .envs([
             ("STEMFORGE_LEASE_MS", LEASE_MS.to_string()),
             ("STEMFORGE_HEARTBEAT_MS", HEARTBEAT_MS.to_string()),
             ("STEMFORGE_BACKOFF_BASE_MS", BACKOFF_BASE_MS.to_string()),
             ("STEMFORGE_BACKOFF_MAX_MS", "5000".to_string()),
             ("STEMFORGE_POLL_WAIT_MS", "300".to_string()),
             ("STEMFORGE_MAX_ATTEMPTS", MAX_ATTEMPTS.to_string()),
-            ("STEMFORGE_LOG", "info".to_string()),
-            ("NO_COLOR", "1".to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        for (k, v) in env {
-            settings.insert((*k).to_string(), (*v).to_string());
-        }
-        let mut c = Cluster {
-            dir: scratch(&format!("cluster-{name}")),
-            env: settings.into_iter().collect(),
-            url: String::new(),
-            metrics_addr: String::new(),
-            coordinator: None,
-            starts: 0,
-            workers: Vec::new(),
-            others: Vec::new(),
-        };
-        c.spawn_coordinator("127.0.0.1:0");
-        c
-    }
-
-    fn spawn_coordinator(&mut self, listen: &str) {
-        self.starts += 1;
-        let log = File::create(self.dir.join(format!("coordinator-{}.log", self.starts)))
-            .expect("create log");
-        let mut child = Command::new(bin())
-            .args(["coordinator", "--listen", listen, "--data-dir"])
-            .arg(self.dir.join("data"))
-            .args(["--metrics-listen", "127.0.0.1:0"])
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .current_dir(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("spawn coordinator");
-        let stdout = child.stdout.take().expect("coordinator stdout");
-        self.coordinator = Some(child);
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            for _ in 0..2 {
-                if let Some(Ok(l)) = lines.next() {
-                    let _ = tx.send(l);
-                }
-            }
-            // Keep the pipe drained until the process ends.
-            for _ in lines {}
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("the coordinator did not start\n{}", self.logs()));
-        let metrics = rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("the coordinator did not serve metrics\n{}", self.logs()));
-        self.metrics_addr = metrics
-            .strip_prefix("stemforge metrics on http://")
-            .and_then(|m| m.strip_suffix("/metrics"))
-            .unwrap_or_else(|| panic!("unexpected second line `{metrics}`"))
-            .to_string();
-        let url = line
-            .strip_prefix("stemforge coordinator listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line `{line}`"))
-            .to_string();
-        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
-        if !self.url.is_empty() {
-            assert_eq!(url, self.url, "a restarted coordinator keeps its address");
-        }
-        self.url = url;
-    }
-
-    /// SIGKILL: no shutdown handler runs.
-    fn kill_coordinator(&mut self) {
-        let mut c = self.coordinator.take().expect("a coordinator runs");
-        c.kill().expect("kill -9 the coordinator");
-        c.wait().expect("reap the coordinator");
-    }
-
-    /// SIGTERM to the coordinator; returns how it exited (it must drain and
-    /// exit on its own within `timeout`).
-    fn term_coordinator(&mut self, timeout: Duration) -> std::process::ExitStatus {
-        let mut c = self.coordinator.take().expect("a coordinator runs");
-        sigterm(c.id());
-        wait_child(&mut c, timeout).unwrap_or_else(|| {
-            panic!(
-                "the coordinator ignored SIGTERM for {timeout:?}\n{}",
-                self.logs()
-            )
-        })
-    }
-
-    /// SIGTERM to a worker; returns how it exited (killed after `timeout`).
-    fn term_worker(&mut self, id: &str, timeout: Duration) -> std::process::ExitStatus {
-        let i = self
-            .workers
-            .iter()
-            .position(|(w, _)| w == id)
-            .unwrap_or_else(|| panic!("no worker {id}"));
-        let (_, mut c) = self.workers.remove(i);
-        sigterm(c.id());
-        wait_child(&mut c, timeout).unwrap_or_else(|| {
-            panic!(
-                "worker {id} ignored SIGTERM for {timeout:?}\n{}",
-                self.logs()
-            )
-        })
-    }
-
-    /// The coordinator's `/metrics` page.
-    fn scrape(&self) -> String {
-        Cluster::scraper(self.metrics_addr.clone())()
-    }
-
-    /// A function that fetches `http://ADDR/metrics` (plain HTTP/1.1).
-    fn scraper(addr: String) -> impl Fn() -> String + Send + 'static {
-        move || {
-            use std::io::Write;
-            let mut s = std::net::TcpStream::connect(&addr).expect("connect to /metrics");
-            s.set_read_timeout(Some(Duration::from_secs(10)))
-                .expect("timeout");
-            write!(
-                s,
-                "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-            )
-            .expect("send request");
-            let mut body = String::new();
-            s.read_to_string(&mut body).expect("read /metrics");
-            assert!(body.starts_with("HTTP/1.1 200"), "{body}");
-            body
-        }
-    }
-
-    /// A new coordinator process on the same port and data folder.
-    fn restart_coordinator(&mut self) {
-        assert!(self.coordinator.is_none(), "kill the coordinator first");
-        let listen = self
-            .url
-            .strip_prefix("http://")
-            .expect("http url")
-            .to_string();
-        self.spawn_coordinator(&listen);
-    }
-
-    /// Starts `stemforge worker --id ID`; returns its process id.
-    fn start_worker(&mut self, id: &str) -> u32 {
-        self.start_worker_env(id, &[])
-    }
-
-    /// As [`start_worker`], with settings of its own.
-    fn start_worker_env(&mut self, id: &str, env: &[(&str, &str)]) -> u32 {
-        let log = File::create(self.dir.join(format!("worker-{id}.log"))).expect("create log");
-        let child = Command::new(bin())
-            .args(["worker", "--coordinator", &self.url, "--id", id])
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .envs(env.iter().copied())
-            .current_dir(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn worker");
-        let pid = child.id();
-        self.workers.push((id.to_string(), child));
-        pid
-    }
-
-    /// SIGKILL to a worker: it cannot clean up or report.
-    fn kill_worker(&mut self, id: &str) {
-        let i = self
-            .workers
-            .iter()
-            .position(|(w, _)| w == id)
-            .unwrap_or_else(|| panic!("no worker {id}"));
-        let (_, mut c) = self.workers.remove(i);
-        c.kill().expect("kill -9 the worker");
-        c.wait().expect("reap the worker");
-    }
-
-    fn worker_alive(&mut self, id: &str) -> bool {
-        self.workers
-            .iter_mut()
-            .find(|(w, _)| w == id)
-            .is_some_and(|(_, c)| c.try_wait().expect("try_wait").is_none())
-    }
-
-    fn log(&self, file: &str) -> String {
-        std::fs::read_to_string(self.dir.join(file)).unwrap_or_default()
-    }
-
-    /// The last lines of every log, for failure messages.
-    fn logs(&self) -> String {
-        let mut names: Vec<PathBuf> = std::fs::read_dir(&self.dir)
-            .map(|d| {
-                d.filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.extension().is_some_and(|x| x == "log"))
-                    .collect()
-            })
-            .unwrap_or_default();
-        names.sort();
-        let mut s = String::new();
-        for p in names {
-            let body = std::fs::read_to_string(&p).unwrap_or_default();
-            let lines: Vec<&str> = body.lines().collect();
-            let _ = writeln!(s, "--- {} (last 25 lines)", p.display());
-            for l in &lines[lines.len().saturating_sub(25)..] {
-                let _ = writeln!(s, "{l}");
-            }
-        }
-        s
-    }
-
-    /// A client command against this cluster (`--coordinator` added).
-    fn cli(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(bin());
-        cmd.args(args)
-            .args(["--coordinator", &self.url])
-            .env("STEMFORGE_LOG", "warn")
-            .env("NO_COLOR", "1")
-            .current_dir(&self.dir);
-        run(cmd, Duration::from_secs(60))
-    }
-
-    /// `stemforge submit SPEC --out OUT [extra]`; returns the job id.
-    fn submit(&self, spec: &Path, out: &Path, extra: &[&str]) -> String {
-        let mut args = vec![
-            "submit",
-            spec.to_str().expect("utf-8 path"),
-            "--out",
-            out.to_str().expect("utf-8 path"),
-        ];
-        args.extend_from_slice(extra);
-        let o = self.cli(&args);
-        assert!(o.status.success(), "submit failed:\n{}", text(&o));
-        let id = String::from_utf8_lossy(&o.stdout).trim().to_string();
-        assert!(
-            !id.is_empty() && !id.contains(char::is_whitespace),
-            "submit prints only the job id:\n{}",
-            text(&o)
-        );
-        id
-    }
-
-    /// `stemforge status JOB --json`, or `None` if the coordinator does not answer.
-    fn try_status(&self, job: &str) -> Option<Value> {
-        let o = self.cli(&["status", job, "--json"]);
-        if !o.status.success() {
-            return None;
-        }
-        Some(serde_json::from_slice(&o.stdout).expect("status --json prints JSON"))
-    }
-
-    fn status(&self, job: &str) -> Value {
-        self.try_status(job)
-            .unwrap_or_else(|| panic!("status of {job} failed\n{}", self.logs()))
-    }
-
-    /// Polls `f` every 50 ms until it returns something; fails the test after `timeout`.
-    fn wait_for<T>(&self, what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-        let start = Instant::now();
-        loop {
-            if let Some(v) = f() {
-                return v;
-            }
-            assert!(
-                start.elapsed() < timeout,
-                "timed out after {timeout:?} waiting for {what}\n{}",
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Polls the job until it is no longer running. Fails the test after
-    /// `timeout`, or earlier if the job stalls: nothing leased and no task
-    /// changing for 8 s (longer than any retry backoff of these tests).
-    fn wait_job(&self, job: &str, timeout: Duration) -> Value {
-        const STALL: Duration = Duration::from_secs(8);
-        let start = Instant::now();
-        let mut last: Option<(String, Instant)> = None;
-        loop {
-            if let Some(st) = self.try_status(job) {
-                if st["state"] != "running" {
-                    return st;
-                }
-                let sig: String = tasks(&st)
-                    .iter()
-                    .map(|t| format!("{}:{};", t["state"], t["attempt"]))
-                    .collect();
-                let leased = tasks(&st).iter().any(|t| t["state"] == "leased");
-                match &last {
-                    Some((s, since)) if *s == sig => {
-                        assert!(
-                            leased || since.elapsed() < STALL,
-                            "job {job} stalled: no task leased and nothing changed for {STALL:?}\n{st:#}\n{}",
-                            self.logs()
-                        );
-                    }
-                    _ => last = Some((sig, Instant::now())),
-                }
-            }
-            assert!(
-                start.elapsed() < timeout,
-                "job {job} still running after {timeout:?}\n{:#}\n{}",
-                self.try_status(job).unwrap_or_default(),
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Starts `stemforge watch JOB` in the background (output into the test folder).
-    fn spawn_watch(&mut self, job: &str) -> usize {
-        let child = Command::new(bin())
-            .args(["watch", job, "--coordinator", &self.url])
-            .env("STEMFORGE_LOG", "warn")
-            .env("NO_COLOR", "1")
-            .current_dir(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(File::create(self.dir.join("watch.out")).expect("create"))
-            .stderr(File::create(self.dir.join("watch.log")).expect("create"))
-            .spawn()
-            .expect("spawn watch");
-        self.others.push(child);
-        self.others.len() - 1
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let mut all: Vec<Child> = self.workers.drain(..).map(|(_, c)| c).collect();
-        all.append(&mut self.others);
-        all.extend(self.coordinator.take());
-        for c in &mut all {
-            let _ = c.kill();
-        }
-        for c in &mut all {
-            let _ = c.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!("cluster files and logs kept in {}", self.dir.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
+        ])
+        .envs(env.iter().copied())
+        .start()
+        .unwrap_or_else(|e| panic!("cluster {name}: {e}"))
 }
 
 // ---------------------------------------------------------------------------
 // Reading results.
-
-fn tasks(st: &Value) -> &[Value] {
-    st["tasks"].as_array().map_or(&[], Vec::as_slice)
-}
 
 fn str_of(v: &Value) -> &str {
     v.as_str().unwrap_or_default()
@@ -951,18 +526,17 @@ fn a_catalog_on_three_worker_processes_matches_a_local_render() {
     let cat = catalog();
     let reference = reference_fast();
     let started = Instant::now();
-    let mut c = Cluster::start("three-workers", &[]);
+    let mut c = start_cluster("three-workers", &[]);
     for w in ["w1", "w2", "w3"] {
         c.start_worker(w);
     }
-    let out = c.dir.join("out");
+    let out = c.dir().join("out");
     let job = c.submit(&cat.fast, &out, &["--label", "catalog"]);
     // Scrape while the job runs: work is seen queued or leased, and the
     // three workers connected.
     let mid_run = std::sync::Arc::new(std::sync::Mutex::new(0usize));
     let scraper = {
-        let (addr, seen) = (c.metrics_addr.clone(), mid_run.clone());
-        let probe = Cluster::scraper(addr);
+        let (probe, seen) = (c.metrics_scraper(), mid_run.clone());
         std::thread::spawn(move || {
             for _ in 0..200 {
                 let v = metric_values(&probe());
@@ -1067,9 +641,9 @@ fn a_worker_killed_mid_render_loses_its_lease_and_another_finishes_the_job() {
     let cat = catalog();
     let reference = reference_slow();
     let started = Instant::now();
-    let mut c = Cluster::start("kill-worker", &[]);
+    let mut c = start_cluster("kill-worker", &[]);
     let pid_a = c.start_worker("A");
-    let out = c.dir.join("out");
+    let out = c.dir().join("out");
     let job = c.submit(&cat.slow, &out, &[]);
     let (victim, files) = slow_render_in_flight(&c, &job, "A", &out);
     c.kill_worker("A");
@@ -1130,10 +704,10 @@ fn a_coordinator_killed_mid_job_resumes_from_its_database_without_rerunning_fini
     let cat = catalog();
     let reference = reference_slow();
     let started = Instant::now();
-    let mut c = Cluster::start("kill-coordinator", &[]);
+    let mut c = start_cluster("kill-coordinator", &[]);
     c.start_worker("w1");
     c.start_worker("w2");
-    let out = c.dir.join("out");
+    let out = c.dir().join("out");
     let job = c.submit(&cat.slow, &out, &[]);
     let watch = c.spawn_watch(&job);
     let before = some_done_and_slow_in_flight(&c, &job);
@@ -1168,7 +742,7 @@ fn a_coordinator_killed_mid_job_resumes_from_its_database_without_rerunning_fini
         .iter()
         .filter(|t| t["state"] == "succeeded")
         .count();
-    assert!(c.dir.join("data/jobs.sqlite").is_file());
+    assert!(c.dir().join("data/jobs.sqlite").is_file());
     assert!(
         c.worker_alive("w1") && c.worker_alive("w2"),
         "workers keep running"
@@ -1179,7 +753,7 @@ fn a_coordinator_killed_mid_job_resumes_from_its_database_without_rerunning_fini
         c.logs()
     );
     // The watcher followed the job across the restart and saw it succeed.
-    let status = wait_child(&mut c.others[watch], Duration::from_secs(30));
+    let status = c.wait_other(watch, Duration::from_secs(30));
     let watch_out = c.log("watch.out");
     assert!(
         status.is_some_and(|s| s.success()) && watch_out.contains("succeeded"),
@@ -1199,15 +773,15 @@ fn a_coordinator_killed_mid_job_resumes_from_its_database_without_rerunning_fini
 #[test]
 fn a_report_under_a_lapsed_lease_is_refused() {
     let cat = catalog();
-    let c = Cluster::start("stale-lease", &[("STEMFORGE_LEASE_MS", "1000")]);
-    let out = c.dir.join("out");
+    let c = start_cluster("stale-lease", &[("STEMFORGE_LEASE_MS", "1000")]);
+    let out = c.dir().join("out");
     let job = c.submit(&cat.solo, &out, &[]);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
     let mut client = rt
-        .block_on(TasksClient::connect(c.url.clone()))
+        .block_on(TasksClient::connect(c.url().to_string()))
         .expect("connect to the Tasks service");
     let mut lease = |worker: &str| -> TaskLease {
         rt.block_on(client.lease_task(LeaseTaskRequest {
@@ -1256,7 +830,7 @@ fn a_report_under_a_lapsed_lease_is_refused() {
     };
     // Everything under the first lease is refused.
     let mut tc = rt
-        .block_on(TasksClient::connect(c.url.clone()))
+        .block_on(TasksClient::connect(c.url().to_string()))
         .expect("connect");
     let refused = |r: Result<(), tonic::Status>, what: &str| {
         let e = r.expect_err(what);
@@ -1336,8 +910,8 @@ fn a_report_under_a_lapsed_lease_is_refused() {
 #[test]
 fn a_corrupt_stem_fails_its_title_at_once_and_the_rest_is_delivered() {
     let reference = reference_fast();
-    let mut c = Cluster::start("corrupt-stem", &[]);
-    let spec = copy_fast_catalog(&c.dir.join("catalog"));
+    let mut c = start_cluster("corrupt-stem", &[]);
+    let spec = copy_fast_catalog(&c.dir().join("catalog"));
     // Garbage under a stem's name (the file exists and is not empty, so the
     // spec is accepted; the worker finds out).
     let bad = spec.with_file_name(FAST[1].file("vocals"));
@@ -1347,7 +921,7 @@ fn a_corrupt_stem_fails_its_title_at_once_and_the_rest_is_delivered() {
     std::fs::write(&bad, garbage).expect("overwrite stem");
     c.start_worker("w1");
     c.start_worker("w2");
-    let out = c.dir.join("out");
+    let out = c.dir().join("out");
     let job = c.submit(&spec, &out, &[]);
     let o = c.cli(&["watch", &job]);
     assert_eq!(o.status.code(), Some(1), "watch:\n{}", text(&o));
@@ -1410,9 +984,9 @@ fn a_corrupt_stem_fails_its_title_at_once_and_the_rest_is_delivered() {
 
 #[test]
 fn a_stem_missing_at_run_time_is_retried_with_growing_backoff_then_fails_its_title() {
-    let mut c = Cluster::start("missing-stem", &[]);
-    let spec = copy_fast_catalog(&c.dir.join("catalog"));
-    let out = c.dir.join("out");
+    let mut c = start_cluster("missing-stem", &[]);
+    let spec = copy_fast_catalog(&c.dir().join("catalog"));
+    let out = c.dir().join("out");
     // Submitted while the file exists; gone when a worker gets to it: an
     // I/O failure that a retry could fix (a share that is remounting).
     let job = c.submit(&spec, &out, &[]);
@@ -1489,14 +1063,14 @@ fn input_errors_in_several_titles_do_not_keep_the_only_worker_off_the_job() {
     // add up to STEMFORGE_MAX_WORKER_FAILURES: two titles with corrupt stems
     // (bad input, one attempt each) and one whose stem vanishes after
     // submission (retried up to STEMFORGE_MAX_ATTEMPTS times).
-    let mut c = Cluster::start("bad-inputs", &[("STEMFORGE_MAX_WORKER_FAILURES", "3")]);
-    let spec = copy_fast_catalog(&c.dir.join("catalog"));
+    let mut c = start_cluster("bad-inputs", &[("STEMFORGE_MAX_WORKER_FAILURES", "3")]);
+    let spec = copy_fast_catalog(&c.dir().join("catalog"));
     let bad = &FAST[1..4];
     for t in &bad[..2] {
         std::fs::write(spec.with_file_name(t.file("vocals")), vec![0x55u8; 50_000])
             .expect("overwrite stem");
     }
-    let out = c.dir.join("out");
+    let out = c.dir().join("out");
     let job = c.submit(&spec, &out, &[]);
     std::fs::remove_file(spec.with_file_name(bad[2].file("vocals"))).expect("remove stem");
     c.start_worker("w1");
@@ -1525,9 +1099,9 @@ fn input_errors_in_several_titles_do_not_keep_the_only_worker_off_the_job() {
 #[test]
 fn a_higher_priority_job_overtakes_the_queued_tasks_of_a_running_one() {
     let cat = catalog();
-    let mut c = Cluster::start("priority", &[]);
+    let mut c = start_cluster("priority", &[]);
     c.start_worker("w1");
-    let low = c.submit(&cat.fast, &c.dir.join("out-low"), &["--label", "low"]);
+    let low = c.submit(&cat.fast, &c.dir().join("out-low"), &["--label", "low"]);
     c.wait_for(
         "the low-priority job to start",
         Duration::from_secs(30),
@@ -1541,7 +1115,7 @@ fn a_higher_priority_job_overtakes_the_queued_tasks_of_a_running_one() {
     );
     let high = c.submit(
         &cat.solo,
-        &c.dir.join("out-high"),
+        &c.dir().join("out-high"),
         &["--priority", "10", "--label", "high"],
     );
     let hs = c.wait_job(&high, Duration::from_secs(60));
@@ -1589,9 +1163,9 @@ fn a_higher_priority_job_overtakes_the_queued_tasks_of_a_running_one() {
 #[test]
 fn cancel_stops_the_running_task_at_its_next_heartbeat_and_leaves_the_worker_idle() {
     let cat = catalog();
-    let mut c = Cluster::start("cancel", &[]);
+    let mut c = start_cluster("cancel", &[]);
     c.start_worker("w1");
-    let out = c.dir.join("out");
+    let out = c.dir().join("out");
     let job = c.submit(&cat.slow, &out, &[]);
     let (victim, files) = slow_render_in_flight(&c, &job, "w1", &out);
     let o = c.cli(&["cancel", &job]);
@@ -1648,7 +1222,7 @@ fn cancel_stops_the_running_task_at_its_next_heartbeat_and_leaves_the_worker_idl
     );
     // The worker is alive and takes the next job.
     assert!(c.worker_alive("w1"));
-    let next = c.submit(&cat.solo, &c.dir.join("out-next"), &[]);
+    let next = c.submit(&cat.solo, &c.dir().join("out-next"), &[]);
     let st = c.wait_job(&next, Duration::from_secs(60));
     assert_eq!(st["state"], "succeeded", "{st:#}");
     for t in tasks(&st) {
@@ -1669,10 +1243,10 @@ fn cancel_stops_the_running_task_at_its_next_heartbeat_and_leaves_the_worker_idl
 fn sigterm_past_the_drain_time_hands_the_lease_back_and_another_worker_finishes_the_task() {
     let cat = catalog();
     let reference = reference_slow();
-    let mut c = Cluster::start("term-worker", &[]);
+    let mut c = start_cluster("term-worker", &[]);
     // No drain time: the task in hand is stopped at once and handed back.
     c.start_worker_env("A", &[("STEMFORGE_DRAIN_TIMEOUT_S", "0")]);
-    let out = c.dir.join("out");
+    let out = c.dir().join("out");
     let job = c.submit(&cat.slow, &out, &[]);
     let (victim, files) = slow_render_in_flight(&c, &job, "A", &out);
     let id = str_of(&victim["task_id"]).to_string();
@@ -1734,9 +1308,9 @@ fn sigterm_past_the_drain_time_hands_the_lease_back_and_another_worker_finishes_
 fn sigterm_lets_the_task_in_hand_finish_within_the_drain_time_and_takes_no_more() {
     let cat = catalog();
     let reference = reference_slow();
-    let mut c = Cluster::start("drain-worker", &[]);
+    let mut c = start_cluster("drain-worker", &[]);
     c.start_worker_env("A", &[("STEMFORGE_DRAIN_TIMEOUT_S", "60")]);
-    let out = c.dir.join("out");
+    let out = c.dir().join("out");
     let job = c.submit(&cat.slow, &out, &[]);
     let (victim, _) = slow_render_in_flight(&c, &job, "A", &out);
     let id = str_of(&victim["task_id"]).to_string();
@@ -1769,10 +1343,10 @@ fn sigterm_lets_the_task_in_hand_finish_within_the_drain_time_and_takes_no_more(
 fn sigterm_to_the_coordinator_drains_closes_its_store_and_a_restart_resumes_the_job() {
     let cat = catalog();
     let reference = reference_slow();
-    let mut c = Cluster::start("term-coordinator", &[]);
+    let mut c = start_cluster("term-coordinator", &[]);
     c.start_worker("w1");
     c.start_worker("w2");
-    let out = c.dir.join("out");
+    let out = c.dir().join("out");
     let job = c.submit(&cat.slow, &out, &[]);
     let before = some_done_and_slow_in_flight(&c, &job);
     let t0 = Instant::now();
@@ -1781,7 +1355,7 @@ fn sigterm_to_the_coordinator_drains_closes_its_store_and_a_restart_resumes_the_
     assert!(exit.success(), "{exit:?}\n{}", c.logs());
     let log = c.log("coordinator-1.log");
     assert!(log.contains("job store closed"), "{log}");
-    let wal = c.dir.join("data/jobs.sqlite-wal");
+    let wal = c.dir().join("data/jobs.sqlite-wal");
     assert!(
         std::fs::metadata(&wal).map_or(true, |m| m.len() == 0),
         "the write-ahead log was checkpointed into the database"

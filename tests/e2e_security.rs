@@ -4,129 +4,28 @@
 //! coordinator and on workers, and independent clients (Python grpcio,
 //! tonic's reflection client) listing the services and asking health.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use stemforge_proto::v1::jobs_client::JobsClient;
 use stemforge_proto::v1::tasks_client::TasksClient;
 use stemforge_proto::v1::{LeaseTaskRequest, ListJobsRequest};
-use stemforge_testkit::{bin, scratch, text};
+use stemforge_testkit::cluster::Cluster;
+use stemforge_testkit::{bin, scratch, stemforge_env, text};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 
 const CLIENT_TOKEN: &str = "client-9f2c1e7a5b3d4c6e8f0a1b2c3d4e5f60";
 const WORKER_TOKEN: &str = "worker-0a1b2c3d4e5f60718293a4b5c6d7e8f9";
 
-/// A coordinator process; killed on drop.
-struct Coord {
-    child: Child,
-    /// `http(s)://127.0.0.1:PORT`
-    url: String,
-    log: PathBuf,
-}
-
-impl Drop for Coord {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Coord {
-    fn addr(&self) -> &str {
-        self.url.split("://").nth(1).expect("url")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-/// Starts `stemforge coordinator` with `env`; waits for its first line.
-fn coordinator(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Result<Coord, String> {
-    let log = dir.join(format!(
-        "coordinator-{}.log",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0)
-    ));
-    let mut child = Command::new(bin())
-        .arg("coordinator")
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .args(args)
-        .env("STEMFORGE_LOG", "debug")
-        .env("NO_COLOR", "1")
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).expect("log"))
-        .spawn()
-        .expect("spawn coordinator");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        if let Some(Ok(l)) = lines.next() {
-            let _ = tx.send(l);
-        }
-        for _ in lines {}
-    });
-    let line = rx.recv_timeout(Duration::from_secs(30));
-    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
-    match line {
-        Ok(l) => {
-            let url = l
-                .strip_prefix("stemforge coordinator listening on ")
-                .map(str::to_string);
-            match url {
-                Some(url) => Ok(Coord { child, url, log }),
-                None => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    Err(format!("unexpected first line `{l}`"))
-                }
-            }
-        }
-        Err(_) => {
-            let status = child.wait().ok();
-            Err(format!(
-                "no listening line; exit {status:?}\n{}",
-                read_log()
-            ))
-        }
-    }
-}
-
-fn cli(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Output {
-    Command::new(bin())
-        .args(args)
-        .env("STEMFORGE_LOG", "warn")
-        .env("NO_COLOR", "1")
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .current_dir(dir)
-        .output()
-        .expect("run stemforge")
-}
-
-/// `stemforge submit SPEC --out OUT --coordinator URL` with `env`.
-fn submit(dir: &Path, spec: &Path, out: &Path, url: &str, env: &[(&str, String)]) -> Output {
-    cli(
-        dir,
-        &[
-            "submit",
-            spec.to_str().expect("utf-8"),
-            "--out",
-            out.to_str().expect("utf-8"),
-            "--coordinator",
-            url,
-        ],
-        env,
-    )
+/// A coordinator process logging at debug level (the tests read its log),
+/// with `env` for it and its workers.
+fn coordinator(name: &str, prepare: impl FnOnce(&Path) -> Vec<(&'static str, String)>) -> Cluster {
+    let b = Cluster::builder(name).env("STEMFORGE_LOG", "debug");
+    let env = prepare(b.dir());
+    b.envs(env)
+        .start()
+        .unwrap_or_else(|e| panic!("the coordinator did not start: {e}"))
 }
 
 fn tokens(dir: &Path) -> Vec<(&'static str, String)> {
@@ -138,6 +37,14 @@ fn tokens(dir: &Path) -> Vec<(&'static str, String)> {
         ("STEMFORGE_CLIENT_TOKEN_FILE", c.display().to_string()),
         ("STEMFORGE_WORKER_TOKEN_FILE", w.display().to_string()),
     ]
+}
+
+/// What a client needs to be admitted: the client token file in `dir`.
+fn client_token(dir: &Path) -> Vec<(&'static str, String)> {
+    vec![(
+        "STEMFORGE_CLIENT_TOKEN_FILE",
+        dir.join("client.token").display().to_string(),
+    )]
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -163,32 +70,13 @@ fn tiny_spec(dir: &Path) -> PathBuf {
     stemforge_cli::bench_cluster::tiny_catalog(dir, 1).expect("tiny catalog")
 }
 
-/// Polls `status JOB --json` until the job is not running.
-fn wait_job(dir: &Path, job: &str, env: &[(&str, String)], url: &str) -> serde_json::Value {
-    let start = Instant::now();
-    loop {
-        let o = cli(dir, &["status", job, "--json", "--coordinator", url], env);
-        assert!(o.status.success(), "{}", text(&o));
-        let st: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
-        if st["state"] != "running" {
-            return st;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(90),
-            "job still running: {st:#}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 // ---------------------------------------------------------------------------
 
 #[test]
 fn tokens_admit_each_role_to_its_own_api_only_and_are_never_logged() {
-    let dir = scratch("sec-tokens");
-    let env = tokens(&dir);
-    let c = coordinator(&dir, &["--listen", "127.0.0.1:0"], &env).expect("start");
-    let url = c.url.clone();
+    let c = coordinator("sec-tokens", tokens);
+    let env = client_token(c.dir());
+    let url = c.url().to_string();
     let codes = rt().block_on(async {
         let ch = Channel::from_shared(url.clone())
             .expect("url")
@@ -235,24 +123,23 @@ fn tokens_admit_each_role_to_its_own_api_only_and_are_never_logged() {
 
     // The command line: no token is refused with the code named, the token
     // file lets it through.
-    let o = cli(&dir, &["status", "--coordinator", &url], &[]);
+    let o = c.cli(&["status"]);
     assert!(!o.status.success(), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains("UNAUTHENTICATED") && err.contains("client_token_file"),
         "{err}"
     );
-    let o = cli(&dir, &["status", "--coordinator", &url], &env);
+    let o = c.cli_env(&["status"], &env);
     assert!(o.status.success(), "{}", text(&o));
 
     // Neither token appears in the coordinator's debug log.
-    let log = c.log();
+    let log = c.coordinator_log();
     assert!(log.contains("coordinator started"), "{log}");
     for t in [CLIENT_TOKEN, WORKER_TOKEN] {
         assert!(!log.contains(t), "a token leaked into the log");
         assert!(!String::from_utf8_lossy(&o.stderr).contains(t));
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 struct Pki {
@@ -262,6 +149,20 @@ struct Pki {
     server_key: PathBuf,
     worker_cert: PathBuf,
     worker_key: PathBuf,
+}
+
+impl Pki {
+    /// The files [`pki`] wrote into `dir`.
+    fn in_dir(dir: &Path) -> Pki {
+        Pki {
+            ca: dir.join("ca.pem"),
+            other_ca: dir.join("other-ca.pem"),
+            server_cert: dir.join("server.pem"),
+            server_key: dir.join("server.key"),
+            worker_cert: dir.join("worker.pem"),
+            worker_key: dir.join("worker.key"),
+        }
+    }
 }
 
 /// A CA, a server certificate for localhost/127.0.0.1, a worker client
@@ -310,17 +211,20 @@ fn pki(dir: &Path) -> Pki {
 
 #[test]
 fn tls_serves_only_tls_and_workers_need_a_client_certificate() {
-    let dir = scratch("sec-tls");
-    let pki = pki(&dir);
-    let mut env = tokens(&dir);
-    env.extend([
-        ("STEMFORGE_TLS_CERT", pki.server_cert.display().to_string()),
-        ("STEMFORGE_TLS_KEY", pki.server_key.display().to_string()),
-        ("STEMFORGE_TLS_CLIENT_CA", pki.ca.display().to_string()),
-    ]);
-    let c = coordinator(&dir, &["--listen", "127.0.0.1:0"], &env).expect("start");
-    assert!(c.url.starts_with("https://127.0.0.1:"), "{}", c.url);
-    let url = c.url.clone();
+    let mut c = coordinator("sec-tls", |dir| {
+        let pki = pki(dir);
+        let mut env = tokens(dir);
+        env.extend([
+            ("STEMFORGE_TLS_CERT", pki.server_cert.display().to_string()),
+            ("STEMFORGE_TLS_KEY", pki.server_key.display().to_string()),
+            ("STEMFORGE_TLS_CLIENT_CA", pki.ca.display().to_string()),
+        ]);
+        env
+    });
+    let dir = c.dir().to_path_buf();
+    let pki = Pki::in_dir(&dir);
+    assert!(c.url().starts_with("https://127.0.0.1:"), "{}", c.url());
+    let url = c.url().to_string();
     let client_env = vec![
         ("STEMFORGE_TLS_CA", pki.ca.display().to_string()),
         (
@@ -330,21 +234,18 @@ fn tls_serves_only_tls_and_workers_need_a_client_certificate() {
     ];
 
     // Health and a client call over TLS, verified against the CA.
-    let o = cli(&dir, &["health", "--coordinator", &url], &client_env);
+    let o = c.cli_env(&["health"], &client_env);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "SERVING");
-    let o = cli(&dir, &["status", "--coordinator", &url], &client_env);
+    let o = c.cli_env(&["status"], &client_env);
     assert!(o.status.success(), "{}", text(&o));
 
     // Plain text to the TLS port fails; so does a server the CA did not sign.
     let plain = format!("http://{}", c.addr());
-    let o = cli(
-        &dir,
+    let token_file = dir.join("client.token").display().to_string();
+    let o = stemforge_env(
         &["status", "--coordinator", &plain],
-        &[(
-            "STEMFORGE_CLIENT_TOKEN_FILE",
-            dir.join("client.token").display().to_string(),
-        )],
+        &[("STEMFORGE_CLIENT_TOKEN_FILE", &token_file)],
     );
     assert!(
         !o.status.success(),
@@ -358,7 +259,7 @@ fn tls_serves_only_tls_and_workers_need_a_client_certificate() {
             dir.join("client.token").display().to_string(),
         ),
     ];
-    let o = cli(&dir, &["status", "--coordinator", &url], &wrong_ca);
+    let o = c.cli_env(&["status"], &wrong_ca);
     assert!(!o.status.success(), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr).to_lowercase();
     assert!(
@@ -394,44 +295,30 @@ fn tls_serves_only_tls_and_workers_need_a_client_certificate() {
 
     // A real worker process with its certificate renders a job end to end.
     let spec = tiny_spec(&dir.join("media"));
-    let worker_env = [
-        ("STEMFORGE_TLS_CA", pki.ca.display().to_string()),
-        (
-            "STEMFORGE_TLS_CLIENT_CERT",
-            pki.worker_cert.display().to_string(),
-        ),
-        (
-            "STEMFORGE_TLS_CLIENT_KEY",
-            pki.worker_key.display().to_string(),
-        ),
-        (
-            "STEMFORGE_WORKER_TOKEN_FILE",
-            dir.join("worker.token").display().to_string(),
-        ),
-        ("STEMFORGE_POLL_WAIT_MS", "300".to_string()),
-    ];
-    let mut worker = Command::new(bin())
-        .args(["worker", "--coordinator", &url, "--id", "tls-worker"])
-        .env("STEMFORGE_LOG", "info")
-        .env("NO_COLOR", "1")
-        .envs(worker_env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("worker.log")).expect("log"))
-        .spawn()
-        .expect("spawn worker");
+    let (ca, cert, key) = (
+        pki.ca.display().to_string(),
+        pki.worker_cert.display().to_string(),
+        pki.worker_key.display().to_string(),
+    );
+    c.start_worker_env(
+        "tls-worker",
+        &[
+            ("STEMFORGE_TLS_CA", ca.as_str()),
+            ("STEMFORGE_TLS_CLIENT_CERT", &cert),
+            ("STEMFORGE_TLS_CLIENT_KEY", &key),
+            ("STEMFORGE_POLL_WAIT_MS", "300"),
+        ],
+    );
     let out = dir.join("media/out");
-    let o = submit(&dir, &spec, &out, &url, &client_env);
+    let o = c.submit_output(&spec, &out, &[], &client_env);
     assert!(o.status.success(), "{}", text(&o));
     let job = String::from_utf8_lossy(&o.stdout).trim().to_string();
-    let st = wait_job(&dir, &job, &client_env, &url);
-    let _ = worker.kill();
-    let _ = worker.wait();
+    let st = c.wait_job_env(&job, Duration::from_secs(90), &client_env);
     assert_eq!(
         st["state"],
         "succeeded",
         "{st:#}\n{}",
-        std::fs::read_to_string(dir.join("worker.log")).unwrap_or_default()
+        c.log("worker-tls-worker.log")
     );
     assert!(
         st["tasks"]
@@ -439,7 +326,6 @@ fn tls_serves_only_tls_and_workers_need_a_client_certificate() {
             .is_some_and(|t| t.iter().all(|t| t["worker_id"] == "tls-worker"))
     );
     assert!(out.join("manifest.json").is_file());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -463,10 +349,14 @@ fn an_open_api_beyond_loopback_needs_an_explicit_flag() {
         !dir.join("data/jobs.sqlite").exists(),
         "refused before touching the store"
     );
-    let c = coordinator(&dir, &["--listen", "0.0.0.0:0", "--insecure"], &[])
+    let c = Cluster::builder("sec-exposure-insecure")
+        .env("STEMFORGE_LOG", "debug")
+        .listen("0.0.0.0:0")
+        .args(&["--insecure"])
+        .start()
         .expect("starts with --insecure");
     std::thread::sleep(Duration::from_millis(200));
-    let log = c.log();
+    let log = c.coordinator_log();
     assert!(
         log.contains("WARN") && log.contains("anyone who can reach this address"),
         "{log}"
@@ -476,22 +366,25 @@ fn an_open_api_beyond_loopback_needs_an_explicit_flag() {
 
 #[test]
 fn media_roots_confine_specs_at_submission_and_again_on_workers() {
-    let dir = scratch("sec-roots");
+    let mut c = coordinator("sec-roots", |dir| {
+        vec![(
+            "STEMFORGE_MEDIA_ROOTS",
+            dir.join("media").display().to_string(),
+        )]
+    });
+    let dir = c.dir().to_path_buf();
     let media = dir.join("media");
     let inside = tiny_spec(&media.join("show"));
     let outside = tiny_spec(&dir.join("elsewhere"));
-    let env = vec![("STEMFORGE_MEDIA_ROOTS", media.display().to_string())];
-    let c = coordinator(&dir, &["--listen", "127.0.0.1:0"], &env).expect("start");
-    let url = c.url.clone();
-    let submit = |spec: &Path, out: &Path| submit(&dir, spec, out, &url, &[]);
-    let o = submit(&outside, &media.join("out-a"));
+    let submit = |c: &Cluster, spec: &Path, out: &Path| c.submit_output(spec, out, &[], &[]);
+    let o = submit(&c, &outside, &media.join("out-a"));
     assert!(!o.status.success(), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains("titles[0].stems[0].file") && err.contains("outside the media roots"),
         "{err}"
     );
-    let o = submit(&inside, &dir.join("elsewhere/out"));
+    let o = submit(&c, &inside, &dir.join("elsewhere/out"));
     assert!(!o.status.success(), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -502,44 +395,34 @@ fn media_roots_confine_specs_at_submission_and_again_on_workers() {
     #[cfg(unix)]
     {
         std::os::unix::fs::symlink(dir.join("elsewhere"), media.join("escape")).expect("symlink");
-        let o = submit(&inside, &media.join("escape/out"));
+        let o = submit(&c, &inside, &media.join("escape/out"));
         assert!(!o.status.success(), "{}", text(&o));
     }
     // Accepted by the coordinator, refused by a worker whose roots differ
     // (another mount layout): the task fails at once, not retried.
-    let o = submit(&inside, &media.join("out-ok"));
+    let o = submit(&c, &inside, &media.join("out-ok"));
     assert!(o.status.success(), "{}", text(&o));
     let job = String::from_utf8_lossy(&o.stdout).trim().to_string();
-    let mut worker = Command::new(bin())
-        .args(["worker", "--coordinator", &url, "--id", "narrow"])
-        .env("STEMFORGE_LOG", "info")
-        .env(
-            "STEMFORGE_MEDIA_ROOTS",
-            dir.join("elsewhere").display().to_string(),
-        )
-        .env("STEMFORGE_POLL_WAIT_MS", "300")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn worker");
-    let st = wait_job(&dir, &job, &[], &url);
-    let _ = worker.kill();
-    let _ = worker.wait();
+    let elsewhere = dir.join("elsewhere").display().to_string();
+    c.start_worker_env(
+        "narrow",
+        &[
+            ("STEMFORGE_MEDIA_ROOTS", elsewhere.as_str()),
+            ("STEMFORGE_POLL_WAIT_MS", "300"),
+        ],
+    );
+    let st = c.wait_job(&job, Duration::from_secs(90));
     assert_eq!(st["state"], "failed", "{st:#}");
     let first = &st["tasks"][0];
     assert_eq!(first["attempt"], 1, "{first:#}");
     let e = first["error"].as_str().unwrap_or_default();
     assert!(e.contains("outside this worker's media roots"), "{first:#}");
     assert!(!media.join("out-ok").join("manifest.json").exists() || st["state"] == "failed");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn independent_clients_list_the_services_by_reflection_and_ask_health() {
-    let dir = scratch("sec-reflection");
-    let env = tokens(&dir);
-    let c = coordinator(&dir, &["--listen", "127.0.0.1:0"], &env).expect("start");
+    let c = coordinator("sec-reflection", tokens);
 
     // Python grpcio (reflection v1alpha), an implementation we did not write.
     let python = std::env::var("STEMFORGE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
@@ -593,7 +476,7 @@ fn independent_clients_list_the_services_by_reflection_and_ask_health() {
         use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
         use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
         use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-        let ch = Channel::from_shared(c.url.clone())
+        let ch = Channel::from_shared(c.url().to_string())
             .expect("url")
             .connect()
             .await
@@ -621,5 +504,4 @@ fn independent_clients_list_the_services_by_reflection_and_ask_health() {
         }
     });
     assert!(names.iter().any(|n| n == "stemforge.v1.Jobs"), "{names:?}");
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,12 +1,13 @@
 //! The test kit every integration test shares: run the real `stemforge`
 //! binary, read WAV files with hound (independent of our decoder), measure
-//! with ffmpeg at full precision, temporary folders. A crate of its own
+//! with ffmpeg at full precision, temporary folders, a cluster of processes. A crate of its own
 //! (`stemforge-testkit`), a dev-dependency of the crates whose tests use it.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+pub mod cluster;
 mod ffmpeg;
 pub use ffmpeg::{FfR128, TempDir, ffmpeg_r128, lra_ebu_rule};
 
