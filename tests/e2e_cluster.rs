@@ -22,6 +22,7 @@ use stemforge_proto::v1::{
     CompleteTaskRequest, FailTaskRequest, HeartbeatRequest, LeaseRef, LeaseTaskRequest, TaskLease,
 };
 use stemforge_testkit::cluster::{Cluster, metric_values, run, tasks};
+use stemforge_testkit::signal::white;
 use stemforge_testkit::{bin, outputs, read_json, scratch, text};
 
 // ---------------------------------------------------------------------------
@@ -105,15 +106,6 @@ const SOLO: TitleDef = TitleDef {
 /// Bytes of one 24-bit stereo output of the slow title (data chunk only).
 const SLOW_OUTPUT_BYTES: u64 = 30 * 48_000 * 2 * 3;
 
-/// Deterministic white noise in [-1, 1).
-fn noise(i: u64, seed: u64) -> f64 {
-    let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ seed.wrapping_mul(0xD1B5_4A32_D192_ED03);
-    x ^= x >> 29;
-    x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x ^= x >> 32;
-    (x >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-}
-
 /// Sample `i` of a stem: a different tempo, key and pan per title.
 fn sample(role: &str, seed: u32, i: usize) -> (f64, f64) {
     use std::f64::consts::TAU;
@@ -125,7 +117,7 @@ fn sample(role: &str, seed: u32, i: usize) -> (f64, f64) {
             let tb = t % beat;
             let kick = 0.5 * (-tb * 12.0).exp() * (TAU * (50.0 + 4.0 * k) * tb).sin();
             let th = t % (beat / 2.0);
-            let hat = 0.06 * (-th * 60.0).exp() * noise(i as u64, u64::from(seed));
+            let hat = 0.06 * (-th * 60.0).exp() * white(i as u64, u64::from(seed) << 40);
             (kick + hat, kick + 0.8 * hat)
         }
         "bass" => {
@@ -916,7 +908,7 @@ fn a_corrupt_stem_fails_its_title_at_once_and_the_rest_is_delivered() {
     // spec is accepted; the worker finds out).
     let bad = spec.with_file_name(FAST[1].file("vocals"));
     let garbage: Vec<u8> = (0..100_000u64)
-        .map(|i| (noise(i, 99) * 127.0) as i8 as u8)
+        .map(|i| (white(i, 99 << 40) * 127.0) as i8 as u8)
         .collect();
     std::fs::write(&bad, garbage).expect("overwrite stem");
     c.start_worker("w1");

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
+use stemforge_testkit::signal::rms_db_planar;
 use stemforge_testkit::*;
 
 /// A session from `real_session.py` in a fresh scratch folder.
@@ -56,18 +57,7 @@ fn null_db(sum: &[Vec<f64>], master: &[Vec<f64>], g: f64) -> f64 {
         .zip(master)
         .map(|(s, f)| s.iter().zip(f).map(|(a, b)| a - g * b).collect())
         .collect();
-    rms_db(&residual)
-}
-
-fn rms_db(x: &[Vec<f64>]) -> f64 {
-    let (mut e, mut n) = (0.0, 0usize);
-    for c in x {
-        for v in c {
-            e += v * v;
-            n += 1;
-        }
-    }
-    10.0 * (e / n.max(1) as f64).log10()
+    rms_db_planar(&residual)
 }
 
 /// Least-squares `y ≈ a·m + b·v` over every sample: the gains of the two

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
+use stemforge_testkit::signal::rms_db;
 use stemforge_testkit::*;
 
 const LSB: f64 = 1.0 / 8_388_608.0;
@@ -104,11 +105,6 @@ fn difference(a: &[Vec<f64>], b: &[Vec<f64>]) -> (f64, f64) {
         .collect();
     let max = diff.iter().fold(0.0_f64, |m, d| m.max(d.abs()));
     (rms_db(&diff), max)
-}
-
-fn rms_db(x: &[f64]) -> f64 {
-    let e: f64 = x.iter().map(|v| v * v).sum::<f64>() / x.len().max(1) as f64;
-    10.0 * e.log10()
 }
 
 #[test]

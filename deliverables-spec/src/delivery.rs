@@ -267,7 +267,7 @@ impl Delivery {
     }
 
     /// The delivery a spec asks for, with its custom profiles.
-    pub fn of(spec: &crate::Spec) -> Delivery {
+    pub(crate) fn of(spec: &crate::Spec) -> Delivery {
         Delivery::resolve_with(&spec.delivery, &spec.profiles)
     }
 

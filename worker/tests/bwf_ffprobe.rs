@@ -95,7 +95,7 @@ fn signal(channels: u16, frames: usize) -> Vec<f64> {
         for ch in 0..channels {
             let f = 220.0 * f64::from(ch + 1) + 3.0;
             let a = 0.9 - 0.1 * f64::from(ch);
-            out.push(a * (2.0 * std::f64::consts::PI * f * i as f64 / f64::from(RATE)).sin());
+            out.push(a * stemforge_testkit::signal::sine_at(f, RATE, i));
         }
     }
     out

@@ -17,6 +17,7 @@ use deliverables_spec::compliance::Measurement;
 use stemforge_worker::bwf::{Bext, BwfWriter, WavFormat};
 use stemforge_worker::measure_file::{FileMeasurement, measure_file};
 
+use stemforge_testkit::signal::{amp, sine_periodic};
 use stemforge_testkit::{TempDir, ffmpeg_r128};
 
 const RATE: u32 = 48_000;
@@ -89,13 +90,7 @@ fn measure(path: &Path) -> FileMeasurement {
 
 /// `sin(2π · 1000 · n / 48000)`, exactly periodic (48 samples), phase continuous in `n`.
 fn sine_1k(n: usize) -> f64 {
-    let k = (n as u64 * 1000) % u64::from(RATE);
-    (TAU * k as f64 / FS).sin()
-}
-
-/// Peak amplitude of a sine "at `dbfs` dBFS".
-fn amp(dbfs: f64) -> f64 {
-    10f64.powf(dbfs / 20.0)
+    sine_periodic(1000, RATE, n)
 }
 
 /// A piecewise-constant level: `(dBFS, seconds)` segments back to back, boundaries on the

@@ -37,7 +37,7 @@ fn config() -> ProptestConfig {
 fn signal(seed: u32, t: usize) -> f64 {
     let f = 200.0 * f64::from(seed + 1);
     let a = 0.2 + 0.05 * f64::from(seed);
-    a * (std::f64::consts::TAU * f * t as f64 / f64::from(RATE)).sin()
+    a * stemforge_testkit::signal::sine_at(f, RATE, t)
 }
 
 /// A 24-bit stereo WAV of stem `seed` (or, for `None`, the sum of stems 0..3).

@@ -20,6 +20,7 @@
 
 use std::f64::consts::PI;
 
+use stemforge_testkit::signal::{db, noise_planar as noise, sine};
 use stemforge_worker::dsp::resample::{Resampler, convert};
 
 /// The conversions the deliverables need.
@@ -29,10 +30,6 @@ const PAIRS: [(u32, u32); 4] = [
     (48_000, 96_000),
     (96_000, 48_000),
 ];
-
-fn db(x: f64) -> f64 {
-    20.0 * x.log10()
-}
 
 /// Streams `input` (planar) through a new converter in blocks whose sizes
 /// cycle through `blocks`, then finishes.
@@ -55,11 +52,6 @@ fn feed(r: &mut Resampler, input: &[Vec<f64>], blocks: &[usize], out: &mut [Vec<
         i += 1;
     }
     r.finish(out);
-}
-
-fn sine(freq: f64, rate: u32, frames: usize, amp: f64) -> Vec<f64> {
-    let w = 2.0 * PI * freq / f64::from(rate);
-    (0..frames).map(|n| amp * (w * n as f64).sin()).collect()
 }
 
 /// Least-squares fit of `a·cos(wn) + b·sin(wn) + c` to `y[n]` for `n` in
@@ -379,26 +371,6 @@ fn identity_is_bit_exact() {
     }
     let r = Resampler::new(44_100, 44_100, 2).expect("identity");
     assert_eq!(r.taps(), 0);
-}
-
-/// Deterministic white noise in [−0.5, 0.5): splitmix64, integer arithmetic only.
-fn noise(channels: usize, frames: usize, seed: u64) -> Vec<Vec<f64>> {
-    (0..channels)
-        .map(|c| {
-            (0..frames)
-                .map(|i| {
-                    let mut z = (i as u64 + ((c as u64 + 1) << 40) + seed)
-                        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
-                    z ^= z >> 30;
-                    z = z.wrapping_mul(0xBF58_476D_1CE4_E5B9);
-                    z ^= z >> 27;
-                    z = z.wrapping_mul(0x94D0_49BB_1331_11EB);
-                    z ^= z >> 31;
-                    (z >> 11) as f64 / (1u64 << 53) as f64 - 0.5
-                })
-                .collect()
-        })
-        .collect()
 }
 
 fn bits(y: &[Vec<f64>]) -> Vec<Vec<u64>> {

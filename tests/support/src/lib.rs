@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 
 pub mod cluster;
 mod ffmpeg;
+pub mod signal;
 pub use ffmpeg::{FfR128, TempDir, ffmpeg_r128, lra_ebu_rule};
 
 /// The `stemforge` binary the tests drive: `STEMFORGE_BIN`, else the one
