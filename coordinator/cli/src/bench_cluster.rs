@@ -16,7 +16,7 @@ use anyhow::{Context, Result, anyhow};
 use stemforge_proto::client::Endpoint;
 
 use stemforge_coordinator::remote::{self, SubmitOptions};
-use stemforge_coordinator::sandbox::{SandboxBuilder, SandboxStore};
+use stemforge_coordinator::sandbox::{Sandbox, SandboxBuilder, SandboxStore};
 use stemforge_coordinator::settings::Settings;
 use stemforge_demo as demo;
 
@@ -134,28 +134,32 @@ pub async fn dispatch(
         .name("bench")
         .start()
         .await?;
-    let url = sandbox.url.clone();
-    let mut c = remote::connect(&Endpoint::plain(&url)).await?;
-    let started = Instant::now();
-    let job = remote::submit_file(
-        &mut c,
-        &spec,
-        &SubmitOptions {
-            output_dir: dir.join("tiny-out").display().to_string(),
-            ..Default::default()
-        },
-    )
-    .await?
-    .job_id;
-    let tasks = wait_done(&url, &job).await;
-    let seconds = started.elapsed().as_secs_f64();
-    sandbox.shutdown().await;
-    let tasks = tasks?;
+    let (tasks, seconds) = timed_job(sandbox, &spec, &dir.join("tiny-out")).await?;
     Ok(DispatchReport {
         tasks,
         connections,
         seconds,
     })
+}
+
+/// Submits `spec` to the sandbox, waits for the job to end and stops the
+/// sandbox; the job's task count and the wall time from submission.
+async fn timed_job(sandbox: Sandbox, spec: &Path, out: &Path) -> Result<(usize, f64)> {
+    let url = sandbox.url.clone();
+    let started = Instant::now();
+    let submitted = async {
+        let mut c = remote::connect(&Endpoint::plain(&url)).await?;
+        let options = SubmitOptions {
+            output_dir: out.display().to_string(),
+            ..Default::default()
+        };
+        let job = remote::submit_file(&mut c, spec, &options).await?.job_id;
+        wait_done(&url, &job).await
+    }
+    .await;
+    let seconds = started.elapsed().as_secs_f64();
+    sandbox.shutdown().await;
+    Ok((submitted?, seconds))
 }
 
 /// Wall time of a `titles`-title catalog with 1, 2 and 4 worker processes.
@@ -178,25 +182,11 @@ pub async fn scaling(
             .name("scaling")
             .start()
             .await?;
-        let url = sandbox.url.clone();
-        let mut c = remote::connect(&Endpoint::plain(&url)).await?;
-        let started = Instant::now();
-        let job = remote::submit_file(
-            &mut c,
-            &spec,
-            &SubmitOptions {
-                output_dir: dir.join(format!("out-{workers}")).display().to_string(),
-                ..Default::default()
-            },
-        )
-        .await?
-        .job_id;
-        let tasks = wait_done(&url, &job).await;
-        let seconds = started.elapsed().as_secs_f64();
-        sandbox.shutdown().await;
+        let out = dir.join(format!("out-{workers}"));
+        let (tasks, seconds) = timed_job(sandbox, &spec, &out).await?;
         rows.push(ScalingRow {
             workers,
-            tasks: tasks?,
+            tasks,
             seconds,
         });
     }
