@@ -13,7 +13,7 @@ use stemforge_proto::states::{job_state, task_state};
 use anyhow::{Context, Result, anyhow};
 use deliverables_spec::manifest::Manifest;
 use indicatif::{ProgressBar, ProgressStyle};
-use stemforge_proto::v1::{GetJobRequest, JobStatus, SubmitJobRequest};
+use stemforge_proto::v1::{JobStatus, SubmitJobRequest};
 
 use tracing::info;
 
@@ -123,50 +123,25 @@ async fn drive(
     };
     let mut last_done = usize::MAX;
     loop {
-        let st = client
-            .get_job(GetJobRequest {
-                job_id: resp.job_id.clone(),
-            })
-            .await
-            .map_err(|s| anyhow!("{}", s.message()))?
-            .into_inner();
-        let total: f64 = st.tasks.iter().map(|t| t.weight).sum::<f64>().max(1e-9);
-        let done: f64 = st
-            .tasks
-            .iter()
-            .map(|t| match t.state {
-                4..=7 => t.weight,
-                3 => t.weight * t.progress,
-                _ => 0.0,
-            })
-            .sum();
-        let finished = st
-            .tasks
-            .iter()
-            .filter(|t| (4..=7).contains(&t.state))
-            .count();
-        let running: Vec<&str> = st
-            .tasks
-            .iter()
-            .filter(|t| task_state(t.state) == Some(TaskState::Leased))
-            .map(|t| t.label.as_str())
-            .collect();
+        // Counts only: the progress of a catalog costs one small message.
+        let st = crate::remote::get_job_head(&mut client, &resp.job_id).await?;
+        let c = st.counts.unwrap_or_default();
+        let finished = (c.succeeded + c.failed + c.skipped + c.cancelled) as usize;
         if let Some(b) = &bar {
-            b.set_position((1000.0 * done / total) as u64);
+            b.set_position(1000 * finished as u64 / c.total.max(1));
             b.set_message(format!(
-                "{finished}/{} tasks {}",
-                st.tasks.len(),
-                running.join(", ")
+                "{finished}/{} tasks, {} running",
+                c.total, c.leased
             ));
         } else if finished != last_done {
-            info!(finished, total = st.tasks.len(), "progress");
+            info!(finished, total = c.total, "progress");
             last_done = finished;
         }
         if job_state(st.state) != Some(JobState::Running) {
             if let Some(b) = &bar {
                 b.finish_and_clear();
             }
-            return Ok(st);
+            return crate::remote::get_job(&mut client, &resp.job_id).await;
         }
         tokio::time::sleep(Duration::from_millis(150)).await;
     }

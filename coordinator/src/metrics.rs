@@ -17,7 +17,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::store::{JobRecord, JobState, Outcome, TaskRecord, TaskState};
+use crate::store::{JobState, Tally, TaskRecord, TaskState};
 use deliverables_spec::contract::RenderResult;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -198,30 +198,24 @@ impl Metrics {
     }
 
     /// Brings the store-derived metrics up to date and encodes everything.
-    pub fn render(&self, jobs: &[(JobRecord, Vec<TaskRecord>)], lease_ms: i64) -> String {
-        let mut by_state = [0i64; 7];
-        let (mut expiries, mut retries, mut handed) = (0u64, 0u64, 0u64);
-        let mut holders: BTreeSet<&str> = BTreeSet::new();
-        for (_, tasks) in jobs {
-            for t in tasks {
-                if let Some(i) = TaskState::ALL.iter().position(|s| *s == t.state) {
-                    by_state[i] += 1;
-                }
-                let count = |f: fn(&Outcome) -> bool| {
-                    t.history.iter().filter(|h| f(&h.outcome)).count() as u64
-                };
-                let h_expired = count(|o| matches!(o, Outcome::LeaseExpired { .. }));
-                let h_handed = count(|o| *o == Outcome::HandedBack);
-                expiries += h_expired;
-                handed += h_handed;
-                retries += u64::from(t.attempt.saturating_sub(1)).saturating_sub(h_handed);
-                if t.state == TaskState::Leased
-                    && let Some(w) = t.worker_id.as_deref()
-                {
-                    holders.insert(w);
-                }
-            }
+    /// `jobs`: every job's state and its tasks' tally; `leased`: the tasks
+    /// leased now (their holders count as connected).
+    pub fn render(
+        &self,
+        jobs: &[(JobState, Tally)],
+        leased: &[TaskRecord],
+        lease_ms: i64,
+    ) -> String {
+        let mut all = Tally::default();
+        for (_, t) in jobs {
+            all.merge(t);
         }
+        let by_state = all.states.map(|n| n as i64);
+        let (expiries, retries, handed) = (all.lease_expiries, all.retries, all.handed_back);
+        let holders: BTreeSet<&str> = leased
+            .iter()
+            .filter_map(|t| t.worker_id.as_deref())
+            .collect();
         for (s, n) in TaskState::ALL.iter().zip(by_state) {
             self.tasks
                 .get_or_create(&StateLabel {
@@ -231,7 +225,7 @@ impl Metrics {
         }
         self.queue_depth.set(by_state[1]);
         for s in JobState::ALL {
-            let n = jobs.iter().filter(|(j, _)| j.state == s).count() as i64;
+            let n = jobs.iter().filter(|(j, _)| *j == s).count() as i64;
             self.jobs
                 .get_or_create(&StateLabel {
                     state: s.as_str().to_string(),
@@ -308,7 +302,7 @@ mod tests {
         m.worker_polled("w1");
         m.leased("lease-1", &deliverables_spec::TaskKind::Manifest);
         m.ended("lease-1", Ended::Succeeded, None);
-        let text = m.render(&[], 30_000);
+        let text = m.render(&[], &[], 30_000);
         for name in [
             "stemforge_tasks{state=\"queued\"} 0",
             "stemforge_queue_depth 0",

@@ -153,14 +153,41 @@ impl From<&JobStatus> for JobView {
     }
 }
 
+/// A job with every task, read a page at a time (each response is bounded;
+/// the result holds the whole job).
 pub async fn get_job(client: &mut Client, job_id: &str) -> Result<JobStatus> {
+    let mut first = get_job_page(client, job_id, None, 0).await?;
+    let mut next = first.next_after_seq.take();
+    while let Some(after) = next {
+        let page = get_job_page(client, job_id, Some(after), 0).await?;
+        next = page.next_after_seq;
+        first.tasks.extend(page.tasks);
+    }
+    Ok(first)
+}
+
+/// One page of a job's tasks (`page_size` 0: the coordinator's default),
+/// with the job's state and task counts.
+pub async fn get_job_page(
+    client: &mut Client,
+    job_id: &str,
+    after_seq: Option<u32>,
+    page_size: u32,
+) -> Result<JobStatus> {
     Ok(client
         .get_job(GetJobRequest {
             job_id: job_id.to_string(),
+            page_size,
+            after_seq,
         })
         .await
         .map_err(status_err)?
         .into_inner())
+}
+
+/// A job's state and task counts, without its tasks.
+pub async fn get_job_head(client: &mut Client, job_id: &str) -> Result<JobStatus> {
+    get_job_page(client, job_id, None, 1).await
 }
 
 /// `stemforge status`: one job's tasks, or every job.
@@ -265,14 +292,28 @@ fn title_of(label: &str) -> String {
 /// after the last event seen if the coordinator goes away.
 pub async fn watch(url: &Endpoint, job: &str) -> Result<JobStatus> {
     let mut client = connect(url).await?;
-    let first = get_job(&mut client, job).await?;
+    // Per-title bars for a job whose tasks fit one page; a catalog gets one
+    // bar for the whole job, moved by the task events.
+    let first = get_job_page(&mut client, job, None, 0).await?;
+    let total = first.counts.as_ref().map_or(0, |c| c.total);
+    let per_title = first.next_after_seq.is_none();
     let tty = std::io::stderr().is_terminal();
     let multi = MultiProgress::new();
     let style = ProgressStyle::with_template("{prefix:<28} {bar:30} {pos:>3}/{len:3} {msg}")
         .unwrap_or_else(|_| ProgressStyle::default_bar());
     // Per title: tasks and how many finished.
     let mut titles: BTreeMap<String, (ProgressBar, BTreeMap<String, bool>)> = BTreeMap::new();
-    for t in &first.tasks {
+    let job_bar = if tty && !per_title {
+        let b = multi.add(ProgressBar::new(total));
+        b.set_style(style.clone());
+        b.set_prefix(format!("{total} tasks"));
+        let c = first.counts.unwrap_or_default();
+        b.set_position(c.succeeded + c.failed + c.skipped + c.cancelled);
+        b
+    } else {
+        ProgressBar::hidden()
+    };
+    for t in first.tasks.iter().filter(|_| per_title) {
         let title = title_of(&t.label);
         let entry = titles.entry(title.clone()).or_insert_with(|| {
             let b = if tty {
@@ -325,6 +366,12 @@ pub async fn watch(url: &Endpoint, job: &str) -> Result<JobStatus> {
                 Ok(Some(e)) => {
                     if e.seq > 0 {
                         after = e.seq;
+                    }
+                    if !per_title && e.kind == "task" {
+                        job_bar.set_message(format!("{} {}", e.label, e.state));
+                        if TaskState::from_name(&e.state).is_some_and(TaskState::is_terminal) {
+                            job_bar.inc(1);
+                        }
                     }
                     let title = title_of(&e.label);
                     if let Some((bar, tasks)) = titles.get_mut(&title) {
@@ -381,7 +428,8 @@ pub async fn watch(url: &Endpoint, job: &str) -> Result<JobStatus> {
     for (b, _) in titles.values() {
         b.finish();
     }
-    get_job(&mut client, job).await
+    job_bar.finish();
+    get_job_head(&mut client, job).await
 }
 
 /// `stemforge health`: the serving status the coordinator's standard gRPC

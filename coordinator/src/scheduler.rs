@@ -10,7 +10,8 @@ use deliverables_spec::{Plan, RunWhen};
 use deliverables_spec::contract::DepOutcome;
 
 use crate::store::{
-    HistoryEntry, JobEvent, JobRecord, JobState, Outcome, Store, StoreError, TaskRecord, TaskState,
+    HistoryEntry, JobEvent, JobRecord, JobState, Outcome, Store, StoreError, Tally, TaskRecord,
+    TaskState,
 };
 
 /// The error a task whose lease lapsed carries.
@@ -114,6 +115,11 @@ impl<S: Store> Scheduler<S> {
     ) -> Result<String, SchedError> {
         job.seq = self.store.next_job_seq()?;
         job.state = JobState::Running;
+        let others = plan
+            .tasks
+            .iter()
+            .filter(|p| p.run_when != RunWhen::JobFinished)
+            .count();
         let tasks: Vec<TaskRecord> = plan
             .tasks
             .iter()
@@ -126,7 +132,8 @@ impl<S: Store> Scheduler<S> {
                 deps: p.deps.clone(),
                 run_when: p.run_when,
                 weight: p.weight,
-                state: if p.deps.is_empty() {
+                // A finisher waits for the rest of the job (if there is any).
+                state: if p.deps.is_empty() && (p.run_when != RunWhen::JobFinished || others == 0) {
                     TaskState::Queued
                 } else {
                     TaskState::Blocked
@@ -165,29 +172,21 @@ impl<S: Store> Scheduler<S> {
             .collect();
         let limit = self.cfg.max_worker_failures;
         let mut excluded: BTreeMap<String, bool> = BTreeMap::new();
-        let mut found = None;
-        for t in self.store.queued()? {
+        let store = &self.store;
+        let found = store.first_queued(&mut |t: &TaskRecord| {
             if t.not_before_ms > now_ms {
-                continue;
+                return false;
             }
-            let keep_off = match excluded.get(&t.job_id) {
-                Some(&k) => k,
-                None => {
-                    // Kept off only while another worker in good standing
-                    // with this job is around to take its tasks.
-                    let k = self.store.job(&t.job_id)?.is_some_and(|j| {
-                        let fails = |w: &str| j.worker_failures.get(w).copied().unwrap_or(0);
-                        fails(worker) >= limit && around.iter().any(|w| fails(w) < limit)
-                    });
-                    excluded.insert(t.job_id.clone(), k);
-                    k
-                }
-            };
-            if !keep_off {
-                found = Some(t);
-                break;
-            }
-        }
+            let keep_off = *excluded.entry(t.job_id.clone()).or_insert_with(|| {
+                // Kept off only while another worker in good standing
+                // with this job is around to take its tasks.
+                store.job(&t.job_id).ok().flatten().is_some_and(|j| {
+                    let fails = |w: &str| j.worker_failures.get(w).copied().unwrap_or(0);
+                    fails(worker) >= limit && around.iter().any(|w| fails(w) < limit)
+                })
+            });
+            !keep_off
+        })?;
         let Some(mut task) = found else {
             return Ok(None);
         };
@@ -219,25 +218,10 @@ impl<S: Store> Scheduler<S> {
     }
 
     fn deps_json(&self, task: &TaskRecord) -> Result<String, SchedError> {
-        let all = self.store.tasks(&task.job_id)?;
-        let by_id: BTreeMap<&str, &TaskRecord> =
-            all.iter().map(|t| (t.task_id.as_str(), t)).collect();
         let mut out: BTreeMap<&str, DepOutcome> = BTreeMap::new();
         for d in &task.deps {
-            if let Some(t) = by_id.get(d.as_str()) {
-                out.insert(
-                    d,
-                    DepOutcome {
-                        kind: t.kind.clone(),
-                        state: t.state,
-                        result: t
-                            .result_json
-                            .as_deref()
-                            .and_then(|r| serde_json::from_str(r).ok())
-                            .unwrap_or_default(),
-                        error: t.error.clone().unwrap_or_default(),
-                    },
-                );
+            if let Some(t) = self.store.task(&task.job_id, d)? {
+                out.insert(d, self.outcome(&t)?);
             }
         }
         serde_json::to_string(&out).map_err(|e| {
@@ -245,6 +229,24 @@ impl<S: Store> Scheduler<S> {
                 crate::store::StoreErrorKind::Other,
                 format!("encoding the dependencies of {}: {e}", task.task_id),
             ))
+        })
+    }
+
+    /// What a finished task amounts to for a task that reads it.
+    pub fn outcome(&self, t: &TaskRecord) -> Result<DepOutcome, SchedError> {
+        let result = if t.state == TaskState::Succeeded {
+            self.store
+                .result(&t.job_id, &t.task_id)?
+                .and_then(|r| serde_json::from_str(&r).ok())
+                .unwrap_or_default()
+        } else {
+            Default::default()
+        };
+        Ok(DepOutcome {
+            kind: t.kind.clone(),
+            state: t.state,
+            result,
+            error: t.error.clone().unwrap_or_default(),
         })
     }
 
@@ -258,9 +260,7 @@ impl<S: Store> Scheduler<S> {
         } = k;
         let t = self
             .store
-            .tasks(job)?
-            .into_iter()
-            .find(|t| t.task_id == task)
+            .task(job, task)?
             .ok_or_else(|| SchedError::NoTask {
                 job: job.into(),
                 task: task.into(),
@@ -280,6 +280,11 @@ impl<S: Store> Scheduler<S> {
             )));
         }
         Ok(t)
+    }
+
+    /// Fails unless `k` names the current lease of its task.
+    pub fn check_lease(&self, k: LeaseKey<'_>) -> Result<(), SchedError> {
+        self.current(k).map(|_| ())
     }
 
     /// Renews a lease; returns the new expiry and whether the job was cancelled.
@@ -516,8 +521,10 @@ impl<S: Store> Scheduler<S> {
             ) && task_id.is_none_or(|id| id == t.task_id || t.state == TaskState::Skipped)
         };
         let mut changed: Vec<TaskRecord> = Vec::new();
+        let mut any = false;
         for t in &tasks {
-            let redo_manifest = t.run_when == RunWhen::DepsFinished && t.state.is_terminal();
+            let redo_manifest = t.run_when != RunWhen::DepsSucceeded && t.state.is_terminal();
+            any |= again(t);
             if !(again(t) || redo_manifest) {
                 continue;
             }
@@ -536,7 +543,7 @@ impl<S: Store> Scheduler<S> {
             });
             changed.push(t);
         }
-        if changed.iter().all(|t| t.run_when == RunWhen::DepsFinished) {
+        if !any {
             return Err(SchedError::NothingToRetry(format!(
                 "job {job_id} has no failed, skipped or cancelled task{}",
                 task_id.map(|t| format!(" {t}")).unwrap_or_default()
@@ -553,9 +560,10 @@ impl<S: Store> Scheduler<S> {
     }
 
     /// Writes changed tasks, unblocks or skips dependants, and finishes the
-    /// job when every task is terminal — all in one store write.
-    /// `blame`: workers whose attempt ended in a retryable failure or a
-    /// lapsed lease (one entry per attempt).
+    /// job when every task is terminal — all in one store write. Reads only
+    /// the changed tasks, their dependants and the job's tally, never the
+    /// whole job. `blame`: workers whose attempt ended in a retryable failure
+    /// or a lapsed lease (one entry per attempt).
     fn settle(
         &mut self,
         job_id: &str,
@@ -567,81 +575,105 @@ impl<S: Store> Scheduler<S> {
             .store
             .job(job_id)?
             .ok_or_else(|| SchedError::NoJob(job_id.into()))?;
-        let mut tasks: BTreeMap<String, TaskRecord> = self
-            .store
-            .tasks(job_id)?
-            .into_iter()
-            .map(|t| (t.task_id.clone(), t))
-            .collect();
-        let before: BTreeMap<String, (TaskState, u32)> = tasks
-            .iter()
-            .map(|(id, t)| (id.clone(), (t.state, t.attempt)))
-            .collect();
+        let mut tally = self.store.tally(job_id)?;
         // Failed or lapsed attempts count against the worker on this job.
         for w in blame {
             *job.worker_failures.entry(w.clone()).or_insert(0) += 1;
         }
         let failures_changed = !blame.is_empty();
-        let mut dirty: Vec<String> = Vec::new();
+        // The new version of every task this transition touches, and the
+        // (state, attempt) each had before.
+        let mut work: BTreeMap<String, TaskRecord> = BTreeMap::new();
+        let mut before: BTreeMap<String, (TaskState, u32)> = BTreeMap::new();
+        let mut check: std::collections::VecDeque<String> = Default::default();
         for t in changed {
-            dirty.push(t.task_id.clone());
-            tasks.insert(t.task_id.clone(), t);
+            let old = self.store.task(job_id, &t.task_id)?;
+            if let Some(o) = &old {
+                tally.add(o, -1);
+                before.insert(o.task_id.clone(), (o.state, o.attempt));
+            }
+            tally.add(&t, 1);
+            if t.state == TaskState::Blocked {
+                check.push_back(t.task_id.clone());
+            }
+            if t.state.is_terminal() {
+                check.extend(self.store.dependants(job_id, &t.task_id)?);
+            }
+            work.insert(t.task_id.clone(), t);
         }
-        loop {
-            let mut moved = false;
-            let ids: Vec<String> = tasks.keys().cloned().collect();
-            for id in ids {
-                let t = &tasks[&id];
-                if t.state != TaskState::Blocked {
-                    continue;
-                }
-                let states: Vec<TaskState> = t
-                    .deps
-                    .iter()
-                    .filter_map(|d| tasks.get(d))
-                    .map(|d| d.state)
-                    .collect();
-                let all_done = states.iter().all(|s| s.is_terminal());
-                let all_ok = states.iter().all(|s| *s == TaskState::Succeeded);
-                let any_bad = states
-                    .iter()
-                    .any(|s| s.is_terminal() && *s != TaskState::Succeeded);
-                let next = match t.run_when {
-                    RunWhen::DepsSucceeded if all_ok => Some(TaskState::Queued),
-                    RunWhen::DepsSucceeded if any_bad => Some(TaskState::Skipped),
-                    RunWhen::DepsFinished if all_done => Some(TaskState::Queued),
-                    _ => None,
-                };
-                if let Some(s) = next
-                    && let Some(t) = tasks.get_mut(&id)
-                {
-                    t.state = s;
-                    if s == TaskState::Skipped {
-                        t.error = Some("not run: a task it depends on failed".into());
-                    }
-                    dirty.push(id);
-                    moved = true;
+        while let Some(id) = check.pop_front() {
+            let t = match work.get(&id) {
+                Some(t) => t.clone(),
+                None => match self.store.task(job_id, &id)? {
+                    Some(t) => t,
+                    None => continue,
+                },
+            };
+            if t.state != TaskState::Blocked || t.run_when == RunWhen::JobFinished {
+                continue;
+            }
+            let mut states = Vec::with_capacity(t.deps.len());
+            for d in &t.deps {
+                match work.get(d) {
+                    Some(x) => states.push(x.state),
+                    None => states.extend(self.store.task(job_id, d)?.map(|x| x.state)),
                 }
             }
-            if !moved {
-                break;
+            let all_done = states.iter().all(|s| s.is_terminal());
+            let all_ok = states.iter().all(|s| *s == TaskState::Succeeded);
+            let any_bad = states
+                .iter()
+                .any(|s| s.is_terminal() && *s != TaskState::Succeeded);
+            let next = match t.run_when {
+                RunWhen::DepsSucceeded if all_ok => Some(TaskState::Queued),
+                RunWhen::DepsSucceeded if any_bad => Some(TaskState::Skipped),
+                RunWhen::DepsFinished if all_done => Some(TaskState::Queued),
+                _ => None,
+            };
+            if let Some(s) = next {
+                let mut n = t;
+                before.entry(id.clone()).or_insert((n.state, n.attempt));
+                tally.add(&n, -1);
+                n.state = s;
+                if s == TaskState::Skipped {
+                    n.error = Some("not run: a task it depends on failed".into());
+                    check.extend(self.store.dependants(job_id, &id)?);
+                }
+                tally.add(&n, 1);
+                work.insert(id, n);
             }
         }
-        let job_finished =
-            job.state == JobState::Running && tasks.values().all(|t| t.state.is_terminal());
+        // The job's finishers start once nothing else is left to run.
+        let mut waiting = Vec::new();
+        for id in self.store.finishers(job_id)? {
+            let t = match work.get(&id) {
+                Some(t) => Some(t.clone()),
+                None => self.store.task(job_id, &id)?,
+            };
+            if let Some(t) = t.filter(|t| t.state == TaskState::Blocked) {
+                waiting.push(t);
+            }
+        }
+        if !waiting.is_empty() && tally.unfinished() == waiting.len() as u64 {
+            for mut t in waiting {
+                before
+                    .entry(t.task_id.clone())
+                    .or_insert((t.state, t.attempt));
+                tally.add(&t, -1);
+                t.state = TaskState::Queued;
+                tally.add(&t, 1);
+                work.insert(t.task_id.clone(), t);
+            }
+        }
+        let job_finished = job.state == JobState::Running && tally.unfinished() == 0;
         if job_finished {
-            job.state = if tasks.values().all(|t| t.state == TaskState::Succeeded) {
+            job.state = if tally.count(TaskState::Succeeded) == tally.total() {
                 JobState::Succeeded
             } else {
                 JobState::Failed
             };
         }
-        dirty.sort();
-        dirty.dedup();
-        let out: Vec<TaskRecord> = dirty
-            .iter()
-            .filter_map(|id| tasks.get(id).cloned())
-            .collect();
+        let out: Vec<TaskRecord> = work.into_values().collect();
         let mut events: Vec<JobEvent> = out
             .iter()
             .filter(|t| before.get(&t.task_id) != Some(&(t.state, t.attempt)))
@@ -683,13 +715,55 @@ impl<S: Store> Scheduler<S> {
         Ok(self.store.jobs()?)
     }
 
+    /// A job and every task of it (tests and small jobs; the API pages
+    /// with [`Scheduler::job_page`]).
     pub fn job(&self, job_id: &str) -> Result<(JobRecord, Vec<TaskRecord>), SchedError> {
-        let job = self
-            .store
-            .job(job_id)?
-            .ok_or_else(|| SchedError::NoJob(job_id.into()))?;
+        let job = self.job_record(job_id)?;
         let tasks = self.store.tasks(job_id)?;
         Ok((job, tasks))
+    }
+
+    pub fn job_record(&self, job_id: &str) -> Result<JobRecord, SchedError> {
+        self.store
+            .job(job_id)?
+            .ok_or_else(|| SchedError::NoJob(job_id.into()))
+    }
+
+    /// Up to `limit` tasks of a job in plan order after plan position
+    /// `after`, and the job's tally.
+    pub fn job_page(
+        &self,
+        job_id: &str,
+        after: Option<u32>,
+        limit: usize,
+    ) -> Result<(JobRecord, Tally, Vec<TaskRecord>), SchedError> {
+        let job = self.job_record(job_id)?;
+        let tally = self.store.tally(job_id)?;
+        let tasks = self.store.task_page(job_id, after, limit)?;
+        Ok((job, tally, tasks))
+    }
+
+    pub fn task(&self, job_id: &str, task_id: &str) -> Result<Option<TaskRecord>, SchedError> {
+        Ok(self.store.task(job_id, task_id)?)
+    }
+
+    /// The job's manifest task and its result, once it has one.
+    pub fn manifest_result(&self, job_id: &str) -> Result<Option<String>, SchedError> {
+        for id in self.store.finishers(job_id)? {
+            if let Some(r) = self.store.result(job_id, &id)? {
+                return Ok(Some(r));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Tasks of every job leased now.
+    pub fn leased(&self) -> Result<Vec<TaskRecord>, SchedError> {
+        Ok(self.store.leased()?)
+    }
+
+    pub fn tally(&self, job_id: &str) -> Result<Tally, SchedError> {
+        Ok(self.store.tally(job_id)?)
     }
 }
 

@@ -12,8 +12,9 @@ use stemforge_proto::v1::{
     CancelJobRequest, CancelJobResponse, CompleteTaskRequest, CompleteTaskResponse,
     FailTaskRequest, FailTaskResponse, GetJobRequest, HeartbeatRequest, HeartbeatResponse,
     JobEvent, JobStatus, LeaseRef, LeaseTaskRequest, LeaseTaskResponse, ListJobsRequest,
-    ListJobsResponse, ReleaseTaskRequest, ReleaseTaskResponse, RetryJobRequest, RetryJobResponse,
-    SubmitJobRequest, SubmitJobResponse, TaskLease, TaskStatus, WatchJobRequest,
+    ListJobsResponse, ReadOutcomesRequest, ReadOutcomesResponse, ReleaseTaskRequest,
+    ReleaseTaskResponse, RetryJobRequest, RetryJobResponse, SubmitJobRequest, SubmitJobResponse,
+    TaskLease, TaskOutcome, TaskStatus, WatchJobRequest,
 };
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
@@ -101,14 +102,15 @@ impl Coordinator {
 
     /// The Prometheus exposition, brought up to date from the store.
     pub fn metrics_text(&self) -> Result<String, Status> {
-        let (jobs, lease_ms) = self.with(|s| {
+        let (jobs, leased, lease_ms) = self.with(|s| {
             let mut all = Vec::new();
             for j in s.jobs()? {
-                all.push(s.job(&j.job_id)?);
+                let tally = s.tally(&j.job_id)?;
+                all.push((j.state, tally));
             }
-            Ok((all, s.config().lease_ms))
+            Ok((all, s.leased()?, s.config().lease_ms))
         })?;
-        Ok(self.metrics.render(&jobs, lease_ms))
+        Ok(self.metrics.render(&jobs, &leased, lease_ms))
     }
 
     fn with<R>(
@@ -227,17 +229,25 @@ impl Jobs for Service {
     }
 
     async fn get_job(&self, req: Request<GetJobRequest>) -> Result<Response<JobStatus>, Status> {
-        let id = req.into_inner().job_id;
-        let (job, tasks) = self.0.with(|s| s.job(&id))?;
+        let r = req.into_inner();
+        let limit = match r.page_size {
+            0 => DEFAULT_PAGE,
+            n => (n as usize).min(MAX_PAGE),
+        };
+        let (job, tally, tasks, manifest) = self.0.with(|s| {
+            let (job, tally, tasks) = s.job_page(&r.job_id, r.after_seq, limit + 1)?;
+            Ok((job, tally, tasks, s.manifest_result(&r.job_id)?))
+        })?;
         let mut status = job_status(&job);
-        for t in &tasks {
-            if t.kind == deliverables_spec::TaskKind::Manifest
-                && let Some(r) = t.result_json.as_deref()
-                && let Ok(m) = serde_json::from_str::<ManifestResult>(r)
-            {
-                status.manifest_path = m.manifest_path;
-                status.all_outputs_pass = m.summary.all_pass;
-            }
+        status.counts = Some(task_counts(&tally));
+        if let Some(m) = manifest.and_then(|m| serde_json::from_str::<ManifestResult>(&m).ok()) {
+            status.manifest_path = m.manifest_path;
+            status.all_outputs_pass = m.summary.all_pass;
+        }
+        if tasks.len() > limit {
+            status.next_after_seq = tasks.get(limit - 1).map(|t| t.seq);
+        }
+        for t in tasks.iter().take(limit) {
             status.tasks.push(TaskStatus {
                 task_id: t.task_id.clone(),
                 label: t.kind.label(),
@@ -301,7 +311,7 @@ impl Jobs for Service {
     ) -> Result<Response<Self::WatchJobStream>, Status> {
         let r = req.into_inner();
         // Fail early for an unknown job.
-        self.0.with(|s| s.job(&r.job_id))?;
+        self.0.with(|s| s.job_record(&r.job_id))?;
         let (tx, rx) = tokio::sync::mpsc::channel(256);
         let coord = self.0.clone();
         tokio::spawn(async move {
@@ -329,16 +339,27 @@ async fn stream_events(
         let changed = coord.changed.notified();
         tokio::pin!(changed);
         changed.as_mut().enable();
-        let (events, job, tasks) = coord.with(|s| {
-            let ev = s.events(job_id, after, 1000)?;
-            let (job, tasks) = s.job(job_id)?;
-            Ok((ev, job, tasks))
+        // A page of events, the labels of their tasks and the job's leased
+        // tasks: bounded whatever the size of the job.
+        let (events, job, labels, tasks) = coord.with(|s| {
+            let ev = s.events(job_id, after, EVENT_PAGE)?;
+            let job = s.job_record(job_id)?;
+            let mut labels = std::collections::BTreeMap::new();
+            for e in ev.iter().filter(|e| !e.task_id.is_empty()) {
+                if !labels.contains_key(&e.task_id)
+                    && let Some(t) = s.task(job_id, &e.task_id)?
+                {
+                    labels.insert(e.task_id.clone(), t.kind.label());
+                }
+            }
+            let leased: Vec<_> = s
+                .leased()?
+                .into_iter()
+                .filter(|t| t.job_id == job_id)
+                .collect();
+            Ok((ev, job, labels, leased))
         })?;
-        let labels: std::collections::BTreeMap<&str, String> = tasks
-            .iter()
-            .map(|t| (t.task_id.as_str(), t.kind.label()))
-            .collect();
-        let drained = events.len() < 1000;
+        let drained = events.len() < EVENT_PAGE;
         for e in events {
             after = e.seq;
             let msg = JobEvent {
@@ -394,6 +415,30 @@ async fn stream_events(
             _ = tokio::time::sleep(Duration::from_millis(500)) => {},
             _ = tx.closed() => return Ok(()),
         }
+    }
+}
+
+/// Tasks in a status response unless the caller asks for another page size.
+const DEFAULT_PAGE: usize = 500;
+/// The most tasks one status response carries (about 1 MB at most).
+const MAX_PAGE: usize = 5_000;
+/// Events read per step of a watch stream.
+const EVENT_PAGE: usize = 1_000;
+/// Outcomes per ReadOutcomes response unless the caller asks for fewer.
+const DEFAULT_OUTCOMES: usize = 200;
+/// The most outcomes one ReadOutcomes response carries.
+const MAX_OUTCOMES: usize = 1_000;
+
+fn task_counts(t: &crate::store::Tally) -> stemforge_proto::v1::TaskCounts {
+    stemforge_proto::v1::TaskCounts {
+        total: t.total(),
+        blocked: t.count(TaskState::Blocked),
+        queued: t.count(TaskState::Queued),
+        leased: t.count(TaskState::Leased),
+        succeeded: t.count(TaskState::Succeeded),
+        failed: t.count(TaskState::Failed),
+        skipped: t.count(TaskState::Skipped),
+        cancelled: t.count(TaskState::Cancelled),
     }
 }
 
@@ -530,6 +575,43 @@ impl Tasks for Service {
         self.0.work.notify_waiters();
         self.0.changed.notify_waiters();
         Ok(Response::new(ReleaseTaskResponse {}))
+    }
+
+    async fn read_outcomes(
+        &self,
+        req: Request<ReadOutcomesRequest>,
+    ) -> Result<Response<ReadOutcomesResponse>, Status> {
+        let r = req.into_inner();
+        let l = lease_parts(r.lease)?;
+        let limit = match r.limit {
+            0 => DEFAULT_OUTCOMES,
+            n => (n as usize).min(MAX_OUTCOMES),
+        };
+        let page = self.0.with(|s| {
+            s.check_lease(key(&l))?;
+            let (_, _, tasks) = s.job_page(&l.job_id, r.after_seq, limit + 1)?;
+            let mut out = Vec::with_capacity(tasks.len().min(limit));
+            for t in tasks.iter().take(limit) {
+                let o = s.outcome(t)?;
+                out.push((t.seq, t.task_id.clone(), o));
+            }
+            let next = (tasks.len() > limit).then(|| tasks[limit - 1].seq);
+            Ok((out, next))
+        })?;
+        let (items, next_after_seq) = page;
+        let mut outcomes = Vec::with_capacity(items.len());
+        for (seq, task_id, o) in items {
+            outcomes.push(TaskOutcome {
+                seq,
+                task_id,
+                outcome_json: serde_json::to_string(&o)
+                    .map_err(|e| Status::internal(e.to_string()))?,
+            });
+        }
+        Ok(Response::new(ReadOutcomesResponse {
+            outcomes,
+            next_after_seq,
+        }))
     }
 }
 

@@ -47,6 +47,12 @@ pub const MIGRATIONS: &[&str] = &[
         record TEXT NOT NULL
     );
     CREATE INDEX events_job ON events (job_id, seq);",
+    // 2: results beside the records (written once, never rewritten with
+    // each state change), dependency and plan-order indexes.
+    "ALTER TABLE tasks ADD COLUMN result TEXT;
+    UPDATE tasks SET result = json_extract(record, '$.result_json')
+        WHERE json_extract(record, '$.result_json') IS NOT NULL;
+    CREATE INDEX tasks_seq ON tasks (job_id, seq);",
 ];
 
 /// How long a statement waits for another connection's lock.
@@ -265,9 +271,11 @@ fn write_job(conn: &Connection, path: &str, op: &str, job: &JobRecord) -> StoreR
 fn write_tasks(conn: &Connection, path: &str, op: &str, tasks: &[TaskRecord]) -> StoreResult<()> {
     let mut st = conn
         .prepare_cached(
-            "INSERT INTO tasks (job_id, task_id, seq, state, record) VALUES (?1, ?2, ?3, ?4, ?5)
+            "INSERT INTO tasks (job_id, task_id, seq, state, record, result)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT (job_id, task_id) DO UPDATE SET seq = excluded.seq,
-                state = excluded.state, record = excluded.record",
+                state = excluded.state, record = excluded.record,
+                result = COALESCE(excluded.result, tasks.result)",
         )
         .map_err(|e| fail(op, path, e))?;
     for t in tasks {
@@ -277,7 +285,8 @@ fn write_tasks(conn: &Connection, path: &str, op: &str, tasks: &[TaskRecord]) ->
             t.task_id,
             t.seq,
             t.state.as_str(),
-            record
+            record,
+            t.result_json
         ])
         .map_err(|e| {
             fail(
@@ -330,6 +339,35 @@ impl SqliteStore {
         for row in rows {
             let json = row.map_err(|e| fail(op, path, e))?;
             out.push(from_json(op, path, &json)?);
+        }
+        Ok(out)
+    }
+}
+
+impl SqliteStore {
+    /// Runs `sql` (selecting `record, result`) and decodes task records.
+    fn task_records(
+        &self,
+        op: &str,
+        sql: &str,
+        args: impl rusqlite::Params,
+    ) -> StoreResult<Vec<TaskRecord>> {
+        let path = &self.path;
+        let mut st = self
+            .conn
+            .prepare_cached(sql)
+            .map_err(|e| fail(op, path, e))?;
+        let rows = st
+            .query_map(args, |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
+            })
+            .map_err(|e| fail(op, path, e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (json, result) = row.map_err(|e| fail(op, path, e))?;
+            let mut t: TaskRecord = from_json(op, path, &json)?;
+            t.result_json = result;
+            out.push(t);
         }
         Ok(out)
     }
@@ -395,11 +433,75 @@ impl Store for SqliteStore {
     }
 
     fn tasks(&self, job_id: &str) -> StoreResult<Vec<TaskRecord>> {
-        self.records(
+        self.task_records(
             "listing tasks",
-            "SELECT record FROM tasks WHERE job_id = ?1 ORDER BY seq, task_id",
-            [job_id],
+            "SELECT record, result FROM tasks WHERE job_id = ?1 ORDER BY seq, task_id",
+            params![job_id],
         )
+    }
+
+    fn task(&self, job_id: &str, task_id: &str) -> StoreResult<Option<TaskRecord>> {
+        let mut v = self.task_records(
+            "reading a task",
+            "SELECT record, result FROM tasks WHERE job_id = ?1 AND task_id = ?2",
+            params![job_id, task_id],
+        )?;
+        Ok(v.pop())
+    }
+
+    fn task_page(
+        &self,
+        job_id: &str,
+        after: Option<u32>,
+        limit: usize,
+    ) -> StoreResult<Vec<TaskRecord>> {
+        let after = after.map_or(-1, i64::from);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.task_records(
+            "listing tasks",
+            "SELECT record, result FROM tasks WHERE job_id = ?1 AND seq > ?2
+             ORDER BY seq, task_id LIMIT ?3",
+            params![job_id, after, limit],
+        )
+    }
+
+    fn dependants(&self, job_id: &str, task_id: &str) -> StoreResult<Vec<String>> {
+        Ok(self
+            .tasks(job_id)?
+            .into_iter()
+            .filter(|t| t.deps.iter().any(|d| d == task_id))
+            .map(|t| t.task_id)
+            .collect())
+    }
+
+    fn finishers(&self, job_id: &str) -> StoreResult<Vec<String>> {
+        Ok(self
+            .tasks(job_id)?
+            .into_iter()
+            .filter(|t| t.run_when == deliverables_spec::RunWhen::JobFinished)
+            .map(|t| t.task_id)
+            .collect())
+    }
+
+    fn tally(&self, job_id: &str) -> StoreResult<crate::store::Tally> {
+        let mut tally = crate::store::Tally::default();
+        for t in self.tasks(job_id)? {
+            tally.add(&t, 1);
+        }
+        Ok(tally)
+    }
+
+    fn result(&self, job_id: &str, task_id: &str) -> StoreResult<Option<String>> {
+        let op = "reading a task's result";
+        self.conn
+            .query_row(
+                "SELECT result FROM tasks WHERE job_id = ?1 AND task_id = ?2",
+                params![job_id, task_id],
+                |r| r.get::<_, Option<String>>(0),
+            )
+            .optional()
+            .map(Option::flatten)
+            .map_err(|e| fail(op, &self.path, e))
     }
 
     fn put_tasks(
@@ -453,9 +555,9 @@ impl Store for SqliteStore {
     }
 
     fn queued(&self) -> StoreResult<Vec<TaskRecord>> {
-        self.records(
+        self.task_records(
             "listing queued tasks",
-            "SELECT t.record FROM tasks t JOIN jobs j ON j.job_id = t.job_id
+            "SELECT t.record, t.result FROM tasks t JOIN jobs j ON j.job_id = t.job_id
              WHERE t.state = ?1 AND j.state = ?2
              ORDER BY j.priority DESC, j.seq, t.seq, t.job_id, t.task_id",
             [
@@ -466,9 +568,9 @@ impl Store for SqliteStore {
     }
 
     fn leased(&self) -> StoreResult<Vec<TaskRecord>> {
-        self.records(
+        self.task_records(
             "listing leased tasks",
-            "SELECT record FROM tasks WHERE state = ?1 ORDER BY job_id, task_id",
+            "SELECT record, result FROM tasks WHERE state = ?1 ORDER BY job_id, task_id",
             [TaskState::Leased.as_str()],
         )
     }

@@ -2,7 +2,7 @@
 //! the in-memory store serves `render` and tests, an embedded SQLite store
 //! implements the same trait for durable coordinators.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use deliverables_spec::{RunWhen, TaskKind};
 use serde::{Deserialize, Serialize};
@@ -50,6 +50,9 @@ pub struct TaskRecord {
     pub progress: f64,
     /// Earliest time a retry may be leased (backoff).
     pub not_before_ms: i64,
+    /// Set when the task succeeded. Not part of the record's JSON: a
+    /// durable store keeps it beside the record, written once.
+    #[serde(default, skip_serializing)]
     pub result_json: Option<String>,
     pub error: Option<String>,
     /// One entry per attempt's end (and per retry request): what happened.
@@ -127,8 +130,79 @@ impl StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// What a job's tasks add up to: how many are in each state and what their
+/// attempts' histories count. A store keeps it as records are written, so
+/// neither a scrape nor a transition reads every task of a job.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Tasks per state, in [`TaskState::ALL`] order.
+    pub states: [u64; 7],
+    pub lease_expiries: u64,
+    pub handed_back: u64,
+    /// Attempts beyond each task's first, hand-backs excluded.
+    pub retries: u64,
+}
+
+impl Tally {
+    fn index(s: TaskState) -> usize {
+        TaskState::ALL.iter().position(|x| *x == s).unwrap_or(0)
+    }
+
+    /// Tasks in state `s`.
+    pub fn count(&self, s: TaskState) -> u64 {
+        self.states[Self::index(s)]
+    }
+
+    pub fn total(&self) -> u64 {
+        self.states.iter().sum()
+    }
+
+    /// Tasks not yet succeeded, failed, skipped or cancelled.
+    pub fn unfinished(&self) -> u64 {
+        TaskState::ALL
+            .iter()
+            .filter(|s| !s.is_terminal())
+            .map(|s| self.count(*s))
+            .sum()
+    }
+
+    /// Counts `t` in (`sign` 1) or out (`sign` -1).
+    pub fn add(&mut self, t: &TaskRecord, sign: i64) {
+        let mv = |x: &mut u64, by: u64| {
+            *x = if sign >= 0 {
+                x.saturating_add(by)
+            } else {
+                x.saturating_sub(by)
+            }
+        };
+        mv(&mut self.states[Self::index(t.state)], 1);
+        let count = |f: fn(&Outcome) -> bool| t.history.iter().filter(|h| f(&h.outcome)).count();
+        let expired = count(|o| matches!(o, Outcome::LeaseExpired { .. })) as u64;
+        let handed = count(|o| *o == Outcome::HandedBack) as u64;
+        mv(&mut self.lease_expiries, expired);
+        mv(&mut self.handed_back, handed);
+        mv(
+            &mut self.retries,
+            u64::from(t.attempt.saturating_sub(1)).saturating_sub(handed),
+        );
+    }
+
+    pub fn merge(&mut self, o: &Tally) {
+        for (a, b) in self.states.iter_mut().zip(o.states) {
+            *a += b;
+        }
+        self.lease_expiries += o.lease_expiries;
+        self.handed_back += o.handed_back;
+        self.retries += o.retries;
+    }
+}
+
 /// What the scheduler needs from storage. Each method is atomic: a durable
 /// store runs it as one transaction.
+///
+/// A record written without a result (`result_json: None`) keeps the result
+/// stored before: results are written once, when a task succeeds, and read
+/// by [`Store::result`], so the records the scheduler moves around stay small.
 pub trait Store: Send {
     /// Stores a new job, its tasks and its first events.
     fn insert_job(
@@ -140,7 +214,28 @@ pub trait Store: Send {
     fn job(&self, job_id: &str) -> StoreResult<Option<JobRecord>>;
     fn jobs(&self) -> StoreResult<Vec<JobRecord>>;
     fn put_job(&mut self, job: &JobRecord) -> StoreResult<()>;
+    /// Every task of a job, in plan order (operator actions and tests; the
+    /// scheduler's transitions use the indexed reads below).
     fn tasks(&self, job_id: &str) -> StoreResult<Vec<TaskRecord>>;
+    /// One task.
+    fn task(&self, job_id: &str, task_id: &str) -> StoreResult<Option<TaskRecord>>;
+    /// Up to `limit` tasks of a job in plan order, starting after plan
+    /// position `after` (`None`: from the start).
+    fn task_page(
+        &self,
+        job_id: &str,
+        after: Option<u32>,
+        limit: usize,
+    ) -> StoreResult<Vec<TaskRecord>>;
+    /// Ids of the tasks of `job_id` that list `task_id` among their deps.
+    fn dependants(&self, job_id: &str, task_id: &str) -> StoreResult<Vec<String>>;
+    /// Ids of the tasks that run once every other task of the job finished
+    /// ([`RunWhen::JobFinished`]).
+    fn finishers(&self, job_id: &str) -> StoreResult<Vec<String>>;
+    /// The job's tasks counted (see [`Tally`]).
+    fn tally(&self, job_id: &str) -> StoreResult<Tally>;
+    /// The result a task completed with, if any.
+    fn result(&self, job_id: &str, task_id: &str) -> StoreResult<Option<String>>;
     /// Writes these task records, the job (if given) and appends the events,
     /// all together (one transaction).
     fn put_tasks(
@@ -153,6 +248,14 @@ pub trait Store: Send {
     fn events(&self, job_id: &str, after: u64, limit: usize) -> StoreResult<Vec<JobEvent>>;
     /// Queued tasks of running jobs, best first: priority, then job, then plan order.
     fn queued(&self) -> StoreResult<Vec<TaskRecord>>;
+    /// The best queued task of a running job (order of [`Store::queued`])
+    /// that `accept` takes.
+    fn first_queued(
+        &self,
+        accept: &mut dyn FnMut(&TaskRecord) -> bool,
+    ) -> StoreResult<Option<TaskRecord>> {
+        Ok(self.queued()?.into_iter().find(|t| accept(t)))
+    }
     fn leased(&self) -> StoreResult<Vec<TaskRecord>>;
     fn next_job_seq(&self) -> StoreResult<u64>;
     /// Makes everything written durable and compact before the process
@@ -162,12 +265,28 @@ pub trait Store: Send {
     }
 }
 
-/// Everything in memory: for `stemforge render` and tests.
+/// The position of a queued task: priority (highest first), job
+/// submission order, plan order.
+type QueueKey = (std::cmp::Reverse<i32>, u64, u32, String, String);
+
+/// Everything in memory, indexed: for `stemforge render`, tests, and as the
+/// mirror of a durable store ([`CachedStore`], which keeps no results in it).
 #[derive(Default)]
 pub struct MemoryStore {
     jobs: BTreeMap<String, JobRecord>,
     tasks: BTreeMap<(String, String), TaskRecord>,
     events: Vec<JobEvent>,
+    /// Queued tasks in lease order.
+    queue: BTreeSet<QueueKey>,
+    leased: BTreeSet<(String, String)>,
+    /// (job, plan position, task id): plan order.
+    by_seq: BTreeSet<(String, u32, String)>,
+    /// (job, dependency) → the tasks waiting on it.
+    dependants: BTreeMap<(String, String), Vec<String>>,
+    finishers: BTreeMap<String, Vec<String>>,
+    tallies: BTreeMap<String, Tally>,
+    /// False for a mirror: results stay in the durable store only.
+    drop_results: bool,
 }
 
 impl MemoryStore {
@@ -177,11 +296,80 @@ impl MemoryStore {
             self.events.push(JobEvent { seq, ..e.clone() });
         }
     }
+
+    fn queue_key(&self, t: &TaskRecord) -> QueueKey {
+        let (priority, seq) = self
+            .jobs
+            .get(&t.job_id)
+            .map_or((0, 0), |j| (j.priority, j.seq));
+        (
+            std::cmp::Reverse(priority),
+            seq,
+            t.seq,
+            t.job_id.clone(),
+            t.task_id.clone(),
+        )
+    }
+
+    /// Writes one task record, keeping every index and tally in step.
+    fn put_task(&mut self, t: &TaskRecord) {
+        let key = (t.job_id.clone(), t.task_id.clone());
+        let mut t = t.clone();
+        let old = self.tasks.remove(&key);
+        if let Some(o) = &old {
+            if t.result_json.is_none() && !self.drop_results {
+                t.result_json = o.result_json.clone();
+            }
+            self.tallies.entry(o.job_id.clone()).or_default().add(o, -1);
+            if o.state == TaskState::Queued {
+                let k = self.queue_key(o);
+                self.queue.remove(&k);
+            }
+            if o.state == TaskState::Leased {
+                self.leased.remove(&key);
+            }
+        } else {
+            self.by_seq
+                .insert((t.job_id.clone(), t.seq, t.task_id.clone()));
+            for d in &t.deps {
+                self.dependants
+                    .entry((t.job_id.clone(), d.clone()))
+                    .or_default()
+                    .push(t.task_id.clone());
+            }
+            if t.run_when == RunWhen::JobFinished {
+                self.finishers
+                    .entry(t.job_id.clone())
+                    .or_default()
+                    .push(t.task_id.clone());
+            }
+        }
+        if self.drop_results {
+            t.result_json = None;
+        }
+        self.tallies.entry(t.job_id.clone()).or_default().add(&t, 1);
+        if t.state == TaskState::Queued {
+            let k = self.queue_key(&t);
+            self.queue.insert(k);
+        }
+        if t.state == TaskState::Leased {
+            self.leased.insert(key.clone());
+        }
+        self.tasks.insert(key, t);
+    }
 }
 
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A mirror of a durable store: the same indexes, no results.
+    fn mirror() -> Self {
+        MemoryStore {
+            drop_results: true,
+            ..Self::default()
+        }
     }
 }
 
@@ -200,8 +388,7 @@ impl Store for MemoryStore {
         }
         self.jobs.insert(job.job_id.clone(), job.clone());
         for t in tasks {
-            self.tasks
-                .insert((t.job_id.clone(), t.task_id.clone()), t.clone());
+            self.put_task(t);
         }
         self.append(events);
         Ok(())
@@ -215,18 +402,72 @@ impl Store for MemoryStore {
         Ok(v)
     }
     fn put_job(&mut self, job: &JobRecord) -> StoreResult<()> {
-        self.jobs.insert(job.job_id.clone(), job.clone());
+        let old = self.jobs.insert(job.job_id.clone(), job.clone());
+        // A new priority or position moves the job's queued tasks.
+        if old.is_some_and(|o| (o.priority, o.seq) != (job.priority, job.seq)) {
+            let queued: Vec<TaskRecord> = self
+                .task_page(&job.job_id, None, usize::MAX)?
+                .into_iter()
+                .filter(|t| t.state == TaskState::Queued)
+                .collect();
+            self.queue
+                .retain(|(_, _, _, j, _)| j.as_str() != job.job_id.as_str());
+            for t in &queued {
+                let k = self.queue_key(t);
+                self.queue.insert(k);
+            }
+        }
         Ok(())
     }
     fn tasks(&self, job_id: &str) -> StoreResult<Vec<TaskRecord>> {
-        let mut v: Vec<_> = self
+        self.task_page(job_id, None, usize::MAX)
+    }
+    fn task(&self, job_id: &str, task_id: &str) -> StoreResult<Option<TaskRecord>> {
+        Ok(self
             .tasks
-            .range((job_id.to_string(), String::new())..)
-            .take_while(|((j, _), _)| j == job_id)
-            .map(|(_, t)| t.clone())
-            .collect();
-        v.sort_by_key(|t| t.seq);
-        Ok(v)
+            .get(&(job_id.to_string(), task_id.to_string()))
+            .cloned())
+    }
+    fn task_page(
+        &self,
+        job_id: &str,
+        after: Option<u32>,
+        limit: usize,
+    ) -> StoreResult<Vec<TaskRecord>> {
+        use std::ops::Bound;
+        let lo = match after {
+            Some(a) if a == u32::MAX => return Ok(Vec::new()),
+            Some(a) => Bound::Included((job_id.to_string(), a + 1, String::new())),
+            None => Bound::Included((job_id.to_string(), 0, String::new())),
+        };
+        let hi = Bound::Excluded((format!("{job_id}\0"), 0, String::new()));
+        Ok(self
+            .by_seq
+            .range((lo, hi))
+            .filter(|(j, _, _)| j == job_id)
+            .filter_map(|(j, _, id)| self.tasks.get(&(j.clone(), id.clone())))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+    fn dependants(&self, job_id: &str, task_id: &str) -> StoreResult<Vec<String>> {
+        Ok(self
+            .dependants
+            .get(&(job_id.to_string(), task_id.to_string()))
+            .cloned()
+            .unwrap_or_default())
+    }
+    fn finishers(&self, job_id: &str) -> StoreResult<Vec<String>> {
+        Ok(self.finishers.get(job_id).cloned().unwrap_or_default())
+    }
+    fn tally(&self, job_id: &str) -> StoreResult<Tally> {
+        Ok(self.tallies.get(job_id).copied().unwrap_or_default())
+    }
+    fn result(&self, job_id: &str, task_id: &str) -> StoreResult<Option<String>> {
+        Ok(self
+            .tasks
+            .get(&(job_id.to_string(), task_id.to_string()))
+            .and_then(|t| t.result_json.clone()))
     }
     fn put_tasks(
         &mut self,
@@ -234,12 +475,11 @@ impl Store for MemoryStore {
         job: Option<&JobRecord>,
         events: &[JobEvent],
     ) -> StoreResult<()> {
-        for t in tasks {
-            self.tasks
-                .insert((t.job_id.clone(), t.task_id.clone()), t.clone());
-        }
         if let Some(j) = job {
             self.put_job(j)?;
+        }
+        for t in tasks {
+            self.put_task(t);
         }
         self.append(events);
         Ok(())
@@ -256,27 +496,38 @@ impl Store for MemoryStore {
             .collect())
     }
     fn queued(&self) -> StoreResult<Vec<TaskRecord>> {
-        let mut v: Vec<(i32, u64, TaskRecord)> = self
-            .tasks
-            .values()
-            .filter(|t| t.state == TaskState::Queued)
-            .filter_map(|t| {
-                let j = self.jobs.get(&t.job_id)?;
-                (j.state == JobState::Running).then(|| (j.priority, j.seq, t.clone()))
-            })
-            .collect();
-        v.sort_by(|a, b| {
-            b.0.cmp(&a.0)
-                .then(a.1.cmp(&b.1))
-                .then(a.2.seq.cmp(&b.2.seq))
-        });
-        Ok(v.into_iter().map(|x| x.2).collect())
+        let mut out = Vec::new();
+        self.first_queued(&mut |t| {
+            out.push(t.clone());
+            false
+        })?;
+        Ok(out)
+    }
+    fn first_queued(
+        &self,
+        accept: &mut dyn FnMut(&TaskRecord) -> bool,
+    ) -> StoreResult<Option<TaskRecord>> {
+        for (_, _, _, job, task) in &self.queue {
+            let running = self
+                .jobs
+                .get(job)
+                .is_some_and(|j| j.state == JobState::Running);
+            if !running {
+                continue;
+            }
+            if let Some(t) = self.tasks.get(&(job.clone(), task.clone()))
+                && accept(t)
+            {
+                return Ok(Some(t.clone()));
+            }
+        }
+        Ok(None)
     }
     fn leased(&self) -> StoreResult<Vec<TaskRecord>> {
         Ok(self
-            .tasks
-            .values()
-            .filter(|t| t.state == TaskState::Leased)
+            .leased
+            .iter()
+            .filter_map(|k| self.tasks.get(k))
             .cloned()
             .collect())
     }
@@ -307,6 +558,35 @@ impl Store for Box<dyn Store> {
     fn tasks(&self, job_id: &str) -> StoreResult<Vec<TaskRecord>> {
         (**self).tasks(job_id)
     }
+    fn task(&self, job_id: &str, task_id: &str) -> StoreResult<Option<TaskRecord>> {
+        (**self).task(job_id, task_id)
+    }
+    fn task_page(
+        &self,
+        job_id: &str,
+        after: Option<u32>,
+        limit: usize,
+    ) -> StoreResult<Vec<TaskRecord>> {
+        (**self).task_page(job_id, after, limit)
+    }
+    fn dependants(&self, job_id: &str, task_id: &str) -> StoreResult<Vec<String>> {
+        (**self).dependants(job_id, task_id)
+    }
+    fn finishers(&self, job_id: &str) -> StoreResult<Vec<String>> {
+        (**self).finishers(job_id)
+    }
+    fn tally(&self, job_id: &str) -> StoreResult<Tally> {
+        (**self).tally(job_id)
+    }
+    fn result(&self, job_id: &str, task_id: &str) -> StoreResult<Option<String>> {
+        (**self).result(job_id, task_id)
+    }
+    fn first_queued(
+        &self,
+        accept: &mut dyn FnMut(&TaskRecord) -> bool,
+    ) -> StoreResult<Option<TaskRecord>> {
+        (**self).first_queued(accept)
+    }
     fn put_tasks(
         &mut self,
         tasks: &[TaskRecord],
@@ -335,7 +615,8 @@ impl Store for Box<dyn Store> {
 /// A durable store with its job and task records mirrored in memory: reads
 /// come from memory (no JSON decoding of whole jobs on every transition),
 /// writes go to the durable store first and reach memory only once it has
-/// accepted them. Events are read from the durable store. Correct while this
+/// accepted them. Events and results are read from the durable store, so
+/// the mirror's size does not grow with what tasks return. Correct while this
 /// process is the store's only writer (one coordinator per data directory).
 pub struct CachedStore {
     durable: Box<dyn Store>,
@@ -345,7 +626,7 @@ pub struct CachedStore {
 impl CachedStore {
     /// Loads every job and task of `durable` into memory.
     pub fn load(durable: Box<dyn Store>) -> StoreResult<CachedStore> {
-        let mut mem = MemoryStore::new();
+        let mut mem = MemoryStore::mirror();
         for job in durable.jobs()? {
             let tasks = durable.tasks(&job.job_id)?;
             mem.insert_job(&job, &tasks, &[])?;
@@ -376,6 +657,35 @@ impl Store for CachedStore {
     }
     fn tasks(&self, job_id: &str) -> StoreResult<Vec<TaskRecord>> {
         self.mem.tasks(job_id)
+    }
+    fn task(&self, job_id: &str, task_id: &str) -> StoreResult<Option<TaskRecord>> {
+        self.mem.task(job_id, task_id)
+    }
+    fn task_page(
+        &self,
+        job_id: &str,
+        after: Option<u32>,
+        limit: usize,
+    ) -> StoreResult<Vec<TaskRecord>> {
+        self.mem.task_page(job_id, after, limit)
+    }
+    fn dependants(&self, job_id: &str, task_id: &str) -> StoreResult<Vec<String>> {
+        self.mem.dependants(job_id, task_id)
+    }
+    fn finishers(&self, job_id: &str) -> StoreResult<Vec<String>> {
+        self.mem.finishers(job_id)
+    }
+    fn tally(&self, job_id: &str) -> StoreResult<Tally> {
+        self.mem.tally(job_id)
+    }
+    fn result(&self, job_id: &str, task_id: &str) -> StoreResult<Option<String>> {
+        self.durable.result(job_id, task_id)
+    }
+    fn first_queued(
+        &self,
+        accept: &mut dyn FnMut(&TaskRecord) -> bool,
+    ) -> StoreResult<Option<TaskRecord>> {
+        self.mem.first_queued(accept)
     }
     fn put_tasks(
         &mut self,

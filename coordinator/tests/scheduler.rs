@@ -32,12 +32,11 @@ fn plan(titles: &[&str]) -> Plan {
             });
         }
     }
-    let deps = tasks.iter().map(|t| t.id.clone()).collect();
     tasks.push(PlannedTask {
         id: "manifest".into(),
         kind: TaskKind::Manifest,
-        deps,
-        run_when: RunWhen::DepsFinished,
+        deps: vec![],
+        run_when: RunWhen::JobFinished,
         weight: 0.1,
     });
     Plan {
@@ -399,4 +398,79 @@ fn a_handed_back_lease_requeues_at_once_without_using_up_attempts() {
         .filter(|h| h.outcome == stemforge_coordinator::store::Outcome::HandedBack)
         .count();
     assert_eq!(handed, 3, "{:?}", t.history);
+}
+
+#[test]
+fn a_job_whose_only_failure_is_its_manifest_can_be_retried() {
+    let mut s = sched();
+    s.submit(job("j", 0), &plan(&["a"])).expect("submit");
+    let mut t = 0;
+    // Run everything but the manifest to success.
+    while let Some(g) = s.lease("w1", t).expect("lease") {
+        t += 10;
+        if g.task.kind == TaskKind::Manifest {
+            // The manifest fails for good (not retryable).
+            s.fail(key(&g), "disk quota".into(), false, t)
+                .expect("fail");
+            break;
+        }
+        s.complete(key(&g), "{}".into(), t).expect("complete");
+    }
+    assert_eq!(s.job("j").expect("job").0.state, JobState::Failed);
+    assert_eq!(state(&s, "j", "manifest"), TaskState::Failed);
+    assert_eq!(s.retry("j", None, t).expect("retry"), 1);
+    assert_eq!(s.job("j").expect("job").0.state, JobState::Running);
+    let g = s
+        .lease("w1", t)
+        .expect("lease")
+        .expect("the manifest again");
+    assert_eq!(g.task.kind, TaskKind::Manifest);
+    assert_eq!(g.task.attempt, 2);
+    s.complete(key(&g), r#"{"ok":true}"#.into(), t + 10)
+        .expect("complete");
+    assert_eq!(s.job("j").expect("job").0.state, JobState::Succeeded);
+    // One task by id works too once it has failed.
+    assert!(matches!(
+        s.retry("j", Some("manifest"), t + 20),
+        Err(SchedError::NothingToRetry(_))
+    ));
+}
+
+#[test]
+fn a_catalog_runs_through_indexed_transitions_with_the_manifest_last() {
+    // 2,000 titles: each transition reads only the tasks it touches, so
+    // this stays quick; the manifest starts only once every task finished.
+    let titles: Vec<String> = (0..2_000).map(|i| format!("t{i}")).collect();
+    let names: Vec<&str> = titles.iter().map(String::as_str).collect();
+    let mut s = sched();
+    s.submit(job("big", 0), &plan(&names)).expect("submit");
+    let mut t = 0;
+    let mut done = 0;
+    while let Some(g) = s.lease("w1", t).expect("lease") {
+        t += 1;
+        if g.task.kind == TaskKind::Manifest {
+            let tally = s.tally("big").expect("tally");
+            assert_eq!(
+                tally.count(TaskState::Succeeded) + tally.count(TaskState::Failed),
+                6_000
+            );
+            assert_eq!(tally.unfinished(), 1);
+        }
+        // Every tenth render fails for good: its title carries on.
+        let fail = matches!(&g.task.kind, TaskKind::Render { variant, .. } if variant == "tv")
+            && done % 10 == 0;
+        if fail {
+            s.fail(key(&g), "bad".into(), false, t).expect("fail");
+        } else {
+            s.complete(key(&g), "{}".into(), t).expect("complete");
+        }
+        done += 1;
+    }
+    assert_eq!(done, 6_001);
+    let (j, _, first) = s.job_page("big", None, 5).expect("page");
+    assert_eq!(first.len(), 5);
+    assert_eq!(j.state, JobState::Failed);
+    let tally = s.tally("big").expect("tally");
+    assert_eq!(tally.total(), 6_001);
+    assert_eq!(tally.unfinished(), 0);
 }

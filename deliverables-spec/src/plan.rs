@@ -66,8 +66,12 @@ fn at(rate: Option<u32>) -> String {
 pub enum RunWhen {
     /// Every dependency succeeded (a failed one skips this task).
     DepsSucceeded,
-    /// Every dependency finished, however: for the manifest, which reports failures.
+    /// Every dependency finished, however.
     DepsFinished,
+    /// Every other task of the job finished, however: the job's manifest,
+    /// which reports failures. It lists no dependencies, so its record does
+    /// not grow with the job.
+    JobFinished,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -284,7 +288,7 @@ pub fn plan(
             }
         }
     }
-    let mut deps: Vec<String> = tasks.iter().map(|t| t.id.clone()).collect();
+    let mut deps: Vec<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
     deps.dedup();
     let manifest_id = content_id(&[
         &version,
@@ -295,8 +299,8 @@ pub fn plan(
     tasks.push(PlannedTask {
         id: manifest_id,
         kind: TaskKind::Manifest,
-        deps,
-        run_when: RunWhen::DepsFinished,
+        deps: vec![],
+        run_when: RunWhen::JobFinished,
         weight: 0.2,
     });
     Plan {

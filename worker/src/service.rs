@@ -123,6 +123,69 @@ pub async fn run_worker(
     Ok(())
 }
 
+/// Reads a job's outcomes from the coordinator for the manifest task,
+/// a bounded page per call, under the task's lease.
+struct GrpcOutcomes {
+    client: Client,
+    lease: LeaseRef,
+    runtime: tokio::runtime::Handle,
+}
+
+/// Outcomes per ReadOutcomes call.
+const OUTCOME_PAGE: u32 = 200;
+
+impl crate::tasks::manifest::OutcomePages for GrpcOutcomes {
+    fn page(&self, after: Option<u32>) -> Result<crate::tasks::manifest::OutcomePage, TaskError> {
+        let mut last = None;
+        // A busy or restarting coordinator: a few tries before giving up
+        // (the task then fails retryably).
+        for attempt in 0..5u64 {
+            if attempt > 0 {
+                std::thread::sleep(Duration::from_millis(200 * attempt));
+            }
+            let mut c = self.client.clone();
+            let req = stemforge_proto::v1::ReadOutcomesRequest {
+                lease: Some(self.lease.clone()),
+                after_seq: after,
+                limit: OUTCOME_PAGE,
+            };
+            match self.runtime.block_on(c.read_outcomes(req)) {
+                Ok(r) => {
+                    let r = r.into_inner();
+                    let mut out = Vec::with_capacity(r.outcomes.len());
+                    for o in r.outcomes {
+                        let d: DepOutcome = serde_json::from_str(&o.outcome_json).map_err(|e| {
+                            TaskError::Internal(format!("unreadable outcome of {}: {e}", o.task_id))
+                        })?;
+                        out.push((o.seq, d));
+                    }
+                    return Ok((out, r.next_after_seq));
+                }
+                Err(s)
+                    if matches!(
+                        s.code(),
+                        tonic::Code::Unavailable
+                            | tonic::Code::DeadlineExceeded
+                            | tonic::Code::ResourceExhausted
+                    ) =>
+                {
+                    last = Some(s);
+                }
+                Err(s) => {
+                    return Err(TaskError::Internal(format!(
+                        "reading the job's outcomes: {}",
+                        s.message()
+                    )));
+                }
+            }
+        }
+        Err(TaskError::Internal(format!(
+            "reading the job's outcomes: {}",
+            last.map(|s| s.message().to_string()).unwrap_or_default()
+        )))
+    }
+}
+
 fn lease_ref(l: &TaskLease) -> LeaseRef {
     LeaseRef {
         job_id: l.job_id.clone(),
@@ -246,6 +309,11 @@ async fn run_one(
             let submitted = lease.job_submitted_unix_ms;
             let origination = lease.origination_unix_s;
             let span = tracing::Span::current();
+            let reader = GrpcOutcomes {
+                client: client.clone(),
+                lease: lref.clone(),
+                runtime: tokio::runtime::Handle::current(),
+            };
             let work = tokio::task::spawn_blocking(move || {
                 let _in_span = span.enter();
                 let report = move |f: f64| p2.store(f.clamp(0.0, 1.0).to_bits(), Ordering::Relaxed);
@@ -254,6 +322,7 @@ async fn run_one(
                     job_id: &job_id,
                     output_dir,
                     deps: &deps,
+                    outcomes: Some(&reader),
                     submitted_unix_ms: submitted,
                     origination_unix_s: origination,
                     cancel: &c2,

@@ -70,12 +70,28 @@ fn push_row(out: &mut String, cells: &[String]) {
 
 /// The manifest as CSV: a header row, then one row per output.
 pub fn manifest_csv(m: &Manifest) -> String {
-    let mut out = String::with_capacity(512 * (1 + m.summary.outputs));
+    let mut out = csv_header();
+    for t in &m.titles {
+        out.push_str(&csv_rows(t));
+    }
+    out
+}
+
+/// The CSV's header row.
+pub fn csv_header() -> String {
+    let mut out = String::new();
     push_row(
         &mut out,
         &COLUMNS.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
     );
-    for t in &m.titles {
+    out
+}
+
+/// One title's rows: one per output, so a catalog's CSV is written a title
+/// at a time.
+pub fn csv_rows(t: &deliverables_spec::manifest::TitleEntry) -> String {
+    let mut out = String::with_capacity(512 * t.outputs.len());
+    {
         for o in &t.outputs {
             let f = o.file.as_ref();
             let me = o.measurement.as_ref();

@@ -258,6 +258,105 @@ pub fn report_html(m: &Manifest) -> String {
     h
 }
 
+/// One page of a catalog report, as its index lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PageEntry {
+    /// File name, relative to the index.
+    pub href: String,
+    pub first_title: String,
+    pub last_title: String,
+    pub titles: usize,
+    pub titles_failed: usize,
+    pub outputs: usize,
+    pub passed: usize,
+    pub failed: usize,
+}
+
+/// A page of a catalog report: the full report of `m` (a manifest holding
+/// only this page's titles and their summary), with links to the index and
+/// to the pages beside it.
+pub fn report_page_html(
+    m: &Manifest,
+    index_href: &str,
+    prev: Option<&str>,
+    next: Option<&str>,
+) -> String {
+    let mut nav = format!(
+        "<main>\n<nav class=\"muted\"><a href=\"{}\">All titles</a>",
+        escape(index_href)
+    );
+    if let Some(p) = prev {
+        let _ = write!(nav, " · <a href=\"{}\">previous page</a>", escape(p));
+    }
+    if let Some(n) = next {
+        let _ = write!(nav, " · <a href=\"{}\">next page</a>", escape(n));
+    }
+    nav.push_str("</nav>");
+    report_html(m).replacen("<main>", &nav, 1)
+}
+
+/// The index of a catalog report: the job's header and summary, then one
+/// row per page (titles, failures), then the first `failures` failed
+/// outputs. Its size grows with the number of pages, not of outputs.
+pub fn report_index_html(
+    m: &Manifest,
+    pages: &[PageEntry],
+    failures: &[(String, String)],
+) -> String {
+    let mut h = String::with_capacity(16 * 1024 + 200 * pages.len());
+    let _ = writeln!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>Loudness compliance report: {}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>",
+        escape(&m.job_id)
+    );
+    header(&mut h, m);
+    h.push_str(
+        "<section><h2>Pages</h2><table class=\"qc\"><thead><tr><th>page</th><th>titles</th>\
+         <th>count</th><th>titles failed</th><th>outputs</th><th>passed</th><th>failed</th></tr></thead><tbody>\n",
+    );
+    for (i, p) in pages.iter().enumerate() {
+        let _ = writeln!(
+            h,
+            "<tr><td><a href=\"{}\">{}</a></td><td>{} – {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&p.href),
+            i + 1,
+            escape(&p.first_title),
+            escape(&p.last_title),
+            p.titles,
+            p.titles_failed,
+            p.outputs,
+            p.passed,
+            p.failed
+        );
+    }
+    h.push_str("</tbody></table></section>\n");
+    if !failures.is_empty() {
+        h.push_str("<section><h2>Failures</h2><ul>\n");
+        for (href, what) in failures {
+            let _ = writeln!(
+                h,
+                "<li><a href=\"{}\">{}</a></li>",
+                escape(href),
+                escape(what)
+            );
+        }
+        h.push_str("</ul></section>\n");
+    }
+    let _ = writeln!(
+        h,
+        "<footer>Generated from the compliance manifest (version {}) of job <span class=\"mono\">{}</span> by {} {}. \
+         Values are as measured on the written files; the manifest is the authoritative record.</footer>\n\
+         </main>\n</body>\n</html>",
+        m.manifest_version,
+        escape(&m.job_id),
+        escape(&m.tool.name),
+        escape(&m.tool.version)
+    );
+    h
+}
+
 fn header(h: &mut String, m: &Manifest) {
     let s = &m.summary;
     let badge = if s.all_pass {

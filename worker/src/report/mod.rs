@@ -9,8 +9,8 @@ mod csv;
 mod html;
 mod svg;
 
-pub use csv::manifest_csv;
-pub use html::report_html;
+pub use csv::{csv_header, csv_rows, manifest_csv};
+pub use html::{PageEntry, report_html, report_index_html, report_page_html};
 
 /// File name of the HTML report, next to `manifest.json`.
 pub const REPORT_FILE: &str = "report.html";

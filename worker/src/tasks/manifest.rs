@@ -25,33 +25,34 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 
 pub use deliverables_spec::contract::ManifestResult;
 
+/// A job's task outcomes in plan order, a page at a time: how the manifest
+/// task reads every result without one message or allocation holding them
+/// all.
+pub trait OutcomePages: Sync {
+    /// Outcomes after plan position `after` (`None`: from the first task),
+    /// and the position to continue from when more follow.
+    fn page(&self, after: Option<u32>) -> Result<OutcomePage, TaskError>;
+}
+
+/// One page of outcomes: (plan position, outcome), and where to continue.
+pub type OutcomePage = (Vec<(u32, DepOutcome)>, Option<u32>);
+
+/// Titles per page of a catalog report; a job with at most this many
+/// titles gets one self-contained `report.html`.
+pub const REPORT_PAGE_TITLES: usize = 50;
+/// Failed outputs the index of a catalog report lists by name.
+const INDEX_FAILURES: usize = 200;
+/// The folder beside `report.html` that holds a catalog report's pages.
+pub const REPORT_PAGES_DIR: &str = "report";
+
 pub fn write_manifest(ctx: &TaskContext<'_>) -> Result<ManifestResult, TaskError> {
+    let pages = ctx.outcomes.ok_or_else(|| {
+        TaskError::Internal("the manifest task needs the job's outcomes (no reader given)".into())
+    })?;
     let spec = &ctx.spec.spec;
     let d = ctx.spec.delivery();
     let all = variants(spec);
-    let mut titles = Vec::new();
-    let mut summary = Summary::default();
-    for title in &spec.titles {
-        let entry = title_entry(ctx, d, &all, title);
-        if let Some(p) = &entry.preflight {
-            summary.preflight_errors += p.errors();
-            summary.preflight_warnings += p.warnings();
-        }
-        if entry.status == "failed" {
-            summary.titles_failed += 1;
-        }
-        for out in &entry.outputs {
-            summary.outputs += 1;
-            match out.verdict.verdict {
-                Outcome::Pass => summary.passed += 1,
-                Outcome::Fail => summary.failed += 1,
-            }
-        }
-        titles.push(entry);
-    }
-    summary.titles = titles.len();
-    summary.all_pass = summary.failed == 0 && summary.titles_failed == 0;
-    let manifest = Manifest {
+    let head = Manifest {
         manifest_version: MANIFEST_VERSION,
         tool: Tool {
             name: "stemforge".into(),
@@ -61,45 +62,427 @@ pub fn write_manifest(ctx: &TaskContext<'_>) -> Result<ManifestResult, TaskError
         spec_sha256: ctx.spec.sha256.clone(),
         submitted: deliverables_spec::timestamp::rfc3339_utc(ctx.submitted_unix_ms),
         delivery: d.clone(),
-        summary: summary.clone(),
-        titles,
+        summary: Summary::default(),
+        titles: vec![],
     };
-    // The report and the CSV first: manifest.json appearing means the job's
-    // paperwork is complete.
-    write_atomically(
-        &ctx.output_dir.join(crate::report::CSV_FILE),
-        crate::report::manifest_csv(&manifest).as_bytes(),
-    )?;
-    write_atomically(
-        &ctx.output_dir.join(crate::report::REPORT_FILE),
-        crate::report::report_html(&manifest).as_bytes(),
-    )?;
-    let path = ctx.output_dir.join(MANIFEST_FILE);
-    let mut text =
-        serde_json::to_vec_pretty(&manifest).map_err(|e| TaskError::Internal(e.to_string()))?;
-    text.push(b'\n');
-    write_atomically(&path, &text)?;
-    Ok(ManifestResult {
-        manifest_path: path.display().to_string(),
-        summary,
+    let dir = &ctx.output_dir;
+    let mut w = Writers::new(dir, &head)?;
+    // Titles in plan order: a title's tasks are contiguous in the plan.
+    let mut group: BTreeMap<String, DepOutcome> = BTreeMap::new();
+    let mut group_title: Option<String> = None;
+    let mut titles = spec.titles.iter();
+    let mut after = None;
+    loop {
+        ctx.check_cancel()?;
+        let (items, next) = pages.page(after)?;
+        for (_, o) in items {
+            let Some(name) = title_of(&o.kind) else {
+                continue;
+            };
+            if group_title.as_deref() != Some(name) {
+                if let Some(done) = group_title.take() {
+                    emit_until(ctx, d, &all, &mut titles, &done, &group, &mut w)?;
+                    group.clear();
+                }
+                group_title = Some(name.to_string());
+            }
+            group.insert(format!("{}", group.len()), o);
+        }
+        match next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    if let Some(done) = group_title.take() {
+        emit_until(ctx, d, &all, &mut titles, &done, &group, &mut w)?;
+    }
+    // Titles with no task at all (none are planned so, but a title is
+    // never left out of the manifest).
+    for t in titles {
+        let empty = BTreeMap::new();
+        let entry = title_entry(ctx, d, &all, t, &empty);
+        w.title(entry)?;
+    }
+    w.finish(&head)
+}
+
+/// The title a task belongs to (the manifest task has none).
+fn title_of(k: &TaskKind) -> Option<&str> {
+    match k {
+        TaskKind::Preflight { title }
+        | TaskKind::Analyze { title, .. }
+        | TaskKind::Render { title, .. } => Some(title),
+        TaskKind::Manifest => None,
+    }
+}
+
+/// Emits every title of the spec up to and including `name` (titles before
+/// it had no tasks), the last one with the outcomes of its tasks.
+fn emit_until<'s>(
+    ctx: &TaskContext<'_>,
+    d: &Delivery,
+    all: &[Variant],
+    titles: &mut impl Iterator<Item = &'s Title>,
+    name: &str,
+    group: &BTreeMap<String, DepOutcome>,
+    w: &mut Writers,
+) -> Result<(), TaskError> {
+    let empty = BTreeMap::new();
+    for t in titles.by_ref() {
+        if t.name == name {
+            return w.title(title_entry(ctx, d, all, t, group));
+        }
+        w.title(title_entry(ctx, d, all, t, &empty))?;
+    }
+    Err(TaskError::Internal(format!(
+        "the job's tasks name a title `{name}` the spec does not have, or out of order"
+    )))
+}
+
+/// The manifest's files being written: JSON and CSV streamed to temporary
+/// files title by title, the report a page of titles at a time.
+struct Writers {
+    dir: std::path::PathBuf,
+    /// The manifest's fields but its titles and summary.
+    head: Manifest,
+    json: TempFile,
+    csv: TempFile,
+    first_title: bool,
+    summary: Summary,
+    /// Titles of the report page being filled.
+    page: Vec<TitleEntry>,
+    /// A full page waits here until the next one starts, so it knows
+    /// whether a next page exists.
+    pending: Option<(usize, Vec<TitleEntry>)>,
+    pages: Vec<crate::report::PageEntry>,
+    failures: Vec<(String, String)>,
+    /// Report pages written, removed again if the manifest fails.
+    written_pages: Vec<std::path::PathBuf>,
+}
+
+impl Writers {
+    fn new(dir: &std::path::Path, head: &Manifest) -> Result<Writers, TaskError> {
+        let mut json = TempFile::create(&dir.join(MANIFEST_FILE))?;
+        // The head of the JSON object: every field but titles and summary,
+        // pretty-printed as serde_json prints the whole manifest.
+        let mut value =
+            serde_json::to_value(head).map_err(|e| TaskError::Internal(e.to_string()))?;
+        if let Some(o) = value.as_object_mut() {
+            o.remove("titles");
+            o.remove("summary");
+        }
+        let text =
+            serde_json::to_string_pretty(&value).map_err(|e| TaskError::Internal(e.to_string()))?;
+        let open = text
+            .trim_end()
+            .strip_suffix('}')
+            .unwrap_or(&text)
+            .trim_end();
+        json.write(open.as_bytes())?;
+        json.write(b",\n  \"titles\": [")?;
+        let mut csv = TempFile::create(&dir.join(crate::report::CSV_FILE))?;
+        csv.write(crate::report::csv_header().as_bytes())?;
+        Ok(Writers {
+            dir: dir.to_path_buf(),
+            head: head.clone(),
+            json,
+            csv,
+            first_title: true,
+            summary: Summary::default(),
+            page: Vec::new(),
+            pending: None,
+            pages: Vec::new(),
+            failures: Vec::new(),
+            written_pages: Vec::new(),
+        })
+    }
+
+    fn title(&mut self, entry: TitleEntry) -> Result<(), TaskError> {
+        let s = &mut self.summary;
+        s.titles += 1;
+        if let Some(p) = &entry.preflight {
+            s.preflight_errors += p.errors();
+            s.preflight_warnings += p.warnings();
+        }
+        if entry.status == "failed" {
+            s.titles_failed += 1;
+        }
+        for out in &entry.outputs {
+            s.outputs += 1;
+            match out.verdict.verdict {
+                Outcome::Pass => s.passed += 1,
+                Outcome::Fail => s.failed += 1,
+            }
+        }
+        let text =
+            serde_json::to_string_pretty(&entry).map_err(|e| TaskError::Internal(e.to_string()))?;
+        let mut block = String::with_capacity(text.len() + text.len() / 8);
+        block.push_str(if self.first_title { "\n" } else { ",\n" });
+        self.first_title = false;
+        for (i, line) in text.lines().enumerate() {
+            if i > 0 {
+                block.push('\n');
+            }
+            block.push_str("    ");
+            block.push_str(line);
+        }
+        self.json.write(block.as_bytes())?;
+        self.csv.write(crate::report::csv_rows(&entry).as_bytes())?;
+        self.page.push(entry);
+        if self.page.len() == REPORT_PAGE_TITLES {
+            let full = std::mem::take(&mut self.page);
+            self.flush_pending(false)?;
+            let n = self.pages.len() + usize::from(self.pending.is_some()) + 1;
+            self.pending = Some((n, full));
+        }
+        Ok(())
+    }
+
+    fn page_href(n: usize) -> String {
+        format!("{REPORT_PAGES_DIR}/page-{n:05}.html")
+    }
+
+    /// Writes the page that waited (`last`: no page follows it).
+    fn flush_pending(&mut self, last: bool) -> Result<(), TaskError> {
+        let Some((n, titles)) = self.pending.take() else {
+            return Ok(());
+        };
+        let mut m = self.head_with(&titles);
+        m.summary = page_summary(&titles);
+        let prev = (n > 1).then(|| format!("page-{:05}.html", n - 1));
+        let next = (!last).then(|| format!("page-{:05}.html", n + 1));
+        let html =
+            crate::report::report_page_html(&m, "../report.html", prev.as_deref(), next.as_deref());
+        let href = Self::page_href(n);
+        let path = self.dir.join(&href);
+        write_atomically(&path, html.as_bytes())?;
+        self.written_pages.push(path);
+        for t in &titles {
+            for o in t
+                .outputs
+                .iter()
+                .filter(|o| o.verdict.verdict == Outcome::Fail)
+            {
+                if self.failures.len() < INDEX_FAILURES {
+                    let what = match o.role {
+                        Some(r) => format!("{} / {} / {}", t.name, o.variant, r.as_str()),
+                        None => format!("{} / {}", t.name, o.variant),
+                    };
+                    self.failures.push((href.clone(), what));
+                }
+            }
+        }
+        let s = &m.summary;
+        self.pages.push(crate::report::PageEntry {
+            href,
+            first_title: titles.first().map(|t| t.name.clone()).unwrap_or_default(),
+            last_title: titles.last().map(|t| t.name.clone()).unwrap_or_default(),
+            titles: s.titles,
+            titles_failed: s.titles_failed,
+            outputs: s.outputs,
+            passed: s.passed,
+            failed: s.failed,
+        });
+        Ok(())
+    }
+
+    fn head_with(&self, titles: &[TitleEntry]) -> Manifest {
+        Manifest {
+            titles: titles.to_vec(),
+            ..self.head.clone()
+        }
+    }
+
+    /// Writes the report (one page, or the pages and their index), the
+    /// CSV and, last, manifest.json: its appearance means the job's
+    /// paperwork is complete.
+    fn finish(mut self, head: &Manifest) -> Result<ManifestResult, TaskError> {
+        let result = self.finish_inner(head);
+        if result.is_err() {
+            for p in &self.written_pages {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        result
+    }
+
+    fn finish_inner(&mut self, head: &Manifest) -> Result<ManifestResult, TaskError> {
+        let s = &mut self.summary;
+        s.all_pass = s.failed == 0 && s.titles_failed == 0;
+        let summary = s.clone();
+        let report = self.dir.join(crate::report::REPORT_FILE);
+        if self.pages.is_empty() && self.pending.is_none() {
+            // One page: the whole report, self-contained.
+            let mut m = head.clone();
+            m.summary = summary.clone();
+            m.titles = std::mem::take(&mut self.page);
+            write_atomically(&report, crate::report::report_html(&m).as_bytes())?;
+        } else {
+            if !self.page.is_empty() {
+                let rest = std::mem::take(&mut self.page);
+                self.flush_pending(false)?;
+                let n = self.pages.len() + 1;
+                self.pending = Some((n, rest));
+            }
+            self.flush_pending(true)?;
+            let mut m = head.clone();
+            m.summary = summary.clone();
+            let html = crate::report::report_index_html(&m, &self.pages, &self.failures);
+            write_atomically(&report, html.as_bytes())?;
+        }
+        let summary_json = serde_json::to_string_pretty(&summary)
+            .map_err(|e| TaskError::Internal(e.to_string()))?;
+        let mut tail = String::from(if self.first_title { "],\n" } else { "\n  ],\n" });
+        tail.push_str("  \"summary\": ");
+        for (i, line) in summary_json.lines().enumerate() {
+            if i > 0 {
+                tail.push_str("\n  ");
+            }
+            tail.push_str(line);
+        }
+        tail.push_str("\n}\n");
+        self.json.write(tail.as_bytes())?;
+        let csv = std::mem::replace(&mut self.csv, TempFile::none());
+        csv.commit()?;
+        let json = std::mem::replace(&mut self.json, TempFile::none());
+        let path = json.commit()?;
+        Ok(ManifestResult {
+            manifest_path: path.display().to_string(),
+            summary,
+        })
+    }
+}
+
+/// The summary of a page of titles.
+fn page_summary(titles: &[TitleEntry]) -> Summary {
+    let mut s = Summary {
+        titles: titles.len(),
+        ..Summary::default()
+    };
+    for t in titles {
+        if t.status == "failed" {
+            s.titles_failed += 1;
+        }
+        for o in &t.outputs {
+            s.outputs += 1;
+            match o.verdict.verdict {
+                Outcome::Pass => s.passed += 1,
+                Outcome::Fail => s.failed += 1,
+            }
+        }
+        if let Some(p) = &t.preflight {
+            s.preflight_errors += p.errors();
+            s.preflight_warnings += p.warnings();
+        }
+    }
+    s.all_pass = s.failed == 0 && s.titles_failed == 0;
+    s
+}
+
+/// A file written under a temporary name beside its destination: renamed
+/// into place by [`TempFile::commit`] after an fsync, removed if dropped
+/// uncommitted (every error path).
+struct TempFile {
+    file: Option<(
+        std::io::BufWriter<std::fs::File>,
+        std::path::PathBuf,
+        std::path::PathBuf,
+    )>,
+}
+
+impl TempFile {
+    fn none() -> TempFile {
+        TempFile { file: None }
+    }
+
+    fn create(path: &std::path::Path) -> Result<TempFile, TaskError> {
+        let dir = path.parent().unwrap_or(std::path::Path::new("."));
+        std::fs::create_dir_all(dir).map_err(|e| io_error(path, e))?;
+        let tmp = temp_name(path);
+        let f = std::fs::File::create(&tmp).map_err(|e| io_error(&tmp, e))?;
+        Ok(TempFile {
+            file: Some((std::io::BufWriter::new(f), tmp, path.to_path_buf())),
+        })
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), TaskError> {
+        if let Some((w, tmp, _)) = &mut self.file {
+            w.write_all(bytes).map_err(|e| io_error(tmp, e))?;
+        }
+        Ok(())
+    }
+
+    /// fsync, rename into place, fsync the folder; returns the final path.
+    fn commit(mut self) -> Result<std::path::PathBuf, TaskError> {
+        let Some((w, tmp, path)) = self.file.take() else {
+            return Err(TaskError::Internal("file already committed".into()));
+        };
+        let done = (|| {
+            let f = w.into_inner().map_err(|e| io_error(&tmp, e.into_error()))?;
+            f.sync_all().map_err(|e| io_error(&tmp, e))?;
+            drop(f);
+            std::fs::rename(&tmp, &path).map_err(|e| io_error(&path, e))?;
+            if let Some(d) = path.parent()
+                && let Ok(d) = std::fs::File::open(d)
+            {
+                let _ = d.sync_all();
+            }
+            Ok(path.clone())
+        })();
+        if done.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        done
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some((_, tmp, _)) = self.file.take() {
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
+}
+
+fn io_error(path: &std::path::Path, e: std::io::Error) -> TaskError {
+    TaskError::Output(crate::output::OutputError::Io {
+        path: path.to_path_buf(),
+        source: e,
     })
+}
+
+/// A temporary name beside `path`, unique in this process.
+fn temp_name(path: &std::path::Path) -> std::path::PathBuf {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    dir.join(format!(
+        ".{}.{}-{}.partial",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        std::process::id(),
+        SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ))
 }
 
 /// One title's entry: its preflight, its analysis (or why there is none)
 /// and an entry per output of every render, judged.
-fn title_entry(ctx: &TaskContext<'_>, d: &Delivery, all: &[Variant], title: &Title) -> TitleEntry {
+fn title_entry(
+    ctx: &TaskContext<'_>,
+    d: &Delivery,
+    all: &[Variant],
+    title: &Title,
+    deps: &BTreeMap<String, DepOutcome>,
+) -> TitleEntry {
     let spec = &ctx.spec.spec;
     // With several packs (`delivery.sample_rates`), the first listed is the
     // title's `level`; the others' notes follow, marked with their rate.
     let first_pack = d.packs()[0].filter(|_| !d.sample_rates.is_empty());
     let analysis_at = |rate: Option<u32>| {
-        ctx.deps.values().find(|o| {
+        deps.values().find(|o| {
             matches!(&o.kind, TaskKind::Analyze { title: t, rate: r } if *t == title.name && *r == rate)
         })
     };
     let preflight_of = || {
-        ctx.deps
-            .values()
+        deps.values()
             .find(|o| matches!(&o.kind, TaskKind::Preflight { title: t } if *t == title.name))
     };
     let planned = title_variants(spec, title, all);
@@ -155,8 +538,7 @@ fn title_entry(ctx: &TaskContext<'_>, d: &Delivery, all: &[Variant], title: &Tit
         TaskKind::Render { rate, .. } => *rate,
         _ => None,
     };
-    let mut renders: Vec<&DepOutcome> = ctx
-        .deps
+    let mut renders: Vec<&DepOutcome> = deps
         .values()
         .filter(|o| matches!(&o.kind, TaskKind::Render { title: t, .. } if *t == title.name))
         .collect();
@@ -195,14 +577,35 @@ fn title_entry(ctx: &TaskContext<'_>, d: &Delivery, all: &[Variant], title: &Tit
                     ));
                 }
             }
-            None => entry.outputs.push(missing_output(
-                d,
-                variant,
-                description,
-                v.map_or(deliverables_spec::LevelPolicy::Matched, |v| v.level),
-                o,
-                same_as.cloned(),
-            )),
+            None => {
+                // One entry per file the render would have written (a stem
+                // set is several), so the summary counts every file.
+                let rate = match &o.kind {
+                    TaskKind::Render { rate, .. } => *rate,
+                    _ => None,
+                }
+                .or(d.packs()[0])
+                .unwrap_or(48_000);
+                let roles: Vec<Option<deliverables_spec::model::Role>> = match v {
+                    Some(v) => deliverables_spec::outputs::title_outputs(spec, d, title, v, rate)
+                        .into_iter()
+                        .map(|p| p.role)
+                        .collect(),
+                    None => vec![None],
+                };
+                for role in if roles.is_empty() { vec![None] } else { roles } {
+                    let mut e = missing_output(
+                        d,
+                        variant,
+                        description.clone(),
+                        v.map_or(deliverables_spec::LevelPolicy::Matched, |v| v.level),
+                        o,
+                        same_as.cloned(),
+                    );
+                    e.role = role;
+                    entry.outputs.push(e);
+                }
+            }
         }
     }
     entry

@@ -30,6 +30,8 @@ pub struct TaskContext<'a> {
     pub output_dir: PathBuf,
     /// Results of the dependencies, by task id.
     pub deps: &'a BTreeMap<String, DepOutcome>,
+    /// Every task's outcome, a page at a time (the manifest task's input).
+    pub outcomes: Option<&'a dyn manifest::OutcomePages>,
     /// Job submission time, Unix ms.
     pub submitted_unix_ms: i64,
     /// BWF origination time, Unix seconds (decided at submission).
