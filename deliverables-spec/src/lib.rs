@@ -17,6 +17,7 @@ pub mod outputs;
 pub mod parse;
 pub mod plan;
 pub mod preflight;
+pub mod scope;
 pub mod timecode;
 pub mod timestamp;
 pub mod validate;
@@ -35,6 +36,8 @@ pub use plan::{Plan, PlannedTask, RunWhen, TaskKind};
 pub struct LoadedSpec {
     pub spec: Spec,
     pub text: String,
+    /// SHA-256 of the job's spec text: of `text`, or for a title loaded by
+    /// [`load_scoped`], of the whole job's text it was cut from.
     pub sha256: String,
     /// Folder that relative paths in the spec are resolved against.
     pub base_dir: PathBuf,
@@ -68,8 +71,16 @@ impl LoadedSpec {
 
 /// Parses and validates spec text (no file access).
 pub fn parse_and_validate(text: &str, file: Option<&Path>) -> Result<Spec, SpecErrors> {
+    parse_and_validate_in(text, file, validate::Scope::Job)
+}
+
+fn parse_and_validate_in(
+    text: &str,
+    file: Option<&Path>,
+    scope: validate::Scope,
+) -> Result<Spec, SpecErrors> {
     let spec = parse::parse_spec(text, file)?;
-    let errors = validate::validate(&spec);
+    let errors = validate::validate_in(&spec, scope);
     if errors.is_empty() {
         Ok(spec)
     } else {
@@ -89,6 +100,36 @@ pub fn load_text(
     let spec = parse_and_validate(&text, file)?;
     Ok(LoadedSpec {
         sha256: plan::spec_hash(&text),
+        delivery: Delivery::of(&spec),
+        spec,
+        text,
+        base_dir: base_dir.to_path_buf(),
+    })
+}
+
+/// Parses and validates the text of one title scoped from a job's spec
+/// ([`scope::ScopedSpec::title_text`]) and identifies it by the job's hash:
+/// the hash seeds dither and labels outputs, so the title renders exactly as
+/// from the job's whole text. The text must hold exactly one title; checks
+/// across titles were made on the whole spec ([`validate::Scope::Title`]).
+pub fn load_scoped(
+    text: String,
+    base_dir: &Path,
+    job_sha256: &str,
+) -> Result<LoadedSpec, SpecErrors> {
+    let spec = parse_and_validate_in(&text, None, validate::Scope::Title)?;
+    if spec.titles.len() != 1 {
+        return Err(SpecErrors::one(
+            None,
+            SpecError::new(
+                "titles",
+                format!("a title's scoped text holds {} titles", spec.titles.len()),
+            )
+            .hint("send one text of scope::split_titles per title"),
+        ));
+    }
+    Ok(LoadedSpec {
+        sha256: job_sha256.to_string(),
         delivery: Delivery::of(&spec),
         spec,
         text,

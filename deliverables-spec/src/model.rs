@@ -544,6 +544,28 @@ impl NodeKind {
     pub fn is_dynamics(&self) -> bool {
         matches!(self, NodeKind::Compressor { .. } | NodeKind::Limiter { .. })
     }
+
+    /// The frequency a filter node is designed at (`None` for the nodes
+    /// that are not filters): it must lie below the Nyquist frequency of
+    /// the rate the node runs at.
+    pub fn freq_hz(&self) -> Option<f64> {
+        match self {
+            NodeKind::HighPass { freq_hz, .. }
+            | NodeKind::LowPass { freq_hz, .. }
+            | NodeKind::LowShelf { freq_hz, .. }
+            | NodeKind::HighShelf { freq_hz, .. }
+            | NodeKind::Peak { freq_hz, .. }
+            | NodeKind::Notch { freq_hz, .. } => Some(*freq_hz),
+            NodeKind::Gain { .. }
+            | NodeKind::Mute {}
+            | NodeKind::Loudness {}
+            | NodeKind::Polarity {}
+            | NodeKind::Balance { .. }
+            | NodeKind::Width { .. }
+            | NodeKind::Compressor { .. }
+            | NodeKind::Limiter { .. } => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

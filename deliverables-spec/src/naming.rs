@@ -5,6 +5,31 @@ use crate::model::BitDepth;
 
 pub const PLACEHOLDERS: [&str; 5] = ["title", "variant", "role", "rate", "bits"];
 
+/// The most bytes one file name (one path component) may have: the limit
+/// of the common file systems outputs are written to.
+pub const MAX_FILE_NAME_BYTES: usize = 255;
+
+/// How many bytes the temporary name an output is first written under
+/// ([`partial_file_name`]) adds to its final name at most: a `.` before
+/// it, then `.PID-SEQ.partial` with a `u32` process id (10 digits at most)
+/// and a `u64` sequence number (20 digits at most).
+pub const PARTIAL_NAME_EXTRA_BYTES: usize = 1 + 1 + 10 + 1 + 20 + ".partial".len();
+
+/// The longest output file name a render can write: its temporary name
+/// must fit [`MAX_FILE_NAME_BYTES`] too.
+pub const MAX_OUTPUT_NAME_BYTES: usize = MAX_FILE_NAME_BYTES - PARTIAL_NAME_EXTRA_BYTES;
+
+/// Stems are decoded at 8 kHz to 768 kHz; no rate there has a longer
+/// [`rate_label`] than this one's (`767.999`: three digits either side of
+/// the point). File names at the stems' own rate are measured with it.
+pub const LONGEST_LABEL_STEM_RATE: u32 = 767_999;
+
+/// The temporary name an output called `name` is written under before it
+/// is renamed into place: hidden, and unique per process and write.
+pub fn partial_file_name(name: &str, pid: u32, seq: u64) -> String {
+    format!(".{name}.{pid}-{seq}.partial")
+}
+
 /// A name safe for file systems: letters, digits, `-`, `_`, `.`; spaces become `-`.
 pub fn slug(s: &str) -> String {
     let out: String = s
@@ -96,6 +121,19 @@ mod tests {
             stem_file_name(&d, "Night Drive", "stems", "bass", 44100, d.bit_depth),
             "Night-Drive_stem-bass_44.1k24.wav"
         );
+    }
+
+    #[test]
+    fn name_length_bounds() {
+        let name = "x_full_48k24.wav";
+        assert_eq!(
+            partial_file_name(name, u32::MAX, u64::MAX).len(),
+            name.len() + PARTIAL_NAME_EXTRA_BYTES
+        );
+        assert_eq!(MAX_OUTPUT_NAME_BYTES, 214);
+        let longest = rate_label(LONGEST_LABEL_STEM_RATE).len();
+        assert_eq!(rate_label(LONGEST_LABEL_STEM_RATE), "767.999");
+        assert!((8_000..=768_000).all(|r| rate_label(r).len() <= longest));
     }
 
     #[test]

@@ -4,8 +4,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::delivery::{self, Delivery, PROFILES};
 use crate::error::{SpecError, did_you_mean};
-use crate::model::{Graph, LimitPatch, NodeKind, NodeSpec, Role, Spec};
-use crate::naming::{check_template, slug};
+use crate::model::{BitDepth, Graph, LimitPatch, NodeKind, NodeSpec, Role, Spec};
+use crate::naming::{
+    LONGEST_LABEL_STEM_RATE, MAX_FILE_NAME_BYTES, MAX_OUTPUT_NAME_BYTES, PARTIAL_NAME_EXTRA_BYTES,
+    check_template, fill, rate_label, slug,
+};
+use crate::outputs::{PlannedOutput, title_outputs};
 use crate::variant::Target;
 
 const GAIN_RANGE_DB: (f64, f64) = (-120.0, 40.0);
@@ -14,15 +18,63 @@ const VARIANT_GAIN_RANGE_DB: (f64, f64) = (-60.0, 24.0);
 /// and phase problems dominate.
 const MAX_WIDTH: f64 = 2.0;
 
+/// Output rates a delivery may ask for.
+const SUPPORTED_RATES: std::ops::RangeInclusive<u32> = 8000..=384_000;
+
+/// What a spec text holds: a job's whole spec, or one title of it scoped
+/// from the job's text by [`crate::scope::split_titles`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Job,
+    /// One title: checks that look across the job's titles (a variant
+    /// replacing a node by an `id` written on another title's stem, a
+    /// fold-down when no title is 5.1) are left out, since they were made
+    /// on the whole spec when the job was submitted.
+    Title,
+}
+
 /// All problems in a parsed spec (empty when it is valid).
 pub fn validate(spec: &Spec) -> Vec<SpecError> {
+    validate_in(spec, Scope::Job)
+}
+
+/// All problems in a parsed spec of the given scope (empty when it is valid).
+pub fn validate_in(spec: &Spec, scope: Scope) -> Vec<SpecError> {
     let mut errs = Vec::new();
+    let rate = lowest_pack_rate(spec);
     delivery_checks(spec, &mut errs);
-    graph_checks(&spec.graph, &mut errs);
-    variant_checks(spec, &mut errs);
-    title_checks(spec, &mut errs);
+    graph_checks(&spec.graph, rate, &mut errs);
+    variant_checks(spec, scope, rate, &mut errs);
+    title_checks(spec, rate, &mut errs);
     preflight_checks(&spec.preflight, &mut errs);
+    // File names are made from the templates, titles and variants checked
+    // above, so they are measured only once all of those are valid.
+    if errs.is_empty() {
+        file_name_checks(spec, &mut errs);
+    }
     errs
+}
+
+/// The lowest rate any title is known to be processed at before its stems
+/// are read. A pack's working rate is its output rate (each of
+/// `delivery.sample_rates`, or `delivery.sample_rate`); a delivery with
+/// neither works at the stems' own rate, known only once they are read, and
+/// a filter too high for it is refused when the graph is built then. Rates
+/// outside the supported range are reported by [`delivery_checks`].
+fn lowest_pack_rate(spec: &Spec) -> Option<u32> {
+    Delivery::of(spec)
+        .packs()
+        .into_iter()
+        .flatten()
+        .filter(|r| SUPPORTED_RATES.contains(r))
+        .min()
+}
+
+/// A filter cannot be designed at or above the Nyquist frequency (half the
+/// rate) of the audio it runs on: the same test the DSP's filter design
+/// makes, so a spec that passes here is not refused for it at render.
+pub fn at_or_above_nyquist(freq_hz: f64, rate: u32) -> bool {
+    freq_hz >= f64::from(rate) / 2.0
 }
 
 fn preflight_checks(p: &crate::model::PreflightSpec, errs: &mut Vec<SpecError>) {
@@ -178,7 +230,7 @@ fn delivery_checks(spec: &Spec, errs: &mut Vec<SpecError>) {
                 .map(|(i, &sr)| (format!("delivery.sample_rates[{i}]"), sr)),
         );
     for (field, sr) in rates {
-        if !(8000..=384_000).contains(&sr) {
+        if !SUPPORTED_RATES.contains(&sr) {
             errs.push(
                 SpecError::new(field, format!("{sr} Hz is not a supported rate"))
                     .hint("use e.g. 44100, 48000 or 96000"),
@@ -237,6 +289,25 @@ fn delivery_checks(spec: &Spec, errs: &mut Vec<SpecError>) {
                 .hint("name a folder, e.g. \"deliverables\""),
         );
     }
+    // Each folder name in the path is one path component: the render could
+    // not create a longer one.
+    if let Some(long) = r
+        .output_dir
+        .split(['/', '\\'])
+        .find(|c| c.len() > MAX_FILE_NAME_BYTES)
+    {
+        errs.push(
+            SpecError::new(
+                "delivery.output_dir",
+                format!(
+                    "has a folder name of {} bytes (`{}`), over the limit of {MAX_FILE_NAME_BYTES} bytes",
+                    long.len(),
+                    shown(long)
+                ),
+            )
+            .hint("shorten the folder's name"),
+        );
+    }
     for (field, t, needs) in [
         ("delivery.naming", &r.naming, ["title", "variant"]),
         ("delivery.stem_naming", &r.stem_naming, ["title", "role"]),
@@ -272,7 +343,15 @@ fn delivery_checks(spec: &Spec, errs: &mut Vec<SpecError>) {
     }
 }
 
-fn check_chain(chain: &[NodeSpec], field: &str, loudness_ok: bool, errs: &mut Vec<SpecError>) {
+/// `rate`: the lowest rate the chain is known to run at (see
+/// [`lowest_pack_rate`]), which every filter frequency must lie below half of.
+fn check_chain(
+    chain: &[NodeSpec],
+    field: &str,
+    loudness_ok: bool,
+    rate: Option<u32>,
+    errs: &mut Vec<SpecError>,
+) {
     let mut loudness = 0;
     for (i, n) in chain.iter().enumerate() {
         let f = format!("{field}[{i}]");
@@ -285,8 +364,26 @@ fn check_chain(chain: &[NodeSpec], field: &str, loudness_ok: bool, errs: &mut Ve
                 );
             }
         }
-        for (param, message, hint) in node_param_errors(&n.kind) {
+        let params = node_param_errors(&n.kind);
+        let freq_reported = params.iter().any(|(p, _, _)| *p == "freq_hz");
+        for (param, message, hint) in params {
             errs.push(SpecError::new(format!("{f}.{param}"), message).hint(hint));
+        }
+        if let (Some(rate), Some(freq)) = (rate, n.kind.freq_hz())
+            && !freq_reported
+            && at_or_above_nyquist(freq, rate)
+        {
+            let nyquist = f64::from(rate) / 2.0;
+            errs.push(
+                SpecError::new(
+                    format!("{f}.freq_hz"),
+                    format!(
+                        "{} at {freq} Hz is at or above the Nyquist frequency ({nyquist} Hz) of the {rate} Hz pack",
+                        n.kind.name()
+                    ),
+                )
+                .hint(format!("use a frequency below {nyquist} Hz")),
+            );
         }
         if let Some(id) = &n.id
             && id.trim().is_empty()
@@ -303,8 +400,9 @@ fn check_chain(chain: &[NodeSpec], field: &str, loudness_ok: bool, errs: &mut Ve
 }
 
 /// Out-of-range parameters of one node: (parameter, what is wrong, the fix).
-/// Frequencies are checked against the stems' Nyquist limit when the graph is
-/// built, since the rate is known only then.
+/// Frequencies are checked against the Nyquist frequency of the delivery's
+/// rates by [`check_chain`] (and, at the stems' own rate, when the graph is
+/// built, since that rate is known only then).
 pub fn node_param_errors(kind: &NodeKind) -> Vec<(&'static str, String, String)> {
     let mut e = Vec::new();
     let mut range = |param: &'static str, v: f64, lo: f64, hi: f64, unit: &str, hint: &str| {
@@ -421,9 +519,15 @@ pub fn node_param_errors(kind: &NodeKind) -> Vec<(&'static str, String, String)>
     e
 }
 
-fn graph_checks(g: &Graph, errs: &mut Vec<SpecError>) {
+fn graph_checks(g: &Graph, rate: Option<u32>, errs: &mut Vec<SpecError>) {
     for (role, c) in &g.roles {
-        check_chain(&c.chain, &format!("graph.roles.{role}.chain"), false, errs);
+        check_chain(
+            &c.chain,
+            &format!("graph.roles.{role}.chain"),
+            false,
+            rate,
+            errs,
+        );
     }
     let mut owner: BTreeMap<Role, &str> = BTreeMap::new();
     for (name, b) in &g.buses {
@@ -455,9 +559,9 @@ fn graph_checks(g: &Graph, errs: &mut Vec<SpecError>) {
                 );
             }
         }
-        check_chain(&b.chain, &format!("{f}.chain"), false, errs);
+        check_chain(&b.chain, &format!("{f}.chain"), false, rate, errs);
     }
-    check_chain(&g.master.chain, "graph.master.chain", true, errs);
+    check_chain(&g.master.chain, "graph.master.chain", true, rate, errs);
     if !(g.lfe.low_pass_hz.is_finite() && (20.0..=500.0).contains(&g.lfe.low_pass_hz)) {
         errs.push(
             SpecError::new(
@@ -502,7 +606,7 @@ fn target_names(g: &Graph) -> Vec<String> {
         .collect()
 }
 
-fn variant_checks(spec: &Spec, errs: &mut Vec<SpecError>) {
+fn variant_checks(spec: &Spec, scope: Scope, rate: Option<u32>, errs: &mut Vec<SpecError>) {
     if spec.variants.is_empty() {
         errs.push(SpecError::new("variants", "no variants").hint("add at least [variants.full]"));
     }
@@ -586,7 +690,7 @@ fn variant_checks(spec: &Spec, errs: &mut Vec<SpecError>) {
             let fi = format!("{f}.insert[{i}]");
             check_target(&ins.target, format!("{fi}.target"), errs, true);
             let is_master = ins.target == "master";
-            check_chain(&ins.nodes, &format!("{fi}.nodes"), is_master, errs);
+            check_chain(&ins.nodes, &format!("{fi}.nodes"), is_master, rate, errs);
             if is_master
                 && ins
                     .nodes
@@ -678,6 +782,7 @@ fn variant_checks(spec: &Spec, errs: &mut Vec<SpecError>) {
         }
         let folds = v.fold_down.is_some() || name == "fold_down";
         if folds
+            && scope == Scope::Job
             && !spec.variants_are_default()
             && !spec.titles.is_empty()
             && spec.titles.iter().all(|t| t.layout.is_stereo())
@@ -692,7 +797,7 @@ fn variant_checks(spec: &Spec, errs: &mut Vec<SpecError>) {
         }
         for (i, rep) in v.replace.iter().enumerate() {
             let fr = format!("{f}.replace[{i}]");
-            if !ids.contains(&rep.id) {
+            if scope == Scope::Job && !ids.contains(&rep.id) {
                 errs.push(
                     SpecError::new(format!("{fr}.id"), format!("no node has id `{}`", rep.id))
                         .hint(did_you_mean(&rep.id, ids.iter().map(String::as_str))),
@@ -705,7 +810,13 @@ fn variant_checks(spec: &Spec, errs: &mut Vec<SpecError>) {
                         "cannot replace a node by `loudness`",
                     ));
                 }
-                check_chain(std::slice::from_ref(w), &format!("{fr}.with"), false, errs);
+                check_chain(
+                    std::slice::from_ref(w),
+                    &format!("{fr}.with"),
+                    false,
+                    rate,
+                    errs,
+                );
             }
         }
     }
@@ -733,7 +844,7 @@ fn variant_checks(spec: &Spec, errs: &mut Vec<SpecError>) {
     }
 }
 
-fn title_checks(spec: &Spec, errs: &mut Vec<SpecError>) {
+fn title_checks(spec: &Spec, rate: Option<u32>, errs: &mut Vec<SpecError>) {
     if spec.titles.is_empty() {
         errs.push(
             SpecError::new("titles", "no titles").hint("add a [[titles]] table with its stems"),
@@ -780,7 +891,7 @@ fn title_checks(spec: &Spec, errs: &mut Vec<SpecError>) {
                     .hint("list each stem file once"),
                 );
             }
-            check_chain(&st.chain, &format!("{fs}.chain"), false, errs);
+            check_chain(&st.chain, &format!("{fs}.chain"), false, rate, errs);
         }
         if let Some(r) = &t.reference
             && r.trim().is_empty()
@@ -790,6 +901,168 @@ fn title_checks(spec: &Spec, errs: &mut Vec<SpecError>) {
                     .hint("give the reference mix's path or leave `reference` out"),
             );
         }
+    }
+}
+
+/// Every output file name a title's render writes (each variant it renders,
+/// at each pack's rate) must fit [`MAX_OUTPUT_NAME_BYTES`], or the render
+/// cannot create the file. A name too long for a one-letter title is not the
+/// title's doing: it is reported once, on the variant's name, or on the
+/// template when even a one-letter variant name is too long.
+fn file_name_checks(spec: &Spec, errs: &mut Vec<SpecError>) {
+    let d = Delivery::of(spec);
+    let all = crate::variant::variants(spec);
+    // A pack at the stems' own rate is measured with the longest label a
+    // stem rate can have, since the rate is known only when they are read.
+    let rates: Vec<(u32, bool)> = d
+        .packs()
+        .into_iter()
+        .map(|r| r.map_or((LONGEST_LABEL_STEM_RATE, false), |r| (r, true)))
+        .collect();
+    let longest_variant = all.iter().map(|v| v.name.len()).max().unwrap_or(0);
+    let longest_rate = rates
+        .iter()
+        .map(|&(r, _)| rate_label(r).len())
+        .max()
+        .unwrap_or(0);
+    let mut shared: BTreeMap<String, (usize, String)> = BTreeMap::new();
+    for (ti, t) in spec.titles.iter().enumerate() {
+        let title = slug(&t.name).len();
+        // A title whose every name fits by this bound needs no closer look.
+        if [&d.naming, &d.stem_naming].iter().all(|tpl| {
+            name_bound(tpl, title, longest_variant, longest_rate) <= MAX_OUTPUT_NAME_BYTES
+        }) {
+            continue;
+        }
+        let mut worst: Option<(usize, String)> = None;
+        for v in crate::plan::title_variants(spec, t, &all).keep {
+            for &(rate, known) in &rates {
+                for o in title_outputs(spec, &d, t, v, rate) {
+                    let n = o.file_name.len();
+                    if n <= MAX_OUTPUT_NAME_BYTES {
+                        continue;
+                    }
+                    let (template_field, template) = match o.role {
+                        None => ("delivery.naming", &d.naming),
+                        Some(_) => ("delivery.stem_naming", &d.stem_naming),
+                    };
+                    let role = o.role.map_or("", Role::as_str);
+                    let len = |title: &str, variant: &str| {
+                        fill(template, title, variant, role, rate, o.bit_depth).len()
+                    };
+                    let what = describe_output(&o, rate, known);
+                    if len("x", &v.name) <= MAX_OUTPUT_NAME_BYTES {
+                        // The title's name makes it too long.
+                        if worst.as_ref().is_none_or(|(m, _)| n > *m) {
+                            worst = Some((n, what));
+                        }
+                        continue;
+                    }
+                    let (field, n) = if len("x", "x") <= MAX_OUTPUT_NAME_BYTES {
+                        (format!("variants.{}", v.name), len("x", &v.name))
+                    } else {
+                        (template_field.to_string(), len("x", "x"))
+                    };
+                    let e = shared.entry(field).or_insert((0, String::new()));
+                    if n > e.0 {
+                        *e = (n, what);
+                    }
+                }
+            }
+        }
+        if let Some((n, what)) = worst {
+            errs.push(
+                SpecError::new(
+                    format!("titles[{ti}].name"),
+                    format!(
+                        "`{}` gives {what} a file name of {n} bytes, over the limit of {MAX_OUTPUT_NAME_BYTES} bytes",
+                        shown(&t.name)
+                    ),
+                )
+                .hint(format!(
+                    "shorten the name (the file name is {} bytes over); {}",
+                    n - MAX_OUTPUT_NAME_BYTES,
+                    limit_why()
+                )),
+            );
+        }
+    }
+    for (field, (n, what)) in shared {
+        let (message, hint) = if field.starts_with("variants.") {
+            (
+                format!(
+                    "gives {what} a file name of {n} bytes even for a one-letter title, over the limit of {MAX_OUTPUT_NAME_BYTES} bytes"
+                ),
+                "shorten the variant's name",
+            )
+        } else {
+            (
+                format!(
+                    "gives {what} a file name of {n} bytes even for one-letter title and variant names, over the limit of {MAX_OUTPUT_NAME_BYTES} bytes"
+                ),
+                "shorten the template",
+            )
+        };
+        errs.push(SpecError::new(field, message).hint(format!("{hint}; {}", limit_why())));
+    }
+}
+
+/// The most bytes `template` can give a name whose title slug has `title`
+/// bytes: each placeholder counted at the longest value it takes (variant
+/// names and rate labels at the given lengths, every role, every depth).
+fn name_bound(template: &str, title: usize, variant: usize, rate: usize) -> usize {
+    let role = Role::ALL
+        .iter()
+        .map(|r| r.as_str().len())
+        .max()
+        .unwrap_or(0);
+    let bits = [BitDepth::Int16, BitDepth::Int24, BitDepth::Float32]
+        .iter()
+        .map(|b| b.label().len())
+        .max()
+        .unwrap_or(0);
+    [
+        ("{title}", title),
+        ("{variant}", variant),
+        ("{role}", role),
+        ("{rate}", rate),
+        ("{bits}", bits),
+    ]
+    .iter()
+    .fold(template.len(), |n, (p, longest)| {
+        let k = template.matches(p).count();
+        n - k * p.len() + k * longest
+    })
+}
+
+fn limit_why() -> String {
+    format!(
+        "a file name has at most {MAX_FILE_NAME_BYTES} bytes, and the render writes each output first under a temporary name up to {PARTIAL_NAME_EXTRA_BYTES} bytes longer"
+    )
+}
+
+/// Which output a file name is for, e.g. "the `full` mix at 48 kHz".
+fn describe_output(o: &PlannedOutput, rate: u32, known: bool) -> String {
+    let what = match o.role {
+        None => format!("the `{}` mix", o.variant),
+        Some(role) => format!("the `{}` stem of `{role}`", o.variant),
+    };
+    if known {
+        format!("{what} at {rate} Hz")
+    } else {
+        format!(
+            "{what} at the stems' rate (counted as {} kHz, the longest a stem rate is written)",
+            rate_label(rate)
+        )
+    }
+}
+
+/// A name as shown in a message: at most 40 characters of it.
+fn shown(s: &str) -> String {
+    if s.chars().count() > 40 {
+        format!("{}…", s.chars().take(40).collect::<String>())
+    } else {
+        s.to_string()
     }
 }
 
