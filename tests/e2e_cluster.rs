@@ -1,8 +1,9 @@
 //! The cluster end to end, with real processes: a `stemforge coordinator`
 //! over its SQLite job store, `stemforge worker` processes, and the client
 //! commands (`submit`, `status --json`, `watch`, `cancel`) — and what a
-//! cluster meets: workers and coordinators killed with SIGKILL, reports under
-//! lapsed leases, bad and vanishing inputs, priorities and cancellation.
+//! cluster meets: workers and coordinators killed with SIGKILL, a second
+//! coordinator on the same data directory, reports under lapsed leases, bad
+//! and vanishing inputs, priorities and cancellation.
 //!
 //! The audio a cluster delivers is compared with a local `stemforge render`
 //! of the same spec: the data-chunk checksums must be identical.
@@ -759,6 +760,52 @@ fn a_coordinator_killed_mid_job_resumes_from_its_database_without_rerunning_fini
     eprintln!(
         "kill -9 of the coordinator with {done_before} tasks done, in flight {in_flight:?}: job resumed, {:.1} s",
         started.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn a_second_coordinator_on_the_same_data_dir_exits_at_once_and_a_killed_ones_lock_does_not_block() {
+    let mut c = start_cluster("one-per-data-dir", &[]);
+    let first = c.coordinator_pid();
+    let data = c.data_dir();
+    let mut second = Command::new(bin());
+    second
+        .args(["coordinator", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env("STEMFORGE_LOG", "warn")
+        .env("NO_COLOR", "1");
+    let t = Instant::now();
+    let o = run(second, Duration::from_secs(10));
+    let took = t.elapsed();
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(took < Duration::from_secs(5), "took {took:?}\n{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("pid {first}"))
+            && err.contains(&data.display().to_string())
+            && err.contains("--data-dir"),
+        "{err}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains("listening"),
+        "{}",
+        text(&o)
+    );
+    // The refused process changed nothing: the first still serves.
+    let h = c.cli(&["health"]);
+    assert!(h.status.success(), "{}\n{}", text(&h), c.logs());
+    // kill -9 leaves the lock file behind; the kernel released the lock.
+    c.kill_coordinator();
+    assert!(data.join("coordinator.lock").is_file());
+    c.restart_coordinator();
+    let lock = std::fs::read_to_string(data.join("coordinator.lock")).expect("read lock file");
+    assert!(
+        lock.contains(&format!("pid {}", c.coordinator_pid())),
+        "{lock}"
+    );
+    eprintln!(
+        "second coordinator on the same data dir refused in {:.0} ms",
+        took.as_secs_f64() * 1e3
     );
 }
 

@@ -1,6 +1,6 @@
 //! Security and operations of a real `stemforge coordinator` process: bearer
 //! tokens per role, TLS and mutual TLS with certificates made here (rcgen),
-//! the guard against an open API beyond loopback, media roots on the
+//! the guards against an open API or `/metrics` beyond loopback, media roots on the
 //! coordinator and on workers, and independent clients (Python grpcio,
 //! tonic's reflection client) listing the services and asking health.
 
@@ -359,6 +359,48 @@ fn an_open_api_beyond_loopback_needs_an_explicit_flag() {
     let log = c.coordinator_log();
     assert!(
         log.contains("WARN") && log.contains("anyone who can reach this address"),
+        "{log}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn metrics_beyond_loopback_need_the_explicit_flag_too() {
+    let dir = scratch("sec-metrics-exposure");
+    let o = Command::new(bin())
+        .args([
+            "coordinator",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "0.0.0.0:0",
+            "--data-dir",
+        ])
+        .arg(dir.join("data"))
+        .env("STEMFORGE_LOG", "warn")
+        .output()
+        .expect("run");
+    assert!(!o.status.success(), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("refusing to serve metrics on 0.0.0.0:")
+            && err.contains("127.0.0.1")
+            && err.contains("--insecure"),
+        "{err}"
+    );
+    assert!(
+        !dir.join("data/jobs.sqlite").exists(),
+        "refused before touching the store"
+    );
+    let c = Cluster::builder("sec-metrics-insecure")
+        .env("STEMFORGE_LOG", "debug")
+        .metrics(false)
+        .args(&["--metrics-listen", "0.0.0.0:0", "--insecure"])
+        .start()
+        .expect("starts with --insecure");
+    let log = c.coordinator_log();
+    assert!(
+        log.contains("WARN") && log.contains("serving /metrics beyond loopback on 0.0.0.0:"),
         "{log}"
     );
     let _ = std::fs::remove_dir_all(&dir);

@@ -10,7 +10,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::info;
 
-use crate::security::{Role, exposure_check};
+use crate::data_lock::DataDirLock;
+use crate::security::{Role, exposure_check, metrics_exposure_check};
 use crate::server::{Coordinator, ServeOptions, serve};
 use crate::settings::Settings;
 use crate::sqlite_store::SqliteStore;
@@ -52,7 +53,8 @@ pub struct CoordinatorArgs<'a> {
     pub allow_insecure: bool,
 }
 
-/// Runs a coordinator until a shutdown signal. Prints
+/// Runs a coordinator until a shutdown signal. Refuses to start when another
+/// coordinator holds the data directory (`DATA_DIR/coordinator.lock`). Prints
 /// `stemforge coordinator listening on http(s)://ADDR` once it accepts work.
 /// On SIGTERM it stops handing out work, drains in-flight calls and closes
 /// the store; a restart on the same data directory resumes every job.
@@ -60,15 +62,31 @@ pub async fn run_coordinator(settings: &Settings, args: &CoordinatorArgs<'_>) ->
     let data_dir = args.data_dir;
     let tls = settings.server_tls()?;
     let auth = settings.auth()?;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    // One coordinator per data directory: the lock is taken before anything
+    // else is bound or opened and held until this function returns (the
+    // kernel releases it if the process dies).
+    let lock = DataDirLock::acquire(data_dir)?;
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     exposure_check(addr, tls.is_some(), &auth, args.allow_insecure)?;
     let tls_config = tls.as_ref().map(|t| t.config()).transpose()?;
+    // Both listeners are checked before the store is opened, so a refused
+    // configuration leaves the job store untouched.
+    let metrics = if args.metrics_listen.is_empty() {
+        None
+    } else {
+        let l = TcpListener::bind(args.metrics_listen)
+            .await
+            .with_context(|| format!("cannot serve metrics on {}", args.metrics_listen))?;
+        let maddr = l.local_addr()?;
+        metrics_exposure_check(maddr, args.allow_insecure)?;
+        Some((maddr, l))
+    };
 
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     let db = data_dir.join(DB_FILE);
     let store = SqliteStore::open(&db)?;
     let store = CachedStore::load(Box::new(store))?;
@@ -85,14 +103,6 @@ pub async fn run_coordinator(settings: &Settings, args: &CoordinatorArgs<'_>) ->
     // Leases that lapsed while no coordinator ran are requeued at once.
     let requeued = coord.sweep();
     let (stop_tx, stop_rx) = watch::channel(false);
-    let metrics = if args.metrics_listen.is_empty() {
-        None
-    } else {
-        let l = TcpListener::bind(args.metrics_listen)
-            .await
-            .with_context(|| format!("cannot serve metrics on {}", args.metrics_listen))?;
-        Some((l.local_addr()?, l))
-    };
     // Scripts and tests read these lines: the API address first.
     let scheme = if tls.is_some() { "https" } else { "http" };
     let mut out = std::io::stdout().lock();
@@ -109,7 +119,7 @@ pub async fn run_coordinator(settings: &Settings, args: &CoordinatorArgs<'_>) ->
             stop_rx.clone(),
         ))
     });
-    info!(%addr, db = %db.display(), requeued, tls = tls.is_some(), "coordinator started");
+    info!(%addr, db = %db.display(), lock = %lock.path().display(), requeued, tls = tls.is_some(), "coordinator started");
     let opts = ServeOptions {
         tls: tls_config,
         auth,
@@ -129,6 +139,7 @@ pub async fn run_coordinator(settings: &Settings, args: &CoordinatorArgs<'_>) ->
         let _ = m.await;
     }
     info!("coordinator stopped");
+    drop(lock);
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 //! client calls (`remote`). The `stemforge` command line is its own crate.
 
 pub mod daemon;
+pub mod data_lock;
 pub mod local;
 pub mod metrics;
 pub mod metrics_http;

@@ -1,7 +1,8 @@
 //! Who may call what: bearer tokens per role (clients on `Jobs`, workers on
 //! `Tasks`), compared in constant time and never logged; the coordinator's
 //! TLS identity and the CA its workers' client certificates must chain to;
-//! and the guard against exposing a plain, open API on the network.
+//! and the guards against exposing a plain, open API or `/metrics` on the
+//! network.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -235,6 +236,26 @@ pub fn exposure_check(
     )
 }
 
+/// Refuses to serve `/metrics` (plain HTTP, no tokens) beyond this machine
+/// unless the operator said so explicitly; then it warns. The same rule as
+/// [`exposure_check`] for the API: nothing unauthenticated leaves loopback
+/// without `--insecure`.
+pub fn metrics_exposure_check(addr: SocketAddr, allow_insecure: bool) -> anyhow::Result<()> {
+    if addr.ip().is_loopback() {
+        return Ok(());
+    }
+    if allow_insecure {
+        tracing::warn!(
+            %addr,
+            "serving /metrics beyond loopback on {addr} without TLS or tokens: anyone who can reach this address can read the coordinator's metrics (--insecure)"
+        );
+        return Ok(());
+    }
+    anyhow::bail!(
+        "refusing to serve metrics on {addr}: /metrics is plain HTTP without tokens; serve it on a loopback address (--metrics-listen 127.0.0.1:PORT), or pass --insecure (allow_insecure = true) when only trusted hosts (e.g. your Prometheus) can reach {addr}"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,5 +337,27 @@ mod tests {
         let full = Auth::new(Some(&c), Some(&w), false);
         assert!(exposure_check(lan, true, &full, false).is_ok());
         assert!(exposure_check(lan, false, &full, false).is_err());
+    }
+
+    #[test]
+    fn metrics_stay_on_loopback_unless_insecure() {
+        for lo in ["127.0.0.1:9464", "[::1]:9464"] {
+            let lo: SocketAddr = lo.parse().expect("addr");
+            assert!(metrics_exposure_check(lo, false).is_ok());
+        }
+        for lan in ["0.0.0.0:9464", "[::]:9464", "192.168.1.20:9464"] {
+            let lan: SocketAddr = lan.parse().expect("addr");
+            let e = metrics_exposure_check(lan, false)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(
+                e.contains(&format!("metrics on {lan}"))
+                    && e.contains("--insecure")
+                    && e.contains("127.0.0.1"),
+                "{e}"
+            );
+            assert!(metrics_exposure_check(lan, true).is_ok());
+        }
     }
 }

@@ -139,6 +139,16 @@ impl Cluster {
         &self.url
     }
 
+    /// The coordinator's data directory (`--data-dir`).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// The process id of the running coordinator.
+    pub fn coordinator_pid(&self) -> u32 {
+        self.coordinator.as_ref().expect("a coordinator runs").id()
+    }
+
     /// `HOST:PORT` of the coordinator.
     pub fn addr(&self) -> &str {
         self.url.split("://").nth(1).unwrap_or(&self.url)
@@ -150,7 +160,7 @@ impl Cluster {
         let log = File::create(self.dir.join(&log_name)).expect("create log");
         let mut cmd = Command::new(bin());
         cmd.args(["coordinator", "--listen", listen, "--data-dir"])
-            .arg(self.dir.join("data"))
+            .arg(self.data_dir())
             .args(&self.args);
         if self.metrics {
             cmd.args(["--metrics-listen", "127.0.0.1:0"]);
