@@ -69,6 +69,16 @@ pub async fn submit_file(
     opts: &SubmitOptions,
 ) -> Result<SubmitJobResponse> {
     let loaded = deliverables_spec::load_file(spec_path)?;
+    submit_loaded(client, &loaded, opts).await
+}
+
+/// Submits a spec already read and validated (a benchmark times the call
+/// alone, without the client's own parsing).
+pub async fn submit_loaded(
+    client: &mut Client,
+    loaded: &deliverables_spec::LoadedSpec,
+    opts: &SubmitOptions,
+) -> Result<SubmitJobResponse> {
     let base_dir = std::fs::canonicalize(&loaded.base_dir).with_context(|| {
         format!(
             "cannot resolve the spec's folder {}",

@@ -45,7 +45,8 @@ enum Cmd {
     Check(CheckArgs),
     /// Coordinator throughput: tasks per second over many worker connections
     /// (real tiny renders, SQLite store), and a catalog's speed-up with 1, 2
-    /// and 4 worker processes.
+    /// and 4 worker processes. With --catalog: a coordinator process per
+    /// catalog size, its submit time, memory and leases per second.
     BenchCluster(BenchClusterArgs),
     /// Run a coordinator: the gRPC API over a durable job store in --data-dir.
     Coordinator(CoordinatorArgs),
@@ -125,9 +126,21 @@ struct BenchClusterArgs {
     /// Titles of the scaling catalog (0 skips it).
     #[arg(long, default_value_t = 20)]
     pub titles: usize,
-    /// Length of each scaling title, seconds.
+    /// Length of each scaling title (and of the catalog mode's stems), seconds.
     #[arg(long, default_value_t = 4.0)]
     pub seconds: f64,
+    /// Catalog mode, instead of the measurements above: titles per catalog,
+    /// comma-separated (e.g. 100,1000,10000). Each size gets a coordinator
+    /// process on a fresh SQLite folder; prints submit time, its memory and
+    /// lease-and-release cycles per second with the whole job queued.
+    #[arg(long, value_delimiter = ',')]
+    pub catalog: Vec<usize>,
+    /// Catalog mode: lease-and-release cycles per size.
+    #[arg(long, default_value_t = 2000)]
+    pub leases: usize,
+    /// Catalog mode: concurrent gRPC clients leasing as workers.
+    #[arg(long, default_value_t = 4)]
+    pub lease_clients: usize,
 }
 
 #[derive(Args)]
@@ -335,7 +348,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Render(a) => render_spec(&ctx, a),
         Cmd::Bench(a) => bench(a),
         Cmd::Measure(a) => measure(a),
-        Cmd::BenchCluster(a) => bench_cluster(&ctx, a),
+        Cmd::BenchCluster(a) => bench_cluster(&ctx, cli.config.as_deref(), a),
         Cmd::Coordinator(a) => coordinator(&ctx, a),
         Cmd::Health(a) => health(&ctx, a),
         Cmd::Worker(a) => worker(&ctx, a),
@@ -436,15 +449,53 @@ fn measure(a: MeasureArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn bench_cluster(ctx: &Ctx, a: BenchClusterArgs) -> anyhow::Result<ExitCode> {
+fn bench_cluster(
+    ctx: &Ctx,
+    config: Option<&std::path::Path>,
+    a: BenchClusterArgs,
+) -> anyhow::Result<ExitCode> {
     let BenchClusterArgs {
         tiny_titles,
         connections,
         titles,
         seconds,
+        catalog,
+        leases,
+        lease_clients,
     } = a;
     use stemforge_cli::bench_cluster;
     let dir = std::env::temp_dir().join(format!("stemforge-bench-cluster-{}", std::process::id()));
+    if !catalog.is_empty() {
+        if catalog.contains(&0) {
+            anyhow::bail!("--catalog sizes must be at least 1 title");
+        }
+        if !(1.0..=600.0).contains(&seconds) {
+            anyhow::bail!("--seconds must be between 1 and 600");
+        }
+        if leases == 0 {
+            anyhow::bail!("--leases must be at least 1");
+        }
+        if !(1..=256).contains(&lease_clients) {
+            anyhow::bail!("--lease-clients must be between 1 and 256");
+        }
+        let opts = bench_cluster::CatalogOptions {
+            sizes: &catalog,
+            stem_seconds: seconds,
+            leases,
+            clients: lease_clients,
+            settings: &ctx.settings,
+            config,
+        };
+        let rows = ctx.rt.block_on(bench_cluster::catalog_sizes(&dir, &opts));
+        let _ = std::fs::remove_dir_all(&dir);
+        let rows = rows?;
+        println!(
+            "catalog: a coordinator process per size (SQLite store, whole job queued); {leases} lease+release cycles over {} client(s) each",
+            rows.first().map_or(lease_clients, |r| r.clients)
+        );
+        print!("{}", bench_cluster::catalog_table(&rows));
+        return Ok(ExitCode::SUCCESS);
+    }
     let r = ctx.rt.block_on(async {
         let d = bench_cluster::dispatch(&dir, tiny_titles, connections, &ctx.settings).await?;
         println!(
