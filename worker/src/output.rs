@@ -477,8 +477,8 @@ mod tests {
 
     fn writer(final_path: &Path) -> OutputWriter {
         let stage = OutputStage::new(BitDepth::Int24, 2, 0.0, None);
-        let mut w = OutputWriter::create(final_path, 48_000, 2, stage, &Bext::default())
-            .expect("create");
+        let mut w =
+            OutputWriter::create(final_path, 48_000, 2, stage, &Bext::default()).expect("create");
         let mut block = Block::new(2, 4800);
         block.set_frames(4800);
         for ch in 0..2 {
@@ -513,7 +513,10 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(partials(&dir), Vec::<String>::new(), "{err}");
-        assert!(target.join("in-the-way").is_dir(), "the folder is untouched");
+        assert!(
+            target.join("in-the-way").is_dir(),
+            "the folder is untouched"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

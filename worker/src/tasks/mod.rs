@@ -152,8 +152,8 @@ pub enum FailureClass {
 /// The class of an I/O error, by its `ErrorKind`, else by its raw OS error
 /// (codes std does not give a stable kind). Rows of the module's table.
 pub fn classify_io(e: &std::io::Error) -> FailureClass {
-    use std::io::ErrorKind as K;
     use FailureClass::{Permanent, Transient};
+    use std::io::ErrorKind as K;
     match e.kind() {
         K::StorageFull
         | K::QuotaExceeded
@@ -244,9 +244,7 @@ impl TaskError {
         use FailureClass::{Permanent, Transient};
         match self {
             TaskError::Source(SourceError::Decode(d)) | TaskError::Decode(d) => classify_decode(d),
-            TaskError::Source(SourceError::Rate { .. } | SourceError::Channels { .. }) => {
-                Permanent
-            }
+            TaskError::Source(SourceError::Rate { .. } | SourceError::Channels { .. }) => Permanent,
             TaskError::Output(OutputError::Io { source, .. }) => classify_io(source),
             TaskError::Output(OutputError::Wav { source, .. }) => classify_bwf(source),
             TaskError::Output(OutputError::Verify { .. }) => Transient,
@@ -517,7 +515,9 @@ mod tests {
         );
         // A real read: a folder where a stem should be is no retry.
         let dir = stemforge_testkit::scratch("classify-open-dir");
-        let err = crate::decode::StemReader::open(&dir).err().expect("a folder");
+        let Err(err) = crate::decode::StemReader::open(&dir) else {
+            panic!("a folder opened as a stem");
+        };
         assert_eq!(TaskError::Decode(err).class(), Permanent);
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -577,7 +577,10 @@ mod tests {
         // EACCES on the folder was retried.
         let full = audio_write_error(libc::ENOSPC);
         assert_eq!(full.class(), Transient, "{full}");
-        assert!(full.to_string().contains("No space left on device"), "{full}");
+        assert!(
+            full.to_string().contains("No space left on device"),
+            "{full}"
+        );
         assert_eq!(audio_write_error(libc::EIO).class(), Transient);
         assert_eq!(output_io(libc::EACCES).class(), Permanent);
         assert_eq!(output_io(libc::EDQUOT).class(), Transient);
@@ -619,9 +622,9 @@ mod tests {
 
     #[test]
     fn a_meter_refusal_is_permanent() {
-        let err = crate::meter::Meter::new(1, 0, crate::meter::MeterKind::Full)
-            .err()
-            .expect("0 Hz is refused");
+        let Err(err) = crate::meter::Meter::new(1, 0, crate::meter::MeterKind::Full) else {
+            panic!("0 Hz is refused");
+        };
         assert_eq!(TaskError::Meter(err).class(), Permanent);
     }
 
