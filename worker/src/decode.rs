@@ -114,9 +114,12 @@ enum Failure {
     Unsupported {
         reason: String,
     },
+    /// A read error, kept as its OS error code when it has one so the
+    /// error reported again is the same error (its class decides retries).
     Io {
         frame: u64,
         kind: io::ErrorKind,
+        os_error: Option<i32>,
         message: String,
     },
 }
@@ -136,11 +139,15 @@ impl Failure {
             Failure::Io {
                 frame,
                 kind,
+                os_error,
                 message,
             } => DecodeError::Io {
                 path: path.to_path_buf(),
                 frame: *frame,
-                source: io::Error::new(*kind, message.clone()),
+                source: match os_error {
+                    Some(code) => io::Error::from_raw_os_error(*code),
+                    None => io::Error::new(*kind, message.clone()),
+                },
             },
         }
     }
@@ -156,6 +163,7 @@ fn demux_failure(err: SymphoniaError, frame: u64) -> Failure {
         SymphoniaError::IoError(e) => Failure::Io {
             frame,
             kind: e.kind(),
+            os_error: e.raw_os_error(),
             message: e.to_string(),
         },
         SymphoniaError::Unsupported(what) => Failure::Unsupported {
@@ -1259,6 +1267,33 @@ mod tests {
         assert_eq!(r.position(), 4096);
         assert_eq!(r.info().frames, Some(5000));
         assert_exact(&all, &scale(&codes[..4096], 8_388_608.0));
+    }
+
+    #[test]
+    fn a_read_error_mid_stream_keeps_its_os_error_code() {
+        // The failure is remembered and reported again by later reads: it
+        // must stay the same OS error (EIO is retried, a format error not).
+        let path = PathBuf::from("stems/x.wav");
+        let eio = io::Error::from_raw_os_error(5);
+        let failure = demux_failure(SymphoniaError::IoError(eio), 42);
+        for _ in 0..2 {
+            match failure.to_error(&path) {
+                DecodeError::Io { frame, source, .. } => {
+                    assert_eq!(frame, 42);
+                    assert_eq!(source.raw_os_error(), Some(5));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // The decoder's own I/O error is a short packet: a format error.
+        let short = decode_failure(
+            SymphoniaError::IoError(io::Error::from(io::ErrorKind::UnexpectedEof)),
+            3,
+        );
+        assert!(matches!(
+            short.to_error(&path),
+            DecodeError::Corrupt { frame: 3, .. }
+        ));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use deliverables_spec::model::BitDepth;
 use sha2::{Digest, Sha256};
 
-use crate::bwf::{self, Bext, BextLoudness, BwfWriter, WavFormat};
+use crate::bwf::{self, Bext, BextLoudness, BwfError, BwfWriter, WavFormat};
 use crate::dsp::Block;
 use crate::dsp::dither::{self, Tpdf};
 
@@ -22,8 +22,10 @@ pub enum OutputError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot write '{path}': {reason}")]
-    Wav { path: PathBuf, reason: String },
+    /// The WAV writer failed; an I/O error inside it stays an I/O error
+    /// (its class decides whether the task is retried).
+    #[error("cannot write '{path}': {source}")]
+    Wav { path: PathBuf, source: BwfError },
     #[error("'{path}' is not a WAV file we can verify: {reason}")]
     Verify { path: PathBuf, reason: String },
 }
@@ -32,6 +34,73 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> OutputError + '_ {
     move |source| OutputError::Io {
         path: path.to_path_buf(),
         source,
+    }
+}
+
+fn wav_err(path: &Path) -> impl FnOnce(BwfError) -> OutputError + '_ {
+    move |source| OutputError::Wav {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A temporary file that is removed when the value is dropped, unless
+/// [`TempFile::persist`] renamed it into place first. Every writer holds
+/// one from the moment its temporary file exists, so no error path (write,
+/// fsync, verify, rename, a cancel, a panic) leaves the file behind.
+#[derive(Debug)]
+pub struct TempFile {
+    path: PathBuf,
+    armed: bool,
+}
+
+impl TempFile {
+    /// A fresh temporary name beside `final_path`:
+    /// `.NAME.<pid>-<n>.partial` (hidden, and never a name a delivery uses).
+    pub fn name_for(final_path: &Path) -> PathBuf {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let dir = final_path.parent().unwrap_or(Path::new("."));
+        let name = final_path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("output");
+        dir.join(format!(
+            ".{name}.{}-{}.partial",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ))
+    }
+
+    /// Creates (truncates) `path` for writing; from here on the file is
+    /// removed on drop.
+    pub fn create(path: PathBuf) -> std::io::Result<(TempFile, File)> {
+        let file = File::create(&path)?;
+        Ok((TempFile { path, armed: true }, file))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Renames the file to `to` and fsyncs the folder (best effort). On a
+    /// failed rename the file is still removed when `self` drops.
+    pub fn persist(mut self, to: &Path) -> std::io::Result<()> {
+        std::fs::rename(&self.path, to)?;
+        self.armed = false;
+        if let Some(dir) = to.parent()
+            && let Ok(d) = File::open(dir)
+        {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -156,12 +225,11 @@ impl OutputStage {
     }
 }
 
-static TEMP_SEQ: AtomicU64 = AtomicU64::new(0);
-
-/// A Broadcast WAV file being written under a temporary name.
+/// A Broadcast WAV file being written under a temporary name (removed if
+/// the writer is dropped unfinished).
 pub struct OutputWriter {
     final_path: PathBuf,
-    temp_path: PathBuf,
+    temp: TempFile,
     writer: Option<BwfWriter<BufWriter<File>>>,
     stage: OutputStage,
     depth: BitDepth,
@@ -171,10 +239,12 @@ pub struct OutputWriter {
     frames: u64,
 }
 
-/// A finished, fsynced, not yet visible output.
+/// A finished, fsynced, not yet visible output. Dropped without
+/// [`Pending::commit`], its temporary file is removed.
 pub struct Pending {
     pub final_path: PathBuf,
     pub temp_path: PathBuf,
+    temp: TempFile,
     /// SHA-256 of the data chunk as written.
     pub audio_sha256: String,
     pub frames: u64,
@@ -195,34 +265,26 @@ impl OutputWriter {
         let depth = stage.quantizer().depth;
         let dir = final_path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let name = final_path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("output.wav");
-        let temp_path = dir.join(format!(
-            ".{name}.{}-{}.partial",
-            std::process::id(),
-            TEMP_SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        let file = File::create(&temp_path).map_err(io_err(&temp_path))?;
+        let channels = u16::try_from(channels).map_err(|_| OutputError::Wav {
+            path: final_path.to_path_buf(),
+            source: BwfError::UnsupportedFormat(format!(
+                "{channels} channels do not fit a WAV header"
+            )),
+        })?;
+        let temp_path = TempFile::name_for(final_path);
+        let (temp, file) = TempFile::create(temp_path.clone()).map_err(io_err(&temp_path))?;
         let format = WavFormat {
             sample_rate,
-            channels: u16::try_from(channels).map_err(|_| OutputError::Wav {
-                path: temp_path.clone(),
-                reason: format!("{channels} channels do not fit a WAV header"),
-            })?,
+            channels,
             bits_per_sample: depth.bits() as u16,
             float: depth.is_float(),
             channel_mask: None,
         };
         let writer = BwfWriter::new(BufWriter::with_capacity(1 << 16, file), &format, bext)
-            .map_err(|e| OutputError::Wav {
-                path: temp_path.clone(),
-                reason: e.to_string(),
-            })?;
+            .map_err(wav_err(&temp_path))?;
         Ok(OutputWriter {
             final_path: final_path.to_path_buf(),
-            temp_path,
+            temp,
             writer: Some(writer),
             stage,
             depth,
@@ -253,46 +315,43 @@ impl OutputWriter {
             }
         }
         self.audio_hash.update(&self.bytes);
-        w.write_samples(&self.bytes).map_err(|e| OutputError::Wav {
-            path: self.temp_path.clone(),
-            reason: e.to_string(),
-        })?;
+        w.write_samples(&self.bytes)
+            .map_err(wav_err(self.temp.path()))?;
         self.frames += block.frames() as u64;
         Ok(())
     }
 
-    /// Completes the header and fsyncs. The file is still under its temporary name.
-    pub fn finish(mut self) -> Result<Pending, OutputError> {
+    /// Completes the header and fsyncs. The file is still under its
+    /// temporary name; on an error here it is removed.
+    pub fn finish(self) -> Result<Pending, OutputError> {
+        let OutputWriter {
+            final_path,
+            temp,
+            writer,
+            stage,
+            audio_hash,
+            frames,
+            ..
+        } = self;
         let mut bext_offset = 0;
-        if let Some(w) = self.writer.take() {
-            let (buf, layout) = w.finish().map_err(|e| OutputError::Wav {
-                path: self.temp_path.clone(),
-                reason: e.to_string(),
-            })?;
+        if let Some(w) = writer {
+            let (buf, layout) = w.finish().map_err(wav_err(temp.path()))?;
             bext_offset = layout.bext_offset;
             let f = buf.into_inner().map_err(|e| OutputError::Io {
-                path: self.temp_path.clone(),
+                path: temp.path().to_path_buf(),
                 source: e.into_error(),
             })?;
-            f.sync_all().map_err(io_err(&self.temp_path))?;
+            f.sync_all().map_err(io_err(temp.path()))?;
         }
         Ok(Pending {
-            final_path: self.final_path.clone(),
-            temp_path: self.temp_path.clone(),
-            audio_sha256: hex::encode(self.audio_hash.clone().finalize()),
-            frames: self.frames,
-            clipped: self.stage.clipped,
+            final_path,
+            temp_path: temp.path().to_path_buf(),
+            temp,
+            audio_sha256: hex::encode(audio_hash.finalize()),
+            frames,
+            clipped: stage.clipped,
             bext_offset,
         })
-    }
-}
-
-impl Drop for OutputWriter {
-    /// An abandoned writer (error, cancellation) leaves no temporary file.
-    fn drop(&mut self) {
-        if self.writer.take().is_some() {
-            let _ = std::fs::remove_file(&self.temp_path);
-        }
     }
 }
 
@@ -303,27 +362,21 @@ impl Pending {
             .write(true)
             .open(&self.temp_path)
             .map_err(io_err(&self.temp_path))?;
-        bwf::patch_loudness(&mut f, self.bext_offset, l).map_err(|e| OutputError::Wav {
-            path: self.temp_path.clone(),
-            reason: e.to_string(),
-        })?;
+        bwf::patch_loudness(&mut f, self.bext_offset, l).map_err(wav_err(&self.temp_path))?;
         f.sync_all().map_err(io_err(&self.temp_path))
     }
 
-    /// Makes the file visible under its final name, atomically.
+    /// Makes the file visible under its final name, atomically. If the
+    /// rename fails the temporary file is removed.
     pub fn commit(self) -> Result<PathBuf, OutputError> {
-        std::fs::rename(&self.temp_path, &self.final_path).map_err(io_err(&self.final_path))?;
-        if let Some(dir) = self.final_path.parent()
-            && let Ok(d) = File::open(dir)
-        {
-            let _ = d.sync_all();
-        }
+        self.temp
+            .persist(&self.final_path)
+            .map_err(io_err(&self.final_path))?;
         Ok(self.final_path)
     }
 
-    pub fn discard(self) {
-        let _ = std::fs::remove_file(&self.temp_path);
-    }
+    /// Removes the temporary file (as dropping does).
+    pub fn discard(self) {}
 }
 
 /// Checksums of a WAV file read back from disk.
@@ -344,16 +397,25 @@ pub fn digest_wav(path: &Path) -> Result<FileDigest, OutputError> {
     let sha256 = sha256_file(path)?;
     let mut f = BufReader::new(File::open(path).map_err(io_err(path))?);
     let bytes = f.get_ref().metadata().map_err(io_err(path))?.len();
+    // A short file is a verification failure; any other read error stays
+    // an I/O error (a storage fault, classified as such).
+    let short = |e: std::io::Error, what: &str| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            verr(what.to_string())
+        } else {
+            io_err(path)(e)
+        }
+    };
     let mut hdr = [0u8; 12];
     f.read_exact(&mut hdr)
-        .map_err(|e| verr(format!("no RIFF header: {e}")))?;
+        .map_err(|e| short(e, "no RIFF header"))?;
     if &hdr[0..4] != b"RIFF" || &hdr[8..12] != b"WAVE" {
         return Err(verr("not a RIFF/WAVE file".into()));
     }
     loop {
         let mut ch = [0u8; 8];
         f.read_exact(&mut ch)
-            .map_err(|_| verr("no data chunk".into()))?;
+            .map_err(|e| short(e, "no data chunk"))?;
         let size = u64::from(u32::from_le_bytes([ch[4], ch[5], ch[6], ch[7]]));
         if &ch[0..4] == b"data" {
             let mut h = Sha256::new();
@@ -387,8 +449,121 @@ impl std::io::Write for HashWriter<'_> {
 
 /// SHA-256 of a whole file, streamed.
 pub fn sha256_file(path: &Path) -> Result<String, OutputError> {
-    let mut f = File::open(path).map_err(io_err(path))?;
+    sha256_of(path).map_err(io_err(path))
+}
+
+/// SHA-256 of a whole file, streamed; the bare I/O error (for inputs,
+/// whose errors are not output errors).
+pub fn sha256_of(path: &Path) -> std::io::Result<String> {
+    let mut f = File::open(path)?;
     let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut HashWriter(&mut h)).map_err(io_err(path))?;
+    std::io::copy(&mut f, &mut HashWriter(&mut h))?;
     Ok(hex::encode(h.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The temporary files (`.NAME.<pid>-<n>.partial`) in `dir`.
+    fn partials(dir: &Path) -> Vec<String> {
+        std::fs::read_dir(dir)
+            .expect("read dir")
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .filter(|n| n.ends_with(".partial"))
+            .collect()
+    }
+
+    fn writer(final_path: &Path) -> OutputWriter {
+        let stage = OutputStage::new(BitDepth::Int24, 2, 0.0, None);
+        let mut w =
+            OutputWriter::create(final_path, 48_000, 2, stage, &Bext::default()).expect("create");
+        let mut block = Block::new(2, 4800);
+        block.set_frames(4800);
+        for ch in 0..2 {
+            for (i, x) in block.channel_mut(ch).iter_mut().enumerate() {
+                *x = 0.25 * (i as f64 * 0.01).sin();
+            }
+        }
+        w.write(&block).expect("write");
+        assert_eq!(partials(final_path.parent().expect("dir")).len(), 1);
+        w
+    }
+
+    #[test]
+    fn a_failed_rename_removes_the_temporary_file() {
+        let dir = stemforge_testkit::scratch("output-rename-fails");
+        // The final name is taken by a non-empty folder: the rename fails
+        // after the file was written, fsynced, verified and patched.
+        let target = dir.join("Song_full.wav");
+        std::fs::create_dir_all(target.join("in-the-way")).expect("mkdir");
+        let p = writer(&target).finish().expect("finish");
+        digest_wav(&p.temp_path).expect("verify");
+        p.write_loudness(&BextLoudness::default()).expect("patch");
+        let err = p.commit().expect_err("a folder is in the way");
+        match &err {
+            OutputError::Io { source, .. } => assert!(
+                matches!(
+                    source.kind(),
+                    std::io::ErrorKind::IsADirectory | std::io::ErrorKind::DirectoryNotEmpty
+                ),
+                "{source:?}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(partials(&dir), Vec::<String>::new(), "{err}");
+        assert!(
+            target.join("in-the-way").is_dir(),
+            "the folder is untouched"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_abandoned_writer_or_unpublished_output_leaves_no_temporary_file() {
+        let dir = stemforge_testkit::scratch("output-abandoned");
+        let target = dir.join("Song_full.wav");
+        // An error or cancel while writing.
+        drop(writer(&target));
+        assert_eq!(partials(&dir), Vec::<String>::new());
+        // An error or cancel while verifying (the file is finished, not published).
+        let p = writer(&target).finish().expect("finish");
+        assert!(p.temp_path.exists());
+        drop(p);
+        assert_eq!(partials(&dir), Vec::<String>::new());
+        writer(&target).finish().expect("finish").discard();
+        assert_eq!(partials(&dir), Vec::<String>::new());
+        assert!(!target.exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_committed_output_is_kept_under_its_final_name() {
+        let dir = stemforge_testkit::scratch("output-committed");
+        let target = dir.join("Song_full.wav");
+        let p = writer(&target).finish().expect("finish");
+        let frames = p.frames;
+        assert_eq!(p.commit().expect("commit"), target);
+        assert_eq!(partials(&dir), Vec::<String>::new());
+        let d = digest_wav(&target).expect("a WAV");
+        assert_eq!(d.data_bytes, frames * 2 * 3);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn write_atomically_removes_its_temporary_file_when_the_rename_fails() {
+        let dir = stemforge_testkit::scratch("atomically-rename-fails");
+        let target = dir.join("manifest.json");
+        std::fs::create_dir_all(target.join("in-the-way")).expect("mkdir");
+        crate::tasks::manifest::write_atomically(&target, b"{}\n")
+            .expect_err("a folder is in the way");
+        assert_eq!(partials(&dir), Vec::<String>::new());
+        // And a good write leaves only the file.
+        let ok = dir.join("report.csv");
+        crate::tasks::manifest::write_atomically(&ok, b"a,b\n").expect("write");
+        assert_eq!(std::fs::read(&ok).expect("read"), b"a,b\n");
+        assert_eq!(partials(&dir), Vec::<String>::new());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -35,7 +35,7 @@ use crate::dsp::resample::Resampler;
 use crate::dsp::true_peak::TruePeakDetector;
 use crate::dsp::{Block, MixGraph, gain_to_db};
 use crate::meter::{Meter, MeterKind, round3};
-use crate::output::{DitherSeed, OutputStage, Quantizer, sha256_file};
+use crate::output::{DitherSeed, OutputStage, Quantizer, sha256_of};
 use crate::source::{BLOCK_FRAMES, TitleSource};
 
 const MAX_PASSES: u32 = 8;
@@ -1161,14 +1161,19 @@ fn input_record(
     info: &crate::decode::StreamInfo,
     frames: u64,
 ) -> Result<InputRecord, TaskError> {
-    let bytes = std::fs::metadata(path)
-        .map_err(|e| TaskError::Input(format!("cannot read '{}': {e}", path.display())))?
-        .len();
+    // Read errors keep their io::Error: its class decides the retry.
+    let read_err = |source| {
+        TaskError::Decode(crate::decode::DecodeError::Open {
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+    let bytes = std::fs::metadata(path).map_err(read_err)?.len();
     Ok(InputRecord {
         path: spec_path.to_string(),
         kind: kind.to_string(),
         role,
-        sha256: sha256_file(path)?,
+        sha256: sha256_of(path).map_err(read_err)?,
         bytes,
         container: info.container.clone(),
         codec: info.codec.clone(),

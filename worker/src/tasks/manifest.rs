@@ -698,30 +698,23 @@ fn missing_output(
     }
 }
 
-/// Writes a small file: temporary name, fsync, rename.
+/// Writes a small file: temporary name, fsync, rename. On any error after
+/// the temporary file exists (write, fsync, rename) it is removed
+/// ([`crate::output::TempFile`] drops it unless the rename succeeded). Errors keep their
+/// `io::Error`, so its class decides the retry.
 pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<(), TaskError> {
-    let io = |e: std::io::Error| {
+    let io = |source: std::io::Error| {
         TaskError::Output(crate::output::OutputError::Io {
             path: path.to_path_buf(),
-            source: e,
+            source,
         })
     };
     let dir = path.parent().unwrap_or(std::path::Path::new("."));
     std::fs::create_dir_all(dir).map_err(io)?;
-    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let tmp = dir.join(format!(
-        ".{}.{}-{}.partial",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id(),
-        SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    let mut f = std::fs::File::create(&tmp).map_err(io)?;
+    use crate::output::TempFile;
+    let (tmp, mut f) = TempFile::create(TempFile::name_for(path)).map_err(io)?;
     f.write_all(bytes).map_err(io)?;
     f.sync_all().map_err(io)?;
     drop(f);
-    std::fs::rename(&tmp, path).map_err(io)?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    tmp.persist(path).map_err(io)
 }

@@ -236,17 +236,18 @@ pub fn render(
     // Verify every file before any becomes visible.
     let mut verified = Vec::new();
     for (i, (p, o)) in pending.iter().zip(&planned).enumerate() {
-        ctx.check_cancel().inspect_err(|_| discard_all(&pending))?;
+        ctx.check_cancel()?;
         let dialogue = analysis
             .dialogue
             .as_ref()
             .filter(|_| carries_dialogue(title, &o.stems, analysis.dialogue.as_ref()));
-        let r = verify(p, d, o, rate, dialogue).inspect_err(|_| discard_all(&pending))?;
+        let r = verify(p, d, o, rate, dialogue)?;
         (ctx.progress)(0.7 + 0.3 * (i + 1) as f64 / planned.len() as f64);
         verified.push((o, r));
     }
-    // A cancel heard while the last file was verified: nothing appears.
-    ctx.check_cancel().inspect_err(|_| discard_all(&pending))?;
+    // A cancel heard while the last file was verified: nothing appears
+    // (every `Pending` dropped unpublished removes its temporary file).
+    ctx.check_cancel()?;
     // The delivered change of each move: measured before the output
     // stage, so a trim this output has and the full mix has not counts too.
     let full_trim = analysis.level.ceiling_trim_db
@@ -347,12 +348,6 @@ fn remove_stale_partials(dir: &std::path::Path, file_name: &str) {
                 }
             }
         }
-    }
-}
-
-fn discard_all(p: &[Pending]) {
-    for x in p {
-        let _ = std::fs::remove_file(&x.temp_path);
     }
 }
 
