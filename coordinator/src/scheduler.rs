@@ -76,6 +76,9 @@ pub struct Grant {
     pub task: TaskRecord,
     /// JSON object: dependency task id → {kind, state, result, error}.
     pub deps_json: String,
+    /// The spec the worker needs: the job's header and the task's title
+    /// alone (its size does not grow with the number of titles).
+    pub spec_text: String,
 }
 
 pub struct Scheduler<S: Store> {
@@ -102,7 +105,22 @@ impl<S: Store> Scheduler<S> {
     }
 
     /// Stores a planned job; tasks without dependencies are queued at once.
+    /// Its tasks are leased with the whole spec (`job.spec_toml`).
     pub fn submit(&mut self, job: JobRecord, plan: &Plan) -> Result<String, SchedError> {
+        let now = job.submitted_ms;
+        self.submit_at(job, plan, now)
+    }
+
+    /// Stores a planned job with its spec cut by title (`job.spec_header`
+    /// and one text per title, in the spec's order): each task is leased
+    /// with the header and its own title only.
+    pub fn submit_scoped(
+        &mut self,
+        job: JobRecord,
+        plan: &Plan,
+        titles: &[String],
+    ) -> Result<String, SchedError> {
+        self.store.put_titles(&job.job_id, titles)?;
         let now = job.submitted_ms;
         self.submit_at(job, plan, now)
     }
@@ -120,6 +138,15 @@ impl<S: Store> Scheduler<S> {
             .iter()
             .filter(|p| p.run_when != RunWhen::JobFinished)
             .count();
+        // Titles are numbered in the order the plan first names them, which
+        // is the spec's order.
+        let mut title_index: BTreeMap<&str, u32> = BTreeMap::new();
+        for p in &plan.tasks {
+            if let Some(t) = title_name(&p.kind) {
+                let n = title_index.len() as u32;
+                title_index.entry(t).or_insert(n);
+            }
+        }
         let tasks: Vec<TaskRecord> = plan
             .tasks
             .iter()
@@ -129,6 +156,7 @@ impl<S: Store> Scheduler<S> {
                 task_id: p.id.clone(),
                 seq: i as u32,
                 kind: p.kind.clone(),
+                title: title_name(&p.kind).and_then(|t| title_index.get(t).copied()),
                 deps: p.deps.clone(),
                 run_when: p.run_when,
                 weight: p.weight,
@@ -210,11 +238,24 @@ impl<S: Store> Scheduler<S> {
         self.store
             .put_tasks(std::slice::from_ref(&task), None, &[ev])?;
         let deps_json = self.deps_json(&task)?;
+        let spec_text = self.spec_text(&job, task.title.unwrap_or(0))?;
         Ok(Some(Grant {
             job,
             task,
             deps_json,
+            spec_text,
         }))
+    }
+
+    /// The spec a task of `job` on title `index` is leased with: the header
+    /// and that title, or the whole spec for a job submitted unscoped. A
+    /// job-wide task (the manifest) gets the first title; it reads the
+    /// others with the outcomes.
+    pub fn spec_text(&self, job: &JobRecord, index: u32) -> Result<String, SchedError> {
+        Ok(match self.store.title_text(&job.job_id, index)? {
+            Some(t) => format!("{}\n{}", job.spec_header, t),
+            None => job.spec_toml.clone(),
+        })
     }
 
     fn deps_json(&self, task: &TaskRecord) -> Result<String, SchedError> {
@@ -764,6 +805,15 @@ impl<S: Store> Scheduler<S> {
 
     pub fn tally(&self, job_id: &str) -> Result<Tally, SchedError> {
         Ok(self.store.tally(job_id)?)
+    }
+}
+
+/// The title a task works on (the manifest works on the whole job).
+fn title_name(k: &deliverables_spec::TaskKind) -> Option<&str> {
+    use deliverables_spec::TaskKind as K;
+    match k {
+        K::Preflight { title } | K::Analyze { title, .. } | K::Render { title, .. } => Some(title),
+        K::Manifest => None,
     }
 }
 

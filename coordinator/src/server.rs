@@ -203,11 +203,16 @@ impl Jobs for Service {
                     "output folder {output_dir} is not allowed: {why}; write under a media root or add one to media_roots"
                 ))
             })?;
+        // Each task is sent its title's part of the spec, never the whole
+        // catalog.
+        let scoped = deliverables_spec::scope::split_titles(&r.spec_toml)
+            .map_err(Status::invalid_argument)?;
         let job = JobRecord {
             job_id,
             seq: 0,
             priority: r.priority,
             label: r.label,
+            spec_header: scoped.header,
             spec_toml: r.spec_toml,
             spec_sha256: hash,
             base_dir: r.base_dir,
@@ -218,7 +223,9 @@ impl Jobs for Service {
             worker_failures: Default::default(),
         };
         let n = plan.tasks.len() as u32;
-        let job_id = self.0.with(|s| s.submit(job, &plan))?;
+        let job_id = self
+            .0
+            .with(|s| s.submit_scoped(job, &plan, &scoped.titles))?;
         info!(job = %job_id, tasks = n, "job submitted");
         self.0.work.notify_waiters();
         self.0.changed.notify_waiters();
@@ -496,7 +503,7 @@ impl Tasks for Service {
                         heartbeat_interval_ms: hb as u32,
                         task_json: serde_json::to_string(&g.task.kind)
                             .map_err(|e| Status::internal(e.to_string()))?,
-                        spec_toml: g.job.spec_toml,
+                        spec_toml: g.spec_text,
                         spec_sha256: g.job.spec_sha256,
                         base_dir: g.job.base_dir,
                         deps_json: g.deps_json,
@@ -589,21 +596,29 @@ impl Tasks for Service {
         };
         let page = self.0.with(|s| {
             s.check_lease(key(&l))?;
-            let (_, _, tasks) = s.job_page(&l.job_id, r.after_seq, limit + 1)?;
+            let (job, _, tasks) = s.job_page(&l.job_id, r.after_seq, limit + 1)?;
             let mut out = Vec::with_capacity(tasks.len().min(limit));
             for t in tasks.iter().take(limit) {
                 let o = s.outcome(t)?;
-                out.push((t.seq, t.task_id.clone(), o));
+                // A title's first task (its preflight) brings the title's spec.
+                let spec = match (&t.kind, t.title) {
+                    (deliverables_spec::TaskKind::Preflight { .. }, Some(i)) => {
+                        s.spec_text(&job, i)?
+                    }
+                    _ => String::new(),
+                };
+                out.push((t.seq, t.task_id.clone(), o, spec));
             }
             let next = (tasks.len() > limit).then(|| tasks[limit - 1].seq);
             Ok((out, next))
         })?;
         let (items, next_after_seq) = page;
         let mut outcomes = Vec::with_capacity(items.len());
-        for (seq, task_id, o) in items {
+        for (seq, task_id, o, title_spec) in items {
             outcomes.push(TaskOutcome {
                 seq,
                 task_id,
+                title_spec,
                 outcome_json: serde_json::to_string(&o)
                     .map_err(|e| Status::internal(e.to_string()))?,
             });

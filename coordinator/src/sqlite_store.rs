@@ -53,6 +53,13 @@ pub const MIGRATIONS: &[&str] = &[
     UPDATE tasks SET result = json_extract(record, '$.result_json')
         WHERE json_extract(record, '$.result_json') IS NOT NULL;
     CREATE INDEX tasks_seq ON tasks (job_id, seq);",
+    // 3: each title's spec text, what a worker is sent for that title.
+    "CREATE TABLE titles (
+        job_id TEXT NOT NULL,
+        idx    INTEGER NOT NULL,
+        text   TEXT NOT NULL,
+        PRIMARY KEY (job_id, idx)
+    );",
 ];
 
 /// How long a statement waits for another connection's lock.
@@ -413,6 +420,38 @@ impl Store for SqliteStore {
         Ok(v.pop())
     }
 
+    fn put_titles(&mut self, job_id: &str, titles: &[String]) -> StoreResult<()> {
+        let op = "storing the titles of a job";
+        let path = &self.path;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| fail(op, path, e))?;
+        {
+            let mut st = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO titles (job_id, idx, text) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(|e| fail(op, path, e))?;
+            for (i, t) in titles.iter().enumerate() {
+                st.execute(params![job_id, i as i64, t])
+                    .map_err(|e| fail(op, path, e))?;
+            }
+        }
+        tx.commit().map_err(|e| fail(op, path, e))
+    }
+
+    fn title_text(&self, job_id: &str, index: u32) -> StoreResult<Option<String>> {
+        self.conn
+            .query_row(
+                "SELECT text FROM titles WHERE job_id = ?1 AND idx = ?2",
+                params![job_id, i64::from(index)],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()
+            .map_err(|e| fail("reading a title's spec", &self.path, e))
+    }
+
     fn jobs(&self) -> StoreResult<Vec<JobRecord>> {
         self.records(
             "listing jobs",
@@ -615,6 +654,7 @@ mod tests {
             priority,
             label: format!("label of {id}"),
             spec_toml: "[delivery]\nname = \"x\"\n".into(),
+            spec_header: "[delivery]\n".into(),
             spec_sha256: "ab".repeat(32),
             base_dir: "/in".into(),
             output_dir: format!("/out/{id}"),
@@ -635,6 +675,7 @@ mod tests {
                 variant: id.into(),
                 rate: None,
             },
+            title: Some(0),
             deps: vec!["analyze-t".into()],
             run_when: RunWhen::DepsSucceeded,
             weight: 1.0 / 3.0,

@@ -17,6 +17,11 @@ pub struct JobRecord {
     pub priority: i32,
     pub label: String,
     pub spec_toml: String,
+    /// The spec's sections but its titles: with one title's text (see
+    /// [`Store::title_text`]) it is the spec a worker receives for that
+    /// title's tasks.
+    #[serde(default)]
+    pub spec_header: String,
     pub spec_sha256: String,
     pub base_dir: String,
     pub output_dir: String,
@@ -38,6 +43,9 @@ pub struct TaskRecord {
     /// Position in the plan, for a stable order.
     pub seq: u32,
     pub kind: TaskKind,
+    /// The position of the task's title in the spec (`None`: a job-wide task).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<u32>,
     pub deps: Vec<String>,
     pub run_when: RunWhen,
     pub weight: f64,
@@ -212,6 +220,11 @@ pub trait Store: Send {
         events: &[JobEvent],
     ) -> StoreResult<()>;
     fn job(&self, job_id: &str) -> StoreResult<Option<JobRecord>>;
+    /// Stores the spec text of each title of a job (before the job itself:
+    /// texts without a job are never read).
+    fn put_titles(&mut self, job_id: &str, titles: &[String]) -> StoreResult<()>;
+    /// The spec text of a job's title `index` (its `[[titles]]` table).
+    fn title_text(&self, job_id: &str, index: u32) -> StoreResult<Option<String>>;
     fn jobs(&self) -> StoreResult<Vec<JobRecord>>;
     fn put_job(&mut self, job: &JobRecord) -> StoreResult<()>;
     /// Every task of a job, in plan order (operator actions and tests; the
@@ -285,6 +298,7 @@ pub struct MemoryStore {
     dependants: BTreeMap<(String, String), Vec<String>>,
     finishers: BTreeMap<String, Vec<String>>,
     tallies: BTreeMap<String, Tally>,
+    titles: BTreeMap<(String, u32), String>,
     /// False for a mirror: results stay in the durable store only.
     drop_results: bool,
 }
@@ -386,7 +400,7 @@ impl Store for MemoryStore {
                 format!("job {} exists", job.job_id),
             ));
         }
-        self.jobs.insert(job.job_id.clone(), job.clone());
+        self.put_job(job)?;
         for t in tasks {
             self.put_task(t);
         }
@@ -396,12 +410,30 @@ impl Store for MemoryStore {
     fn job(&self, job_id: &str) -> StoreResult<Option<JobRecord>> {
         Ok(self.jobs.get(job_id).cloned())
     }
+    fn put_titles(&mut self, job_id: &str, titles: &[String]) -> StoreResult<()> {
+        for (i, t) in titles.iter().enumerate() {
+            self.titles
+                .insert((job_id.to_string(), i as u32), t.clone());
+        }
+        Ok(())
+    }
+    fn title_text(&self, job_id: &str, index: u32) -> StoreResult<Option<String>> {
+        Ok(self.titles.get(&(job_id.to_string(), index)).cloned())
+    }
     fn jobs(&self) -> StoreResult<Vec<JobRecord>> {
         let mut v: Vec<_> = self.jobs.values().cloned().collect();
         v.sort_by_key(|j| j.seq);
         Ok(v)
     }
     fn put_job(&mut self, job: &JobRecord) -> StoreResult<()> {
+        let mut job = job.clone();
+        if self.drop_results && !job.spec_header.is_empty() {
+            // The mirror keeps what leases need (the header; the titles'
+            // texts stay in the durable store), not the whole spec. A job
+            // stored before titles were kept apart keeps its spec.
+            job.spec_toml = String::new();
+        }
+        let job = &job;
         let old = self.jobs.insert(job.job_id.clone(), job.clone());
         // A new priority or position moves the job's queued tasks.
         if old.is_some_and(|o| (o.priority, o.seq) != (job.priority, job.seq)) {
@@ -549,6 +581,12 @@ impl Store for Box<dyn Store> {
     fn job(&self, job_id: &str) -> StoreResult<Option<JobRecord>> {
         (**self).job(job_id)
     }
+    fn put_titles(&mut self, job_id: &str, titles: &[String]) -> StoreResult<()> {
+        (**self).put_titles(job_id, titles)
+    }
+    fn title_text(&self, job_id: &str, index: u32) -> StoreResult<Option<String>> {
+        (**self).title_text(job_id, index)
+    }
     fn jobs(&self) -> StoreResult<Vec<JobRecord>> {
         (**self).jobs()
     }
@@ -647,6 +685,12 @@ impl Store for CachedStore {
     }
     fn job(&self, job_id: &str) -> StoreResult<Option<JobRecord>> {
         self.mem.job(job_id)
+    }
+    fn put_titles(&mut self, job_id: &str, titles: &[String]) -> StoreResult<()> {
+        self.durable.put_titles(job_id, titles)
+    }
+    fn title_text(&self, job_id: &str, index: u32) -> StoreResult<Option<String>> {
+        self.durable.title_text(job_id, index)
     }
     fn jobs(&self) -> StoreResult<Vec<JobRecord>> {
         self.mem.jobs()

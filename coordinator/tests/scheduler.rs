@@ -53,6 +53,7 @@ fn job(id: &str, priority: i32) -> JobRecord {
         priority,
         label: String::new(),
         spec_toml: String::new(),
+        spec_header: String::new(),
         spec_sha256: "x".into(),
         base_dir: "/".into(),
         output_dir: "/out".into(),

@@ -157,7 +157,11 @@ impl crate::tasks::manifest::OutcomePages for GrpcOutcomes {
                         let d: DepOutcome = serde_json::from_str(&o.outcome_json).map_err(|e| {
                             TaskError::Internal(format!("unreadable outcome of {}: {e}", o.task_id))
                         })?;
-                        out.push((o.seq, d));
+                        out.push(crate::tasks::manifest::PageItem {
+                            seq: o.seq,
+                            outcome: d,
+                            title_spec: (!o.title_spec.is_empty()).then_some(o.title_spec),
+                        });
                     }
                     return Ok((out, r.next_after_seq));
                 }
@@ -206,20 +210,17 @@ fn prepare(
     cached: &mut Option<Arc<LoadedSpec>>,
     roots: &MediaRoots,
 ) -> Result<Prepared, TaskError> {
+    // The lease carries one title's spec (the job's header and the title);
+    // it keeps the job's hash, which seeds dither and names files.
     let spec = match cached {
-        Some(s) if s.sha256 == lease.spec_sha256 => s.clone(),
+        Some(s) if s.sha256 == lease.spec_sha256 && s.text == lease.spec_toml => s.clone(),
         _ => {
-            let s = deliverables_spec::load_text(
+            let s = deliverables_spec::load_scoped(
                 lease.spec_toml.clone(),
                 std::path::Path::new(&lease.base_dir),
-                None,
+                &lease.spec_sha256,
             )
             .map_err(|e| TaskError::Input(e.to_string()))?;
-            if s.sha256 != lease.spec_sha256 {
-                return Err(TaskError::Internal(
-                    "spec text does not match its hash".into(),
-                ));
-            }
             let s = Arc::new(s);
             *cached = Some(s.clone());
             s

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use deliverables_spec::TaskKind;
 use deliverables_spec::compliance::{Outcome, Rule, Verdict, judge_against};
 use deliverables_spec::contract::{RenderedOutput, TaskState};
 use deliverables_spec::delivery::Delivery;
@@ -16,6 +15,7 @@ use deliverables_spec::model::Title;
 use deliverables_spec::plan::title_variants;
 use deliverables_spec::variant::variants;
 use deliverables_spec::variant::{SameAs, Variant};
+use deliverables_spec::{LoadedSpec, TaskKind};
 
 use super::analyze::AnalysisResult;
 use super::render::RenderResult;
@@ -34,8 +34,19 @@ pub trait OutcomePages: Sync {
     fn page(&self, after: Option<u32>) -> Result<OutcomePage, TaskError>;
 }
 
-/// One page of outcomes: (plan position, outcome), and where to continue.
-pub type OutcomePage = (Vec<(u32, DepOutcome)>, Option<u32>);
+/// One page of outcomes, and where to continue.
+pub type OutcomePage = (Vec<PageItem>, Option<u32>);
+
+/// One task's outcome.
+#[derive(Debug, Clone)]
+pub struct PageItem {
+    /// Plan position.
+    pub seq: u32,
+    pub outcome: DepOutcome,
+    /// On a title's first task: the spec of that title alone (the job's
+    /// header and the title), from which its manifest entry is made.
+    pub title_spec: Option<String>,
+}
 
 /// Titles per page of a catalog report; a job with at most this many
 /// titles gets one self-contained `report.html`.
@@ -49,9 +60,7 @@ pub fn write_manifest(ctx: &TaskContext<'_>) -> Result<ManifestResult, TaskError
     let pages = ctx.outcomes.ok_or_else(|| {
         TaskError::Internal("the manifest task needs the job's outcomes (no reader given)".into())
     })?;
-    let spec = &ctx.spec.spec;
     let d = ctx.spec.delivery();
-    let all = variants(spec);
     let head = Manifest {
         manifest_version: MANIFEST_VERSION,
         tool: Tool {
@@ -67,43 +76,70 @@ pub fn write_manifest(ctx: &TaskContext<'_>) -> Result<ManifestResult, TaskError
     };
     let dir = &ctx.output_dir;
     let mut w = Writers::new(dir, &head)?;
-    // Titles in plan order: a title's tasks are contiguous in the plan.
-    let mut group: BTreeMap<String, DepOutcome> = BTreeMap::new();
-    let mut group_title: Option<String> = None;
-    let mut titles = spec.titles.iter();
+    // A title's tasks are contiguous in the plan, its preflight first
+    // (which brings the title's spec): one title's outcomes are held at a
+    // time.
+    let mut current: Option<(LoadedSpec, BTreeMap<String, DepOutcome>)> = None;
     let mut after = None;
     loop {
         ctx.check_cancel()?;
         let (items, next) = pages.page(after)?;
-        for (_, o) in items {
-            let Some(name) = title_of(&o.kind) else {
+        for item in items {
+            if title_of(&item.outcome.kind).is_none() {
                 continue;
-            };
-            if group_title.as_deref() != Some(name) {
-                if let Some(done) = group_title.take() {
-                    emit_until(ctx, d, &all, &mut titles, &done, &group, &mut w)?;
-                    group.clear();
-                }
-                group_title = Some(name.to_string());
             }
-            group.insert(format!("{}", group.len()), o);
+            if let Some(text) = item.title_spec {
+                if let Some((spec, group)) = current.take() {
+                    w.title(title_entry_of(ctx, &spec, &group)?)?;
+                }
+                let spec =
+                    deliverables_spec::load_scoped(text, &ctx.spec.base_dir, &ctx.spec.sha256)
+                        .map_err(|e| TaskError::Internal(format!("a title's spec: {e}")))?;
+                current = Some((spec, BTreeMap::new()));
+            }
+            match &mut current {
+                Some((_, group)) => {
+                    group.insert(format!("{:010}", item.seq), item.outcome);
+                }
+                None => {
+                    return Err(TaskError::Internal(format!(
+                        "task {} came before its title's spec",
+                        item.outcome.kind.label()
+                    )));
+                }
+            }
         }
         match next {
             Some(n) => after = Some(n),
             None => break,
         }
     }
-    if let Some(done) = group_title.take() {
-        emit_until(ctx, d, &all, &mut titles, &done, &group, &mut w)?;
-    }
-    // Titles with no task at all (none are planned so, but a title is
-    // never left out of the manifest).
-    for t in titles {
-        let empty = BTreeMap::new();
-        let entry = title_entry(ctx, d, &all, t, &empty);
-        w.title(entry)?;
+    if let Some((spec, group)) = current.take() {
+        w.title(title_entry_of(ctx, &spec, &group)?)?;
     }
     w.finish(&head)
+}
+
+/// The manifest entry of the one title of `spec` (a title's own spec).
+fn title_entry_of(
+    ctx: &TaskContext<'_>,
+    spec: &LoadedSpec,
+    group: &BTreeMap<String, DepOutcome>,
+) -> Result<TitleEntry, TaskError> {
+    let title = spec
+        .spec
+        .titles
+        .first()
+        .ok_or_else(|| TaskError::Internal("a title's spec without its title".into()))?;
+    let all = variants(&spec.spec);
+    Ok(title_entry(
+        ctx,
+        &spec.spec,
+        spec.delivery(),
+        &all,
+        title,
+        group,
+    ))
 }
 
 /// The title a task belongs to (the manifest task has none).
@@ -116,37 +152,14 @@ fn title_of(k: &TaskKind) -> Option<&str> {
     }
 }
 
-/// Emits every title of the spec up to and including `name` (titles before
-/// it had no tasks), the last one with the outcomes of its tasks.
-fn emit_until<'s>(
-    ctx: &TaskContext<'_>,
-    d: &Delivery,
-    all: &[Variant],
-    titles: &mut impl Iterator<Item = &'s Title>,
-    name: &str,
-    group: &BTreeMap<String, DepOutcome>,
-    w: &mut Writers,
-) -> Result<(), TaskError> {
-    let empty = BTreeMap::new();
-    for t in titles.by_ref() {
-        if t.name == name {
-            return w.title(title_entry(ctx, d, all, t, group));
-        }
-        w.title(title_entry(ctx, d, all, t, &empty))?;
-    }
-    Err(TaskError::Internal(format!(
-        "the job's tasks name a title `{name}` the spec does not have, or out of order"
-    )))
-}
-
 /// The manifest's files being written: JSON and CSV streamed to temporary
 /// files title by title, the report a page of titles at a time.
 struct Writers {
     dir: std::path::PathBuf,
     /// The manifest's fields but its titles and summary.
     head: Manifest,
-    json: TempFile,
-    csv: TempFile,
+    json: StreamedFile,
+    csv: StreamedFile,
     first_title: bool,
     summary: Summary,
     /// Titles of the report page being filled.
@@ -162,7 +175,7 @@ struct Writers {
 
 impl Writers {
     fn new(dir: &std::path::Path, head: &Manifest) -> Result<Writers, TaskError> {
-        let mut json = TempFile::create(&dir.join(MANIFEST_FILE))?;
+        let mut json = StreamedFile::create(&dir.join(MANIFEST_FILE))?;
         // The head of the JSON object: every field but titles and summary,
         // pretty-printed as serde_json prints the whole manifest.
         let mut value =
@@ -180,7 +193,7 @@ impl Writers {
             .trim_end();
         json.write(open.as_bytes())?;
         json.write(b",\n  \"titles\": [")?;
-        let mut csv = TempFile::create(&dir.join(crate::report::CSV_FILE))?;
+        let mut csv = StreamedFile::create(&dir.join(crate::report::CSV_FILE))?;
         csv.write(crate::report::csv_header().as_bytes())?;
         Ok(Writers {
             dir: dir.to_path_buf(),
@@ -342,9 +355,9 @@ impl Writers {
         }
         tail.push_str("\n}\n");
         self.json.write(tail.as_bytes())?;
-        let csv = std::mem::replace(&mut self.csv, TempFile::none());
+        let csv = std::mem::replace(&mut self.csv, StreamedFile::none());
         csv.commit()?;
-        let json = std::mem::replace(&mut self.json, TempFile::none());
+        let json = std::mem::replace(&mut self.json, StreamedFile::none());
         let path = json.commit()?;
         Ok(ManifestResult {
             manifest_path: path.display().to_string(),
@@ -379,68 +392,52 @@ fn page_summary(titles: &[TitleEntry]) -> Summary {
     s
 }
 
-/// A file written under a temporary name beside its destination: renamed
-/// into place by [`TempFile::commit`] after an fsync, removed if dropped
-/// uncommitted (every error path).
-struct TempFile {
-    file: Option<(
+/// A file streamed under a temporary name beside its destination, renamed
+/// into place by [`StreamedFile::commit`] after an fsync; the temporary
+/// file is removed on every other path (the guard drops armed).
+struct StreamedFile {
+    open: Option<(
+        crate::output::TempFile,
         std::io::BufWriter<std::fs::File>,
-        std::path::PathBuf,
         std::path::PathBuf,
     )>,
 }
 
-impl TempFile {
-    fn none() -> TempFile {
-        TempFile { file: None }
+impl StreamedFile {
+    fn none() -> StreamedFile {
+        StreamedFile { open: None }
     }
 
-    fn create(path: &std::path::Path) -> Result<TempFile, TaskError> {
+    fn create(path: &std::path::Path) -> Result<StreamedFile, TaskError> {
+        use crate::output::TempFile;
         let dir = path.parent().unwrap_or(std::path::Path::new("."));
         std::fs::create_dir_all(dir).map_err(|e| io_error(path, e))?;
-        let tmp = temp_name(path);
-        let f = std::fs::File::create(&tmp).map_err(|e| io_error(&tmp, e))?;
-        Ok(TempFile {
-            file: Some((std::io::BufWriter::new(f), tmp, path.to_path_buf())),
+        let (guard, f) =
+            TempFile::create(TempFile::name_for(path)).map_err(|e| io_error(path, e))?;
+        Ok(StreamedFile {
+            open: Some((guard, std::io::BufWriter::new(f), path.to_path_buf())),
         })
     }
 
     fn write(&mut self, bytes: &[u8]) -> Result<(), TaskError> {
-        if let Some((w, tmp, _)) = &mut self.file {
-            w.write_all(bytes).map_err(|e| io_error(tmp, e))?;
+        if let Some((guard, w, _)) = &mut self.open {
+            w.write_all(bytes).map_err(|e| io_error(guard.path(), e))?;
         }
         Ok(())
     }
 
     /// fsync, rename into place, fsync the folder; returns the final path.
     fn commit(mut self) -> Result<std::path::PathBuf, TaskError> {
-        let Some((w, tmp, path)) = self.file.take() else {
+        let Some((guard, w, path)) = self.open.take() else {
             return Err(TaskError::Internal("file already committed".into()));
         };
-        let done = (|| {
-            let f = w.into_inner().map_err(|e| io_error(&tmp, e.into_error()))?;
-            f.sync_all().map_err(|e| io_error(&tmp, e))?;
-            drop(f);
-            std::fs::rename(&tmp, &path).map_err(|e| io_error(&path, e))?;
-            if let Some(d) = path.parent()
-                && let Ok(d) = std::fs::File::open(d)
-            {
-                let _ = d.sync_all();
-            }
-            Ok(path.clone())
-        })();
-        if done.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        done
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if let Some((_, tmp, _)) = self.file.take() {
-            let _ = std::fs::remove_file(tmp);
-        }
+        let f = w
+            .into_inner()
+            .map_err(|e| io_error(guard.path(), e.into_error()))?;
+        f.sync_all().map_err(|e| io_error(guard.path(), e))?;
+        drop(f);
+        guard.persist(&path).map_err(|e| io_error(&path, e))?;
+        Ok(path)
     }
 }
 
@@ -451,28 +448,16 @@ fn io_error(path: &std::path::Path, e: std::io::Error) -> TaskError {
     })
 }
 
-/// A temporary name beside `path`, unique in this process.
-fn temp_name(path: &std::path::Path) -> std::path::PathBuf {
-    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let dir = path.parent().unwrap_or(std::path::Path::new("."));
-    dir.join(format!(
-        ".{}.{}-{}.partial",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id(),
-        SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ))
-}
-
 /// One title's entry: its preflight, its analysis (or why there is none)
 /// and an entry per output of every render, judged.
 fn title_entry(
-    ctx: &TaskContext<'_>,
+    _ctx: &TaskContext<'_>,
+    spec: &deliverables_spec::model::Spec,
     d: &Delivery,
     all: &[Variant],
     title: &Title,
     deps: &BTreeMap<String, DepOutcome>,
 ) -> TitleEntry {
-    let spec = &ctx.spec.spec;
     // With several packs (`delivery.sample_rates`), the first listed is the
     // title's `level`; the others' notes follow, marked with their rate.
     let first_pack = d.packs()[0].filter(|_| !d.sample_rates.is_empty());
