@@ -100,6 +100,10 @@ pub async fn run_coordinator(settings: &Settings, args: &CoordinatorArgs<'_>) ->
             "no media_roots configured: submitted specs may read and write any file this coordinator's workers can; set media_roots (or STEMFORGE_MEDIA_ROOTS) on a shared coordinator"
         );
     }
+    let epoch = coord
+        .start_epoch()
+        .map_err(|e| anyhow::anyhow!("starting on {}: {}", db.display(), e.message()))?;
+    info!(epoch, "coordinator epoch");
     // Leases that lapsed while no coordinator ran are requeued at once.
     let requeued = coord.sweep();
     let (stop_tx, stop_rx) = watch::channel(false);

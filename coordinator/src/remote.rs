@@ -263,6 +263,13 @@ fn job_table(v: &JobView) -> String {
             "  {:<44} {:<10} {:>7}  {:<12} {}",
             t.label, t.state, t.attempt, t.worker_id, t.error
         );
+        // Every ended attempt of a task that has had trouble, with the
+        // worker's own error, not only the last state.
+        if t.history.len() > 1 || t.state == "failed" {
+            for h in &t.history {
+                let _ = writeln!(s, "      {h}");
+            }
+        }
     }
     s
 }

@@ -103,6 +103,9 @@ impl SandboxBuilder {
             self.settings.scheduler(),
             self.settings.media_roots(),
         );
+        coord
+            .start_epoch()
+            .map_err(|e| anyhow::anyhow!("starting the coordinator: {}", e.message()))?;
         let (client_token, worker_token) = if self.tokens {
             (Some(random_token()?), Some(random_token()?))
         } else {

@@ -84,6 +84,9 @@ pub struct Grant {
 pub struct Scheduler<S: Store> {
     store: S,
     cfg: SchedulerConfig,
+    /// This coordinator life's epoch, stamped on every lease it grants
+    /// (0 until [`Scheduler::start_epoch`]).
+    epoch: u64,
     lease_seq: u64,
     /// When each worker last asked for work (not stored: a restarted
     /// coordinator relearns it within one poll).
@@ -95,6 +98,7 @@ impl<S: Store> Scheduler<S> {
         Scheduler {
             store,
             cfg,
+            epoch: 0,
             lease_seq: 0,
             last_poll: BTreeMap::new(),
         }
@@ -102,6 +106,18 @@ impl<S: Store> Scheduler<S> {
 
     pub fn config(&self) -> &SchedulerConfig {
         &self.cfg
+    }
+
+    /// Begins this coordinator's life on its store: a new epoch, greater
+    /// than any earlier life's. Leases carry it, so a lease granted before
+    /// a restart is told apart from this life's (see [`lease_epoch`]).
+    pub fn start_epoch(&mut self) -> Result<u64, SchedError> {
+        self.epoch = self.store.next_epoch()?;
+        Ok(self.epoch)
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     /// Stores a planned job; tasks without dependencies are queued at once.
@@ -226,7 +242,8 @@ impl<S: Store> Scheduler<S> {
         task.attempt += 1;
         task.state = TaskState::Leased;
         task.lease_id = Some(format!(
-            "{}-{}-{}",
+            "e{}-{}-{}-{}",
+            self.epoch,
             &task.task_id[..8.min(task.task_id.len())],
             task.attempt,
             self.lease_seq
@@ -806,6 +823,12 @@ impl<S: Store> Scheduler<S> {
     pub fn tally(&self, job_id: &str) -> Result<Tally, SchedError> {
         Ok(self.store.tally(job_id)?)
     }
+}
+
+/// The coordinator epoch a lease id was granted in (`None`: a lease id
+/// from before epochs were stamped).
+pub fn lease_epoch(lease_id: &str) -> Option<u64> {
+    lease_id.strip_prefix('e')?.split('-').next()?.parse().ok()
 }
 
 /// The title a task works on (the manifest works on the whole job).

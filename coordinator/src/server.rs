@@ -82,6 +82,23 @@ impl Coordinator {
         })
     }
 
+    /// Begins this coordinator's life on its store (a new epoch, stamped
+    /// on the leases it grants); returns the epoch.
+    pub fn start_epoch(&self) -> Result<u64, Status> {
+        self.with(|s| s.start_epoch())
+    }
+
+    /// Logs a report made under a lease an earlier life of the coordinator
+    /// granted: still honoured while the store says the task is leased to
+    /// it, and told apart from this life's leases.
+    fn note_earlier_life(&self, lease_id: &str) {
+        let now = self.with(|s| Ok(s.epoch())).unwrap_or(0);
+        let then = crate::scheduler::lease_epoch(lease_id);
+        if then != Some(now) {
+            info!(lease = %lease_id, granted_in = ?then, epoch = now, "report under a lease granted by an earlier coordinator life");
+        }
+    }
+
     pub fn is_stopping(&self) -> bool {
         *self.stopping.borrow()
     }
@@ -546,6 +563,7 @@ impl Tasks for Service {
     ) -> Result<Response<CompleteTaskResponse>, Status> {
         let r = req.into_inner();
         let l = lease_parts(r.lease)?;
+        self.0.note_earlier_life(&l.lease_id);
         self.0
             .with(|s| s.complete(key(&l), r.result_json.clone(), now_ms()))?;
         self.0
@@ -562,6 +580,7 @@ impl Tasks for Service {
     ) -> Result<Response<FailTaskResponse>, Status> {
         let r = req.into_inner();
         let l = lease_parts(r.lease)?;
+        self.0.note_earlier_life(&l.lease_id);
         self.0
             .with(|s| s.fail(key(&l), r.error, r.retryable, now_ms()))?;
         self.0.metrics.ended(&l.lease_id, Ended::Failed, None);

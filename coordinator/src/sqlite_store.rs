@@ -60,6 +60,11 @@ pub const MIGRATIONS: &[&str] = &[
         text   TEXT NOT NULL,
         PRIMARY KEY (job_id, idx)
     );",
+    // 4: the coordinator's epoch, one more at each start.
+    "CREATE TABLE meta (
+        key   TEXT NOT NULL PRIMARY KEY,
+        value INTEGER NOT NULL
+    );",
 ];
 
 /// How long a statement waits for another connection's lock.
@@ -628,6 +633,26 @@ impl Store for SqliteStore {
         }
     }
 
+    fn next_epoch(&mut self) -> StoreResult<u64> {
+        let op = "starting a coordinator epoch";
+        let path = &self.path;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| fail(op, path, e))?;
+        let epoch: i64 = tx
+            .query_row(
+                "INSERT INTO meta (key, value) VALUES ('epoch', 1)
+                 ON CONFLICT (key) DO UPDATE SET value = value + 1
+                 RETURNING value",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| fail(op, path, e))?;
+        tx.commit().map_err(|e| fail(op, path, e))?;
+        u64::try_from(epoch).map_err(|_| fail(op, path, format!("bad epoch {epoch}")))
+    }
+
     /// Checkpoints the write-ahead log into the database file and truncates
     /// it, so a stopped coordinator leaves one self-contained file.
     fn close(&mut self) -> StoreResult<()> {
@@ -946,13 +971,23 @@ mod tests {
         let path = dir.0.join("data").join("jobs.db");
         let before = {
             let mut s = SqliteStore::open(&path).unwrap();
+            assert_eq!(s.next_epoch().unwrap(), 1);
             for step in script() {
                 step(&mut s).unwrap();
             }
+            s.put_titles("a", &["[[titles]]\nname = \"t\"\n".into()])
+                .unwrap();
             snapshot(&s)
         };
         let mut s = SqliteStore::open(&path).unwrap();
         assert_eq!(snapshot(&s), before);
+        // Each life of a coordinator gets a greater epoch than the last.
+        assert_eq!(s.next_epoch().unwrap(), 2);
+        assert_eq!(
+            s.title_text("a", 0).unwrap().as_deref(),
+            Some("[[titles]]\nname = \"t\"\n")
+        );
+        assert_eq!(s.title_text("a", 1).unwrap(), None);
         // Event seqs continue after the highest ever appended.
         let last = s.events("a", 0, 100).unwrap().last().unwrap().seq;
         s.put_tasks(&[], None, &[event("a", "", "x")]).unwrap();

@@ -271,6 +271,10 @@ pub trait Store: Send {
     }
     fn leased(&self) -> StoreResult<Vec<TaskRecord>>;
     fn next_job_seq(&self) -> StoreResult<u64>;
+    /// Starts a new life of the coordinator owning this store: returns an
+    /// epoch greater than every one returned before (durably, for a
+    /// durable store), which the coordinator stamps on its leases.
+    fn next_epoch(&mut self) -> StoreResult<u64>;
     /// Makes everything written durable and compact before the process
     /// exits (a SQLite checkpoint). Further writes may still follow.
     fn close(&mut self) -> StoreResult<()> {
@@ -299,6 +303,7 @@ pub struct MemoryStore {
     finishers: BTreeMap<String, Vec<String>>,
     tallies: BTreeMap<String, Tally>,
     titles: BTreeMap<(String, u32), String>,
+    epoch: u64,
     /// False for a mirror: results stay in the durable store only.
     drop_results: bool,
 }
@@ -566,6 +571,10 @@ impl Store for MemoryStore {
     fn next_job_seq(&self) -> StoreResult<u64> {
         Ok(self.jobs.values().map(|j| j.seq + 1).max().unwrap_or(1))
     }
+    fn next_epoch(&mut self) -> StoreResult<u64> {
+        self.epoch += 1;
+        Ok(self.epoch)
+    }
 }
 
 /// A boxed store is a store: lets the coordinator choose one at run time.
@@ -644,6 +653,9 @@ impl Store for Box<dyn Store> {
     }
     fn next_job_seq(&self) -> StoreResult<u64> {
         (**self).next_job_seq()
+    }
+    fn next_epoch(&mut self) -> StoreResult<u64> {
+        (**self).next_epoch()
     }
     fn close(&mut self) -> StoreResult<()> {
         (**self).close()
@@ -751,6 +763,9 @@ impl Store for CachedStore {
     }
     fn next_job_seq(&self) -> StoreResult<u64> {
         self.mem.next_job_seq()
+    }
+    fn next_epoch(&mut self) -> StoreResult<u64> {
+        self.durable.next_epoch()
     }
     fn close(&mut self) -> StoreResult<()> {
         self.durable.close()

@@ -475,3 +475,24 @@ fn a_catalog_runs_through_indexed_transitions_with_the_manifest_last() {
     assert_eq!(tally.total(), 6_001);
     assert_eq!(tally.unfinished(), 0);
 }
+
+#[test]
+fn leases_carry_the_epoch_of_the_coordinator_life_that_granted_them() {
+    use stemforge_coordinator::scheduler::lease_epoch;
+    let mut s = sched();
+    assert_eq!(s.start_epoch().expect("epoch"), 1);
+    s.submit(job("j", 0), &plan(&["a"])).expect("submit");
+    let g = s.lease("w1", 0).expect("lease").expect("task");
+    let id = g.task.lease_id.clone().expect("lease id");
+    assert_eq!(lease_epoch(&id), Some(1));
+    // A later life: a new epoch; the earlier lease is still the task's and
+    // is told apart by its stamp.
+    assert_eq!(s.start_epoch().expect("epoch"), 2);
+    assert_eq!(lease_epoch(&id), Some(1));
+    s.complete(key(&g), "{}".into(), 10).expect("complete");
+    let g2 = s.lease("w1", 10).expect("lease").expect("render");
+    assert_eq!(
+        lease_epoch(g2.task.lease_id.as_deref().unwrap_or("")),
+        Some(2)
+    );
+}

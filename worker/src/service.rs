@@ -166,12 +166,8 @@ impl crate::tasks::manifest::OutcomePages for GrpcOutcomes {
                     return Ok((out, r.next_after_seq));
                 }
                 Err(s)
-                    if matches!(
-                        s.code(),
-                        tonic::Code::Unavailable
-                            | tonic::Code::DeadlineExceeded
-                            | tonic::Code::ResourceExhausted
-                    ) =>
+                    if crate::tasks::classify_rpc(s.code())
+                        == crate::tasks::FailureClass::Transient =>
                 {
                     last = Some(s);
                 }
@@ -456,11 +452,12 @@ where
     let mut wait = Duration::from_millis(100);
     loop {
         match send().await {
+            // The failure table decides: a coordinator away or slow is
+            // tried again, one that refused the report is not.
             Err(s)
-                if matches!(
-                    s.code(),
-                    tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
-                ) && tokio::time::Instant::now() < deadline =>
+                if crate::tasks::classify_rpc(s.code())
+                    == crate::tasks::FailureClass::Transient
+                    && tokio::time::Instant::now() < deadline =>
             {
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_secs(2));
