@@ -316,6 +316,19 @@ fn corrupt_stem_fails_its_title_cleanly() {
             .count(),
         12
     );
+    // The failed title counts every file it would have written: a stem set
+    // is one entry per role, so both titles list the same files.
+    let files = |t: &serde_json::Value| -> Vec<(String, String)> {
+        t["outputs"]
+            .as_array()
+            .expect("outputs")
+            .iter()
+            .map(|o| (o["variant"].to_string(), o["role"].to_string()))
+            .collect()
+    };
+    assert_eq!(files(&titles[1]), files(&titles[0]));
+    assert_eq!(m["summary"]["outputs"], 2 * files(&titles[0]).len());
+    assert_eq!(m["summary"]["failed"], files(&titles[1]).len());
 }
 
 /// A target the mix cannot reach without clipping: the clip safety lowers the

@@ -452,6 +452,9 @@ const EVENT_PAGE: usize = 1_000;
 const DEFAULT_OUTCOMES: usize = 200;
 /// The most outcomes one ReadOutcomes response carries.
 const MAX_OUTCOMES: usize = 1_000;
+/// The size a ReadOutcomes response stops growing at (gRPC's default
+/// message limit is 4 MiB).
+const OUTCOME_BYTES: usize = 1 << 20;
 
 fn task_counts(t: &crate::store::Tally) -> stemforge_proto::v1::TaskCounts {
     stemforge_proto::v1::TaskCounts {
@@ -613,35 +616,44 @@ impl Tasks for Service {
             0 => DEFAULT_OUTCOMES,
             n => (n as usize).min(MAX_OUTCOMES),
         };
-        let page = self.0.with(|s| {
+        // At most `limit` outcomes and about OUTCOME_BYTES of them (always
+        // at least one): results differ in size (a stem set's curves), the
+        // message must not.
+        let (outcomes, next_after_seq) = self.0.with(|s| {
             s.check_lease(key(&l))?;
             let (job, _, tasks) = s.job_page(&l.job_id, r.after_seq, limit + 1)?;
-            let mut out = Vec::with_capacity(tasks.len().min(limit));
-            for t in tasks.iter().take(limit) {
+            let mut out: Vec<TaskOutcome> = Vec::with_capacity(tasks.len().min(limit));
+            let mut bytes = 0usize;
+            let mut next = None;
+            for (i, t) in tasks.iter().enumerate() {
+                if i == limit || (bytes >= OUTCOME_BYTES && !out.is_empty()) {
+                    next = out.last().map(|o| o.seq);
+                    break;
+                }
                 let o = s.outcome(t)?;
                 // A title's first task (its preflight) brings the title's spec.
-                let spec = match (&t.kind, t.title) {
+                let title_spec = match (&t.kind, t.title) {
                     (deliverables_spec::TaskKind::Preflight { .. }, Some(i)) => {
                         s.spec_text(&job, i)?
                     }
                     _ => String::new(),
                 };
-                out.push((t.seq, t.task_id.clone(), o, spec));
+                let outcome_json = serde_json::to_string(&o).map_err(|e| {
+                    SchedError::Store(crate::store::StoreError::new(
+                        crate::store::StoreErrorKind::Other,
+                        format!("encoding the outcome of {}: {e}", t.task_id),
+                    ))
+                })?;
+                bytes += outcome_json.len() + title_spec.len();
+                out.push(TaskOutcome {
+                    seq: t.seq,
+                    task_id: t.task_id.clone(),
+                    title_spec,
+                    outcome_json,
+                });
             }
-            let next = (tasks.len() > limit).then(|| tasks[limit - 1].seq);
             Ok((out, next))
         })?;
-        let (items, next_after_seq) = page;
-        let mut outcomes = Vec::with_capacity(items.len());
-        for (seq, task_id, o, title_spec) in items {
-            outcomes.push(TaskOutcome {
-                seq,
-                task_id,
-                title_spec,
-                outcome_json: serde_json::to_string(&o)
-                    .map_err(|e| Status::internal(e.to_string()))?,
-            });
-        }
         Ok(Response::new(ReadOutcomesResponse {
             outcomes,
             next_after_seq,
