@@ -23,6 +23,10 @@ const PAGE_TITLES: usize = 50;
 /// Two 1 s stems every title shares, and a spec of `TITLES` titles
 /// delivering each one's full mix.
 fn catalog(dir: &Path) -> PathBuf {
+    catalog_of(dir, TITLES)
+}
+
+fn catalog_of(dir: &Path, titles: usize) -> PathBuf {
     std::fs::create_dir_all(dir).expect("mkdir session");
     let spec = hound::WavSpec {
         channels: 2,
@@ -44,7 +48,7 @@ fn catalog(dir: &Path) -> PathBuf {
         "schema_version = 1\n\n[delivery]\nprofile = \"ebu-r128\"\nbit_depth = 16\n\
          output_dir = \"deliverables\"\n\n[variants.full]\n",
     );
-    for i in 0..TITLES {
+    for i in 0..titles {
         text.push_str(&format!(
             "\n[[titles]]\nname = \"Cue {i:04}\"\nstems = [\n  {{ file = \"a.wav\", role = \"music\" }},\n  {{ file = \"b.wav\", role = \"vocals\" }},\n]\n"
         ));
@@ -193,4 +197,67 @@ fn walk(dir: &Path) -> Vec<String> {
         }
     }
     v
+}
+
+fn history_of(st: &serde_json::Value, label: &str) -> Vec<String> {
+    tasks(st)
+        .iter()
+        .find(|t| t["label"] == label)
+        .and_then(|t| t["history"].as_array())
+        .map(|h| {
+            h.iter()
+                .map(|l| l.as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_failed_manifest_leaves_no_temporary_file_shows_its_error_and_is_retried() {
+    const N: usize = 60;
+    let mut c = Cluster::builder("manifest-retry")
+        .start()
+        .unwrap_or_else(|e| panic!("cluster: {e}"));
+    let spec = catalog_of(&c.dir().join("session"), N);
+    let out = c.dir().join("out");
+    // A folder (not empty) where manifest.json goes: its rename fails.
+    let blocker = out.join("manifest.json");
+    std::fs::create_dir_all(&blocker).expect("mkdir");
+    std::fs::write(blocker.join("keep"), b"x").expect("write");
+    let job = c.submit(&spec, &out, &[]);
+    c.start_worker("w1");
+    let st = c.wait_job(&job, Duration::from_secs(300));
+    assert_eq!(st["state"], "failed", "{st:#}");
+    let failed: Vec<&serde_json::Value> = tasks(&st)
+        .iter()
+        .filter(|t| t["state"] != "succeeded")
+        .collect();
+    assert_eq!(failed.len(), 1, "only the manifest failed: {failed:#?}");
+    assert_eq!(failed[0]["label"], "manifest");
+    // The worker's own error, for the attempt, not a lapsed lease.
+    let h = history_of(&st, "manifest");
+    assert_eq!(h.len(), 1, "a permanent failure is not retried: {h:?}");
+    assert!(h[0].contains("Is a directory"), "{h:?}");
+    // Nothing temporary is left, and no report page of the failed attempt.
+    let left: Vec<String> = walk(&out)
+        .into_iter()
+        .filter(|n| n.ends_with(".partial") || n.contains("/report/"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    // Once the folder is gone, `retry` runs the manifest again.
+    std::fs::remove_dir_all(&blocker).expect("rm");
+    let r = c.cli(&["retry", &job]);
+    assert!(r.status.success(), "retry: {}", stemforge_testkit::text(&r));
+    let st = c.wait_job(&job, Duration::from_secs(120));
+    assert_eq!(st["state"], "succeeded", "{st:#}");
+    let h = history_of(&st, "manifest");
+    assert_eq!(h.len(), 3, "failed, retry requested, succeeded: {h:?}");
+    let m = read_json(&out.join("manifest.json"));
+    assert_eq!(m["summary"]["titles"], N);
+    assert_eq!(m["titles"].as_array().map(Vec::len), Some(N));
+    for p in 1..=N.div_ceil(PAGE_TITLES) {
+        assert!(out.join(format!("report/page-{p:05}.html")).is_file());
+    }
+    assert!(walk(&out).iter().all(|n| !n.ends_with(".partial")));
 }

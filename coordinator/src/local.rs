@@ -37,7 +37,10 @@ pub struct RenderOutcome {
 impl RenderOutcome {
     pub fn all_pass(&self) -> bool {
         job_state(self.status.state) == Some(JobState::Succeeded)
-            && self.manifest.as_ref().is_some_and(|m| m.summary.all_pass)
+            && self
+                .manifest
+                .as_ref()
+                .map_or(self.status.all_outputs_pass, |m| m.summary.all_pass)
     }
 }
 
@@ -72,14 +75,16 @@ pub async fn render(
     let status = result?;
     let manifest_path =
         (!status.manifest_path.is_empty()).then(|| PathBuf::from(&status.manifest_path));
+    // A catalog's manifest is not read back whole: the terminal gets its
+    // path and the job's verdict instead of a table.
     let manifest = match &manifest_path {
-        Some(p) => Some(
+        Some(p) if std::fs::metadata(p).is_ok_and(|m| m.len() <= TABULATE_BYTES) => Some(
             serde_json::from_slice(
                 &std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?,
             )
             .with_context(|| format!("{} is not a manifest", p.display()))?,
         ),
-        None => None,
+        _ => None,
     };
     Ok(RenderOutcome {
         status,
@@ -87,6 +92,12 @@ pub async fn render(
         manifest_path,
     })
 }
+
+/// The largest manifest the end of a render reads back to print its table.
+const TABULATE_BYTES: u64 = 8 << 20;
+/// The most tasks the end of a render lists (failures among them); a
+/// larger job is summarised by its counts.
+const LIST_TASKS: u64 = 5_000;
 
 /// Submits the job and follows it to the end, with a progress bar on a terminal.
 async fn drive(
@@ -141,7 +152,11 @@ async fn drive(
             if let Some(b) = &bar {
                 b.finish_and_clear();
             }
-            return crate::remote::get_job(&mut client, &resp.job_id).await;
+            return if c.total <= LIST_TASKS {
+                crate::remote::get_job(&mut client, &resp.job_id).await
+            } else {
+                Ok(st)
+            };
         }
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
@@ -166,7 +181,18 @@ pub fn summary_table(o: &RenderOutcome) -> String {
         }
     }
     let Some(m) = &o.manifest else {
-        s.push_str("no manifest was written\n");
+        match &o.manifest_path {
+            Some(p) => s.push_str(&format!(
+                "{}; manifest: {} (too large to tabulate here: see report.html beside it)\n",
+                if o.status.all_outputs_pass {
+                    "every output passed"
+                } else {
+                    "NOT every output passed"
+                },
+                p.display()
+            )),
+            None => s.push_str("no manifest was written\n"),
+        }
         return s;
     };
     let f = |v: Option<f64>| v.map_or("   -   ".to_string(), |x| format!("{x:7.2}"));
