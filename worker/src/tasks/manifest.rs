@@ -177,15 +177,26 @@ impl Writers {
     fn new(dir: &std::path::Path, head: &Manifest) -> Result<Writers, TaskError> {
         let mut json = StreamedFile::create(&dir.join(MANIFEST_FILE))?;
         // The head of the JSON object: every field but titles and summary,
-        // pretty-printed as serde_json prints the whole manifest.
-        let mut value =
-            serde_json::to_value(head).map_err(|e| TaskError::Internal(e.to_string()))?;
-        if let Some(o) = value.as_object_mut() {
-            o.remove("titles");
-            o.remove("summary");
+        // in the manifest's own order, pretty-printed as serde_json prints
+        // the whole manifest.
+        #[derive(serde::Serialize)]
+        struct Head<'a> {
+            manifest_version: u32,
+            tool: &'a Tool,
+            job_id: &'a str,
+            spec_sha256: &'a str,
+            submitted: &'a str,
+            delivery: &'a Delivery,
         }
-        let text =
-            serde_json::to_string_pretty(&value).map_err(|e| TaskError::Internal(e.to_string()))?;
+        let text = serde_json::to_string_pretty(&Head {
+            manifest_version: head.manifest_version,
+            tool: &head.tool,
+            job_id: &head.job_id,
+            spec_sha256: &head.spec_sha256,
+            submitted: &head.submitted,
+            delivery: &head.delivery,
+        })
+        .map_err(|e| TaskError::Internal(e.to_string()))?;
         let open = text
             .trim_end()
             .strip_suffix('}')
