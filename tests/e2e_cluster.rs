@@ -897,6 +897,7 @@ fn a_report_under_a_lapsed_lease_is_refused() {
             lease: Some(lref(&l1)),
             error: "late failure".into(),
             retryable: false,
+            shared_cause: false,
         }))
         .map(|_| ()),
         "fail under the lapsed lease",

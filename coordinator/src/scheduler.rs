@@ -397,10 +397,35 @@ impl<S: Store> Scheduler<S> {
         retryable: bool,
         now_ms: i64,
     ) -> Result<(), SchedError> {
+        self.fail_blaming(k, error, retryable, retryable, now_ms)
+    }
+
+    /// A retryable failure whose cause every worker shares (the output
+    /// folder full, a storage hiccup): retried with backoff like any
+    /// transient failure, but not counted against the worker, so a full
+    /// disk does not keep healthy workers off the job.
+    pub fn fail_shared(
+        &mut self,
+        k: LeaseKey<'_>,
+        error: String,
+        now_ms: i64,
+    ) -> Result<(), SchedError> {
+        self.fail_blaming(k, error, true, false, now_ms)
+    }
+
+    fn fail_blaming(
+        &mut self,
+        k: LeaseKey<'_>,
+        error: String,
+        retryable: bool,
+        blame_worker: bool,
+        now_ms: i64,
+    ) -> Result<(), SchedError> {
         let job = k.job;
         let t = self.current(k)?;
-        // Bad input is the task's fault, not the worker's.
-        let blame: Vec<String> = if retryable {
+        // Bad input is the task's fault, a shared cause nobody's: only
+        // the rest counts against the worker.
+        let blame: Vec<String> = if blame_worker {
             t.worker_id.clone().into_iter().collect()
         } else {
             vec![]

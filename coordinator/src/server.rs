@@ -584,8 +584,13 @@ impl Tasks for Service {
         let r = req.into_inner();
         let l = lease_parts(r.lease)?;
         self.0.note_earlier_life(&l.lease_id);
-        self.0
-            .with(|s| s.fail(key(&l), r.error, r.retryable, now_ms()))?;
+        self.0.with(|s| {
+            if r.retryable && r.shared_cause {
+                s.fail_shared(key(&l), r.error, now_ms())
+            } else {
+                s.fail(key(&l), r.error, r.retryable, now_ms())
+            }
+        })?;
         self.0.metrics.ended(&l.lease_id, Ended::Failed, None);
         self.0.work.notify_waiters();
         self.0.changed.notify_waiters();

@@ -496,3 +496,24 @@ fn leases_carry_the_epoch_of_the_coordinator_life_that_granted_them() {
         Some(2)
     );
 }
+
+#[test]
+fn a_shared_cause_is_retried_without_counting_against_the_worker() {
+    let mut s = sched(); // max_worker_failures = 2, backoff 500 ms
+    s.submit(job("j", 0), &plan(&["a", "b"])).expect("submit");
+    let mut t = 0;
+    for _ in 0..2 {
+        let g = s.lease("w1", t).expect("lease").expect("task");
+        s.fail_shared(key(&g), "No space left on device".into(), t)
+            .expect("fail");
+        t += 1_000;
+    }
+    assert!(s.job("j").expect("job").0.worker_failures.is_empty());
+    // A good worker around does not keep w1 off: the disk was at fault.
+    let g = s.lease("w2", t).expect("lease").expect("task");
+    s.complete(key(&g), "{}".into(), t).expect("complete");
+    assert!(s.lease("w1", t).expect("lease").is_some());
+    // The attempts were retried with backoff, not failed for good.
+    let (_, tasks) = s.job("j").expect("job");
+    assert!(tasks.iter().all(|x| x.state != TaskState::Failed));
+}

@@ -425,6 +425,7 @@ async fn run_one(
                 lease: Some(lref),
                 error: e.to_string(),
                 retryable: e.is_retryable(),
+                shared_cause: e.is_shared_cause(),
             };
             let r = report(|| {
                 let mut c = client.clone();

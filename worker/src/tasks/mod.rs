@@ -12,7 +12,9 @@
 //! another worker, can succeed without anyone changing anything (space
 //! freed by a cleanup, a share back after a hiccup); permanent when an
 //! operator or the spec's author must act first, so retrying only delays
-//! the report.
+//! the report. A transient failure of the storage every worker shares (an
+//! input's or the output folder's I/O: [`TaskError::is_shared_cause`]) is
+//! reported as a shared cause and does not count against the worker.
 //!
 //! | Failure | Recognised by | Class |
 //! |---|---|---|
@@ -257,6 +259,23 @@ impl TaskError {
         }
     }
 
+    /// Whether the failure comes from the files every worker shares (an
+    /// input's or the output folder's storage) rather than from this
+    /// worker: then it does not count against the worker.
+    pub fn is_shared_cause(&self) -> bool {
+        match self {
+            TaskError::Source(SourceError::Decode(d)) | TaskError::Decode(d) => {
+                matches!(d, DecodeError::Open { .. } | DecodeError::Io { .. })
+            }
+            TaskError::Output(OutputError::Io { .. }) => true,
+            TaskError::Output(OutputError::Wav { source, .. }) => matches!(
+                source,
+                BwfError::Io(_) | BwfError::Open { .. } | BwfError::InFile { .. }
+            ),
+            _ => false,
+        }
+    }
+
     /// Whether running the task again could succeed: [`TaskError::class`]
     /// is transient.
     pub fn is_retryable(&self) -> bool {
@@ -306,6 +325,14 @@ mod tests {
             path: PathBuf::from("out/x.wav"),
             source: io::Error::from_raw_os_error(code),
         })
+    }
+
+    #[test]
+    fn storage_failures_are_a_shared_cause_and_the_rest_the_workers() {
+        assert!(output_io(libc::ENOSPC).is_shared_cause());
+        assert!(output_io(libc::EIO).is_shared_cause());
+        assert!(!TaskError::Internal("task thread failed".into()).is_shared_cause());
+        assert!(!TaskError::Input("silent".into()).is_shared_cause());
     }
 
     #[test]
