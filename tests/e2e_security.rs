@@ -403,6 +403,37 @@ fn metrics_beyond_loopback_need_the_explicit_flag_too() {
         log.contains("WARN") && log.contains("serving /metrics beyond loopback on 0.0.0.0:"),
         "{log}"
     );
+    drop(c);
+    // metrics_public allows the metrics address alone: the API on a
+    // non-loopback address without TLS is still refused...
+    let o = Command::new(bin())
+        .args([
+            "coordinator",
+            "--listen",
+            "0.0.0.0:0",
+            "--metrics-listen",
+            "0.0.0.0:0",
+            "--data-dir",
+        ])
+        .arg(dir.join("data2"))
+        .env("STEMFORGE_LOG", "warn")
+        .env("STEMFORGE_METRICS_PUBLIC", "true")
+        .output()
+        .expect("run");
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("refusing to serve metrics"));
+    // ...and with the API on loopback the coordinator starts, warning.
+    let c = Cluster::builder("sec-metrics-public")
+        .env("STEMFORGE_LOG", "debug")
+        .env("STEMFORGE_METRICS_PUBLIC", "true")
+        .metrics(false)
+        .args(&["--metrics-listen", "0.0.0.0:0"])
+        .start()
+        .expect("starts with metrics_public");
+    assert!(
+        c.coordinator_log()
+            .contains("serving /metrics beyond loopback on 0.0.0.0:")
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

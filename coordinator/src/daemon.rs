@@ -51,6 +51,8 @@ pub struct CoordinatorArgs<'a> {
     /// Prometheus `/metrics` address (empty: off).
     pub metrics_listen: &'a str,
     pub allow_insecure: bool,
+    /// A non-loopback `metrics_listen` is meant (`metrics_public`).
+    pub metrics_public: bool,
 }
 
 /// Runs a coordinator until a shutdown signal. Refuses to start when another
@@ -83,7 +85,7 @@ pub async fn run_coordinator(settings: &Settings, args: &CoordinatorArgs<'_>) ->
             .await
             .with_context(|| format!("cannot serve metrics on {}", args.metrics_listen))?;
         let maddr = l.local_addr()?;
-        metrics_exposure_check(maddr, args.allow_insecure)?;
+        metrics_exposure_check(maddr, args.metrics_public || args.allow_insecure)?;
         Some((maddr, l))
     };
 

@@ -247,12 +247,12 @@ pub fn metrics_exposure_check(addr: SocketAddr, allow_insecure: bool) -> anyhow:
     if allow_insecure {
         tracing::warn!(
             %addr,
-            "serving /metrics beyond loopback on {addr} without TLS or tokens: anyone who can reach this address can read the coordinator's metrics (--insecure)"
+            "serving /metrics beyond loopback on {addr} without TLS or tokens: anyone who can reach this address can read the coordinator's metrics (metrics_public or --insecure)"
         );
         return Ok(());
     }
     anyhow::bail!(
-        "refusing to serve metrics on {addr}: /metrics is plain HTTP without tokens; serve it on a loopback address (--metrics-listen 127.0.0.1:PORT), or pass --insecure (allow_insecure = true) when only trusted hosts (e.g. your Prometheus) can reach {addr}"
+        "refusing to serve metrics on {addr}: /metrics is plain HTTP without tokens; serve it on a loopback address (--metrics-listen 127.0.0.1:PORT), or set metrics_public = true (STEMFORGE_METRICS_PUBLIC=true; --insecure also allows it) when only trusted hosts (e.g. your Prometheus) can reach {addr}"
     )
 }
 

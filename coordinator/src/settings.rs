@@ -80,6 +80,10 @@ pub struct Settings {
     /// Serve beyond loopback without TLS and both tokens (logged loudly).
     #[serde(default)]
     pub allow_insecure: bool,
+    /// Serve `/metrics` (plain HTTP, no tokens) on a non-loopback
+    /// `metrics_listen` (logged), without relaxing the gRPC API's guard.
+    #[serde(default)]
+    pub metrics_public: bool,
     /// Worker: after SIGTERM, how long the task in hand may run on before
     /// it is stopped and its lease handed back, seconds.
     pub drain_timeout_s: f64,

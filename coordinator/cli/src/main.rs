@@ -544,6 +544,7 @@ fn coordinator(ctx: &Ctx, a: CoordinatorArgs) -> anyhow::Result<ExitCode> {
                 data_dir: &data_dir,
                 metrics_listen: &metrics_listen,
                 allow_insecure: insecure || ctx.settings.allow_insecure,
+                metrics_public: ctx.settings.metrics_public,
             },
         ))?;
     Ok(ExitCode::SUCCESS)
