@@ -158,7 +158,7 @@ impl<S: Store> Scheduler<S> {
         // is the spec's order.
         let mut title_index: BTreeMap<&str, u32> = BTreeMap::new();
         for p in &plan.tasks {
-            if let Some(t) = title_name(&p.kind) {
+            if let Some(t) = p.kind.title() {
                 let n = title_index.len() as u32;
                 title_index.entry(t).or_insert(n);
             }
@@ -172,7 +172,7 @@ impl<S: Store> Scheduler<S> {
                 task_id: p.id.clone(),
                 seq: i as u32,
                 kind: p.kind.clone(),
-                title: title_name(&p.kind).and_then(|t| title_index.get(t).copied()),
+                title: p.kind.title().and_then(|t| title_index.get(t).copied()),
                 deps: p.deps.clone(),
                 run_when: p.run_when,
                 weight: p.weight,
@@ -854,15 +854,6 @@ impl<S: Store> Scheduler<S> {
 /// from before epochs were stamped).
 pub fn lease_epoch(lease_id: &str) -> Option<u64> {
     lease_id.strip_prefix('e')?.split('-').next()?.parse().ok()
-}
-
-/// The title a task works on (the manifest works on the whole job).
-fn title_name(k: &deliverables_spec::TaskKind) -> Option<&str> {
-    use deliverables_spec::TaskKind as K;
-    match k {
-        K::Preflight { title } | K::Analyze { title, .. } | K::Render { title, .. } => Some(title),
-        K::Manifest => None,
-    }
 }
 
 fn task_event(t: &TaskRecord, now_ms: i64, message: String) -> JobEvent {

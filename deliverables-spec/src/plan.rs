@@ -41,6 +41,16 @@ pub enum TaskKind {
 }
 
 impl TaskKind {
+    /// The title the task works on (`None`: the job-wide manifest).
+    pub fn title(&self) -> Option<&str> {
+        match self {
+            TaskKind::Preflight { title }
+            | TaskKind::Analyze { title, .. }
+            | TaskKind::Render { title, .. } => Some(title),
+            TaskKind::Manifest => None,
+        }
+    }
+
     pub fn label(&self) -> String {
         match self {
             TaskKind::Preflight { title } => format!("preflight {title}"),

@@ -254,12 +254,13 @@ fn confine(
     if !roots.is_confined() {
         return Ok(());
     }
-    let title = match kind {
-        TaskKind::Preflight { title } | TaskKind::Analyze { title, .. } => Some(title),
-        TaskKind::Render { title, .. } => Some(title),
-        TaskKind::Manifest => None,
-    };
-    for t in spec.spec.titles.iter().filter(|t| Some(&t.name) == title) {
+    let title = kind.title();
+    for t in spec
+        .spec
+        .titles
+        .iter()
+        .filter(|t| Some(t.name.as_str()) == title)
+    {
         for f in t.stems.iter().map(|s| &s.file).chain(t.reference.iter()) {
             roots.confine(&spec.path(f)).map_err(|why| {
                 TaskError::Input(format!(

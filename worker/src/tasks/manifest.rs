@@ -85,7 +85,7 @@ pub fn write_manifest(ctx: &TaskContext<'_>) -> Result<ManifestResult, TaskError
         ctx.check_cancel()?;
         let (items, next) = pages.page(after)?;
         for item in items {
-            if title_of(&item.outcome.kind).is_none() {
+            if item.outcome.kind.title().is_none() {
                 continue;
             }
             if let Some(text) = item.title_spec {
@@ -140,16 +140,6 @@ fn title_entry_of(
         title,
         group,
     ))
-}
-
-/// The title a task belongs to (the manifest task has none).
-fn title_of(k: &TaskKind) -> Option<&str> {
-    match k {
-        TaskKind::Preflight { title }
-        | TaskKind::Analyze { title, .. }
-        | TaskKind::Render { title, .. } => Some(title),
-        TaskKind::Manifest => None,
-    }
 }
 
 /// The manifest's files being written: JSON and CSV streamed to temporary
