@@ -261,3 +261,43 @@ fn a_failed_manifest_leaves_no_temporary_file_shows_its_error_and_is_retried() {
     }
     assert!(walk(&out).iter().all(|n| !n.ends_with(".partial")));
 }
+
+#[test]
+fn a_local_render_of_a_catalog_keeps_its_job_on_disk_and_delivers_every_title() {
+    // Above 200 titles `render` keeps its job in a SQLite file in a scratch
+    // folder (removed afterwards) instead of memory.
+    const N: usize = 240;
+    let dir = stemforge_testkit::scratch("local-catalog");
+    let spec = catalog_of(&dir.join("session"), N);
+    let out = dir.join("out");
+    let before = scratch_folders();
+    let o = std::process::Command::new(stemforge_testkit::bin())
+        .args(["render"])
+        .arg(&spec)
+        .args(["--workers", "2", "--out"])
+        .arg(&out)
+        .env("STEMFORGE_LOG", "warn")
+        .output()
+        .expect("run render");
+    assert!(o.status.success(), "{}", stemforge_testkit::text(&o));
+    let m = read_json(&out.join("manifest.json"));
+    assert_eq!(m["summary"]["titles"], N);
+    assert_eq!(m["summary"]["all_pass"], true);
+    assert_eq!(m["titles"][N - 1]["name"], format!("Cue {:04}", N - 1));
+    assert_eq!(scratch_folders(), before, "the scratch folder is removed");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `stemforge-render-*` folders in the temporary directory.
+fn scratch_folders() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(std::env::temp_dir())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .filter(|n| n.starts_with("stemforge-render-"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}

@@ -17,7 +17,7 @@ use stemforge_proto::v1::{JobStatus, SubmitJobRequest};
 
 use tracing::info;
 
-use crate::sandbox::SandboxBuilder;
+use crate::sandbox::{SandboxBuilder, SandboxStore};
 use crate::settings::Settings;
 use stemforge_proto::client::Endpoint;
 
@@ -44,6 +44,18 @@ impl RenderOutcome {
     }
 }
 
+/// Titles up to which `render` keeps its job in memory.
+const MEMORY_STORE_TITLES: usize = 200;
+
+/// A scratch folder removed when dropped (every path out of `render`).
+struct ScratchDir(std::path::PathBuf);
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Renders a spec file end to end through an in-process cluster.
 pub async fn render(
     spec_path: &Path,
@@ -66,12 +78,32 @@ pub async fn render(
         None => String::new(),
     };
 
+    // A catalog keeps its jobs in a SQLite file, so results are not held in
+    // memory as the job goes; a few titles stay in memory.
+    let scratch = (loaded.spec.titles.len() > MEMORY_STORE_TITLES)
+        .then(|| {
+            let dir = std::env::temp_dir().join(format!(
+                "stemforge-render-{}-{}",
+                std::process::id(),
+                loaded.sha256.get(..12).unwrap_or_default()
+            ));
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))
+                .map(|()| ScratchDir(dir))
+        })
+        .transpose()?;
+    let store = match &scratch {
+        Some(d) => SandboxStore::Sqlite(d.0.join("jobs.sqlite")),
+        None => SandboxStore::Memory,
+    };
     let sandbox = SandboxBuilder::new(settings)
+        .store(store)
         .workers(opts.workers.max(1))
         .start()
         .await?;
     let result = drive(&sandbox.client, &loaded, &base_dir, out).await;
     sandbox.shutdown().await;
+    drop(scratch);
     let status = result?;
     let manifest_path =
         (!status.manifest_path.is_empty()).then(|| PathBuf::from(&status.manifest_path));
