@@ -227,14 +227,7 @@ footer { margin-top: 40px; padding-top: 8px; border-top: 1px solid #ccc; font-si
 /// The report for a manifest. Same manifest, same bytes.
 pub fn report_html(m: &Manifest) -> String {
     let mut h = String::with_capacity(32 * 1024);
-    let _ = writeln!(
-        h,
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>Loudness compliance report: {}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>",
-        escape(&m.job_id)
-    );
-    header(&mut h, m);
+    open_page(&mut h, m);
     let dialogue_column = m.titles.iter().flat_map(|t| &t.outputs).any(|o| {
         o.measurement.as_ref().is_some_and(|x| x.dialogue.is_some())
             || o.verdict
@@ -245,16 +238,7 @@ pub fn report_html(m: &Manifest) -> String {
     for (i, t) in m.titles.iter().enumerate() {
         title(&mut h, m, t, i + 1, dialogue_column);
     }
-    let _ = writeln!(
-        h,
-        "<footer>Generated from the compliance manifest (version {}) of job <span class=\"mono\">{}</span> by {} {}. \
-         Values are as measured on the written files; the manifest is the authoritative record.</footer>\n\
-         </main>\n</body>\n</html>",
-        m.manifest_version,
-        escape(&m.job_id),
-        escape(&m.tool.name),
-        escape(&m.tool.version)
-    );
+    close_page(&mut h, m);
     h
 }
 
@@ -304,14 +288,7 @@ pub fn report_index_html(
     failures: &[(String, String)],
 ) -> String {
     let mut h = String::with_capacity(16 * 1024 + 200 * pages.len());
-    let _ = writeln!(
-        h,
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>Loudness compliance report: {}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>",
-        escape(&m.job_id)
-    );
-    header(&mut h, m);
+    open_page(&mut h, m);
     h.push_str(
         "<section><h2>Pages</h2><table class=\"qc\"><thead><tr><th>page</th><th>titles</th>\
          <th>count</th><th>titles failed</th><th>outputs</th><th>passed</th><th>failed</th></tr></thead><tbody>\n",
@@ -344,6 +321,24 @@ pub fn report_index_html(
         }
         h.push_str("</ul></section>\n");
     }
+    close_page(&mut h, m);
+    h
+}
+
+/// The document's head, the opening of its body and the job's header.
+fn open_page(h: &mut String, m: &Manifest) {
+    let _ = writeln!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>Loudness compliance report: {}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>",
+        escape(&m.job_id)
+    );
+    header(h, m);
+}
+
+/// The footer and the document's end.
+fn close_page(h: &mut String, m: &Manifest) {
     let _ = writeln!(
         h,
         "<footer>Generated from the compliance manifest (version {}) of job <span class=\"mono\">{}</span> by {} {}. \
@@ -354,7 +349,6 @@ pub fn report_index_html(
         escape(&m.tool.name),
         escape(&m.tool.version)
     );
-    h
 }
 
 fn header(h: &mut String, m: &Manifest) {

@@ -212,22 +212,7 @@ impl Writers {
     }
 
     fn title(&mut self, entry: TitleEntry) -> Result<(), TaskError> {
-        let s = &mut self.summary;
-        s.titles += 1;
-        if let Some(p) = &entry.preflight {
-            s.preflight_errors += p.errors();
-            s.preflight_warnings += p.warnings();
-        }
-        if entry.status == "failed" {
-            s.titles_failed += 1;
-        }
-        for out in &entry.outputs {
-            s.outputs += 1;
-            match out.verdict.verdict {
-                Outcome::Pass => s.passed += 1,
-                Outcome::Fail => s.failed += 1,
-            }
-        }
+        count_title(&mut self.summary, &entry);
         let text =
             serde_json::to_string_pretty(&entry).map_err(|e| TaskError::Internal(e.to_string()))?;
         let mut block = String::with_capacity(text.len() + text.len() / 8);
@@ -367,27 +352,31 @@ impl Writers {
     }
 }
 
+/// Adds a title to a summary: the title, its failure, its outputs and
+/// their verdicts, its preflight findings.
+fn count_title(s: &mut Summary, t: &TitleEntry) {
+    s.titles += 1;
+    if let Some(p) = &t.preflight {
+        s.preflight_errors += p.errors();
+        s.preflight_warnings += p.warnings();
+    }
+    if t.status == "failed" {
+        s.titles_failed += 1;
+    }
+    for o in &t.outputs {
+        s.outputs += 1;
+        match o.verdict.verdict {
+            Outcome::Pass => s.passed += 1,
+            Outcome::Fail => s.failed += 1,
+        }
+    }
+}
+
 /// The summary of a page of titles.
 fn page_summary(titles: &[TitleEntry]) -> Summary {
-    let mut s = Summary {
-        titles: titles.len(),
-        ..Summary::default()
-    };
+    let mut s = Summary::default();
     for t in titles {
-        if t.status == "failed" {
-            s.titles_failed += 1;
-        }
-        for o in &t.outputs {
-            s.outputs += 1;
-            match o.verdict.verdict {
-                Outcome::Pass => s.passed += 1,
-                Outcome::Fail => s.failed += 1,
-            }
-        }
-        if let Some(p) = &t.preflight {
-            s.preflight_errors += p.errors();
-            s.preflight_warnings += p.warnings();
-        }
+        count_title(&mut s, t);
     }
     s.all_pass = s.failed == 0 && s.titles_failed == 0;
     s
