@@ -1241,7 +1241,10 @@ fn cancel_stops_the_running_task_at_its_next_heartbeat_and_leaves_the_worker_idl
     let variant = str_of(&victim["label"])
         .strip_prefix("render Slow/")
         .expect("a render of Slow");
-    let prefix = if variant == "stems" {
+    // A pack's render writes every file of the title.
+    let prefix = if variant.starts_with("pack") {
+        "Slow_".to_string()
+    } else if variant == "stems" {
         "Slow_stem-".to_string()
     } else {
         format!("Slow_{variant}_")

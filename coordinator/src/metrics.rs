@@ -18,7 +18,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::store::{JobState, Tally, TaskRecord, TaskState};
-use deliverables_spec::contract::RenderResult;
+use deliverables_spec::contract::PackResult;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabel {
@@ -265,7 +265,7 @@ impl Metrics {
 
 /// Seconds of audio in a render result.
 fn rendered_seconds(result_json: &str) -> f64 {
-    serde_json::from_str::<RenderResult>(result_json)
+    serde_json::from_str::<PackResult>(result_json)
         .map_or(0.0, |r| r.audio_seconds())
         .max(0.0)
 }
@@ -289,10 +289,15 @@ mod tests {
             })
         };
         let r = serde_json::json!({
-            "title": "t", "variant": "stems", "description": "",
-            "outputs": [output(12.5), output(12.5)],
+            "title": "t",
+            "renders": [
+                { "title": "t", "variant": "stems", "description": "",
+                  "outputs": [output(12.5), output(12.5)] },
+                { "title": "t", "variant": "full", "description": "",
+                  "outputs": [output(12.5)] },
+            ],
         });
-        assert_eq!(rendered_seconds(&r.to_string()), 25.0);
+        assert_eq!(rendered_seconds(&r.to_string()), 37.5);
         assert_eq!(rendered_seconds("not json"), 0.0);
     }
 

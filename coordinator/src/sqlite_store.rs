@@ -697,7 +697,7 @@ mod tests {
             seq,
             kind: TaskKind::Render {
                 title: "t".into(),
-                variant: id.into(),
+                variants: vec![id.into()],
                 rate: None,
             },
             title: Some(0),

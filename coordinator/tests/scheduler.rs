@@ -23,7 +23,7 @@ fn plan(titles: &[&str]) -> Plan {
                 id: format!("render-{t}-{v}"),
                 kind: TaskKind::Render {
                     title: t.to_string(),
-                    variant: v.to_string(),
+                    variants: vec![v.to_string()],
                     rate: None,
                 },
                 deps: vec![a.clone()],
@@ -458,7 +458,7 @@ fn a_catalog_runs_through_indexed_transitions_with_the_manifest_last() {
             assert_eq!(tally.unfinished(), 1);
         }
         // Every tenth render fails for good: its title carries on.
-        let fail = matches!(&g.task.kind, TaskKind::Render { variant, .. } if variant == "tv")
+        let fail = matches!(&g.task.kind, TaskKind::Render { variants, .. } if variants == &["tv"])
             && done % 10 == 0;
         if fail {
             s.fail(key(&g), "bad".into(), false, t).expect("fail");

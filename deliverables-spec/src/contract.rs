@@ -296,7 +296,7 @@ pub struct RenderedOutput {
     pub level_changes: Vec<LevelChange>,
 }
 
-/// The result of a render task.
+/// What a render task wrote for one variant.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RenderResult {
     pub title: String,
@@ -309,6 +309,21 @@ impl RenderResult {
     /// Seconds of audio it wrote, over all its files.
     pub fn audio_seconds(&self) -> f64 {
         self.outputs.iter().map(|o| o.file.duration_s).sum()
+    }
+}
+
+/// The result of a render task: a title's pack (at one rate), one
+/// [`RenderResult`] per variant, in the order the task lists them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PackResult {
+    pub title: String,
+    pub renders: Vec<RenderResult>,
+}
+
+impl PackResult {
+    /// Seconds of audio it wrote, over all its files.
+    pub fn audio_seconds(&self) -> f64 {
+        self.renders.iter().map(RenderResult::audio_seconds).sum()
     }
 }
 

@@ -28,11 +28,13 @@ pub enum TaskKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         rate: Option<u32>,
     },
-    /// Render one variant of a title (a mix, or a set of stems), at `rate`
-    /// as its analysis.
+    /// Render variants of a title (mixes, sets of stems) in one pass over
+    /// its stems, at `rate` as its analysis. The plan gives each title's
+    /// pack one task with every variant it renders: the stem chains run
+    /// once for all of them.
     Render {
         title: String,
-        variant: String,
+        variants: Vec<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         rate: Option<u32>,
     },
@@ -57,9 +59,12 @@ impl TaskKind {
             TaskKind::Analyze { title, rate } => format!("analyze {title}{}", at(*rate)),
             TaskKind::Render {
                 title,
-                variant,
+                variants,
                 rate,
-            } => format!("render {title}/{variant}{}", at(*rate)),
+            } => match variants.as_slice() {
+                [one] => format!("render {title}/{one}{}", at(*rate)),
+                many => format!("render {title}/pack ({} variants){}", many.len(), at(*rate)),
+            },
             TaskKind::Manifest => "manifest".to_string(),
         }
     }
@@ -271,31 +276,35 @@ pub fn plan(
                 run_when: RunWhen::DepsSucceeded,
                 weight: 2.0 * stems_weight,
             });
-            for v in &keep {
-                let kind = TaskKind::Render {
-                    title: title.name.clone(),
-                    variant: v.name.clone(),
-                    rate,
-                };
-                let id = content_id(&[
-                    &version,
-                    &json(&kind),
-                    &json(&analyze_id),
-                    &json(v),
-                    &delivery,
-                ]);
-                let outputs = match v.output {
+            if keep.is_empty() {
+                continue;
+            }
+            let kind = TaskKind::Render {
+                title: title.name.clone(),
+                variants: keep.iter().map(|v| v.name.clone()).collect(),
+                rate,
+            };
+            let id = content_id(&[
+                &version,
+                &json(&kind),
+                &json(&analyze_id),
+                &json(&keep),
+                &delivery,
+            ]);
+            let outputs: f64 = keep
+                .iter()
+                .map(|v| match v.output {
                     OutputKind::Mix => 1.0,
                     OutputKind::Stems => 1.5,
-                };
-                tasks.push(PlannedTask {
-                    id,
-                    kind,
-                    deps: vec![analyze_id.clone()],
-                    run_when: RunWhen::DepsSucceeded,
-                    weight: stems_weight * 0.5 + outputs,
-                });
-            }
+                })
+                .sum();
+            tasks.push(PlannedTask {
+                id,
+                kind,
+                deps: vec![analyze_id.clone()],
+                run_when: RunWhen::DepsSucceeded,
+                weight: stems_weight * 0.5 + outputs,
+            });
         }
     }
     let mut deps: Vec<&str> = tasks.iter().map(|t| t.id.as_str()).collect();

@@ -630,8 +630,8 @@ mod tests {
         assert_eq!(loaded.spec.titles.len(), 3);
         assert_eq!(count_outputs(&loaded), 36);
         let plan = deliverables_spec::plan_job(&loaded, "test", &[]).expect("plan");
-        // Per title: preflight, analysis, seven renders; then the manifest.
-        assert_eq!(plan.tasks.len(), 3 * 9 + 1);
+        // Per title: preflight, analysis, its pack's render; then the manifest.
+        assert_eq!(plan.tasks.len(), 3 * 3 + 1);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -17,6 +17,9 @@ use super::node::{Node, db_to_gain};
 use super::nodes::Delay;
 use super::surround::{ChannelNode, FoldMatrix, LFE};
 
+/// One stem's processing: (5.1: LFE low-pass) → its chain → its alignment
+/// delay. The same for every graph of a title that builds it from the same
+/// nodes, so a [`StemBank`] runs it once per block for all of them.
 struct StemProc {
     /// Index into the title's stems (and the decoded input blocks).
     input: usize,
@@ -24,6 +27,75 @@ struct StemProc {
     lfe: Option<ChannelNode>,
     chain: Chain,
     align: Delay,
+}
+
+/// The per-stem processing shared by every graph of a pass: each distinct
+/// stem processor (stem, LFE filter, chain, alignment, and the context its
+/// nodes read) is built once and run once per block, whatever number of
+/// mixes, linked stems and variants read its output. A variant that changes
+/// a stem's own chain (an insert on a role) gets a processor of its own.
+///
+/// Bit-identity: a graph reading a shared processor sums exactly the samples
+/// it would have computed with a processor of its own (same nodes, same
+/// input, same block sequence), in the same order.
+#[derive(Default)]
+pub struct StemBank {
+    procs: Vec<StemProc>,
+    keys: Vec<String>,
+    outs: Vec<Block>,
+    /// Frames of the block last processed.
+    frames: usize,
+}
+
+impl StemBank {
+    pub fn new() -> StemBank {
+        StemBank::default()
+    }
+
+    /// Distinct stem processors (what one block costs in stem chains).
+    pub fn len(&self) -> usize {
+        self.procs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.procs.is_empty()
+    }
+
+    /// The processor with this key, or `make()`'s, added.
+    fn register(
+        &mut self,
+        key: String,
+        channels: usize,
+        max_block: usize,
+        make: impl FnOnce() -> Result<StemProc, GraphError>,
+    ) -> Result<usize, GraphError> {
+        if let Some(i) = self.keys.iter().position(|k| *k == key) {
+            return Ok(i);
+        }
+        self.procs.push(make()?);
+        self.keys.push(key);
+        self.outs.push(Block::new(channels, max_block));
+        Ok(self.procs.len() - 1)
+    }
+
+    /// Runs every stem processor on this block. `inputs[i]` is the decoded
+    /// block of the title's stem `i`; all have the same frame count.
+    pub fn process(&mut self, inputs: &[Block]) {
+        self.frames = inputs.first().map_or(0, Block::frames);
+        for (s, out) in self.procs.iter_mut().zip(&mut self.outs) {
+            out.copy_from(&inputs[s.input]);
+            if let Some(l) = &mut s.lfe {
+                l.process(out);
+            }
+            s.chain.process(out);
+            s.align.process(out);
+        }
+    }
+}
+
+/// A stem as a graph reads it: a bank processor, its variant gain, its bus.
+struct StemTap {
+    proc: usize,
     gain: f64,
     bus: Option<usize>,
 }
@@ -45,14 +117,23 @@ struct FoldStage {
     master_out: Block,
 }
 
-pub struct MixGraph {
-    stems: Vec<StemProc>,
+/// What one output of a title hears after the stem chains: its stems'
+/// gains, the buses, the master chain (and fold-down). Reads its stems'
+/// processed blocks from a [`StemBank`] it registered them in.
+pub struct MixHead {
+    stems: Vec<StemTap>,
     buses: Vec<BusProc>,
     master: Chain,
     fold: Option<FoldStage>,
-    scratch: Block,
+    channels: usize,
     latency: usize,
     linked: bool,
+}
+
+/// A whole graph with a bank of its own: for callers that run one graph.
+pub struct MixGraph {
+    bank: StemBank,
+    head: MixHead,
 }
 
 impl MixGraph {
@@ -66,6 +147,83 @@ impl MixGraph {
         keep: impl Fn(usize) -> bool,
         linked: bool,
     ) -> Result<MixGraph, GraphError> {
+        let mut bank = StemBank::new();
+        let head = MixHead::new(tg, ctx, keep, linked, &mut bank)?;
+        Ok(MixGraph { bank, head })
+    }
+
+    /// True when no stem feeds this graph (its output is silence).
+    pub fn is_silent(&self) -> bool {
+        self.head.is_silent()
+    }
+
+    /// Delay from input to output, in frames: trim this many leading frames.
+    pub fn latency(&self) -> usize {
+        self.head.latency()
+    }
+
+    /// Channels of the output: the title's layout, or 2 for a fold-down.
+    pub fn out_channels(&self) -> usize {
+        self.head.out_channels()
+    }
+
+    /// Mixes one block with the graph's own detectors. `inputs[i]` is the
+    /// decoded block of the title's stem `i`; all have the same frame count;
+    /// `out` has [`MixGraph::out_channels`].
+    pub fn process(&mut self, inputs: &[Block], out: &mut Block) {
+        self.bank.process(inputs);
+        self.head.process(&self.bank, out);
+    }
+
+    /// Mixes one block of a linked graph: stem chains run as usual; bus and
+    /// master (and fold-down) dynamics apply the envelopes `reference` (the
+    /// full graph, built from the same title graph, not linked) computed on
+    /// this same block.
+    pub fn process_linked(&mut self, inputs: &[Block], reference: &MixGraph, out: &mut Block) {
+        self.bank.process(inputs);
+        self.head
+            .process_linked(&self.bank, &reference.head, out);
+    }
+}
+
+/// The key of a stem processor: everything its output depends on.
+fn stem_key(
+    s: &deliverables_spec::variant::StemPath,
+    lfe: Option<&deliverables_spec::model::NodeSpec>,
+    align: usize,
+    ctx: &ChainContext,
+) -> String {
+    // The loudness gain only reaches a chain that holds a `loudness` node.
+    let loudness = s
+        .chain
+        .iter()
+        .any(|n| matches!(n.kind, deliverables_spec::model::NodeKind::Loudness {}))
+        .then_some(ctx.loudness_db.to_bits());
+    format!(
+        "{}|{:?}|{:?}|{align}|{}|{}|{}|{:?}|{}",
+        s.index,
+        s.chain,
+        lfe,
+        ctx.sample_rate,
+        ctx.channels,
+        ctx.max_block,
+        loudness,
+        ctx.default_ceiling_db.to_bits(),
+    )
+}
+
+impl MixHead {
+    /// Builds the head of one graph and registers its stems' processors in
+    /// `bank` (sharing those already there). `keep` selects which stems
+    /// feed it; muted stems are left out. `linked`: bus and master dynamics
+    /// replay a reference head's envelopes.
+    pub fn new(
+        tg: &TitleGraph,
+        ctx: &ChainContext,
+        keep: impl Fn(usize) -> bool,
+        linked: bool,
+        bank: &mut StemBank,
+    ) -> Result<MixHead, GraphError> {
         let bus_live = |b: Option<usize>| b.is_none_or(|b| !tg.buses[b].muted);
         // Every stem's chain, to learn the latencies of the whole structure.
         let mut chains = Vec::with_capacity(tg.stems.len());
@@ -166,11 +324,18 @@ impl MixGraph {
                 Some(b) => bus_in_lat[b],
                 None => master_in,
             };
-            stems.push(StemProc {
-                input: s.index,
-                lfe: lfe_filter()?,
-                chain,
-                align: prep(target - stem_lat[s.index]),
+            let align = target - stem_lat[s.index];
+            let key = stem_key(s, tg.lfe_low_pass.as_ref(), align, ctx);
+            let proc = bank.register(key, ctx.channels, ctx.max_block, || {
+                Ok(StemProc {
+                    input: s.index,
+                    lfe: lfe_filter()?,
+                    chain,
+                    align: prep(align),
+                })
+            })?;
+            stems.push(StemTap {
+                proc,
                 gain: db_to_gain(s.gain_db),
                 bus: s.bus,
             });
@@ -188,12 +353,12 @@ impl MixGraph {
                 active: stems.iter().any(|s| s.bus == Some(i)),
             })
             .collect();
-        Ok(MixGraph {
+        Ok(MixHead {
             stems,
             buses,
             master,
             fold,
-            scratch: Block::new(ctx.channels, ctx.max_block),
+            channels: ctx.channels,
             latency,
             linked,
         })
@@ -211,39 +376,32 @@ impl MixGraph {
 
     /// Channels of the output: the title's layout, or 2 for a fold-down.
     pub fn out_channels(&self) -> usize {
-        if self.fold.is_some() {
-            2
-        } else {
-            self.scratch.channels()
-        }
+        if self.fold.is_some() { 2 } else { self.channels }
     }
 
-    /// Mixes one block with the graph's own detectors. `inputs[i]` is the
-    /// decoded block of the title's stem `i`; all have the same frame count;
-    /// `out` has [`MixGraph::out_channels`].
-    pub fn process(&mut self, inputs: &[Block], out: &mut Block) {
+    /// Mixes one block with the head's own detectors, from the stems `bank`
+    /// processed for this block (the bank it was built with).
+    pub fn process(&mut self, bank: &StemBank, out: &mut Block) {
         debug_assert!(!self.linked, "a linked graph needs its reference");
-        self.run(inputs, None, out);
+        self.run(bank, None, out);
     }
 
-    /// Mixes one block of a linked graph: stem chains run as usual; bus and
-    /// master (and fold-down) dynamics apply the envelopes `reference` (the
-    /// full graph, built from the same title graph, not linked) computed on
-    /// this same block.
-    pub fn process_linked(&mut self, inputs: &[Block], reference: &MixGraph, out: &mut Block) {
-        self.run(inputs, Some(reference), out);
+    /// Mixes one block of a linked head: bus and master (and fold-down)
+    /// dynamics apply the envelopes `reference` (the full mix's head, built
+    /// from the same title graph, not linked) computed on this same block.
+    pub fn process_linked(&mut self, bank: &StemBank, reference: &MixHead, out: &mut Block) {
+        self.run(bank, Some(reference), out);
     }
 
-    fn run(&mut self, inputs: &[Block], reference: Option<&MixGraph>, out: &mut Block) {
-        let MixGraph {
+    fn run(&mut self, bank: &StemBank, reference: Option<&MixHead>, out: &mut Block) {
+        let MixHead {
             stems,
             buses,
             master,
             fold,
-            scratch,
             ..
         } = self;
-        let frames = inputs.first().map_or(0, Block::frames);
+        let frames = bank.frames;
         let sum: &mut Block = match fold {
             Some(f) => &mut f.master_out,
             None => &mut *out,
@@ -252,16 +410,11 @@ impl MixGraph {
         for b in buses.iter_mut() {
             b.sum.silence(frames);
         }
-        for s in stems.iter_mut() {
-            scratch.copy_from(&inputs[s.input]);
-            if let Some(l) = &mut s.lfe {
-                l.process(scratch);
-            }
-            s.chain.process(scratch);
-            s.align.process(scratch);
+        for s in stems.iter() {
+            let processed = &bank.outs[s.proc];
             match s.bus {
-                Some(b) => buses[b].sum.add_scaled(scratch, s.gain),
-                None => sum.add_scaled(scratch, s.gain),
+                Some(b) => buses[b].sum.add_scaled(processed, s.gain),
+                None => sum.add_scaled(processed, s.gain),
             }
         }
         for (i, b) in buses.iter_mut().enumerate() {

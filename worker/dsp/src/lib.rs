@@ -19,5 +19,5 @@ pub mod surround;
 pub mod true_peak;
 
 pub use block::Block;
-pub use graph::MixGraph;
+pub use graph::{MixGraph, MixHead, StemBank};
 pub use node::{Node, db_to_gain, gain_to_db};

@@ -25,7 +25,7 @@ use deliverables_spec::variant::{Move, Variant, resolve_variant, title_graph, va
 use serde::{Deserialize, Serialize};
 
 use super::effective::{ChangeMeter, move_stems};
-use super::stream::{Stage, run_stages};
+use super::stream::{Stages, run_stages};
 use super::trim::{FamilyMix, Probed, Trims, decide};
 use super::{TaskContext, TaskError};
 use crate::decode::StemReader;
@@ -33,7 +33,7 @@ use crate::dialogue::DialogueActivity;
 use crate::dsp::chain::ChainContext;
 use crate::dsp::resample::Resampler;
 use crate::dsp::true_peak::TruePeakDetector;
-use crate::dsp::{Block, MixGraph, gain_to_db};
+use crate::dsp::{Block, gain_to_db};
 use crate::meter::{Meter, MeterKind, round3};
 use crate::output::{DitherSeed, OutputStage, Quantizer, sha256_of};
 use crate::source::{BLOCK_FRAMES, TitleSource};
@@ -782,17 +782,14 @@ fn run_pass(
     let mut source = TitleSource::open(paths, delivery_rate, title.layout)?;
     let rate = source.sample_rate;
     let spec = &ctx.spec.spec;
-    let mut stages = Vec::with_capacity(probes.len());
+    let mut stages = Stages::default();
     for p in probes {
         let tg = title_graph(&spec.graph, title, &p.variant);
         let (master_db, fold_db) = families[p.family].gains(&families[0]);
         let cc = chain_context(ctx, rate, title.layout, master_db, fold_db);
-        let graph = MixGraph::new(&tg, &cc, |i| p.stems.contains(&i), p.reference.is_some())
+        stages
+            .add(&tg, &cc, |i| p.stems.contains(&i), p.reference)
             .map_err(|e| TaskError::Input(format!("title `{}`: {e}", title.name)))?;
-        stages.push(Stage {
-            graph,
-            reference: p.reference,
-        });
     }
     struct Acc {
         meter: Option<Meter>,
@@ -807,10 +804,9 @@ fn run_pass(
     let compared: Vec<usize> = probes.iter().filter_map(|p| p.compare).collect();
     let mut acc: Vec<Acc> = probes
         .iter()
-        .zip(&stages)
         .enumerate()
-        .map(|(i, (p, stage))| {
-            let channels = stage.graph.out_channels();
+        .map(|(i, p)| {
+            let channels = stages.out_channels(i);
             let out_stage = p.output.as_ref().map(|o| {
                 let seed = DitherSeed {
                     spec_sha256: &ctx.spec.sha256,

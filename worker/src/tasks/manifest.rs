@@ -18,7 +18,7 @@ use deliverables_spec::variant::{SameAs, Variant};
 use deliverables_spec::{LoadedSpec, TaskKind};
 
 use super::analyze::AnalysisResult;
-use super::render::RenderResult;
+use super::render::PackResult;
 use super::{DepOutcome, TaskContext, TaskError};
 
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -508,7 +508,7 @@ fn title_entry(
                 .push(format!("{rate} Hz pack: the analysis did not succeed")),
         }
     }
-    // Render results per pack, in variant order.
+    // Render results per pack.
     let pack_of = |k: &TaskKind| match k {
         TaskKind::Render { rate, .. } => *rate,
         _ => None,
@@ -518,10 +518,15 @@ fn title_entry(
         .filter(|o| matches!(&o.kind, TaskKind::Render { title: t, .. } if *t == title.name))
         .collect();
     renders.sort_by_key(|o| (pack_of(&o.kind), o.kind.label()));
+    let packs: Vec<(&DepOutcome, Option<PackResult>)> = renders
+        .into_iter()
+        .map(|o| (o, o.result_as::<PackResult>()))
+        .collect();
     // The full mix's loudness at each output rate, for the offsets.
-    let full_by_rate: BTreeMap<u32, f64> = renders
+    let full_by_rate: BTreeMap<u32, f64> = packs
         .iter()
-        .filter_map(|o| o.result_as::<RenderResult>())
+        .filter_map(|(_, p)| p.as_ref())
+        .flat_map(|p| &p.renders)
         .filter(|r| r.variant == "full")
         .filter_map(|r| {
             let x = r.outputs.first()?;
@@ -529,56 +534,61 @@ fn title_entry(
         })
         .collect();
     let fallback_full = a.as_ref().and_then(|a| a.full_mix_lufs);
-    for o in renders {
-        let TaskKind::Render { variant, .. } = &o.kind else {
+    for (o, pack) in packs {
+        let TaskKind::Render { variants, .. } = &o.kind else {
             continue;
         };
-        let v = all.iter().find(|x| &x.name == variant);
-        let description = v.map(|v| v.description.clone()).unwrap_or_default();
-        let same_as = planned.duplicates.get(variant);
-        match o.result_as::<RenderResult>() {
-            Some(r) => {
-                for out in r.outputs {
-                    let full_lufs = full_by_rate
-                        .get(&out.file.sample_rate)
-                        .copied()
-                        .or(fallback_full);
-                    entry.outputs.push(output_entry(
-                        d,
-                        out,
-                        &description,
-                        full_lufs,
-                        same_as.cloned(),
-                    ));
+        // Variants in name order within a pack, as the report lists them.
+        let mut names: Vec<&String> = variants.iter().collect();
+        names.sort();
+        for variant in names {
+            let v = all.iter().find(|x| &x.name == variant);
+            let description = v.map(|v| v.description.clone()).unwrap_or_default();
+            let same_as = planned.duplicates.get(variant);
+            match pack
+                .as_ref()
+                .and_then(|p| p.renders.iter().find(|r| &r.variant == variant))
+            {
+                Some(r) => {
+                    for out in r.outputs.iter().cloned() {
+                        let full_lufs = full_by_rate
+                            .get(&out.file.sample_rate)
+                            .copied()
+                            .or(fallback_full);
+                        entry.outputs.push(output_entry(
+                            d,
+                            out,
+                            &description,
+                            full_lufs,
+                            same_as.cloned(),
+                        ));
+                    }
                 }
-            }
-            None => {
-                // One entry per file the render would have written (a stem
-                // set is several), so the summary counts every file.
-                let rate = match &o.kind {
-                    TaskKind::Render { rate, .. } => *rate,
-                    _ => None,
-                }
-                .or(d.packs()[0])
-                .unwrap_or(48_000);
-                let roles: Vec<Option<deliverables_spec::model::Role>> = match v {
-                    Some(v) => deliverables_spec::outputs::title_outputs(spec, d, title, v, rate)
-                        .into_iter()
-                        .map(|p| p.role)
-                        .collect(),
-                    None => vec![None],
-                };
-                for role in if roles.is_empty() { vec![None] } else { roles } {
-                    let mut e = missing_output(
-                        d,
-                        variant,
-                        description.clone(),
-                        v.map_or(deliverables_spec::LevelPolicy::Matched, |v| v.level),
-                        o,
-                        same_as.cloned(),
-                    );
-                    e.role = role;
-                    entry.outputs.push(e);
+                None => {
+                    // One entry per file the render would have written (a stem
+                    // set is several), so the summary counts every file.
+                    let rate = pack_of(&o.kind).or(d.packs()[0]).unwrap_or(48_000);
+                    let roles: Vec<Option<deliverables_spec::model::Role>> = match v {
+                        Some(v) => {
+                            deliverables_spec::outputs::title_outputs(spec, d, title, v, rate)
+                                .into_iter()
+                                .map(|p| p.role)
+                                .collect()
+                        }
+                        None => vec![None],
+                    };
+                    for role in if roles.is_empty() { vec![None] } else { roles } {
+                        let mut e = missing_output(
+                            d,
+                            variant,
+                            description.clone(),
+                            v.map_or(deliverables_spec::LevelPolicy::Matched, |v| v.level),
+                            o,
+                            same_as.cloned(),
+                        );
+                        e.role = role;
+                        entry.outputs.push(e);
+                    }
                 }
             }
         }

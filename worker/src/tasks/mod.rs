@@ -290,9 +290,9 @@ pub fn execute(kind: &TaskKind, ctx: &TaskContext<'_>) -> Result<serde_json::Val
         TaskKind::Analyze { title, rate } => to_json(analyze::analyze(ctx, title, *rate)),
         TaskKind::Render {
             title,
-            variant,
+            variants,
             rate,
-        } => to_json(render::render(ctx, title, variant, *rate)),
+        } => to_json(render::render(ctx, title, variants, *rate)),
         TaskKind::Manifest => to_json(manifest::write_manifest(ctx)),
     }
 }

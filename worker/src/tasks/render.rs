@@ -15,14 +15,13 @@ use deliverables_spec::variant::title_graph;
 use super::analyze::{AnalysisResult, carries_dialogue, chain_context, outputs_for, round6};
 use super::effective::{ChangeMeter, move_stems};
 use super::metadata::{OutputLabel, bext_loudness, output_bext};
-use super::stream::{Stage, run_stages};
+use super::stream::{Stages, run_stages};
 use super::{TaskContext, TaskError};
 use crate::dialogue::DialogueActivity;
-use crate::dsp::MixGraph;
 use crate::output::{DitherSeed, OutputStage, OutputWriter, Pending, digest_wav};
 use crate::source::TitleSource;
 
-pub use deliverables_spec::contract::{RenderMode, RenderResult, RenderedOutput};
+pub use deliverables_spec::contract::{PackResult, RenderMode, RenderResult, RenderedOutput};
 
 /// The analysis result (of the pack at `rate`) among a task's dependencies.
 pub fn analysis_of(
@@ -47,66 +46,100 @@ pub fn analysis_of(
         })
 }
 
+/// What one variant of the pack renders, and where its stages are.
+struct VariantPass {
+    variant: deliverables_spec::variant::Variant,
+    planned: Vec<deliverables_spec::outputs::PlannedOutput>,
+    tg: deliverables_spec::variant::TitleGraph,
+    gain_db: f64,
+    trim_db: f64,
+    own_trim_db: f64,
+    fold_gain_db: f64,
+    /// Stage of each planned output.
+    output_stages: Vec<usize>,
+    /// Per move: the moved roles' linked stems in the full mix and here.
+    change_stages: Vec<(usize, usize)>,
+    linked: bool,
+    measure_moves: bool,
+    moves: Vec<deliverables_spec::variant::Move>,
+}
+
+/// Renders every variant of a title's pack (at `pack_rate`) in one pass
+/// over its stems: one bank of stem chains, one head per distinct graph
+/// (a stem set's reference mix is the full mix's head when they are the
+/// same graph), every file written as the pass goes.
 pub fn render(
     ctx: &TaskContext<'_>,
     title_name: &str,
-    variant_name: &str,
+    variant_names: &[String],
     pack_rate: Option<u32>,
-) -> Result<RenderResult, TaskError> {
+) -> Result<PackResult, TaskError> {
     let spec = ctx.spec;
     let title = spec
         .title(title_name)
         .ok_or_else(|| TaskError::Internal(format!("title `{title_name}` is not in the spec")))?;
-    let variant = spec.variant(variant_name).ok_or_else(|| {
-        TaskError::Internal(format!("variant `{variant_name}` is not in the spec"))
-    })?;
     let analysis = analysis_of(ctx, title_name, pack_rate)?;
     let d = spec.delivery();
     let rate = analysis.sample_rate;
-    let level = analysis.level_of(&variant);
-    let (gain_db, trim_db) = (level.master_gain_db, level.ceiling_trim_db);
-    // Outputs the title trim alone leaves over the ceiling take their own
-    // (a stem set takes one for all its stems).
-    let own_trim_db = level
-        .variant_trims_db
-        .get(&variant.name)
-        .copied()
-        .unwrap_or(0.0);
-    let fold_gain_db = level.fold_down_gain_db.unwrap_or(0.0);
-    // The graph as rendered: an effective move at the gain the analysis found.
-    let applied = analysis.applied(&variant);
-    let tg = title_graph(&spec.spec.graph, title, &applied);
-    let planned = outputs_for(ctx, title, &applied, rate);
-    let cc = chain_context(ctx, rate, title.layout, gain_db, fold_gain_db);
     let graph_err =
         |e: crate::dsp::chain::GraphError| TaskError::Input(format!("title `{title_name}`: {e}"));
-
-    // Stage 0 is the variant's whole mix when stems replay its envelopes.
-    let linked = planned.iter().any(|o| o.role.is_some());
-    let mut stages = Vec::new();
-    if linked {
-        stages.push(Stage::own(
-            MixGraph::new(&tg, &cc, |_| true, false).map_err(graph_err)?,
-        ));
-    }
-    for o in &planned {
-        let g = MixGraph::new(&tg, &cc, |i| o.stems.contains(&i), linked).map_err(graph_err)?;
-        stages.push(Stage {
-            graph: g,
-            reference: linked.then_some(0),
+    let mut stages = Stages::default();
+    let mut passes: Vec<VariantPass> = Vec::new();
+    for variant_name in variant_names {
+        let variant = spec.variant(variant_name).ok_or_else(|| {
+            TaskError::Internal(format!("variant `{variant_name}` is not in the spec"))
+        })?;
+        let level = analysis.level_of(&variant);
+        let (gain_db, trim_db) = (level.master_gain_db, level.ceiling_trim_db);
+        // Outputs the title trim alone leaves over the ceiling take their own
+        // (a stem set takes one for all its stems).
+        let own_trim_db = level
+            .variant_trims_db
+            .get(&variant.name)
+            .copied()
+            .unwrap_or(0.0);
+        let fold_gain_db = level.fold_down_gain_db.unwrap_or(0.0);
+        // The graph as rendered: an effective move at the gain the analysis found.
+        let applied = analysis.applied(&variant);
+        let tg = title_graph(&spec.spec.graph, title, &applied);
+        let planned = outputs_for(ctx, title, &applied, rate);
+        let cc = chain_context(ctx, rate, title.layout, gain_db, fold_gain_db);
+        // Stems replay the envelopes of the variant's whole mix.
+        let linked = planned.iter().any(|o| o.role.is_some());
+        let reference = if linked {
+            Some(stages.add(&tg, &cc, |_| true, None).map_err(graph_err)?)
+        } else {
+            None
+        };
+        let mut output_stages = Vec::new();
+        for o in &planned {
+            output_stages.push(
+                stages
+                    .add(&tg, &cc, |i| o.stems.contains(&i), reference)
+                    .map_err(graph_err)?,
+            );
+        }
+        let moves = variant.moves();
+        let measure_moves = !linked && !moves.is_empty() && tg.fold_down.is_none();
+        passes.push(VariantPass {
+            variant,
+            planned,
+            tg,
+            gain_db,
+            trim_db,
+            own_trim_db,
+            fold_gain_db,
+            output_stages,
+            change_stages: Vec::new(),
+            linked,
+            measure_moves,
+            moves,
         });
     }
-    let first_output = usize::from(linked);
-    let channels: Vec<usize> = stages[first_output..]
-        .iter()
-        .map(|s| s.graph.out_channels())
-        .collect();
     // A mix that moves roles: their contribution here and in the full mix,
-    // as linked stems, to measure the change delivered.
-    let moves = variant.moves();
-    let measure_moves = !linked && !moves.is_empty() && tg.fold_down.is_none();
-    let mut change_stages: Vec<(usize, usize)> = Vec::new();
-    if measure_moves {
+    // as linked stems, to measure the change delivered. The full mix's head
+    // is the full variant's own when the pack renders it.
+    if passes.iter().any(|p| p.measure_moves) {
         let full_variant = spec.variant("full").unwrap_or_else(|| {
             deliverables_spec::variant::resolve_variant(
                 "full",
@@ -122,65 +155,63 @@ pub fn render(
             analysis.level.master_gain_db,
             analysis.level.fold_down_gain_db.unwrap_or(0.0),
         );
-        let f = stages.len();
-        stages.push(Stage::own(
-            MixGraph::new(&full_tg, &full_cc, |_| true, false).map_err(graph_err)?,
-        ));
-        for m in &moves {
-            let keep = move_stems(&spec.spec.graph, title, m);
-            let b = stages.len();
-            stages.push(Stage {
-                graph: MixGraph::new(&full_tg, &full_cc, |i| keep.contains(&i), true)
-                    .map_err(graph_err)?,
-                reference: Some(f),
-            });
-            stages.push(Stage {
-                graph: MixGraph::new(&tg, &cc, |i| keep.contains(&i), true).map_err(graph_err)?,
-                reference: Some(first_output),
-            });
-            change_stages.push((b, b + 1));
+        let f = stages
+            .add(&full_tg, &full_cc, |_| true, None)
+            .map_err(graph_err)?;
+        for p in passes.iter_mut().filter(|p| p.measure_moves) {
+            let cc = chain_context(ctx, rate, title.layout, p.gain_db, p.fold_gain_db);
+            for m in &p.moves {
+                let keep = move_stems(&spec.spec.graph, title, m);
+                let b = stages
+                    .add(&full_tg, &full_cc, |i| keep.contains(&i), Some(f))
+                    .map_err(graph_err)?;
+                let v = stages
+                    .add(&p.tg, &cc, |i| keep.contains(&i), Some(p.output_stages[0]))
+                    .map_err(graph_err)?;
+                p.change_stages.push((b, v));
+            }
         }
     }
-    let mut full_copies: Vec<crate::dsp::Block> = change_stages
-        .iter()
-        .map(|&(b, _)| {
-            crate::dsp::Block::new(stages[b].graph.out_channels(), crate::source::BLOCK_FRAMES)
-        })
-        .collect();
-    let mut change_meters = vec![ChangeMeter::default(); change_stages.len()];
-    let n_outputs = planned.len();
-    for o in &planned {
-        remove_stale_partials(&ctx.output_dir, &o.file_name);
+    tracing::debug!(
+        title = title_name,
+        variants = passes.len(),
+        stages = stages.len(),
+        graphs = stages.heads(),
+        stem_chains = stages.bank.len(),
+        "pack graph"
+    );
+    // What each stage's block feeds: a writer, a full-mix copy, a change meter.
+    enum Use {
+        Write(usize),
+        Copy(usize),
+        Compare(usize),
     }
-    // Re-mix stems take the title's trim (they sum to the master) but no
-    // ceiling trim of their own.
-    let output_trim = |o: &deliverables_spec::outputs::PlannedOutput| {
-        if o.ceiling {
-            trim_db + own_trim_db
-        } else {
-            trim_db
+    let mut uses: Vec<Vec<Use>> = (0..stages.len()).map(|_| Vec::new()).collect();
+    let mut change_meters: Vec<ChangeMeter> = Vec::new();
+    let mut full_copies: Vec<crate::dsp::Block> = Vec::new();
+    let mut writers = Vec::new();
+    for p in &passes {
+        for o in &p.planned {
+            remove_stale_partials(&ctx.output_dir, &o.file_name);
         }
-    };
-    let mut writers = planned
-        .iter()
-        .zip(&channels)
-        .map(|(o, &channels)| {
+        for (o, &st) in p.planned.iter().zip(&p.output_stages) {
+            let channels = stages.out_channels(st);
             let seed = DitherSeed {
                 spec_sha256: &spec.sha256,
                 title: &title.name,
-                variant: &variant.name,
+                variant: &p.variant.name,
                 output: &o.file_name,
             };
             let stage = OutputStage::new(
                 o.bit_depth,
                 channels,
-                output_trim(o),
+                p.output_trim(o),
                 (d.dither == Dither::Tpdf).then_some(seed),
             );
             let bext = output_bext(
                 &OutputLabel {
                     title: &title.name,
-                    variant: &variant.name,
+                    variant: &p.variant.name,
                     role: o.role.map(|r| r.as_str()),
                     file_name: &o.file_name,
                     spec_sha256: &spec.sha256,
@@ -191,15 +222,26 @@ pub fn render(
                 rate,
                 channels,
             );
-            OutputWriter::create(
+            uses[st].push(Use::Write(writers.len()));
+            writers.push(OutputWriter::create(
                 &ctx.output_dir.join(&o.file_name),
                 rate,
                 channels,
                 stage,
                 &bext,
-            )
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+            )?);
+        }
+        for &(b, v) in &p.change_stages {
+            let k = change_meters.len();
+            change_meters.push(ChangeMeter::default());
+            full_copies.push(crate::dsp::Block::new(
+                stages.out_channels(b),
+                crate::source::BLOCK_FRAMES,
+            ));
+            uses[b].push(Use::Copy(k));
+            uses[v].push(Use::Compare(k));
+        }
+    }
     let paths: Vec<_> = title.stems.iter().map(|s| spec.path(&s.file)).collect();
     let mut source = TitleSource::open(&paths, pack_rate.or(d.sample_rate), title.layout)?;
     let frames = run_stages(
@@ -209,14 +251,11 @@ pub fn render(
         analysis.frames,
         |f| (ctx.progress)(0.7 * f),
         |i, block| {
-            if (first_output..first_output + n_outputs).contains(&i) {
-                writers[i - first_output].write(block)?;
-            }
-            for (k, &(b, v)) in change_stages.iter().enumerate() {
-                if i == b {
-                    full_copies[k].copy_from(block);
-                } else if i == v {
-                    change_meters[k].add(&full_copies[k], block);
+            for u in &uses[i] {
+                match *u {
+                    Use::Write(w) => writers[w].write(block)?,
+                    Use::Copy(k) => full_copies[k].copy_from(block),
+                    Use::Compare(k) => change_meters[k].add(&full_copies[k], block),
                 }
             }
             Ok(())
@@ -234,8 +273,13 @@ pub fn render(
         .collect::<Result<Vec<_>, _>>()?;
 
     // Verify every file before any becomes visible.
+    let planned: Vec<(usize, &deliverables_spec::outputs::PlannedOutput)> = passes
+        .iter()
+        .enumerate()
+        .flat_map(|(k, p)| p.planned.iter().map(move |o| (k, o)))
+        .collect();
     let mut verified = Vec::new();
-    for (i, (p, o)) in pending.iter().zip(&planned).enumerate() {
+    for (i, (p, (_, o))) in pending.iter().zip(&planned).enumerate() {
         ctx.check_cancel()?;
         let dialogue = analysis
             .dialogue
@@ -243,7 +287,7 @@ pub fn render(
             .filter(|_| carries_dialogue(title, &o.stems, analysis.dialogue.as_ref()));
         let r = verify(p, d, o, rate, dialogue)?;
         (ctx.progress)(0.7 + 0.3 * (i + 1) as f64 / planned.len() as f64);
-        verified.push((o, r));
+        verified.push(r);
     }
     // A cancel heard while the last file was verified: nothing appears
     // (every `Pending` dropped unpublished removes its temporary file).
@@ -257,72 +301,108 @@ pub fn render(
             .get("full")
             .copied()
             .unwrap_or(0.0);
-    let level_changes: Vec<LevelChange> = moves
+    let mut meters = change_meters.iter();
+    let level_changes: Vec<Vec<LevelChange>> = passes
         .iter()
-        .enumerate()
-        .map(|(k, m)| {
-            let searched = analysis.moves.get(&variant.name);
-            let effective = change_meters
-                .get(k)
-                .and_then(ChangeMeter::change_db)
-                .map(|c| c + (trim_db + own_trim_db) - full_trim);
-            let mode = variant.amount_mode;
-            LevelChange {
-                targets: m.targets.clone(),
-                asked_db: m.gain_db,
-                applied_db: searched.map_or(m.gain_db, |s| s.applied_db),
-                mode,
-                effective_change_db: effective.map(crate::meter::round3),
-                within_tolerance: (mode == AmountMode::Effective)
-                    .then(|| effective.map(|c| (c - m.gain_db).abs() <= EFFECTIVE_TOLERANCE_DB))
-                    .flatten(),
-                note: if !measure_moves {
-                    Some(if linked {
-                        "measured on the variant's mix, not on its stems".to_string()
-                    } else {
-                        "not measured on a fold-down: the full mix is not folded".to_string()
-                    })
-                } else {
-                    searched.and_then(|s| s.note.clone())
-                },
-            }
+        .map(|p| {
+            let variant = &p.variant;
+            let measured: Vec<Option<f64>> = if p.measure_moves {
+                p.moves
+                    .iter()
+                    .map(|_| meters.next().and_then(ChangeMeter::change_db))
+                    .collect()
+            } else {
+                vec![None; p.moves.len()]
+            };
+            p.moves
+                .iter()
+                .zip(measured)
+                .map(|(m, change)| {
+                    let searched = analysis.moves.get(&variant.name);
+                    let effective = change.map(|c| c + (p.trim_db + p.own_trim_db) - full_trim);
+                    let mode = variant.amount_mode;
+                    LevelChange {
+                        targets: m.targets.clone(),
+                        asked_db: m.gain_db,
+                        applied_db: searched.map_or(m.gain_db, |s| s.applied_db),
+                        mode,
+                        effective_change_db: effective.map(crate::meter::round3),
+                        within_tolerance: (mode == AmountMode::Effective)
+                            .then(|| {
+                                effective.map(|c| (c - m.gain_db).abs() <= EFFECTIVE_TOLERANCE_DB)
+                            })
+                            .flatten(),
+                        note: if !p.measure_moves {
+                            Some(if p.linked {
+                                "measured on the variant's mix, not on its stems".to_string()
+                            } else {
+                                "not measured on a fold-down: the full mix is not folded"
+                                    .to_string()
+                            })
+                        } else {
+                            searched.and_then(|s| s.note.clone())
+                        },
+                    }
+                })
+                .collect()
         })
         .collect();
-    let mut outputs = Vec::new();
-    for (p, (o, (digest_file, measurement))) in pending.into_iter().zip(verified) {
-        p.commit()?;
-        outputs.push(RenderedOutput {
-            variant: variant.name.clone(),
+    let mut renders: Vec<RenderResult> = passes
+        .iter()
+        .map(|p| RenderResult {
+            title: title.name.clone(),
+            variant: p.variant.name.clone(),
+            description: p.variant.description.clone(),
+            outputs: Vec::new(),
+        })
+        .collect();
+    for (pend, ((k, o), (digest_file, measurement))) in
+        pending.into_iter().zip(planned.into_iter().zip(verified))
+    {
+        pend.commit()?;
+        let p = &passes[k];
+        renders[k].outputs.push(RenderedOutput {
+            variant: p.variant.name.clone(),
             role: o.role,
             file: FileRecord {
                 path: o.file_name.clone(),
                 ..digest_file
             },
-            gain_db,
-            ceiling_trim_db: round6(output_trim(o)),
-            fold_down_gain_db: tg.fold_down.as_ref().map(|_| fold_gain_db),
-            level_policy: variant.level,
+            gain_db: p.gain_db,
+            ceiling_trim_db: round6(p.output_trim(o)),
+            fold_down_gain_db: p.tg.fold_down.as_ref().map(|_| p.fold_gain_db),
+            level_policy: p.variant.level,
             mode: if o.role.is_some() {
                 RenderMode::LinkedStem
             } else {
                 RenderMode::Mix
             },
             measurement,
-            stems_trim_db: (o.role.is_some() && o.ceiling).then_some(round6(own_trim_db)),
+            stems_trim_db: (o.role.is_some() && o.ceiling).then_some(round6(p.own_trim_db)),
             remix: !o.ceiling,
             level_changes: if o.role.is_none() {
-                level_changes.clone()
+                level_changes[k].clone()
             } else {
                 Vec::new()
             },
         });
     }
-    Ok(RenderResult {
+    Ok(PackResult {
         title: title.name.clone(),
-        variant: variant.name.clone(),
-        description: variant.description.clone(),
-        outputs,
+        renders,
     })
+}
+
+impl VariantPass {
+    /// Re-mix stems take the title's trim (they sum to the master) but no
+    /// ceiling trim of their own.
+    fn output_trim(&self, o: &deliverables_spec::outputs::PlannedOutput) -> f64 {
+        if o.ceiling {
+            self.trim_db + self.own_trim_db
+        } else {
+            self.trim_db
+        }
+    }
 }
 
 /// Deletes temporary files an earlier attempt at the same output left behind

@@ -4,24 +4,92 @@
 //! flushed, and each graph's first `latency()` output frames are dropped, so
 //! every output starts at the timeline's zero and has exactly the stems'
 //! length. Linked graphs run after their reference on the same block.
+//!
+//! Every graph of a pass reads its stems from one [`StemBank`]: each
+//! distinct stem chain runs once per block, whatever number of outputs and
+//! variants the pass writes.
+
+use deliverables_spec::variant::TitleGraph;
 
 use super::{TaskContext, TaskError};
-use crate::dsp::{Block, MixGraph};
+use crate::dsp::chain::{ChainContext, GraphError};
+use crate::dsp::{Block, MixHead, StemBank};
 use crate::source::{BLOCK_FRAMES, TitleSource};
 
 /// One graph to run, and (for linked stems) the stage whose envelopes it replays.
 pub struct Stage {
-    pub graph: MixGraph,
-    /// Index of an earlier, unlinked stage.
+    pub graph: MixHead,
+    /// Index of an earlier, unlinked stage (in [`Stages::heads`]).
     pub reference: Option<usize>,
 }
 
-impl Stage {
-    pub fn own(graph: MixGraph) -> Stage {
-        Stage {
-            graph,
-            reference: None,
-        }
+/// The graphs of one pass over a title: one bank of stem chains, and one
+/// head per distinct graph. Callers add graphs by what they need (a stage
+/// per probe or output); a graph equal to one already added (same title
+/// graph, context, stems and reference) is an alias of it and costs
+/// nothing more: the sink receives the same block under both stages.
+#[derive(Default)]
+pub struct Stages {
+    pub bank: StemBank,
+    heads: Vec<Stage>,
+    keys: Vec<String>,
+    /// Stage (as the caller numbers them) → its head.
+    alias: Vec<usize>,
+}
+
+impl Stages {
+    /// Adds a graph; returns its stage index. `reference`: the earlier
+    /// stage whose envelopes a linked graph replays (`None`: its own
+    /// detectors).
+    pub fn add(
+        &mut self,
+        tg: &TitleGraph,
+        cc: &ChainContext,
+        keep: impl Fn(usize) -> bool,
+        reference: Option<usize>,
+    ) -> Result<usize, GraphError> {
+        let head_ref = reference.map(|r| self.alias[r]);
+        let kept: Vec<usize> = (0..tg.stems.len()).filter(|&i| keep(i)).collect();
+        let key = format!("{tg:?}|{cc:?}|{kept:?}|{head_ref:?}");
+        let head = match self.keys.iter().position(|k| *k == key) {
+            Some(h) => h,
+            None => {
+                let graph = MixHead::new(
+                    tg,
+                    cc,
+                    |i| kept.contains(&i),
+                    head_ref.is_some(),
+                    &mut self.bank,
+                )?;
+                self.heads.push(Stage {
+                    graph,
+                    reference: head_ref,
+                });
+                self.keys.push(key);
+                self.heads.len() - 1
+            }
+        };
+        self.alias.push(head);
+        Ok(self.alias.len() - 1)
+    }
+
+    /// Stages added.
+    pub fn len(&self) -> usize {
+        self.alias.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.alias.is_empty()
+    }
+
+    /// Distinct graphs run per block.
+    pub fn heads(&self) -> usize {
+        self.heads.len()
+    }
+
+    /// Channels of stage `i`'s output.
+    pub fn out_channels(&self, i: usize) -> usize {
+        self.heads[self.alias[i]].graph.out_channels()
     }
 }
 
@@ -30,18 +98,25 @@ impl Stage {
 pub fn run_stages(
     ctx: &TaskContext<'_>,
     source: &mut TitleSource,
-    stages: &mut [Stage],
+    stages: &mut Stages,
     expected_frames: u64,
     progress: impl Fn(f64),
     mut sink: impl FnMut(usize, &Block) -> Result<(), TaskError>,
 ) -> Result<u64, TaskError> {
+    let Stages {
+        bank,
+        heads: stages,
+        alias,
+        ..
+    } = stages;
     let mut inputs = source.make_blocks();
     let mut outs: Vec<Block> = stages
         .iter()
         .map(|s| Block::new(s.graph.out_channels(), BLOCK_FRAMES))
         .collect();
-    // One trimmed buffer per stage: a fold-down's is stereo in a 5.1 title.
+    // One trimmed buffer per head: a fold-down's is stereo in a 5.1 title.
     let mut trimmed = outs.clone();
+    let mut has_output = vec![false; stages.len()];
     let lat: Vec<u64> = stages.iter().map(|s| s.graph.latency() as u64).collect();
     let flush = lat.iter().copied().max().unwrap_or(0);
     let mut fed: u64 = 0;
@@ -71,6 +146,7 @@ pub fn run_stages(
         };
         let block_start = fed;
         fed += n as u64;
+        bank.process(&inputs);
         for i in 0..stages.len() {
             let (done, rest) = stages.split_at_mut(i);
             let stage = &mut rest[0];
@@ -78,9 +154,9 @@ pub fn run_stages(
                 Some(r) if r < i => {
                     stage
                         .graph
-                        .process_linked(&inputs, &done[r].graph, &mut outs[i])
+                        .process_linked(bank, &done[r].graph, &mut outs[i])
                 }
-                _ => stage.graph.process(&inputs, &mut outs[i]),
+                _ => stage.graph.process(bank, &mut outs[i]),
             }
             // Output frame k of this block sits at timeline position block_start + k - latency.
             let first = lat[i].saturating_sub(block_start).min(n as u64) as usize;
@@ -88,9 +164,15 @@ pub fn run_stages(
             let last = (limit.saturating_add(lat[i]))
                 .saturating_sub(block_start)
                 .min(n as u64) as usize;
+            has_output[i] = first < last;
             if first < last {
                 trimmed[i].copy_range_from(&outs[i], first, last - first);
-                sink(i, &trimmed[i])?;
+            }
+        }
+        // Every stage in the caller's order, after every head has run.
+        for (j, &h) in alias.iter().enumerate() {
+            if has_output[h] {
+                sink(j, &trimmed[h])?;
             }
         }
         step += 1;
