@@ -123,6 +123,10 @@ pub struct Meter {
     max_short_term: f64,
     sample_peak: f64,
     frames: u64,
+    /// Frames handed to [`Meter::add`] so far, counted before they are
+    /// metered: where a run of overs is cut at the end of the audio, the
+    /// same whatever the block sizes.
+    fed: u64,
     rate: u32,
     /// The accurate true-peak estimator, full mode only.
     true_peak: Option<TruePeakDetector>,
@@ -215,6 +219,7 @@ impl Meter {
             max_short_term: f64::NEG_INFINITY,
             sample_peak: 0.0,
             frames: 0,
+            fed: 0,
             rate,
             true_peak: (kind == MeterKind::Full).then(|| TruePeakDetector::new(channels, rate)),
             blocks: blocks.then(Vec::new),
@@ -296,7 +301,7 @@ impl Meter {
         if self.overs.len() < MAX_OVERS {
             let (fps, rate) = (self.timeline.frame_rate, self.rate);
             let first = frame_start(s, rate, fps);
-            let last = frame_start(end, rate, fps).min(self.frames.max(first));
+            let last = frame_start(end, rate, fps).min(self.fed.max(first));
             self.overs.push(Over {
                 start_s: round3(first as f64 / f64::from(rate)),
                 end_s: round3(last as f64 / f64::from(rate)),
@@ -307,6 +312,7 @@ impl Meter {
     }
 
     pub fn add(&mut self, block: &Block) -> Result<(), MeterError> {
+        self.fed += block.frames() as u64;
         self.sample_peak = self.sample_peak.max(block.peak());
         self.push_true_peak(block, 0, block.frames());
         let n = block.frames();

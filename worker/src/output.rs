@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::bwf::{self, Bext, BextLoudness, BwfError, BwfWriter, WavFormat};
 use crate::dsp::Block;
 use crate::dsp::dither::{self, Tpdf};
+use crate::meter::Meter;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
@@ -151,6 +152,7 @@ impl Quantizer {
 #[derive(Debug, Clone)]
 pub struct OutputStage {
     q: Quantizer,
+    channels: usize,
     trim: f64,
     dither: Vec<Tpdf>,
     /// Samples clamped at full scale so far.
@@ -184,6 +186,7 @@ impl OutputStage {
         };
         OutputStage {
             q: Quantizer::new(depth),
+            channels,
             trim: crate::dsp::db_to_gain(trim_db),
             dither,
             clipped: 0,
@@ -237,6 +240,18 @@ pub struct OutputWriter {
     /// Interleaved bytes of one block, reused.
     bytes: Vec<u8>,
     frames: u64,
+    /// Meters the samples as they are written (see [`OutputWriter::measuring`]).
+    meter: Option<WriteMeter>,
+}
+
+/// The file's samples as the decoder reads them back, metered as they are
+/// written: integer codes over `2^(bits-1)`, float samples widened — the
+/// exact values [`crate::decode`] produces from the file.
+struct WriteMeter {
+    meter: Meter,
+    samples: Block,
+    invalid: u64,
+    first_invalid: Option<u64>,
 }
 
 /// A finished, fsynced, not yet visible output. Dropped without
@@ -252,6 +267,14 @@ pub struct Pending {
     pub clipped: u64,
     /// File offset of the `bext` body, for the loudness fields measured later.
     pub bext_offset: u64,
+    /// The meter that read every sample as written (when measuring).
+    pub meter: Option<Meter>,
+    /// Samples written that are not audio (NaN, infinite, beyond +60 dBFS:
+    /// only a float output can hold one), and the first one's frame.
+    pub invalid_samples: (u64, Option<u64>),
+    /// Data-chunk bytes written.
+    pub data_bytes: u64,
+    pub channels: usize,
 }
 
 impl OutputWriter {
@@ -291,7 +314,21 @@ impl OutputWriter {
             audio_hash: Sha256::new(),
             bytes: Vec::new(),
             frames: 0,
+            meter: None,
         })
+    }
+
+    /// Meters every sample as it is written: the values the file holds,
+    /// exactly as decoding it gives them back, so the measurement is the
+    /// file's own (and needs no second read of it).
+    pub fn measuring(mut self, meter: Meter, channels: usize, max_block: usize) -> Self {
+        self.meter = Some(WriteMeter {
+            meter,
+            samples: Block::new(channels, max_block),
+            invalid: 0,
+            first_invalid: None,
+        });
+        self
     }
 
     /// Writes one block, interleaving its channels.
@@ -300,23 +337,45 @@ impl OutputWriter {
             return Ok(());
         };
         let bytes_per = (self.depth.bits() / 8) as usize;
+        let scale = self.stage.q.scale;
         self.bytes.clear();
+        if let Some(m) = &mut self.meter {
+            m.samples.set_frames(block.frames());
+        }
         for i in 0..block.frames() {
             for ch in 0..block.channels() {
                 let x = block.channel(ch)[i];
-                if self.depth.is_float() {
+                let read_back = if self.depth.is_float() {
                     let f = self.stage.float_sample(x);
                     self.bytes.extend_from_slice(&f.to_le_bytes());
+                    f64::from(f)
                 } else {
                     let code = self.stage.int_code(ch, x);
                     self.bytes
                         .extend_from_slice(&code.to_le_bytes()[..bytes_per]);
+                    f64::from(code) / scale
+                };
+                if let Some(m) = &mut self.meter {
+                    m.samples.channel_mut(ch)[i] = if crate::decode::is_audio_sample(read_back) {
+                        read_back
+                    } else {
+                        // Kept out of the meter and counted: the output is refused.
+                        m.invalid += 1;
+                        m.first_invalid.get_or_insert(self.frames + i as u64);
+                        0.0
+                    };
                 }
             }
         }
         self.audio_hash.update(&self.bytes);
         w.write_samples(&self.bytes)
             .map_err(wav_err(self.temp.path()))?;
+        if let Some(m) = &mut self.meter {
+            m.meter.add(&m.samples).map_err(|e| OutputError::Verify {
+                path: self.temp.path().to_path_buf(),
+                reason: e.to_string(),
+            })?;
+        }
         self.frames += block.frames() as u64;
         Ok(())
     }
@@ -331,6 +390,8 @@ impl OutputWriter {
             stage,
             audio_hash,
             frames,
+            meter,
+            depth,
             ..
         } = self;
         let mut bext_offset = 0;
@@ -351,6 +412,12 @@ impl OutputWriter {
             frames,
             clipped: stage.clipped,
             bext_offset,
+            invalid_samples: meter
+                .as_ref()
+                .map_or((0, None), |m| (m.invalid, m.first_invalid)),
+            meter: meter.map(|m| m.meter),
+            data_bytes: frames * u64::from(depth.bits() / 8) * stage.channels as u64,
+            channels: stage.channels,
         })
     }
 }
@@ -377,6 +444,15 @@ impl Pending {
 
     /// Removes the temporary file (as dropping does).
     pub fn discard(self) {}
+}
+
+/// The codec name the decoder reports for our WAV output at `depth`.
+pub fn pcm_codec_name(depth: BitDepth) -> String {
+    if depth.is_float() {
+        format!("pcm_f{}le", depth.bits())
+    } else {
+        format!("pcm_s{}le", depth.bits())
+    }
 }
 
 /// Checksums of a WAV file read back from disk.
@@ -489,6 +565,94 @@ mod tests {
         w.write(&block).expect("write");
         assert_eq!(partials(final_path.parent().expect("dir")).len(), 1);
         w
+    }
+
+    /// The measurement taken as a file is written is the one a read-back
+    /// gives: the same figures, bit for bit, for 16-, 24-bit (dithered) and
+    /// float files of odd block sizes, 2 and 6 channels, with overs.
+    #[test]
+    fn measured_as_written_equals_measured_from_the_file() {
+        use crate::meter::{MeterKind, Timeline};
+        let dir = stemforge_testkit::scratch("output-measured-as-written");
+        for (depth, channels) in [
+            (BitDepth::Int24, 2),
+            (BitDepth::Int16, 2),
+            (BitDepth::Float32, 2),
+            (BitDepth::Int24, 6),
+        ] {
+            let path = dir.join(format!("{}-{channels}.wav", depth.bits()));
+            let seed = DitherSeed {
+                spec_sha256: "s",
+                title: "t",
+                variant: "v",
+                output: "o",
+            };
+            let stage = OutputStage::new(depth, channels, -0.5, Some(seed));
+            let bext = Bext {
+                time_reference: 48_000 * 3600,
+                ..Bext::default()
+            };
+            let timeline = Timeline {
+                frame_rate: 25.0,
+                ceiling_dbtp: Some(-1.0),
+                time_reference: bext.time_reference,
+            };
+            let mut meter = Meter::new(channels, 48_000, MeterKind::Full).expect("meter");
+            meter.set_timeline(timeline);
+            let mut w = OutputWriter::create(&path, 48_000, channels, stage, &bext)
+                .expect("create")
+                .measuring(meter, channels, 4096);
+            let mut rng = 0x2545_F491_4F6C_DD1D_u64;
+            let mut t = 0usize;
+            // Odd sizes among whole blocks, for 5.7 s (short-term and LRA too).
+            let sizes = [
+                4096, 1, 333, 4096, 4096, 2000, 4095, 4096, 4096, 4096, 4096, 17,
+            ];
+            for n in sizes.iter().cycle().take(96).copied() {
+                let mut b = Block::new(channels, 4096);
+                b.set_frames(n);
+                for i in 0..n {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    let noise = (rng >> 11) as f64 / (1u64 << 53) as f64 - 0.5;
+                    // A burst that passes the ceiling, between quiet tones.
+                    let loud = if (20_000..24_000).contains(&t) || (150_000..170_000).contains(&t) {
+                        1.9
+                    } else {
+                        0.3
+                    };
+                    for c in 0..channels {
+                        b.channel_mut(c)[i] =
+                            loud * (0.5 * (t as f64 * 0.031 * (c + 1) as f64).sin() + 0.2 * noise);
+                    }
+                    t += 1;
+                }
+                w.write(&b).expect("write");
+            }
+            let mut p = w.finish().expect("finish");
+            let mut meter = p.meter.take().expect("meter");
+            let as_written = meter.finish();
+            let read = crate::measure_file::measure_file(
+                &p.temp_path,
+                None,
+                crate::measure_file::OverSearch {
+                    frame_rate: 25.0,
+                    ceiling_dbtp: Some(-1.0),
+                },
+            )
+            .expect("measure");
+            assert_eq!(read.measurement, as_written, "{path:?}");
+            assert_eq!(as_written.overs.len(), 2, "the bursts are overs");
+            assert!(as_written.loudness_range_lu.is_some());
+            assert_eq!(read.codec, pcm_codec_name(depth));
+            assert_eq!((read.frames, read.channels), (p.frames, channels));
+            let digest = digest_wav(&p.temp_path).expect("digest");
+            assert_eq!(
+                (digest.audio_sha256.as_str(), digest.data_bytes),
+                (p.audio_sha256.as_str(), p.data_bytes)
+            );
+        }
     }
 
     #[test]

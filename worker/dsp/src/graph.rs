@@ -181,8 +181,7 @@ impl MixGraph {
     /// this same block.
     pub fn process_linked(&mut self, inputs: &[Block], reference: &MixGraph, out: &mut Block) {
         self.bank.process(inputs);
-        self.head
-            .process_linked(&self.bank, &reference.head, out);
+        self.head.process_linked(&self.bank, &reference.head, out);
     }
 }
 
@@ -376,7 +375,11 @@ impl MixHead {
 
     /// Channels of the output: the title's layout, or 2 for a fold-down.
     pub fn out_channels(&self) -> usize {
-        if self.fold.is_some() { 2 } else { self.channels }
+        if self.fold.is_some() {
+            2
+        } else {
+            self.channels
+        }
     }
 
     /// Mixes one block with the head's own detectors, from the stems `bank`

@@ -18,6 +18,7 @@ use super::metadata::{OutputLabel, bext_loudness, output_bext};
 use super::stream::{Stages, run_stages};
 use super::{TaskContext, TaskError};
 use crate::dialogue::DialogueActivity;
+use crate::meter::{Meter, MeterKind, Timeline};
 use crate::output::{DitherSeed, OutputStage, OutputWriter, Pending, digest_wav};
 use crate::source::TitleSource;
 
@@ -222,14 +223,35 @@ pub fn render(
                 rate,
                 channels,
             );
+            // Measured as written: dialogue-gated where the output carries it.
+            let gated = analysis
+                .dialogue
+                .as_ref()
+                .is_some_and(|_| carries_dialogue(title, &o.stems, analysis.dialogue.as_ref()));
+            let mut meter = if gated {
+                Meter::with_blocks(channels, rate, MeterKind::Full)
+            } else {
+                Meter::new(channels, rate, MeterKind::Full)
+            }
+            .map_err(|e| TaskError::Internal(e.to_string()))?;
+            meter.set_timeline(Timeline {
+                frame_rate: d.frame_rate,
+                // Re-mix stems too: not judged, but where they pass the air
+                // ceiling is worth knowing.
+                ceiling_dbtp: Some(d.true_peak_max_dbtp),
+                time_reference: bext.time_reference,
+            });
             uses[st].push(Use::Write(writers.len()));
-            writers.push(OutputWriter::create(
-                &ctx.output_dir.join(&o.file_name),
-                rate,
-                channels,
-                stage,
-                &bext,
-            )?);
+            writers.push(
+                OutputWriter::create(
+                    &ctx.output_dir.join(&o.file_name),
+                    rate,
+                    channels,
+                    stage,
+                    &bext,
+                )?
+                .measuring(meter, channels, crate::source::BLOCK_FRAMES),
+            );
         }
         for &(b, v) in &p.change_stages {
             let k = change_meters.len();
@@ -267,7 +289,7 @@ pub fn render(
             analysis.frames
         )));
     }
-    let pending = writers
+    let mut pending = writers
         .into_iter()
         .map(OutputWriter::finish)
         .collect::<Result<Vec<_>, _>>()?;
@@ -279,13 +301,13 @@ pub fn render(
         .flat_map(|(k, p)| p.planned.iter().map(move |o| (k, o)))
         .collect();
     let mut verified = Vec::new();
-    for (i, (p, (_, o))) in pending.iter().zip(&planned).enumerate() {
+    for (i, (p, (_, o))) in pending.iter_mut().zip(&planned).enumerate() {
         ctx.check_cancel()?;
         let dialogue = analysis
             .dialogue
             .as_ref()
             .filter(|_| carries_dialogue(title, &o.stems, analysis.dialogue.as_ref()));
-        let r = verify(p, d, o, rate, dialogue)?;
+        let r = verify(p, o, rate, dialogue)?;
         (ctx.progress)(0.7 + 0.3 * (i + 1) as f64 / planned.len() as f64);
         verified.push(r);
     }
@@ -431,65 +453,64 @@ fn remove_stale_partials(dir: &std::path::Path, file_name: &str) {
     }
 }
 
-/// Reads a written file back and measures the audio as stored, writes the
-/// loudness into its `bext`, then checksums the finished file.
+/// Finishes the measurement taken as the file was written (its samples as
+/// the decoder gives them back), writes the loudness into its `bext`, then
+/// reads the finished file back: its data chunk must hash to what was
+/// written, and be as long as what was written.
 fn verify(
-    p: &Pending,
-    d: &deliverables_spec::Delivery,
+    p: &mut Pending,
     o: &deliverables_spec::outputs::PlannedOutput,
     rate: u32,
     dialogue: Option<&DialogueActivity>,
 ) -> Result<(FileRecord, Measurement), TaskError> {
-    let read = crate::measure_file::measure_file(
-        &p.temp_path,
-        dialogue,
-        crate::measure_file::OverSearch {
-            frame_rate: d.frame_rate,
-            // Re-mix stems too: not judged, but where they pass the air
-            // ceiling is worth knowing.
-            ceiling_dbtp: Some(d.true_peak_max_dbtp),
-        },
-    )?;
-    let frames = read.frames;
-    if frames != p.frames || read.sample_rate != rate {
+    let Some(mut meter) = p.meter.take() else {
         return Err(TaskError::Internal(format!(
-            "'{}' reads back as {frames} frames at {} Hz, written {} at {rate} Hz",
-            p.temp_path.display(),
-            read.sample_rate,
-            p.frames
+            "'{}' was written without its meter",
+            p.temp_path.display()
+        )));
+    };
+    if let (count, Some(first)) = p.invalid_samples {
+        return Err(TaskError::Internal(format!(
+            "'{}' would hold {count} sample(s) that are not audio (NaN, infinite or beyond +60 dBFS), first at frame {first}: the graph produced invalid floating-point output",
+            p.temp_path.display()
         )));
     }
-    let mut m = read.measurement;
+    let mut m = meter.finish();
+    m.dialogue = dialogue.map(|a| a.measure(meter.blocks()));
     p.write_loudness(&bext_loudness(&m))?;
     let digest = digest_wav(&p.temp_path)?;
-    if digest.audio_sha256 != p.audio_sha256 {
+    if digest.audio_sha256 != p.audio_sha256 || digest.data_bytes != p.data_bytes {
         return Err(TaskError::Internal(format!(
-            "'{}' reads back different audio than was written; disk or file-system fault",
-            p.temp_path.display()
+            "'{}' reads back different audio than was written ({} bytes, {} written); disk or file-system fault",
+            p.temp_path.display(),
+            digest.data_bytes,
+            p.data_bytes
         )));
     }
     if p.clipped > 0 {
         m.notes
             .push(format!("{} samples clipped at full scale", p.clipped));
     }
+    let channels = p.channels;
+    let bits = o.bit_depth.bits();
     let file = FileRecord {
         path: String::new(),
         sha256: digest.sha256,
         audio_sha256: digest.audio_sha256,
         bytes: digest.bytes,
         format: "wav".to_string(),
-        codec: read.codec,
-        sample_rate: read.sample_rate,
-        bit_depth: o.bit_depth.bits(),
+        codec: crate::output::pcm_codec_name(o.bit_depth),
+        sample_rate: rate,
+        bit_depth: bits,
         sample_format: if o.bit_depth.is_float() {
             "float"
         } else {
             "int"
         }
         .to_string(),
-        channels: read.channels,
-        frames,
-        duration_s: frames as f64 / f64::from(rate),
+        channels,
+        frames: p.frames,
+        duration_s: p.frames as f64 / f64::from(rate),
     };
     Ok((file, m))
 }

@@ -151,11 +151,9 @@ pub fn run_stages(
             let (done, rest) = stages.split_at_mut(i);
             let stage = &mut rest[0];
             match stage.reference {
-                Some(r) if r < i => {
-                    stage
-                        .graph
-                        .process_linked(bank, &done[r].graph, &mut outs[i])
-                }
+                Some(r) if r < i => stage
+                    .graph
+                    .process_linked(bank, &done[r].graph, &mut outs[i]),
                 _ => stage.graph.process(bank, &mut outs[i]),
             }
             // Output frame k of this block sits at timeline position block_start + k - latency.
