@@ -198,6 +198,36 @@ fn gain_from_db(db: f64) -> f64 {
     (db * (std::f64::consts::LN_10 / 20.0)).dexp()
 }
 
+/// The RMS detector's mean squares of `L` channels at once (lane `l` reads
+/// `xs(l)` and holds its state in `ms[l]`), each lane running exactly the
+/// per-channel smoother and flush; every frame's `env[i]` then takes the
+/// max with each lane's value in channel order, as channel after channel
+/// over the block did.
+#[inline]
+#[allow(clippy::needless_range_loop)] // frame i across L parallel channels
+fn mean_squares<'a, const L: usize>(
+    xs: impl Fn(usize) -> &'a [f64],
+    ms: &mut [f64],
+    env: &mut [f64],
+    a: f64,
+    b: f64,
+) {
+    let xs: [&[f64]; L] = std::array::from_fn(|l| &xs(l)[..env.len()]);
+    let mut m: [f64; L] = std::array::from_fn(|l| ms[l]);
+    for (i, e) in env.iter_mut().enumerate() {
+        for l in 0..L {
+            let amp = detector_amp(xs[l][i]);
+            let mut v = a * m[l] + b * (amp * amp);
+            if v < FLUSH_MS {
+                v = 0.0;
+            }
+            m[l] = v;
+            *e = e.max(v);
+        }
+    }
+    ms[..L].copy_from_slice(&m);
+}
+
 /// A sample made safe for the detector: NaN counts as silence, infinities
 /// and huge values as +200 dB.
 #[inline]
@@ -324,18 +354,23 @@ impl Compressor {
             }
             Detection::Rms => {
                 let (a, b) = (self.rms_coef, 1.0 - self.rms_coef);
-                for (ch, state) in self.ms.iter_mut().enumerate().take(block.channels()) {
-                    let x = &block.channel(ch)[start..end];
-                    let mut m = *state;
-                    for (e, &s) in env.iter_mut().zip(x) {
-                        let amp = detector_amp(s);
-                        m = a * m + b * (amp * amp);
-                        if m < FLUSH_MS {
-                            m = 0.0;
-                        }
-                        *e = e.max(m);
+                let channels = block.channels().min(self.ms.len());
+                let mut first = 0;
+                while first < channels {
+                    // Channels in groups of 4 lanes, then 2, then 1.
+                    let lanes = match channels - first {
+                        1 => 1,
+                        2 | 3 => 2,
+                        _ => 4,
+                    };
+                    let ms = &mut self.ms[first..first + lanes];
+                    let xs = |l: usize| &block.channel(first + l)[start..end];
+                    match lanes {
+                        1 => mean_squares::<1>(xs, ms, env, a, b),
+                        2 => mean_squares::<2>(xs, ms, env, a, b),
+                        _ => mean_squares::<4>(xs, ms, env, a, b),
                     }
-                    *state = m;
+                    first += lanes;
                 }
             }
         }

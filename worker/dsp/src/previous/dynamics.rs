@@ -1,6 +1,6 @@
 //! The compressor before its exponentials ran in a pass of their own after
-//! the smoother, verbatim but for names: the reference the current one must
-//! match bit for bit.
+//! the smoother and its RMS detector ran channels in lanes, verbatim but for
+//! names: the reference the current one must match bit for bit.
 
 use crate::block::Block;
 use crate::dynamics::{CompressorParams, Detection};
