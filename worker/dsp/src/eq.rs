@@ -2,8 +2,10 @@
 //!
 //! [`design`] turns an [`EqKind`] into a cascade of normalised biquads
 //! ([`BiquadCoefs`], `a0 = 1`); [`response_db`] evaluates the cascade's
-//! magnitude analytically; [`Eq`] is the node that runs the cascade, one
-//! Transposed Direct Form II section after another, per channel.
+//! magnitude analytically; [`Eq`] is the node that runs the cascade of
+//! Transposed Direct Form II sections on every channel (several channels in
+//! lanes and several sections frame by frame, each channel's arithmetic that
+//! of one section after another).
 //!
 //! High- and low-pass filters are Butterworth: 12 dB/oct is the cookbook
 //! HPF/LPF with Q = 1/√2; 24 and 48 dB/oct cascade 2 and 4 cookbook sections,
