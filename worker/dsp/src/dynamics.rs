@@ -375,16 +375,20 @@ impl Compressor {
             }
         }
 
-        // 2–3. Gain computer and branching smoother (dB): env[i] becomes the
-        //      smoothed reduction of frame i.
+        // 2. Gain computer: env[i] becomes frame i's target reduction (dB).
+        //    No frame depends on another here, so the logarithms need not
+        //    wait on the smoother.
+        for e in env.iter_mut() {
+            *e = computer.target_reduction_db(*e);
+        }
+        // 3. Branching smoother (dB): env[i] becomes frame i's smoothed
+        //    reduction. Alone in its loop, with no call, `y` stays in a
+        //    register from frame to frame.
+        let (attack, release) = (self.attack_coef, self.release_coef);
         let mut y = self.reduction_db;
         for e in env.iter_mut() {
-            let target = computer.target_reduction_db(*e);
-            let c = if target > y {
-                self.attack_coef
-            } else {
-                self.release_coef
-            };
+            let target = *e;
+            let c = if target > y { attack } else { release };
             y = target + c * (y - target);
             if y < FLUSH_DB {
                 y = 0.0;
@@ -905,7 +909,7 @@ mod tests {
     }
 
     /// Output and gain envelope, bit for bit, against the previous
-    /// implementation (smoother and exponential in one loop), for peak
+    /// implementation (gain computer, smoother and exponential in one loop), for peak
     /// and RMS detection, soft and hard knees, instant and slow times, ratio
     /// 1 and ∞, every test signal, block size and channel count, and blocks
     /// larger than prepared.

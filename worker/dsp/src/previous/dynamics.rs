@@ -1,6 +1,7 @@
-//! The compressor before its exponentials ran in a pass of their own after
-//! the smoother and its RMS detector ran channels in lanes, verbatim but for
-//! names: the reference the current one must match bit for bit.
+//! The compressor before its gain computer, smoother and exponentials ran
+//! as passes of their own and its RMS detector ran channels in lanes,
+//! verbatim but for names: the reference the current one must match bit for
+//! bit.
 
 use crate::block::Block;
 use crate::dynamics::{CompressorParams, Detection};
