@@ -318,6 +318,34 @@ impl RenderResult {
 pub struct PackResult {
     pub title: String,
     pub renders: Vec<RenderResult>,
+    /// The trims decided on the written files, when the analysis left the
+    /// ceiling to the render (every master ends in a limiter).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ceiling: Option<PackCeiling>,
+}
+
+/// The ceiling decided by a render task on its own files.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PackCeiling {
+    /// By level family: `full`, or a normalized variant's name.
+    pub families: std::collections::BTreeMap<String, FamilyTrims>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// Passes over the stems: 1 when every file was under the ceiling as
+    /// written; 3 when a trim was needed (the peaks measured before
+    /// quantisation, then the pack written again, trimmed).
+    pub passes: u32,
+}
+
+/// One family's trims and the true peaks they were decided on.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FamilyTrims {
+    pub ceiling_trim_db: f64,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub variant_trims_db: std::collections::BTreeMap<String, f64>,
+    pub trim_rule: String,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub output_true_peaks_dbtp: std::collections::BTreeMap<String, f64>,
 }
 
 impl PackResult {

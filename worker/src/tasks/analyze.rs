@@ -72,6 +72,12 @@ pub struct AnalysisResult {
     /// applied at, and the change the analysis measured at that gain.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub moves: BTreeMap<String, LevelChange>,
+    /// Set when every family's master ends in a limiter: no ceiling pass
+    /// here; the render task measures the files it writes and decides the
+    /// trims of these families on them (rendering again only if one is
+    /// needed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deferred_ceiling: Vec<super::trim::FamilyCeiling>,
 }
 
 impl AnalysisResult {
@@ -410,7 +416,15 @@ pub fn analyze(
             notes.push(n.clone());
         }
     }
-    let (probed, output_peaks) = ceiling_pass(ctx, &input, &live, &families, &moves)?;
+    // Behind a master limiter every output is almost always under the
+    // ceiling: the render checks its written files instead of a whole pass
+    // here. Without one, peaks follow the gain: probe them first.
+    let defer = families.iter().all(|f| f.limited);
+    let (probed, output_peaks) = if defer {
+        (Vec::new(), Vec::new())
+    } else {
+        ceiling_pass(ctx, &input, &live, &families, &moves)?
+    };
 
     // Input records: content hashes and formats.
     let mut inputs = Vec::new();
@@ -476,7 +490,7 @@ pub fn analyze(
             },
             &own,
         );
-        if trim < 0.0 || !variant_db.is_empty() {
+        if !defer && (trim < 0.0 || !variant_db.is_empty()) {
             let worst = own
                 .iter()
                 .filter_map(|p| p.true_peak_dbtp.map(|tp| (tp, &p.file)))
@@ -506,7 +520,7 @@ pub fn analyze(
                 .into_iter()
                 .map(|(v, t)| (v, round6(t)))
                 .collect(),
-            trim_rule: Some(rule),
+            trim_rule: (!defer).then_some(rule),
             output_true_peaks_dbtp: output_peaks
                 .iter()
                 .filter(|(i, _, _)| *i == fi)
@@ -532,6 +546,24 @@ pub fn analyze(
         time_reference,
         notes,
         moves,
+        deferred_ceiling: if defer {
+            families
+                .iter()
+                .enumerate()
+                .map(|(fi, f)| super::trim::FamilyCeiling {
+                    name: if fi == 0 {
+                        "full".into()
+                    } else {
+                        f.name.clone()
+                    },
+                    mix_file: f.mix_file.clone(),
+                    loudness: f.loudness,
+                    floor_lufs: f.target.target_lufs - f.target.tolerance_lu,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        },
     })
 }
 

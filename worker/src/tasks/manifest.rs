@@ -534,6 +534,31 @@ fn title_entry(
         })
         .collect();
     let fallback_full = a.as_ref().and_then(|a| a.full_mix_lufs);
+    // Trims a render decided on its own files: the first pack's are the
+    // title's level; every pack's notes follow (marked with their rate when
+    // there are several).
+    for (o, pack) in &packs {
+        let Some(c) = pack.as_ref().and_then(|p| p.ceiling.as_ref()) else {
+            continue;
+        };
+        let rate = pack_of(&o.kind);
+        if rate == first_pack
+            && let (Some(level), Some(full)) = (entry.level.as_mut(), c.families.get("full"))
+        {
+            level.ceiling_trim_db = full.ceiling_trim_db;
+            level.variant_trims_db = full.variant_trims_db.clone();
+            level.trim_rule = Some(full.trim_rule.clone());
+            level.output_true_peaks_dbtp = full.output_true_peaks_dbtp.clone();
+        }
+        entry.notes.extend(
+            c.notes
+                .iter()
+                .map(|n| match rate.filter(|_| rate != first_pack) {
+                    Some(r) => format!("{r} Hz pack: {n}"),
+                    None => n.clone(),
+                }),
+        );
+    }
     for (o, pack) in packs {
         let TaskKind::Render { variants, .. } = &o.kind else {
             continue;

@@ -10,19 +10,28 @@ use deliverables_spec::compliance::Measurement;
 use deliverables_spec::manifest::{EFFECTIVE_TOLERANCE_DB, FileRecord, LevelChange};
 use deliverables_spec::model::AmountMode;
 use deliverables_spec::model::Dither;
-use deliverables_spec::variant::title_graph;
+use std::collections::BTreeMap;
+
+use deliverables_spec::LevelPolicy;
+use deliverables_spec::model::{BitDepth, Title};
+use deliverables_spec::variant::{Variant, title_graph};
 
 use super::analyze::{AnalysisResult, carries_dialogue, chain_context, outputs_for, round6};
 use super::effective::{ChangeMeter, move_stems};
 use super::metadata::{OutputLabel, bext_loudness, output_bext};
 use super::stream::{Stages, run_stages};
+use super::trim::{FamilyMix, Probed, decide};
 use super::{TaskContext, TaskError};
 use crate::dialogue::DialogueActivity;
+use crate::dsp::gain_to_db;
+use crate::dsp::true_peak::TruePeakDetector;
 use crate::meter::{Meter, MeterKind, Timeline};
 use crate::output::{DitherSeed, OutputStage, OutputWriter, Pending, digest_wav};
 use crate::source::TitleSource;
 
-pub use deliverables_spec::contract::{PackResult, RenderMode, RenderResult, RenderedOutput};
+pub use deliverables_spec::contract::{
+    FamilyTrims, PackCeiling, PackResult, RenderMode, RenderResult, RenderedOutput,
+};
 
 /// The analysis result (of the pack at `rate`) among a task's dependencies.
 pub fn analysis_of(
@@ -49,6 +58,8 @@ pub fn analysis_of(
 
 /// What one variant of the pack renders, and where its stages are.
 struct VariantPass {
+    /// Its level family: `full`, or its own name when normalized.
+    family: String,
     variant: deliverables_spec::variant::Variant,
     planned: Vec<deliverables_spec::outputs::PlannedOutput>,
     tg: deliverables_spec::variant::TitleGraph,
@@ -65,23 +76,19 @@ struct VariantPass {
     moves: Vec<deliverables_spec::variant::Move>,
 }
 
-/// Renders every variant of a title's pack (at `pack_rate`) in one pass
-/// over its stems: one bank of stem chains, one head per distinct graph
-/// (a stem set's reference mix is the full mix's head when they are the
-/// same graph), every file written as the pass goes.
-pub fn render(
+/// The pack's graphs: every variant's outputs (and what measures its
+/// moves) as stages over one bank of stem chains. `decided`: trims decided
+/// on the pack's files, by family, in place of the analysis' own.
+fn build(
     ctx: &TaskContext<'_>,
-    title_name: &str,
+    title: &Title,
+    analysis: &AnalysisResult,
     variant_names: &[String],
-    pack_rate: Option<u32>,
-) -> Result<PackResult, TaskError> {
+    decided: Option<&BTreeMap<String, FamilyTrims>>,
+) -> Result<(Stages, Vec<VariantPass>), TaskError> {
     let spec = ctx.spec;
-    let title = spec
-        .title(title_name)
-        .ok_or_else(|| TaskError::Internal(format!("title `{title_name}` is not in the spec")))?;
-    let analysis = analysis_of(ctx, title_name, pack_rate)?;
-    let d = spec.delivery();
     let rate = analysis.sample_rate;
+    let title_name = &title.name;
     let graph_err =
         |e: crate::dsp::chain::GraphError| TaskError::Input(format!("title `{title_name}`: {e}"));
     let mut stages = Stages::default();
@@ -91,14 +98,16 @@ pub fn render(
             TaskError::Internal(format!("variant `{variant_name}` is not in the spec"))
         })?;
         let level = analysis.level_of(&variant);
-        let (gain_db, trim_db) = (level.master_gain_db, level.ceiling_trim_db);
+        let family = family_of(analysis, &variant);
+        // The trims decided on this pack's files replace the analysis' own.
+        let (trim_db, variant_trims) = match decided.and_then(|t| t.get(&family)) {
+            Some(t) => (t.ceiling_trim_db, &t.variant_trims_db),
+            None => (level.ceiling_trim_db, &level.variant_trims_db),
+        };
+        let gain_db = level.master_gain_db;
         // Outputs the title trim alone leaves over the ceiling take their own
         // (a stem set takes one for all its stems).
-        let own_trim_db = level
-            .variant_trims_db
-            .get(&variant.name)
-            .copied()
-            .unwrap_or(0.0);
+        let own_trim_db = variant_trims.get(&variant.name).copied().unwrap_or(0.0);
         let fold_gain_db = level.fold_down_gain_db.unwrap_or(0.0);
         // The graph as rendered: an effective move at the gain the analysis found.
         let applied = analysis.applied(&variant);
@@ -123,6 +132,7 @@ pub fn render(
         let moves = variant.moves();
         let measure_moves = !linked && !moves.is_empty() && tg.fold_down.is_none();
         passes.push(VariantPass {
+            family,
             variant,
             planned,
             tg,
@@ -174,13 +184,41 @@ pub fn render(
         }
     }
     tracing::debug!(
-        title = title_name,
+        title = %title.name,
         variants = passes.len(),
         stages = stages.len(),
         graphs = stages.heads(),
         stem_chains = stages.bank.len(),
         "pack graph"
     );
+    Ok((stages, passes))
+}
+
+/// The level family a variant's outputs belong to: `full`, or a
+/// normalized variant's own.
+fn family_of(analysis: &AnalysisResult, variant: &Variant) -> String {
+    match variant.level {
+        LevelPolicy::Normalized if analysis.normalized.contains_key(&variant.name) => {
+            variant.name.clone()
+        }
+        _ => "full".to_string(),
+    }
+}
+
+/// One pass over the stems writing every file of the pack (measured as
+/// written), and the change meters of the moves.
+fn write_pack(
+    ctx: &TaskContext<'_>,
+    title: &Title,
+    analysis: &AnalysisResult,
+    pack_rate: Option<u32>,
+    mut stages: Stages,
+    passes: &[VariantPass],
+) -> Result<(Vec<Pending>, Vec<ChangeMeter>), TaskError> {
+    let spec = ctx.spec;
+    let d = spec.delivery();
+    let rate = analysis.sample_rate;
+    let title_name = &title.name;
     // What each stage's block feeds: a writer, a full-mix copy, a change meter.
     enum Use {
         Write(usize),
@@ -191,7 +229,7 @@ pub fn render(
     let mut change_meters: Vec<ChangeMeter> = Vec::new();
     let mut full_copies: Vec<crate::dsp::Block> = Vec::new();
     let mut writers = Vec::new();
-    for p in &passes {
+    for p in passes {
         for o in &p.planned {
             remove_stale_partials(&ctx.output_dir, &o.file_name);
         }
@@ -289,25 +327,167 @@ pub fn render(
             analysis.frames
         )));
     }
-    let mut pending = writers
+    let pending = writers
         .into_iter()
         .map(OutputWriter::finish)
         .collect::<Result<Vec<_>, _>>()?;
 
-    // Verify every file before any becomes visible.
-    let planned: Vec<(usize, &deliverables_spec::outputs::PlannedOutput)> = passes
-        .iter()
-        .enumerate()
-        .flat_map(|(k, p)| p.planned.iter().map(move |o| (k, o)))
-        .collect();
-    let mut verified = Vec::new();
-    for (i, (p, (_, o))) in pending.iter_mut().zip(&planned).enumerate() {
-        ctx.check_cancel()?;
-        let dialogue = analysis
+    Ok((pending, change_meters))
+}
+
+/// One pass over the stems measuring every output's true peak as the
+/// analysis' ceiling pass does: before quantisation (float, no dither, no
+/// trim), so an output over full scale reads its real peak, not a clipped
+/// one. Returns each planned output's true peak, in pack order.
+fn float_peaks(
+    ctx: &TaskContext<'_>,
+    title: &Title,
+    analysis: &AnalysisResult,
+    pack_rate: Option<u32>,
+    mut stages: Stages,
+    passes: &[VariantPass],
+) -> Result<Vec<Option<f64>>, TaskError> {
+    let d = ctx.spec.delivery();
+    let rate = analysis.sample_rate;
+    let mut uses: Vec<Vec<usize>> = (0..stages.len()).map(|_| Vec::new()).collect();
+    let mut probes = Vec::new();
+    for p in passes {
+        for &st in &p.output_stages {
+            let channels = stages.out_channels(st);
+            uses[st].push(probes.len());
+            probes.push((
+                OutputStage::new(BitDepth::Float32, channels, 0.0, None),
+                TruePeakDetector::new(channels, rate),
+                crate::dsp::Block::new(channels, crate::source::BLOCK_FRAMES),
+            ));
+        }
+    }
+    let paths: Vec<_> = title.stems.iter().map(|s| ctx.spec.path(&s.file)).collect();
+    let mut source = TitleSource::open(&paths, pack_rate.or(d.sample_rate), title.layout)?;
+    run_stages(
+        ctx,
+        &mut source,
+        &mut stages,
+        analysis.frames,
+        |f| (ctx.progress)(0.7 * f),
+        |i, block| {
+            for &k in &uses[i] {
+                let (os, tp, q) = &mut probes[k];
+                os.render(block, q);
+                tp.push_block(q);
+            }
+            Ok(())
+        },
+    )?;
+    Ok(probes
+        .iter_mut()
+        .map(|(_, tp, _)| Some(gain_to_db(tp.finish())).filter(|v| v.is_finite()))
+        .collect())
+}
+
+/// Renders every variant of a title's pack (at `pack_rate`) in one pass
+/// over its stems: one bank of stem chains, one head per distinct graph
+/// (a stem set's reference mix is the full mix's head when they are the
+/// same graph), every file written and measured as the pass goes.
+///
+/// When the analysis left the ceiling to the render (every master ends in
+/// a limiter), the files are written untrimmed and the trims decided on
+/// their measured true peaks: nothing over the ceiling, nothing to do.
+/// Otherwise they are discarded, the peaks measured before quantisation
+/// (as the analysis' ceiling pass does) and the pack written again with
+/// the trims those give.
+pub fn render(
+    ctx: &TaskContext<'_>,
+    title_name: &str,
+    variant_names: &[String],
+    pack_rate: Option<u32>,
+) -> Result<PackResult, TaskError> {
+    let spec = ctx.spec;
+    let title = spec
+        .title(title_name)
+        .ok_or_else(|| TaskError::Internal(format!("title `{title_name}` is not in the spec")))?;
+    let analysis = analysis_of(ctx, title_name, pack_rate)?;
+    let d = spec.delivery();
+    let rate = analysis.sample_rate;
+    let (stages, mut passes) = build(ctx, title, &analysis, variant_names, None)?;
+    let (mut pending, mut change_meters) =
+        write_pack(ctx, title, &analysis, pack_rate, stages, &passes)?;
+    let planned_of =
+        |passes: &[VariantPass]| -> Vec<(usize, deliverables_spec::outputs::PlannedOutput)> {
+            passes
+                .iter()
+                .enumerate()
+                .flat_map(|(k, p)| p.planned.iter().map(move |o| (k, o.clone())))
+                .collect()
+        };
+    let mut planned = planned_of(&passes);
+    let dialogue_of = |o: &deliverables_spec::outputs::PlannedOutput| {
+        analysis
             .dialogue
             .as_ref()
-            .filter(|_| carries_dialogue(title, &o.stems, analysis.dialogue.as_ref()));
-        let r = verify(p, o, rate, dialogue)?;
+            .filter(|_| carries_dialogue(title, &o.stems, analysis.dialogue.as_ref()))
+    };
+    let mut measured = finish_measurements(&mut pending, &planned, dialogue_of)?;
+    let mut ceiling = None;
+    if !analysis.deferred_ceiling.is_empty() {
+        let peaks: Vec<Option<f64>> = measured.iter().map(|m| m.true_peak_dbtp).collect();
+        let clipped = pending.iter().any(|p| p.clipped > 0);
+        let mut decided = decide_pack(d, &analysis, &passes, &planned, &peaks);
+        let mut pack_passes = 1;
+        if clipped
+            || decided
+                .values()
+                .any(|t| t.ceiling_trim_db < 0.0 || !t.variant_trims_db.is_empty())
+        {
+            // Over the ceiling as written: nothing of this pass is delivered.
+            drop(pending);
+            let (stages, passes_f) = build(ctx, title, &analysis, variant_names, None)?;
+            let peaks = float_peaks(ctx, title, &analysis, pack_rate, stages, &passes_f)?;
+            decided = decide_pack(d, &analysis, &passes_f, &planned, &peaks);
+            let (stages, passes_t) = build(ctx, title, &analysis, variant_names, Some(&decided))?;
+            let (p, c) = write_pack(ctx, title, &analysis, pack_rate, stages, &passes_t)?;
+            (pending, change_meters, passes) = (p, c, passes_t);
+            planned = planned_of(&passes);
+            measured = finish_measurements(&mut pending, &planned, dialogue_of)?;
+            pack_passes = 3;
+        }
+        let mut notes = Vec::new();
+        for (name, t) in &decided {
+            if t.ceiling_trim_db < 0.0 || !t.variant_trims_db.is_empty() {
+                let worst = t.output_true_peaks_dbtp.iter().fold(
+                    None,
+                    |w: Option<(&String, f64)>, (f, &tp)| match w {
+                        Some(w) if w.1 >= tp => Some(w),
+                        _ => Some((f, tp)),
+                    },
+                );
+                notes.push(format!(
+                    "ceiling ({:.2} dBTP working ceiling{}): {}{}",
+                    d.working_ceiling_db(),
+                    if name == "full" {
+                        String::new()
+                    } else {
+                        format!(", `{name}`")
+                    },
+                    worst.map_or(String::new(), |(file, tp)| format!(
+                        "the highest output, `{file}`, measured {tp:.3} dBTP before quantisation; "
+                    )),
+                    t.trim_rule
+                ));
+            }
+        }
+        ceiling = Some(PackCeiling {
+            families: decided,
+            notes,
+            passes: pack_passes,
+        });
+    }
+
+    // Verify every file before any becomes visible.
+    let mut verified = Vec::new();
+    for (i, ((p, m), (_, o))) in pending.iter_mut().zip(measured).zip(&planned).enumerate() {
+        ctx.check_cancel()?;
+        let r = verify(p, o, rate, m)?;
         (ctx.progress)(0.7 + 0.3 * (i + 1) as f64 / planned.len() as f64);
         verified.push(r);
     }
@@ -316,13 +496,15 @@ pub fn render(
     ctx.check_cancel()?;
     // The delivered change of each move: measured before the output
     // stage, so a trim this output has and the full mix has not counts too.
-    let full_trim = analysis.level.ceiling_trim_db
-        + analysis
-            .level
-            .variant_trims_db
-            .get("full")
-            .copied()
-            .unwrap_or(0.0);
+    let (full_title_trim, full_trims) = match ceiling.as_ref().and_then(|c| c.families.get("full"))
+    {
+        Some(t) => (t.ceiling_trim_db, &t.variant_trims_db),
+        None => (
+            analysis.level.ceiling_trim_db,
+            &analysis.level.variant_trims_db,
+        ),
+    };
+    let full_trim = full_title_trim + full_trims.get("full").copied().unwrap_or(0.0);
     let mut meters = change_meters.iter();
     let level_changes: Vec<Vec<LevelChange>> = passes
         .iter()
@@ -379,8 +561,9 @@ pub fn render(
         })
         .collect();
     for (pend, ((k, o), (digest_file, measurement))) in
-        pending.into_iter().zip(planned.into_iter().zip(verified))
+        pending.into_iter().zip(planned.iter().zip(verified))
     {
+        let k = *k;
         pend.commit()?;
         let p = &passes[k];
         renders[k].outputs.push(RenderedOutput {
@@ -412,7 +595,79 @@ pub fn render(
     Ok(PackResult {
         title: title.name.clone(),
         renders,
+        ceiling,
     })
+}
+
+/// Finishes the measurement of every file (taken as it was written).
+fn finish_measurements<'a>(
+    pending: &mut [Pending],
+    planned: &[(usize, deliverables_spec::outputs::PlannedOutput)],
+    dialogue_of: impl Fn(&deliverables_spec::outputs::PlannedOutput) -> Option<&'a DialogueActivity>,
+) -> Result<Vec<Measurement>, TaskError> {
+    pending
+        .iter_mut()
+        .zip(planned)
+        .map(|(p, (_, o))| finish_measurement(p, dialogue_of(o)))
+        .collect()
+}
+
+/// The trims of every family the analysis left to the render, decided on
+/// `peaks` (each planned output's true peak, in pack order) by the ceiling
+/// rule.
+fn decide_pack(
+    d: &deliverables_spec::Delivery,
+    analysis: &AnalysisResult,
+    passes: &[VariantPass],
+    planned: &[(usize, deliverables_spec::outputs::PlannedOutput)],
+    peaks: &[Option<f64>],
+) -> BTreeMap<String, FamilyTrims> {
+    let ceiling = d.working_ceiling_db();
+    analysis
+        .deferred_ceiling
+        .iter()
+        .map(|fam| {
+            let mine = || {
+                planned
+                    .iter()
+                    .zip(peaks)
+                    .filter(|((k, _), _)| passes[*k].family == fam.name)
+            };
+            let probed: Vec<Probed> = mine()
+                .filter(|((_, o), _)| o.ceiling)
+                .map(|((k, o), tp)| Probed {
+                    variant: passes[*k].variant.name.clone(),
+                    file: o.file_name.clone(),
+                    stem: o.role.is_some(),
+                    true_peak_dbtp: *tp,
+                })
+                .collect();
+            let t = decide(
+                ceiling,
+                &FamilyMix {
+                    file: &fam.mix_file,
+                    loudness: fam.loudness,
+                    floor_lufs: fam.floor_lufs,
+                },
+                &probed,
+            );
+            (
+                fam.name.clone(),
+                FamilyTrims {
+                    ceiling_trim_db: round6(t.title_db),
+                    variant_trims_db: t
+                        .variant_db
+                        .into_iter()
+                        .map(|(v, x)| (v, round6(x)))
+                        .collect(),
+                    trim_rule: t.rule,
+                    output_true_peaks_dbtp: mine()
+                        .filter_map(|((_, o), tp)| tp.map(|tp| (o.file_name.clone(), round6(tp))))
+                        .collect(),
+                },
+            )
+        })
+        .collect()
 }
 
 impl VariantPass {
@@ -453,16 +708,12 @@ fn remove_stale_partials(dir: &std::path::Path, file_name: &str) {
     }
 }
 
-/// Finishes the measurement taken as the file was written (its samples as
-/// the decoder gives them back), writes the loudness into its `bext`, then
-/// reads the finished file back: its data chunk must hash to what was
-/// written, and be as long as what was written.
-fn verify(
+/// Finishes the measurement taken as the file was written: its samples as
+/// the decoder gives them back.
+fn finish_measurement(
     p: &mut Pending,
-    o: &deliverables_spec::outputs::PlannedOutput,
-    rate: u32,
     dialogue: Option<&DialogueActivity>,
-) -> Result<(FileRecord, Measurement), TaskError> {
+) -> Result<Measurement, TaskError> {
     let Some(mut meter) = p.meter.take() else {
         return Err(TaskError::Internal(format!(
             "'{}' was written without its meter",
@@ -477,6 +728,18 @@ fn verify(
     }
     let mut m = meter.finish();
     m.dialogue = dialogue.map(|a| a.measure(meter.blocks()));
+    Ok(m)
+}
+
+/// Writes the measured loudness into the file's `bext`, then reads the
+/// finished file back: its data chunk must hash to what was written, and
+/// be as long.
+fn verify(
+    p: &mut Pending,
+    o: &deliverables_spec::outputs::PlannedOutput,
+    rate: u32,
+    mut m: Measurement,
+) -> Result<(FileRecord, Measurement), TaskError> {
     p.write_loudness(&bext_loudness(&m))?;
     let digest = digest_wav(&p.temp_path)?;
     if digest.audio_sha256 != p.audio_sha256 || digest.data_bytes != p.data_bytes {

@@ -22,6 +22,20 @@ use std::collections::BTreeMap;
 /// thousandths differently.
 pub const TOLERANCE_MARGIN_LU: f64 = 0.02;
 
+/// A level family whose ceiling is decided on the pack's written files
+/// (the render task's): what [`decide`] needs of its mix.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FamilyCeiling {
+    /// `full` (the full mix's family), or the normalized variant's name.
+    pub name: String,
+    /// File name of the family's mix.
+    pub mix_file: String,
+    /// Its loudness on its basis at the family gain (`None`: silent).
+    pub loudness: Option<f64>,
+    /// The lowest loudness its tolerance accepts.
+    pub floor_lufs: f64,
+}
+
 /// One output as the analysis measured it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Probed {
