@@ -4,5 +4,6 @@
 
 pub mod bench;
 pub mod bench_cluster;
+pub mod bench_pack;
 pub mod check;
 pub mod measure;

@@ -69,8 +69,14 @@ enum Cmd {
     /// integrated, LRA, true peak, sample peak, max momentary and short-term.
     Measure(MeasureArgs),
     /// Realtime factor of the mastering graph on one core (demo chain), with
-    /// ffmpeg doing comparable work in the same run.
+    /// ffmpeg doing comparable work in the same run. With --pack: the cost
+    /// of a whole pack (`render --workers 1`) against ffmpeg writing and
+    /// measuring the same outputs, CPU time, wall time and peak memory.
     Bench(BenchArgs),
+    /// Internal to `bench --pack`: runs a command, then writes its CPU time,
+    /// peak RSS and elapsed time (getrusage of the waited child) to a file.
+    #[command(name = "bench-probe", hide = true)]
+    BenchProbe(BenchProbeArgs),
 }
 
 #[derive(Args)]
@@ -252,15 +258,39 @@ struct MeasureArgs {
 
 #[derive(Args)]
 struct BenchArgs {
-    /// Length of the benchmark song, seconds.
-    #[arg(long, default_value_t = 60.0)]
-    pub seconds: f64,
-    /// Runs of each; the best is kept.
+    /// Length of the benchmark song, seconds (default 60; with --pack the
+    /// demo's 45).
+    #[arg(long)]
+    pub seconds: Option<f64>,
+    /// Runs of each; the best is kept (with --pack: runs alternate between
+    /// stemforge and ffmpeg and the median is reported).
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
     /// The demo session's layout: `stereo` or `5.1`.
     #[arg(long, default_value = "stereo", value_parser = parse_layout)]
     pub layout: Layout,
+    /// Measure a whole pack: `stemforge render --workers 1` against ffmpeg
+    /// rendering the same outputs through the spec's graph and measuring
+    /// each (ebur128); CPU, wall, peak RSS, realtime factor per core.
+    #[arg(long)]
+    pub pack: bool,
+    /// With --pack: the spec to render (all its titles; default: the demo
+    /// session, written to a temporary folder).
+    #[arg(requires = "pack")]
+    pub spec: Option<PathBuf>,
+    /// With --pack: print the figures as JSON.
+    #[arg(long, requires = "pack")]
+    pub json: bool,
+}
+
+#[derive(Args)]
+struct BenchProbeArgs {
+    /// Where the figures are written (JSON).
+    #[arg(long)]
+    pub report: PathBuf,
+    /// The command and its arguments.
+    #[arg(last = true, required = true)]
+    pub cmd: Vec<std::ffi::OsString>,
 }
 
 /// Logs go to stderr. On a terminal the progress bar tells the story, so only
@@ -329,6 +359,10 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // The probe measures another process: no settings, logs or runtime.
+    if let Cmd::BenchProbe(a) = &cli.cmd {
+        return stemforge_cli::bench_pack::probe(&a.report, &a.cmd);
+    }
     let settings = Settings::load(cli.config.as_deref())?;
     let json_logs = match cli.log_format.as_deref() {
         Some(f) => f == "json",
@@ -347,6 +381,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Demo(a) => demo(&ctx, a),
         Cmd::Render(a) => render_spec(&ctx, a),
         Cmd::Bench(a) => bench(a),
+        Cmd::BenchProbe(a) => stemforge_cli::bench_pack::probe(&a.report, &a.cmd),
         Cmd::Measure(a) => measure(a),
         Cmd::BenchCluster(a) => bench_cluster(&ctx, cli.config.as_deref(), a),
         Cmd::Coordinator(a) => coordinator(&ctx, a),
@@ -393,7 +428,14 @@ fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
         seconds,
         repeats,
         layout,
+        pack,
+        spec,
+        json,
     } = a;
+    if pack {
+        return bench_pack(spec, seconds, repeats, layout, json);
+    }
+    let seconds = seconds.unwrap_or(60.0);
     if !(1.0..=600.0).contains(&seconds) {
         anyhow::bail!("--seconds must be between 1 and 600");
     }
@@ -416,6 +458,35 @@ fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
         }
         None => println!("ffmpeg: not installed, no comparison"),
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench_pack(
+    spec: Option<PathBuf>,
+    seconds: Option<f64>,
+    repeats: usize,
+    layout: Layout,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let seconds = seconds.unwrap_or(demo::DEMO_SECONDS);
+    if spec.is_none() && !(seconds.is_finite() && (1.0..=7200.0).contains(&seconds)) {
+        anyhow::bail!("--seconds must be between 1 and 7200");
+    }
+    if repeats == 0 {
+        anyhow::bail!("--repeats must be at least 1");
+    }
+    let r = stemforge_cli::bench_pack::run(&stemforge_cli::bench_pack::PackOptions {
+        spec,
+        seconds,
+        layout,
+        repeats,
+    })?;
+    let out = if json {
+        serde_json::to_string_pretty(&r)? + "\n"
+    } else {
+        stemforge_cli::bench_pack::text(&r)
+    };
+    write_stdout(&out)?;
     Ok(ExitCode::SUCCESS)
 }
 
