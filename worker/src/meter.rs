@@ -140,6 +140,12 @@ pub struct Meter {
     short_term_energies: Vec<f64>,
     /// Largest momentary loudness of every whole second (full mode).
     momentary: Vec<f64>,
+    /// Energies of the last 30 hops (100 ms each), oldest first once full:
+    /// momentary (4 hops) and short-term (30 hops) loudness are their
+    /// means. The `ebur128` crate would re-sum every sample of a 3 s
+    /// window at each 100 ms step (30 times the work, the largest cost of
+    /// metering a pack); each sample is summed once here.
+    hop_energies: [f64; 30],
     /// The video-frame grid true peaks are followed on (full mode).
     timeline: Timeline,
     /// True peak per video frame: the frame being fed, its max so far, and
@@ -199,9 +205,10 @@ impl Meter {
         blocks: bool,
     ) -> Result<Self, MeterError> {
         let mut mode = match kind {
-            MeterKind::Full => Mode::I | Mode::M | Mode::S,
+            MeterKind::Full => Mode::I | Mode::M,
             MeterKind::IntegratedOnly => Mode::I,
         };
+        // Full meters and recorded blocks read each 100 ms hop's energy.
         if blocks {
             mode |= Mode::M;
         }
@@ -226,6 +233,7 @@ impl Meter {
             short_term: Vec::new(),
             short_term_energies: Vec::new(),
             momentary: Vec::new(),
+            hop_energies: [0.0; 30],
             timeline: Timeline::default(),
             tp_frame: 0,
             tp_frame_max: 0.0,
@@ -339,22 +347,40 @@ impl Meter {
 
     /// At every 100 ms boundary: the block that just completed.
     fn on_hop(&mut self) {
+        if self.blocks.is_none() && self.kind != MeterKind::Full {
+            return;
+        }
+        // This hop's energy (the crate's 100 ms window: its own samples only).
+        let e = self
+            .ebu
+            .loudness_window(100)
+            .ok()
+            .filter(|l| l.is_finite())
+            .map_or(0.0, lufs_to_energy);
+        self.hop_energies.copy_within(1.., 0);
+        self.hop_energies[29] = e;
+        // Sums in a fixed order, oldest hop first.
+        let mean = |n: usize| self.hop_energies[30 - n..].iter().sum::<f64>() / n as f64;
+        let loudness = |e: f64| {
+            if e > 0.0 {
+                energy_to_lufs(e)
+            } else {
+                f64::NEG_INFINITY
+            }
+        };
         // A gating block needs 400 ms of audio behind it.
         let whole_block = self.hops >= 4;
+        let momentary_energy = mean(4);
         if let Some(b) = &mut self.blocks
             && whole_block
         {
-            let m = self.ebu.loudness_momentary().unwrap_or(f64::NEG_INFINITY);
-            b.push(if m.is_finite() {
-                lufs_to_energy(m)
-            } else {
-                0.0
-            });
+            b.push(momentary_energy);
         }
         if self.kind != MeterKind::Full {
             return;
         }
-        if whole_block && let Ok(m) = self.ebu.loudness_momentary() {
+        if whole_block {
+            let m = loudness(momentary_energy);
             self.max_momentary = self.max_momentary.max(m);
             // The window ending at hop h lies in second (h − 1) / 10.
             let second = ((self.hops - 1) / 10) as usize;
@@ -364,12 +390,14 @@ impl Meter {
             self.momentary[second] = self.momentary[second].max(m);
         }
         let whole_window = self.hops >= 30;
-        let s = self.ebu.loudness_shortterm().ok().filter(|s| s.is_finite());
+        let short_term_energy = mean(30);
+        let s = Some(loudness(short_term_energy)).filter(|s| s.is_finite());
         if whole_window {
             if let Some(s) = s {
                 self.max_short_term = self.max_short_term.max(s);
             }
-            self.short_term_energies.push(s.map_or(0.0, lufs_to_energy));
+            self.short_term_energies
+                .push(if s.is_some() { short_term_energy } else { 0.0 });
         }
         if self.hops.is_multiple_of(10) {
             let gated = s.filter(|&s| s >= ABSOLUTE_GATE_LUFS);
