@@ -265,10 +265,25 @@ impl Meter {
             let boundary =
                 frame_start(self.tp_frame + 1, self.rate, self.timeline.frame_rate) + delay;
             let take = (boundary.saturating_sub(self.tp_fed)).min((end - start) as u64) as usize;
+            // Only what can raise this second's maximum or pass the ceiling
+            // is computed: below both, a frame's exact peak is never read.
+            let second = (frame_start(self.tp_frame, self.rate, self.timeline.frame_rate)
+                / u64::from(self.rate.max(1))) as usize;
+            let second_max = self
+                .true_peak_per_s
+                .get(second)
+                .copied()
+                .unwrap_or(0.0)
+                .max(self.tp_frame_max);
+            let ceiling = self
+                .timeline
+                .ceiling_dbtp
+                .map_or(f64::INFINITY, |c| 10f64.powf(c / 20.0));
+            let floor = second_max.min(ceiling);
             if take > 0
                 && let Some(tp) = self.true_peak.as_mut()
             {
-                let v = tp.push_block_range(block, start, take);
+                let v = tp.push_block_range_over(block, start, take, floor);
                 self.tp_frame_max = self.tp_frame_max.max(v);
                 self.tp_fed += take as u64;
                 start += take;
@@ -538,6 +553,91 @@ mod tests {
             meter.add(&b).expect("meter");
             *phase += n as u64;
             done += n;
+        }
+    }
+
+    /// The maxima per second, the overall true peak and the runs over the
+    /// ceiling equal those of every step computed one by one (no skipping),
+    /// although the meter only computes what can raise a second's maximum
+    /// or pass the ceiling.
+    #[test]
+    fn true_peaks_per_second_and_overs_equal_every_step_computed() {
+        let rate = 48_000u32;
+        let ceiling_db = -1.0;
+        let mut m = Meter::new(2, rate, MeterKind::Full).expect("meter");
+        m.set_timeline(Timeline {
+            frame_rate: 25.0,
+            ceiling_dbtp: Some(ceiling_db),
+            time_reference: 0,
+        });
+        let mut reference = TruePeakDetector::new(2, rate);
+        let delay = reference.delay();
+        let mut steps: Vec<f64> = Vec::new();
+        let mut rng = 0x9E37_79B9_7F4A_7C15_u64;
+        let total = 9 * rate as usize + 1234;
+        let mut t = 0usize;
+        // Odd block sizes; loud bursts (some over the ceiling) in quiet music.
+        for n in [4096usize, 1, 333, 4096, 2000, 4095, 17].iter().cycle() {
+            if t >= total {
+                break;
+            }
+            let n = (*n).min(total - t);
+            let mut b = Block::new(2, 4096);
+            b.set_frames(n);
+            for i in 0..n {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                let noise = (rng >> 11) as f64 / (1u64 << 53) as f64 - 0.5;
+                let k = t + i;
+                let loud = match k / 12_000 {
+                    5 | 17 | 18 | 30 => 2.2,
+                    9 | 24 => 1.4,
+                    _ => 0.35,
+                };
+                let x = loud * (0.45 * (k as f64 * 0.21).sin() + 0.25 * noise);
+                b.channel_mut(0)[i] = x;
+                b.channel_mut(1)[i] = -0.8 * x;
+                let v = reference.push_frame(&[x, -0.8 * x]);
+                if k >= delay {
+                    steps.push(v);
+                }
+            }
+            m.add(&b).expect("meter");
+            t += n;
+        }
+        for _ in 0..delay {
+            steps.push(reference.push_frame(&[0.0, 0.0]));
+        }
+        let got = m.finish();
+        let per_s: Vec<Option<f64>> = steps
+            .chunks(rate as usize)
+            .map(|c| Some(round2(to_db(c.iter().copied().fold(0.0, f64::max)))))
+            .collect();
+        assert_eq!(got.true_peak_dbtp_per_s, per_s);
+        assert_eq!(
+            got.true_peak_dbtp,
+            Some(round3(to_db(steps.iter().copied().fold(0.0, f64::max))))
+        );
+        // Runs of video frames (1920 frames at 25 fps) over the ceiling.
+        let c = 10f64.powf(ceiling_db / 20.0);
+        let mut overs: Vec<(usize, usize, f64)> = Vec::new();
+        for (f, frame) in steps.chunks(1920).enumerate() {
+            let v = frame.iter().copied().fold(0.0, f64::max);
+            match overs.last_mut() {
+                Some(o) if v > c && o.1 == f => {
+                    o.1 = f + 1;
+                    o.2 = o.2.max(v);
+                }
+                _ if v > c => overs.push((f, f + 1, v)),
+                _ => {}
+            }
+        }
+        assert!(overs.len() >= 3, "{overs:?}");
+        assert_eq!(got.overs.len(), overs.len(), "{:?}", got.overs);
+        for (o, (f0, _, peak)) in got.overs.iter().zip(&overs) {
+            assert_eq!(o.start_s, round3(*f0 as f64 * 1920.0 / f64::from(rate)));
+            assert_eq!(o.peak_dbtp, round3(to_db(*peak)));
         }
     }
 

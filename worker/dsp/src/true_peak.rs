@@ -329,6 +329,40 @@ impl TruePeakDetector {
         m
     }
 
+    /// As [`push_block_range`](Self::push_block_range), but only what lies
+    /// above `floor` matters to the caller: returns the largest step value
+    /// exactly when it exceeds `floor`, else `floor` (steps that provably
+    /// cannot exceed it are not computed). A meter following maxima per
+    /// second and runs over a ceiling passes the lower of the two it has so
+    /// far, instead of computing every video frame's own maximum.
+    pub fn push_block_range_over(
+        &mut self,
+        block: &Block,
+        start: usize,
+        len: usize,
+        floor: f64,
+    ) -> f64 {
+        let have = block.channels();
+        let m = self.feed(
+            len,
+            |ch, at, dst| {
+                if ch < have {
+                    let from = start + at;
+                    dst.copy_from_slice(&block.channel(ch)[from..from + dst.len()]);
+                } else {
+                    dst.fill(0.0);
+                }
+            },
+            Skip::Running(floor),
+            None,
+        );
+        // `floor` itself is not a value of the signal.
+        if m > floor {
+            self.max = self.max.max(m);
+        }
+        m
+    }
+
     /// Flushes the filter tail (feeds `delay()` zero frames) and returns the
     /// largest value of those last steps exactly (the last `delay()` input
     /// frames' points); [`max`](Self::max) then covers everything.
