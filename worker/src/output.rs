@@ -338,32 +338,41 @@ impl OutputWriter {
         };
         let bytes_per = (self.depth.bits() / 8) as usize;
         let scale = self.stage.q.scale;
+        let (frames, channels) = (block.frames(), block.channels());
         self.bytes.clear();
+        self.bytes.reserve(frames * channels * bytes_per);
         if let Some(m) = &mut self.meter {
-            m.samples.set_frames(block.frames());
+            m.samples.set_frames(frames);
         }
-        for i in 0..block.frames() {
-            for ch in 0..block.channels() {
-                let x = block.channel(ch)[i];
-                let read_back = if self.depth.is_float() {
-                    let f = self.stage.float_sample(x);
+        if self.depth.is_float() {
+            for i in 0..frames {
+                for ch in 0..channels {
+                    let f = self.stage.float_sample(block.channel(ch)[i]);
                     self.bytes.extend_from_slice(&f.to_le_bytes());
-                    f64::from(f)
-                } else {
-                    let code = self.stage.int_code(ch, x);
+                    if let Some(m) = &mut self.meter {
+                        let read_back = f64::from(f);
+                        m.samples.channel_mut(ch)[i] =
+                            if crate::decode::is_audio_sample(read_back) {
+                                read_back
+                            } else {
+                                // Kept out of the meter and counted: the output is refused.
+                                m.invalid += 1;
+                                m.first_invalid.get_or_insert(self.frames + i as u64);
+                                0.0
+                            };
+                    }
+                }
+            }
+        } else {
+            // Integer codes read back as code / 2^(bits-1): always audio.
+            for i in 0..frames {
+                for ch in 0..channels {
+                    let code = self.stage.int_code(ch, block.channel(ch)[i]);
                     self.bytes
                         .extend_from_slice(&code.to_le_bytes()[..bytes_per]);
-                    f64::from(code) / scale
-                };
-                if let Some(m) = &mut self.meter {
-                    m.samples.channel_mut(ch)[i] = if crate::decode::is_audio_sample(read_back) {
-                        read_back
-                    } else {
-                        // Kept out of the meter and counted: the output is refused.
-                        m.invalid += 1;
-                        m.first_invalid.get_or_insert(self.frames + i as u64);
-                        0.0
-                    };
+                    if let Some(m) = &mut self.meter {
+                        m.samples.channel_mut(ch)[i] = f64::from(code) / scale;
+                    }
                 }
             }
         }
@@ -464,13 +473,13 @@ pub struct FileDigest {
     pub data_bytes: u64,
 }
 
-/// Reads a RIFF/WAVE file: the whole-file SHA-256 and the `data` chunk's.
+/// Reads a RIFF/WAVE file: the whole-file SHA-256 and the `data` chunk's,
+/// in one read of the file (the chunk headers are found first).
 pub fn digest_wav(path: &Path) -> Result<FileDigest, OutputError> {
     let verr = |reason: String| OutputError::Verify {
         path: path.to_path_buf(),
         reason,
     };
-    let sha256 = sha256_file(path)?;
     let mut f = BufReader::new(File::open(path).map_err(io_err(path))?);
     let bytes = f.get_ref().metadata().map_err(io_err(path))?.len();
     // A short file is a verification failure; any other read error stays
@@ -488,28 +497,51 @@ pub fn digest_wav(path: &Path) -> Result<FileDigest, OutputError> {
     if &hdr[0..4] != b"RIFF" || &hdr[8..12] != b"WAVE" {
         return Err(verr("not a RIFF/WAVE file".into()));
     }
-    loop {
+    let (data_at, size) = loop {
         let mut ch = [0u8; 8];
         f.read_exact(&mut ch)
             .map_err(|e| short(e, "no data chunk"))?;
         let size = u64::from(u32::from_le_bytes([ch[4], ch[5], ch[6], ch[7]]));
         if &ch[0..4] == b"data" {
-            let mut h = Sha256::new();
-            let mut take = (&mut f).take(size);
-            let n = std::io::copy(&mut take, &mut HashWriter(&mut h)).map_err(io_err(path))?;
-            if n != size {
-                return Err(verr(format!("data chunk says {size} bytes, file has {n}")));
-            }
-            return Ok(FileDigest {
-                sha256,
-                audio_sha256: hex::encode(h.finalize()),
-                bytes,
-                data_bytes: size,
-            });
+            break (f.stream_position().map_err(io_err(path))?, size);
         }
         f.seek(SeekFrom::Current((size + (size & 1)) as i64))
             .map_err(io_err(path))?;
+    };
+    if data_at + size > bytes {
+        return Err(verr(format!(
+            "data chunk says {size} bytes, file has {}",
+            bytes.saturating_sub(data_at)
+        )));
     }
+    f.seek(SeekFrom::Start(0)).map_err(io_err(path))?;
+    let (mut whole, mut audio) = (Sha256::new(), Sha256::new());
+    let mut buf = vec![0u8; 1 << 16];
+    let mut at = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(io_err(path))?;
+        if n == 0 {
+            break;
+        }
+        let chunk = &buf[..n];
+        whole.update(chunk);
+        // The part of this read inside the data chunk.
+        let lo = data_at.clamp(at, at + n as u64);
+        let hi = (data_at + size).clamp(at, at + n as u64);
+        if lo < hi {
+            audio.update(&chunk[(lo - at) as usize..(hi - at) as usize]);
+        }
+        at += n as u64;
+    }
+    if at != bytes {
+        return Err(verr(format!("read {at} bytes of {bytes}")));
+    }
+    Ok(FileDigest {
+        sha256: hex::encode(whole.finalize()),
+        audio_sha256: hex::encode(audio.finalize()),
+        bytes,
+        data_bytes: size,
+    })
 }
 
 struct HashWriter<'a>(&'a mut Sha256);
