@@ -192,3 +192,47 @@ pub fn sum_wavs(paths: &[PathBuf]) -> Vec<Vec<f64>> {
     }
     sum
 }
+
+/// A session from `tests/support/real_session.py` (real instruments: a
+/// General MIDI file through fluidsynth, a voice by espeak-ng) written into
+/// a fresh scratch folder `name`, with the script's `args`. The Python is
+/// `STEMFORGE_TEST_PYTHON` (it needs mido), else `python3`.
+pub fn real_session(name: &str, args: &[&str]) -> PathBuf {
+    let dir = scratch(name);
+    let python = std::env::var("STEMFORGE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("real_session.py");
+    let o = Command::new(&python)
+        .arg(&script)
+        .arg(&dir)
+        .args(args)
+        .output()
+        .expect("run python");
+    assert!(
+        o.status.success(),
+        "real_session.py failed (it needs fluidsynth, fluid-soundfont-gm, espeak-ng, sox, ffmpeg, \
+         planetblupi-music-midi and Python's mido; .ci/run installs them and sets STEMFORGE_TEST_PYTHON):\n{}",
+        text(&o)
+    );
+    dir
+}
+
+/// Writes planar samples (scaled as [`read_wav`] gives them) as a 24-bit
+/// WAV, rounded to the nearest code.
+pub fn write_wav24(p: &Path, rate: u32, ch: &[Vec<f64>]) {
+    let spec = hound::WavSpec {
+        channels: ch.len() as u16,
+        sample_rate: rate,
+        bits_per_sample: 24,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w =
+        hound::WavWriter::create(p, spec).unwrap_or_else(|e| panic!("create {}: {e}", p.display()));
+    let max = f64::from((1 << 23) - 1);
+    for i in 0..ch[0].len() {
+        for c in ch {
+            let code = (c[i] * 8_388_608.0).round().clamp(-max - 1.0, max);
+            w.write_sample(code as i32).expect("sample");
+        }
+    }
+    w.finalize().expect("finalize");
+}
