@@ -24,8 +24,8 @@ use stemforge_testkit::*;
 const EPOCH: &str = "1795392000";
 
 /// Debug logs of the render task: one `pack graph` line each time it builds
-/// the pack's graphs, i.e. once per pass over the stems. The manifest does
-/// not record `PackCeiling.passes`; this is where the count shows.
+/// the pack's graphs, i.e. once per pass over the stems; the manifest's
+/// `level.render_passes` must say the same.
 const RENDER_LOG: &str = "warn,stemforge_worker::tasks::render=debug";
 
 /// The real-instrument session, 20 s, with `--cancel`: a polarity-inverted,
@@ -145,9 +145,15 @@ fn hashes(m: &Value) -> BTreeMap<String, (String, String)> {
 }
 
 /// How many times the render of `title` built its pack: passes over the stems.
-fn passes_of(stderr: &str, title: &str) -> usize {
-    let needle = format!("pack graph title={title} variants=");
-    stderr.lines().filter(|l| l.contains(&needle)).count()
+fn passes_of(stderr: &str, m: &Value, name: &str) -> usize {
+    let needle = format!("pack graph title={name} variants=");
+    let logged = stderr.lines().filter(|l| l.contains(&needle)).count();
+    assert_eq!(
+        title(m, name)["level"]["render_passes"].as_u64(),
+        Some(logged as u64),
+        "{name}: the manifest's render_passes"
+    );
+    logged
 }
 
 fn title<'a>(m: &'a Value, name: &str) -> &'a Value {
@@ -219,7 +225,7 @@ fn one_two_and_four_workers_write_the_same_pack() {
         let log = String::from_utf8_lossy(&o.stderr);
         for (name, passes) in [("Night Drive", 1), ("Last Train", 1), ("Undertow", 3)] {
             assert_eq!(
-                passes_of(&log, name),
+                passes_of(&log, &m, name),
                 passes,
                 "{workers} workers: passes over the stems of {name}"
             );
@@ -419,12 +425,12 @@ fn a_pack_over_the_ceiling_as_written_is_rendered_again_with_trims() {
             &[("STEMFORGE_LOG", RENDER_LOG)],
         );
         assert!(o.status.success(), "{}", text(&o));
+        let m = read_json(&out.join("manifest.json"));
         assert_eq!(
-            passes_of(&String::from_utf8_lossy(&o.stderr), "Last Train"),
+            passes_of(&String::from_utf8_lossy(&o.stderr), &m, "Last Train"),
             3,
             "{target}: written, discarded, peaks measured, written again"
         );
-        let m = read_json(&out.join("manifest.json"));
         let (max, working) = ceilings(&m);
         let t = &m["titles"][0];
         let level = &t["level"];

@@ -115,10 +115,17 @@ pub struct LevelRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trim_rule: Option<String>,
     /// True peak of every output of the family as it would be written
-    /// (dithered, quantised, before any trim), by file: what the trims
-    /// were decided on.
+    /// (dithered and quantised as written; before quantisation when the
+    /// pack had to be written again), before any trim, by file: what the
+    /// trims were decided on.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub output_true_peaks_dbtp: BTreeMap<String, f64>,
+    /// Passes the render made over the stems when it decided the ceiling on
+    /// its written files: 1 when every file was under it as written; 3 when
+    /// the pack was written again, trimmed (peaks measured before
+    /// quantisation in between). Absent when the analysis decided it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub render_passes: Option<u32>,
 }
 
 /// A variant's level change (`gains`, `amount_db`) and what was delivered.

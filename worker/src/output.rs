@@ -351,15 +351,15 @@ impl OutputWriter {
                     self.bytes.extend_from_slice(&f.to_le_bytes());
                     if let Some(m) = &mut self.meter {
                         let read_back = f64::from(f);
-                        m.samples.channel_mut(ch)[i] =
-                            if crate::decode::is_audio_sample(read_back) {
-                                read_back
-                            } else {
-                                // Kept out of the meter and counted: the output is refused.
-                                m.invalid += 1;
-                                m.first_invalid.get_or_insert(self.frames + i as u64);
-                                0.0
-                            };
+                        m.samples.channel_mut(ch)[i] = if crate::decode::is_audio_sample(read_back)
+                        {
+                            read_back
+                        } else {
+                            // Kept out of the meter and counted: the output is refused.
+                            m.invalid += 1;
+                            m.first_invalid.get_or_insert(self.frames + i as u64);
+                            0.0
+                        };
                     }
                 }
             }

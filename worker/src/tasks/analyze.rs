@@ -521,6 +521,7 @@ pub fn analyze(
                 .map(|(v, t)| (v, round6(t)))
                 .collect(),
             trim_rule: (!defer).then_some(rule),
+            render_passes: None,
             output_true_peaks_dbtp: output_peaks
                 .iter()
                 .filter(|(i, _, _)| *i == fi)

@@ -549,6 +549,7 @@ fn title_entry(
             level.variant_trims_db = full.variant_trims_db.clone();
             level.trim_rule = Some(full.trim_rule.clone());
             level.output_true_peaks_dbtp = full.output_true_peaks_dbtp.clone();
+            level.render_passes = Some(c.passes);
         }
         entry.notes.extend(
             c.notes
