@@ -978,7 +978,12 @@ mod tests {
                                 old.reset();
                                 previous::assert_same(&mut new, &mut old, &input, block, &what);
                             }
-                            // Blocks of 4096 frames, prepared for 333.
+                            // Blocks of 4096 frames, prepared for 333: a
+                            // contract violation debug builds assert on;
+                            // release builds must still match.
+                            if cfg!(debug_assertions) {
+                                continue;
+                            }
                             let mut new = Compressor::new(p);
                             let mut old = previous::dynamics::Compressor::new(p);
                             new.prepare(FS, channels, 333);
