@@ -147,8 +147,35 @@ impl Chain {
         field: &str,
         linked: bool,
     ) -> Result<Chain, GraphError> {
+        Chain::build_numbered(specs, 0, ctx, field, linked)
+    }
+
+    /// Builds the nodes `specs[from..]`: the rest of a chain from one of its
+    /// nodes on. Run after a chain of `specs[..from]` it processes exactly
+    /// as the chain of all of `specs` (each node is its own object, built
+    /// from its spec and `ctx` alone). Errors name nodes by their index in
+    /// the whole chain.
+    pub fn build_from(
+        specs: &[NodeSpec],
+        from: usize,
+        ctx: &ChainContext,
+        field: &str,
+        linked: bool,
+    ) -> Result<Chain, GraphError> {
+        Chain::build_numbered(specs.get(from..).unwrap_or(&[]), from, ctx, field, linked)
+    }
+
+    /// Builds `specs`, the first of which is node `first` of the chain.
+    fn build_numbered(
+        specs: &[NodeSpec],
+        first: usize,
+        ctx: &ChainContext,
+        field: &str,
+        linked: bool,
+    ) -> Result<Chain, GraphError> {
         let mut slots = Vec::with_capacity(specs.len());
         for (i, spec) in specs.iter().enumerate() {
+            let i = first + i;
             // A limiter's band limit is a node of its own: linear, so linked
             // stems run it too and still sum to the mix.
             if let NodeKind::Limiter {

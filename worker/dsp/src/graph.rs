@@ -273,25 +273,7 @@ impl MixHead {
             .max()
             .unwrap_or(0);
         let master = Chain::build(&tg.master, ctx, "graph.master.chain", linked)?;
-        let fold = match &tg.fold_down {
-            Some(f) => {
-                let stereo = ChainContext {
-                    channels: 2,
-                    ..*ctx
-                };
-                Some(FoldStage {
-                    matrix: FoldMatrix::from_db(
-                        f.coefficients.center_db,
-                        f.coefficients.surround_db,
-                        f.coefficients.lfe_db,
-                    ),
-                    gain: db_to_gain(ctx.fold_gain_db),
-                    chain: Chain::build(&f.chain, &stereo, "fold_down", linked)?,
-                    master_out: Block::new(ctx.channels, ctx.max_block),
-                })
-            }
-            None => None,
-        };
+        let fold = FoldStage::build(tg, ctx, linked)?;
         let latency = master_in + master.latency() + fold.as_ref().map_or(0, |f| f.chain.latency());
         let lfe_filter = || -> Result<Option<ChannelNode>, GraphError> {
             let Some(spec) = tg.lfe_low_pass.as_ref().filter(|_| ctx.channels > LFE) else {
@@ -436,18 +418,140 @@ impl MixHead {
             None => master.process(sum),
         }
         if let Some(f) = fold {
-            f.matrix.fold(&f.master_out, out);
-            if f.gain != 1.0 {
-                for c in out.channels_mut() {
-                    for x in c {
-                        *x *= f.gain;
-                    }
+            f.apply(out, reference.and_then(|r| r.fold.as_ref()));
+        }
+    }
+}
+
+impl FoldStage {
+    /// The fold-down stage of `tg`, if it has one.
+    fn build(
+        tg: &TitleGraph,
+        ctx: &ChainContext,
+        linked: bool,
+    ) -> Result<Option<FoldStage>, GraphError> {
+        let Some(f) = &tg.fold_down else {
+            return Ok(None);
+        };
+        let stereo = ChainContext {
+            channels: 2,
+            ..*ctx
+        };
+        Ok(Some(FoldStage {
+            matrix: FoldMatrix::from_db(
+                f.coefficients.center_db,
+                f.coefficients.surround_db,
+                f.coefficients.lfe_db,
+            ),
+            gain: db_to_gain(ctx.fold_gain_db),
+            chain: Chain::build(&f.chain, &stereo, "fold_down", linked)?,
+            master_out: Block::new(ctx.channels, ctx.max_block),
+        }))
+    }
+
+    /// Folds `master_out` (the master's output of this block) into `out`,
+    /// scales it by the fold gain and runs the fold-down chain (replaying
+    /// `reference`'s envelopes when given).
+    fn apply(&mut self, out: &mut Block, reference: Option<&FoldStage>) {
+        self.matrix.fold(&self.master_out, out);
+        if self.gain != 1.0 {
+            for c in out.channels_mut() {
+                for x in c {
+                    *x *= self.gain;
                 }
             }
-            match reference.and_then(|r| r.fold.as_ref()) {
-                Some(rf) => f.chain.process_linked(out, &rf.chain),
-                None => f.chain.process(out),
-            }
+        }
+        match reference {
+            Some(rf) => self.chain.process_linked(out, &rf.chain),
+            None => self.chain.process(out),
+        }
+    }
+}
+
+/// A graph cut at its master chain's `loudness` node: what comes before the
+/// node (stems, buses, the master's first nodes) does not depend on the
+/// master gain nor the fold-down gain; the tail (the `loudness` node, the
+/// rest of the master chain, the fold-down) holds every use of both.
+///
+/// Bit-identity: running the upstream graph's [`MixHead`] and feeding each
+/// of its blocks (untrimmed, in order) to the tail gives exactly the blocks
+/// the whole graph's head gives: the same nodes, built from the same specs
+/// and context, run in the same order on the same samples. The whole
+/// graph's latency is the upstream head's plus the tail's.
+pub struct MasterTail {
+    master: Chain,
+    fold: Option<FoldStage>,
+    channels: usize,
+}
+
+/// Where `tg` can be cut: the index of its master chain's first `loudness`
+/// node, when no chain upstream of it (stems, buses) and no fold-down chain
+/// holds one. `None`: the gain reaches more than the tail.
+pub fn loudness_cut(tg: &TitleGraph) -> Option<usize> {
+    let is_loudness = |n: &deliverables_spec::model::NodeSpec| {
+        matches!(n.kind, deliverables_spec::model::NodeKind::Loudness {})
+    };
+    let elsewhere = tg.stems.iter().any(|s| s.chain.iter().any(is_loudness))
+        || tg.buses.iter().any(|b| b.chain.iter().any(is_loudness))
+        || tg.lfe_low_pass.as_ref().is_some_and(is_loudness)
+        || tg
+            .fold_down
+            .as_ref()
+            .is_some_and(|f| f.chain.iter().any(is_loudness));
+    if elsewhere {
+        return None;
+    }
+    tg.master.iter().position(is_loudness)
+}
+
+/// The graph upstream of the cut at `cut` ([`loudness_cut`]): the master
+/// chain's nodes before it, no fold-down. Its head outputs the signal that
+/// enters the `loudness` node, in the title's layout.
+pub fn upstream_of(tg: &TitleGraph, cut: usize) -> TitleGraph {
+    TitleGraph {
+        master: tg.master.get(..cut).unwrap_or(&tg.master).to_vec(),
+        fold_down: None,
+        ..tg.clone()
+    }
+}
+
+impl MasterTail {
+    /// The tail of `tg` from the cut at `cut` ([`loudness_cut`]) on, with
+    /// the gains of `ctx`.
+    pub fn new(tg: &TitleGraph, cut: usize, ctx: &ChainContext) -> Result<MasterTail, GraphError> {
+        Ok(MasterTail {
+            master: Chain::build_from(&tg.master, cut, ctx, "graph.master.chain", false)?,
+            fold: FoldStage::build(tg, ctx, false)?,
+            channels: ctx.channels,
+        })
+    }
+
+    /// Delay from the tail's input to its output, in frames.
+    pub fn latency(&self) -> usize {
+        self.master.latency() + self.fold.as_ref().map_or(0, |f| f.chain.latency())
+    }
+
+    /// Channels of the output: the title's layout, or 2 for a fold-down.
+    pub fn out_channels(&self) -> usize {
+        if self.fold.is_some() {
+            2
+        } else {
+            self.channels
+        }
+    }
+
+    /// Runs one block: `input` is the upstream head's output for this block
+    /// (the title's channels); `out` has [`MasterTail::out_channels`].
+    pub fn process(&mut self, input: &Block, out: &mut Block) {
+        let MasterTail { master, fold, .. } = self;
+        let sum: &mut Block = match fold {
+            Some(f) => &mut f.master_out,
+            None => &mut *out,
+        };
+        sum.copy_from(input);
+        master.process(sum);
+        if let Some(f) = fold {
+            f.apply(out, None);
         }
     }
 }

@@ -7,8 +7,15 @@
 //! true-peak estimator, and the static trims that put each one under the
 //! working ceiling are decided once per title ([`super::trim`]).
 //!
-//! Re-decodes on each pass instead of buffering: memory does not grow with
-//! duration.
+//! The gain search keeps, on its first pass, the signal entering each
+//! family mix's `loudness` node (nothing upstream of it depends on the
+//! gains searched), and runs later passes on only the graph from that node
+//! on: the same samples in the same blocks, so the same result as running
+//! the whole graph each pass ([`GainPasses`]). What it keeps stays in
+//! memory up to a bound and spills to a temporary file past it. Every other
+//! pass (probes of outputs for clip safety, effective moves, the ceiling)
+//! re-decodes the stems instead of buffering them: memory does not grow
+//! with duration.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -21,22 +28,29 @@ use deliverables_spec::model::{AmountMode, BitDepth};
 use deliverables_spec::model::{Dither, Layout, NodeKind, Title};
 use deliverables_spec::outputs::{PlannedOutput, sounding_stems, title_outputs};
 use deliverables_spec::plan::title_variants;
-use deliverables_spec::variant::{Move, Variant, resolve_variant, title_graph, variants};
+use deliverables_spec::variant::{
+    Move, TitleGraph, Variant, resolve_variant, title_graph, variants,
+};
 use serde::{Deserialize, Serialize};
 
 use super::effective::{ChangeMeter, move_stems};
-use super::stream::{Stages, run_stages};
+use super::stream::{BlockAt, Stages, run_heads_untrimmed, run_stages};
 use super::trim::{FamilyMix, Probed, Trims, decide};
 use super::{TaskContext, TaskError};
 use crate::decode::StemReader;
 use crate::dialogue::DialogueActivity;
 use crate::dsp::chain::ChainContext;
+use crate::dsp::graph::{MasterTail, loudness_cut, upstream_of};
 use crate::dsp::resample::Resampler;
 use crate::dsp::true_peak::TruePeakDetector;
 use crate::dsp::{Block, gain_to_db};
 use crate::meter::{Meter, MeterKind, round3};
 use crate::output::{DitherSeed, OutputStage, Quantizer, sha256_of};
 use crate::source::{BLOCK_FRAMES, TitleSource};
+
+#[path = "signal_cache.rs"]
+mod signal_cache;
+use signal_cache::{DEFAULT_MEMORY_BOUND, SignalCache};
 
 const MAX_PASSES: u32 = 8;
 /// Loudness error that ends the search, LU.
@@ -189,6 +203,17 @@ pub fn analyze(
     title_name: &str,
     rate: Option<u32>,
 ) -> Result<AnalysisResult, TaskError> {
+    analyze_with(ctx, title_name, rate, &GainPasses::default_cached()).map(|(r, _)| r)
+}
+
+/// [`analyze`] with the gain search's passes run as `gain_passes` says
+/// (the result is the same either way); also tells how they ran.
+pub(crate) fn analyze_with(
+    ctx: &TaskContext<'_>,
+    title_name: &str,
+    rate: Option<u32>,
+    gain_passes: &GainPasses,
+) -> Result<(AnalysisResult, GainPassStats), TaskError> {
     let spec = ctx.spec;
     let title = spec
         .title(title_name)
@@ -286,9 +311,36 @@ pub fn analyze(
         expected_frames,
         dialogue: dialogue.as_ref(),
     };
+    let mut stats = GainPassStats::default();
+    let mut cached = match gain_passes {
+        GainPasses::WholeGraph => None,
+        GainPasses::Cached {
+            memory_bound,
+            spill_dir,
+        } => CachedPasses::plan(ctx, title, &probes, *memory_bound, spill_dir.clone()),
+    };
     while passes < MAX_PASSES {
         passes += 1;
-        let pass = run_pass(ctx, &input, &probes, &families, passes)?;
+        let pass = match cached
+            .as_mut()
+            .map(|c| c.run(ctx, &input, &probes, &families, passes))
+        {
+            None => run_pass(ctx, &input, &probes, &families, passes)?,
+            Some(Ok(pass)) => {
+                stats.cached_passes += u32::from(passes > 1);
+                pass
+            }
+            Some(Err(CachedFailure::Task(e))) => return Err(e),
+            Some(Err(CachedFailure::Cache(e))) => {
+                tracing::warn!(
+                    title = %title.name,
+                    error = %e,
+                    "level search cannot read the kept signal back; running whole graphs"
+                );
+                cached = None;
+                run_pass(ctx, &input, &probes, &families, passes)?
+            }
+        };
         frames = pass.frames;
         stem_frames = pass.stem_frames;
         let mut all_converged = true;
@@ -390,6 +442,9 @@ pub fn analyze(
             break;
         }
     }
+    // The kept signal (and its spill file) is not needed past the search.
+    stats.spilled_bytes = cached.as_ref().map_or(0, CachedPasses::spilled_bytes);
+    drop(cached);
     if families.iter().any(|f| !f.converged) {
         notes.push(format!(
             "level search stopped after {MAX_PASSES} passes within {:.3} LU of the target",
@@ -535,7 +590,7 @@ pub fn analyze(
         normalized.insert(f.name.clone(), rec(fi, f, &mut notes));
     }
     (ctx.progress)(1.0);
-    Ok(AnalysisResult {
+    let result = AnalysisResult {
         title: title.name.clone(),
         sample_rate: rate,
         frames,
@@ -565,7 +620,8 @@ pub fn analyze(
         } else {
             Vec::new()
         },
-    })
+    };
+    Ok((result, stats))
 }
 
 /// The stems' BWF `TimeReference`: outputs start where the stems start on
@@ -811,7 +867,6 @@ fn run_pass(
         expected_frames,
         dialogue,
     } = *input;
-    let d = ctx.spec.delivery();
     let mut source = TitleSource::open(paths, delivery_rate, title.layout)?;
     let rate = source.sample_rate;
     let spec = &ctx.spec.spec;
@@ -824,89 +879,127 @@ fn run_pass(
             .add(&tg, &cc, |i| p.stems.contains(&i), p.reference)
             .map_err(|e| TaskError::Input(format!("title `{}`: {e}", title.name)))?;
     }
-    struct Acc {
-        meter: Option<Meter>,
-        peak: f64,
-        out_stage: Option<OutputStage>,
-        tp: Option<TruePeakDetector>,
-        quantised: Block,
-        /// A copy of the last block, for the probes compared with this one.
-        copy: Option<Block>,
-        change: Option<ChangeMeter>,
-    }
-    let compared: Vec<usize> = probes.iter().filter_map(|p| p.compare).collect();
-    let mut acc: Vec<Acc> = probes
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let channels = stages.out_channels(i);
-            let out_stage = p.output.as_ref().map(|o| {
-                let seed = DitherSeed {
-                    spec_sha256: &ctx.spec.sha256,
-                    title: &title.name,
-                    variant: &o.variant,
-                    output: &o.file,
-                };
-                OutputStage::new(
-                    o.bit_depth,
-                    channels,
-                    0.0,
-                    (d.dither == Dither::Tpdf).then_some(seed),
-                )
-            });
-            Ok(Acc {
-                meter: match (p.measures_loudness, dialogue.is_some()) {
-                    (false, _) => None,
-                    (true, false) => Some(Meter::new(channels, rate, MeterKind::IntegratedOnly)?),
-                    (true, true) => Some(Meter::with_blocks(
-                        channels,
-                        rate,
-                        MeterKind::IntegratedOnly,
-                    )?),
-                },
-                peak: 0.0,
-                tp: out_stage
-                    .as_ref()
-                    .map(|_| TruePeakDetector::new(channels, rate)),
-                out_stage,
-                quantised: Block::new(channels, BLOCK_FRAMES),
-                copy: compared
-                    .contains(&i)
-                    .then(|| Block::new(channels, BLOCK_FRAMES)),
-                change: p.compare.map(|_| ChangeMeter::default()),
-            })
-        })
-        .collect::<Result<_, TaskError>>()?;
+    let mut acc = Probes::new(ctx, title, rate, dialogue.is_some(), probes, |i| {
+        stages.out_channels(i)
+    })?;
     let frames = run_stages(
         ctx,
         &mut source,
         &mut stages,
         expected_frames,
         |f| (ctx.progress)(((f64::from(pass - 1) + f) / 3.0).min(0.95)),
-        |i, block| {
-            let (done, rest) = acc.split_at_mut(i);
-            let a = &mut rest[0];
-            a.peak = a.peak.max(block.peak());
-            if let Some(m) = &mut a.meter {
-                m.add(block)?;
-            }
-            if let (Some(os), Some(tp)) = (&mut a.out_stage, &mut a.tp) {
-                os.render(block, &mut a.quantised);
-                tp.push_block(&a.quantised);
-            }
-            if let Some(c) = &mut a.copy {
-                c.copy_from(block);
-            }
-            if let (Some(ch), Some(j)) = (&mut a.change, probes[i].compare)
-                && let Some(full) = done.get(j).and_then(|r| r.copy.as_ref())
-            {
-                ch.add(full, block);
-            }
-            Ok(())
-        },
+        |i, block| acc.add(i, block),
     )?;
     Ok(PassOutcome {
-        readings: acc
+        readings: acc.readings(dialogue),
+        frames,
+        stem_frames: source.stem_positions(),
+    })
+}
+
+/// What each probe of a pass measures, fed block by block.
+struct Probes<'p> {
+    probes: &'p [Probe],
+    acc: Vec<Acc>,
+}
+
+struct Acc {
+    meter: Option<Meter>,
+    peak: f64,
+    out_stage: Option<OutputStage>,
+    tp: Option<TruePeakDetector>,
+    quantised: Block,
+    /// A copy of the last block, for the probes compared with this one.
+    copy: Option<Block>,
+    change: Option<ChangeMeter>,
+}
+
+impl<'p> Probes<'p> {
+    /// `channels(i)`: the channels of probe `i`'s output. `dialogue`: the
+    /// title has dialogue (its meters keep their blocks).
+    fn new(
+        ctx: &TaskContext<'_>,
+        title: &Title,
+        rate: u32,
+        dialogue: bool,
+        probes: &'p [Probe],
+        channels: impl Fn(usize) -> usize,
+    ) -> Result<Probes<'p>, TaskError> {
+        let d = ctx.spec.delivery();
+        let compared: Vec<usize> = probes.iter().filter_map(|p| p.compare).collect();
+        let acc = probes
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let channels = channels(i);
+                let out_stage = p.output.as_ref().map(|o| {
+                    let seed = DitherSeed {
+                        spec_sha256: &ctx.spec.sha256,
+                        title: &title.name,
+                        variant: &o.variant,
+                        output: &o.file,
+                    };
+                    OutputStage::new(
+                        o.bit_depth,
+                        channels,
+                        0.0,
+                        (d.dither == Dither::Tpdf).then_some(seed),
+                    )
+                });
+                Ok(Acc {
+                    meter: match (p.measures_loudness, dialogue) {
+                        (false, _) => None,
+                        (true, false) => {
+                            Some(Meter::new(channels, rate, MeterKind::IntegratedOnly)?)
+                        }
+                        (true, true) => Some(Meter::with_blocks(
+                            channels,
+                            rate,
+                            MeterKind::IntegratedOnly,
+                        )?),
+                    },
+                    peak: 0.0,
+                    tp: out_stage
+                        .as_ref()
+                        .map(|_| TruePeakDetector::new(channels, rate)),
+                    out_stage,
+                    quantised: Block::new(channels, BLOCK_FRAMES),
+                    copy: compared
+                        .contains(&i)
+                        .then(|| Block::new(channels, BLOCK_FRAMES)),
+                    change: p.compare.map(|_| ChangeMeter::default()),
+                })
+            })
+            .collect::<Result<_, TaskError>>()?;
+        Ok(Probes { probes, acc })
+    }
+
+    /// Probe `i`'s next block of output.
+    fn add(&mut self, i: usize, block: &Block) -> Result<(), TaskError> {
+        let (done, rest) = self.acc.split_at_mut(i);
+        let a = &mut rest[0];
+        a.peak = a.peak.max(block.peak());
+        if let Some(m) = &mut a.meter {
+            m.add(block)?;
+        }
+        if let (Some(os), Some(tp)) = (&mut a.out_stage, &mut a.tp) {
+            os.render(block, &mut a.quantised);
+            tp.push_block(&a.quantised);
+        }
+        if let Some(c) = &mut a.copy {
+            c.copy_from(block);
+        }
+        if let (Some(ch), Some(j)) = (&mut a.change, self.probes[i].compare)
+            && let Some(full) = done.get(j).and_then(|r| r.copy.as_ref())
+        {
+            ch.add(full, block);
+        }
+        Ok(())
+    }
+
+    /// What every probe measured over the whole title.
+    fn readings(mut self, dialogue: Option<&DialogueActivity>) -> Vec<Reading> {
+        self.acc
             .iter_mut()
             .map(|a| {
                 let blocks = a.meter.as_ref().map(Meter::blocks).unwrap_or(&[]);
@@ -933,10 +1026,397 @@ fn run_pass(
                     change_db: a.change.as_ref().and_then(ChangeMeter::change_db),
                 }
             })
-            .collect(),
-        frames,
-        stem_frames: source.stem_positions(),
-    })
+            .collect()
+    }
+}
+
+/// How the gain search runs its passes.
+#[derive(Debug, Clone)]
+pub(crate) enum GainPasses {
+    /// Every pass decodes the stems and runs every probe's whole graph
+    /// (what the cached passes are tested against).
+    #[cfg_attr(not(test), allow(dead_code))]
+    WholeGraph,
+    /// Pass 1 runs the graphs upstream of each loudness probe's `loudness`
+    /// node and keeps what enters that node (up to `memory_bound` bytes in
+    /// memory, the rest in a file in `spill_dir`); later passes run only the
+    /// tails ([`MasterTail`]) on it. Probe sets it cannot make exact run
+    /// whole graphs.
+    Cached {
+        memory_bound: usize,
+        spill_dir: PathBuf,
+    },
+}
+
+impl GainPasses {
+    /// What [`analyze`] uses: cached, spilling to the system's temporary
+    /// folder (`TMPDIR`) past [`DEFAULT_MEMORY_BOUND`].
+    fn default_cached() -> GainPasses {
+        GainPasses::Cached {
+            memory_bound: DEFAULT_MEMORY_BOUND,
+            spill_dir: std::env::temp_dir(),
+        }
+    }
+}
+
+/// How the gain search's passes ran.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct GainPassStats {
+    /// Passes run from the kept signal (no decode, no stem chains, no buses).
+    pub cached_passes: u32,
+    /// Bytes of the kept signal written to the spill file.
+    pub spilled_bytes: u64,
+}
+
+/// Why a cached pass did not give its outcome.
+enum CachedFailure {
+    /// The pass failed as a whole-graph pass would (input, cancel, meter).
+    Task(TaskError),
+    /// The kept signal cannot be written or read back: whole-graph passes
+    /// take over.
+    Cache(std::io::Error),
+}
+
+impl From<TaskError> for CachedFailure {
+    fn from(e: TaskError) -> Self {
+        CachedFailure::Task(e)
+    }
+}
+
+/// The signal pass 1 kept, and where its blocks sat.
+struct Recording {
+    cache: SignalCache,
+    blocks: Vec<BlockAt>,
+    rate: u32,
+    frames: u64,
+    stem_frames: Vec<u64>,
+}
+
+enum CacheState {
+    /// Pass 1 has not run.
+    Fresh,
+    Recorded(Box<Recording>),
+    /// Pass 1 could not keep the signal.
+    Broken,
+}
+
+/// The gain search's passes run from a kept pre-loudness signal.
+///
+/// Exactness: every probe is a loudness probe of the whole mix, unlinked,
+/// whose graph holds its only `loudness` node(s) in the master chain
+/// ([`loudness_cut`]). Everything upstream of the first one is built from
+/// the title graph and a context whose gains are never read upstream, so it
+/// is the same signal at every pass; the tail, rebuilt each pass at that
+/// pass's gains, receives it in the same blocks as the whole graph would
+/// and its output is trimmed by the same rule ([`BlockAt::kept`]).
+struct CachedPasses {
+    memory_bound: usize,
+    spill_dir: PathBuf,
+    /// Per probe: its title graph and where it is cut.
+    graphs: Vec<(TitleGraph, usize)>,
+    /// Per probe: the upstream head (the kept stream) it reads.
+    stream_of: Vec<usize>,
+    /// Per stream: the upstream graph's latency.
+    pre_latency: Vec<usize>,
+    state: CacheState,
+}
+
+/// One pass's tails: each distinct (graph, gains) once.
+struct Tails {
+    tails: Vec<MasterTail>,
+    /// Per tail: the stream it reads and the whole graph's latency.
+    stream: Vec<usize>,
+    latency: Vec<u64>,
+    out: Vec<Block>,
+    trimmed: Vec<Block>,
+    has_output: Vec<bool>,
+    /// Per probe: its tail.
+    of_probe: Vec<usize>,
+}
+
+impl Tails {
+    /// Runs every tail on this block's kept signal (`pre[stream]`), trims
+    /// as the whole graph's output is trimmed and feeds every probe.
+    fn step(&mut self, at: BlockAt, pre: &[Block], acc: &mut Probes<'_>) -> Result<(), TaskError> {
+        for (t, tail) in self.tails.iter_mut().enumerate() {
+            tail.process(&pre[self.stream[t]], &mut self.out[t]);
+            let kept = at.kept(self.latency[t]);
+            self.has_output[t] = !kept.is_empty();
+            if !kept.is_empty() {
+                self.trimmed[t].copy_range_from(&self.out[t], kept.start, kept.len());
+            }
+        }
+        for (j, &t) in self.of_probe.iter().enumerate() {
+            if self.has_output[t] {
+                acc.add(j, &self.trimmed[t])?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl CachedPasses {
+    /// `None` when a probe cannot run exactly from a kept signal (see the
+    /// type's doc): the search then runs whole graphs.
+    fn plan(
+        ctx: &TaskContext<'_>,
+        title: &Title,
+        probes: &[Probe],
+        memory_bound: usize,
+        spill_dir: PathBuf,
+    ) -> Option<CachedPasses> {
+        let mut graphs = Vec::with_capacity(probes.len());
+        for p in probes {
+            let whole_mix = (0..title.stems.len()).all(|i| p.stems.contains(&i));
+            if !p.measures_loudness || p.reference.is_some() || p.compare.is_some() || !whole_mix {
+                tracing::info!(
+                    title = %title.name,
+                    probe = %p.label,
+                    "level search runs whole graphs: a probe other than a family's mix (clip safety without a master limiter)"
+                );
+                return None;
+            }
+            let tg = title_graph(&ctx.spec.spec.graph, title, &p.variant);
+            let Some(cut) = loudness_cut(&tg) else {
+                tracing::info!(
+                    title = %title.name,
+                    probe = %p.label,
+                    "level search runs whole graphs: the loudness gain reaches more than the master chain's tail"
+                );
+                return None;
+            };
+            graphs.push((tg, cut));
+        }
+        Some(CachedPasses {
+            memory_bound,
+            spill_dir,
+            graphs,
+            stream_of: Vec::new(),
+            pre_latency: Vec::new(),
+            state: CacheState::Fresh,
+        })
+    }
+
+    /// Bytes spilled to the file so far.
+    fn spilled_bytes(&self) -> u64 {
+        match &self.state {
+            CacheState::Recorded(r) => r.cache.spilled_bytes(),
+            _ => 0,
+        }
+    }
+
+    /// The tails of this pass, at the families' current gains.
+    fn tails(
+        &self,
+        ctx: &TaskContext<'_>,
+        title: &Title,
+        rate: u32,
+        probes: &[Probe],
+        families: &[Family],
+    ) -> Result<Tails, TaskError> {
+        let mut keys: Vec<String> = Vec::new();
+        let mut t = Tails {
+            tails: Vec::new(),
+            stream: Vec::new(),
+            latency: Vec::new(),
+            out: Vec::new(),
+            trimmed: Vec::new(),
+            has_output: Vec::new(),
+            of_probe: Vec::with_capacity(probes.len()),
+        };
+        for (i, p) in probes.iter().enumerate() {
+            let (tg, cut) = &self.graphs[i];
+            let (master_db, fold_db) = families[p.family].gains(&families[0]);
+            let cc = chain_context(ctx, rate, title.layout, master_db, fold_db);
+            let key = format!("{tg:?}|{cc:?}");
+            let k = match keys.iter().position(|k| *k == key) {
+                Some(k) => k,
+                None => {
+                    let tail = MasterTail::new(tg, *cut, &cc)
+                        .map_err(|e| TaskError::Input(format!("title `{}`: {e}", title.name)))?;
+                    let s = self.stream_of[i];
+                    t.latency
+                        .push((self.pre_latency[s] + tail.latency()) as u64);
+                    t.out.push(Block::new(tail.out_channels(), BLOCK_FRAMES));
+                    t.trimmed
+                        .push(Block::new(tail.out_channels(), BLOCK_FRAMES));
+                    t.has_output.push(false);
+                    t.stream.push(s);
+                    t.tails.push(tail);
+                    keys.push(key);
+                    keys.len() - 1
+                }
+            };
+            t.of_probe.push(k);
+        }
+        Ok(t)
+    }
+
+    /// Runs one pass of the gain search: pass 1 from the stems (keeping the
+    /// signal), later ones from what it kept.
+    fn run(
+        &mut self,
+        ctx: &TaskContext<'_>,
+        input: &PassInput<'_>,
+        probes: &[Probe],
+        families: &[Family],
+        pass: u32,
+    ) -> Result<PassOutcome, CachedFailure> {
+        match std::mem::replace(&mut self.state, CacheState::Broken) {
+            CacheState::Fresh => self.record(ctx, input, probes, families, pass),
+            CacheState::Recorded(mut rec) => {
+                let out = self.replay(ctx, input, probes, families, pass, &mut rec);
+                self.state = CacheState::Recorded(rec);
+                out
+            }
+            CacheState::Broken => Err(CachedFailure::Cache(std::io::Error::other(
+                "the kept signal is unavailable",
+            ))),
+        }
+    }
+
+    /// Pass 1: the upstream graphs from the stems, their blocks kept, the
+    /// tails run on them.
+    fn record(
+        &mut self,
+        ctx: &TaskContext<'_>,
+        input: &PassInput<'_>,
+        probes: &[Probe],
+        families: &[Family],
+        pass: u32,
+    ) -> Result<PassOutcome, CachedFailure> {
+        let PassInput {
+            title,
+            delivery_rate,
+            paths,
+            expected_frames,
+            dialogue,
+            ..
+        } = *input;
+        let mut source = TitleSource::open(paths, delivery_rate, title.layout)
+            .map_err(|e| CachedFailure::Task(e.into()))?;
+        let rate = source.sample_rate;
+        // The upstream graphs do not read the gains: built at 0 dB, those of
+        // probes that differ only in gains are one stream.
+        let cc0 = chain_context(ctx, rate, title.layout, 0.0, 0.0);
+        let mut stages = Stages::default();
+        let mut pre_latency = Vec::new();
+        let mut stream_of = Vec::with_capacity(probes.len());
+        for (p, (tg, cut)) in probes.iter().zip(&self.graphs) {
+            let s = stages
+                .add(&upstream_of(tg, *cut), &cc0, |k| p.stems.contains(&k), None)
+                .map_err(|e| TaskError::Input(format!("title `{}`: {e}", title.name)))?;
+            let h = stages.head_of(s);
+            if h == pre_latency.len() {
+                pre_latency.push(stages.latency(s));
+            }
+            stream_of.push(h);
+        }
+        self.stream_of = stream_of;
+        self.pre_latency = pre_latency;
+        let mut tails = self.tails(ctx, title, rate, probes, families)?;
+        let flush = tails.latency.iter().copied().max().unwrap_or(0);
+        let mut acc = Probes::new(ctx, title, rate, dialogue.is_some(), probes, |i| {
+            tails.tails[tails.of_probe[i]].out_channels()
+        })?;
+        let mut cache = Some(SignalCache::new(self.memory_bound, self.spill_dir.clone()));
+        let mut blocks = Vec::new();
+        let mut failure = None;
+        let frames = run_heads_untrimmed(
+            ctx,
+            &mut source,
+            &mut stages,
+            expected_frames,
+            flush,
+            |f| (ctx.progress)(((f64::from(pass - 1) + f) / 3.0).min(0.95)),
+            |at, outs| {
+                if let Some(c) = &mut cache {
+                    if let Err(e) = outs.iter().try_for_each(|b| c.push(b)) {
+                        // This pass still measures; later ones run whole graphs.
+                        failure = Some(e);
+                        cache = None;
+                    } else {
+                        blocks.push(at);
+                    }
+                }
+                tails.step(at, outs, &mut acc)
+            },
+        )?;
+        let outcome = PassOutcome {
+            readings: acc.readings(dialogue),
+            frames,
+            stem_frames: source.stem_positions(),
+        };
+        match (cache, failure) {
+            (Some(cache), _) => {
+                tracing::info!(
+                    title = %title.name,
+                    streams = self.pre_latency.len(),
+                    spilled_bytes = cache.spilled_bytes(),
+                    "level search keeps the signal entering the loudness node"
+                );
+                self.state = CacheState::Recorded(Box::new(Recording {
+                    cache,
+                    blocks,
+                    rate,
+                    frames: outcome.frames,
+                    stem_frames: outcome.stem_frames.clone(),
+                }));
+            }
+            (None, e) => {
+                tracing::warn!(
+                    title = %title.name,
+                    error = %e.map_or_else(|| "unknown".to_string(), |e| e.to_string()),
+                    "level search cannot keep the signal; later passes run whole graphs"
+                );
+                self.state = CacheState::Broken;
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Passes 2..: the tails on the kept signal.
+    fn replay(
+        &self,
+        ctx: &TaskContext<'_>,
+        input: &PassInput<'_>,
+        probes: &[Probe],
+        families: &[Family],
+        pass: u32,
+        rec: &mut Recording,
+    ) -> Result<PassOutcome, CachedFailure> {
+        let title = input.title;
+        let channels = title.layout.channels();
+        let mut tails = self.tails(ctx, title, rec.rate, probes, families)?;
+        let mut acc = Probes::new(
+            ctx,
+            title,
+            rec.rate,
+            input.dialogue.is_some(),
+            probes,
+            |i| tails.tails[tails.of_probe[i]].out_channels(),
+        )?;
+        let mut pre: Vec<Block> = (0..self.pre_latency.len())
+            .map(|_| Block::new(channels, BLOCK_FRAMES))
+            .collect();
+        rec.cache.rewind().map_err(CachedFailure::Cache)?;
+        for (step, &at) in rec.blocks.iter().enumerate() {
+            for b in &mut pre {
+                rec.cache.next(b, at.frames).map_err(CachedFailure::Cache)?;
+            }
+            tails.step(at, &pre, &mut acc)?;
+            if (step + 1).is_multiple_of(16) {
+                ctx.check_cancel()?;
+                let f = (at.start as f64 / input.expected_frames.max(1) as f64).min(1.0);
+                (ctx.progress)(((f64::from(pass - 1) + f) / 3.0).min(0.95));
+            }
+        }
+        Ok(PassOutcome {
+            readings: acc.readings(input.dialogue),
+            frames: rec.frames,
+            stem_frames: rec.stem_frames.clone(),
+        })
+    }
 }
 
 /// The passes that search the gain of each `effective` move: the moved
@@ -1223,4 +1703,302 @@ pub fn outputs_for(
     rate: u32,
 ) -> Vec<PlannedOutput> {
     title_outputs(&ctx.spec.spec, ctx.spec.delivery(), title, variant, rate)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+
+    const RATE: u32 = 48_000;
+
+    fn write_wav(path: &Path, channels: &[Vec<f64>]) {
+        let spec = hound::WavSpec {
+            channels: channels.len() as u16,
+            sample_rate: RATE,
+            bits_per_sample: 24,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(path, spec).expect("create wav");
+        for i in 0..channels[0].len() {
+            for c in channels {
+                w.write_sample((c[i] * 8_388_607.0).round() as i32)
+                    .expect("write sample");
+            }
+        }
+        w.finalize().expect("finalize wav");
+    }
+
+    /// Music: noise with a slow swell and a low tone, two channels.
+    fn music(frames: usize) -> Vec<Vec<f64>> {
+        (0..2u64)
+            .map(|c| {
+                (0..frames)
+                    .map(|i| {
+                        let t = i as f64 / f64::from(RATE);
+                        let swell = 0.3 + 0.25 * (t * 1.3).sin();
+                        swell * stemforge_testkit::signal::white(i as u64, c + 1)
+                            + 0.4 * (std::f64::consts::TAU * 55.0 * t).sin()
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Speech-like bursts: 1 s on, 0.5 s off.
+    fn dialogue(frames: usize) -> Vec<Vec<f64>> {
+        let ch: Vec<f64> = (0..frames)
+            .map(|i| {
+                let t = i as f64 / f64::from(RATE);
+                let on = (t % 1.5) < 1.0;
+                if on {
+                    0.5 * (std::f64::consts::TAU * 220.0 * t).sin()
+                        * (0.6 + 0.4 * (std::f64::consts::TAU * 4.0 * t).sin())
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        vec![ch.clone(), ch]
+    }
+
+    /// A title of `seconds` with a music and a dialogue stem, under `spec`
+    /// (`{stems}` is replaced by the stem list).
+    fn session(name: &str, seconds: f64, spec: &str) -> (std::path::PathBuf, LoadedSpec) {
+        let dir = stemforge_testkit::scratch(name);
+        let frames = (seconds * f64::from(RATE)) as usize;
+        write_wav(&dir.join("music.wav"), &music(frames));
+        write_wav(&dir.join("dialogue.wav"), &dialogue(frames));
+        let text = spec.replace(
+            "{stems}",
+            r#"stems = [
+  { file = "music.wav", role = "music" },
+  { file = "dialogue.wav", role = "dialogue" },
+]"#,
+        );
+        let loaded = deliverables_spec::load_text(text, &dir, None).expect("spec loads");
+        (dir, loaded)
+    }
+
+    use deliverables_spec::LoadedSpec;
+
+    fn run(
+        spec: &LoadedSpec,
+        dir: &Path,
+        passes: &GainPasses,
+    ) -> Result<(AnalysisResult, GainPassStats), TaskError> {
+        let cancel = AtomicBool::new(false);
+        let deps = BTreeMap::new();
+        let progress = |_: f64| {};
+        let ctx = TaskContext {
+            spec,
+            job_id: "test",
+            output_dir: dir.join("out"),
+            deps: &deps,
+            outcomes: None,
+            submitted_unix_ms: 0,
+            origination_unix_s: 0,
+            cancel: &cancel,
+            progress: &progress,
+        };
+        let title = spec.spec.titles[0].name.clone();
+        analyze_with(&ctx, &title, None, passes)
+    }
+
+    /// The cached passes (in memory, and spilling past a tiny bound) give
+    /// the whole-graph passes' result, field for field and in JSON, and
+    /// leave no file behind.
+    fn assert_cached_equals_whole(name: &str, spec_text: &str) -> GainPassStats {
+        let (dir, spec) = session(name, 4.0, spec_text);
+        let (whole, whole_stats) = run(&spec, &dir, &GainPasses::WholeGraph).expect("whole");
+        assert_eq!(whole_stats.cached_passes, 0);
+        assert!(whole.level.passes >= 2, "the search takes passes");
+        let spill_dir = dir.join("spill");
+        std::fs::create_dir_all(&spill_dir).expect("mkdir");
+        let mut last = GainPassStats::default();
+        for bound in [DEFAULT_MEMORY_BOUND, 64 << 10] {
+            let (cached, stats) = run(
+                &spec,
+                &dir,
+                &GainPasses::Cached {
+                    memory_bound: bound,
+                    spill_dir: spill_dir.clone(),
+                },
+            )
+            .expect("cached");
+            assert_eq!(cached, whole, "{name}, bound {bound}");
+            assert_eq!(
+                serde_json::to_string(&cached).expect("json"),
+                serde_json::to_string(&whole).expect("json"),
+                "{name}, bound {bound}"
+            );
+            assert_eq!(
+                stats.cached_passes,
+                whole.level.passes - 1,
+                "{name}: every pass after the first runs from the kept signal"
+            );
+            assert_eq!(stats.spilled_bytes > 0, bound < DEFAULT_MEMORY_BOUND);
+            assert_eq!(
+                std::fs::read_dir(&spill_dir).expect("ls").count(),
+                0,
+                "{name}: the spill file is removed"
+            );
+            last = stats;
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        last
+    }
+
+    #[test]
+    fn cached_passes_equal_whole_graph_passes_with_dialogue_gating() {
+        let stats = assert_cached_equals_whole(
+            "analysis-cache-dialogue",
+            r#"schema_version = 1
+[delivery]
+profile = "netflix"
+output_dir = "out"
+
+[graph.master]
+chain = [
+  { node = "high_pass", freq_hz = 20.0 },
+  { node = "compressor", threshold_db = -14.0, ratio = 2.0, attack_ms = 10.0, release_ms = 150.0 },
+  { node = "loudness" },
+  { node = "limiter", lookahead_ms = 2.0, release_ms = 80.0 },
+]
+
+[variants.full]
+[variants.music_only]
+mute = ["role:dialogue"]
+level = "normalized"
+[variants.hot]
+gains = { "role:music" = 3.0 }
+level = "normalized"
+
+[[titles]]
+name = "Spot"
+{stems}
+"#,
+        );
+        // 4 s of stereo f64 per stream, past a 64 KiB bound.
+        assert!(stats.spilled_bytes > 1 << 20, "{stats:?}");
+    }
+
+    #[test]
+    fn cached_passes_equal_whole_graph_passes_with_a_fold_down_family() {
+        assert_cached_equals_whole(
+            "analysis-cache-fold",
+            r#"schema_version = 1
+[delivery]
+profile = "ebu-r128"
+output_dir = "out"
+
+[graph.master]
+chain = [
+  { node = "compressor", threshold_db = -16.0, ratio = 2.0, attack_ms = 10.0, release_ms = 150.0 },
+  { node = "loudness" },
+  { node = "gain", db = -1.0 },
+  { node = "limiter", ceiling_dbtp = -1.5, lookahead_ms = 2.0, release_ms = 80.0 },
+]
+
+[variants.full]
+[variants.stereo]
+fold_down = {}
+level = "normalized"
+
+[[titles]]
+name = "Spot"
+layout = "5.1"
+{stems}
+"#,
+        );
+    }
+
+    #[test]
+    fn a_master_without_a_limiter_runs_whole_graph_passes() {
+        let (dir, spec) = session(
+            "analysis-cache-unlimited",
+            4.0,
+            r#"schema_version = 1
+[delivery]
+profile = "ebu-r128"
+output_dir = "out"
+
+[graph.master]
+chain = [{ node = "loudness" }]
+
+[variants.full]
+
+[[titles]]
+name = "Spot"
+{stems}
+"#,
+        );
+        let cached = GainPasses::Cached {
+            memory_bound: DEFAULT_MEMORY_BOUND,
+            spill_dir: dir.clone(),
+        };
+        let (a, stats) = run(&spec, &dir, &cached).expect("cached");
+        let (b, _) = run(&spec, &dir, &GainPasses::WholeGraph).expect("whole");
+        assert_eq!(a, b);
+        assert_eq!(stats, GainPassStats::default(), "clip probes: no cache");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_cancel_during_the_cached_passes_leaves_no_spill_file() {
+        let (dir, spec) = session(
+            "analysis-cache-cancel",
+            4.0,
+            r#"schema_version = 1
+[delivery]
+profile = "ebu-r128"
+output_dir = "out"
+
+[graph.master]
+chain = [{ node = "loudness" }, { node = "limiter" }]
+
+[variants.full]
+
+[[titles]]
+name = "Spot"
+{stems}
+"#,
+        );
+        let spill_dir = dir.join("spill");
+        std::fs::create_dir_all(&spill_dir).expect("mkdir");
+        let cancel = AtomicBool::new(false);
+        let deps = BTreeMap::new();
+        // Cancels once the first pass is well under way (progress past 1/6).
+        let progress = |f: f64| {
+            if f > 0.5 / 3.0 {
+                cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        };
+        let ctx = TaskContext {
+            spec: &spec,
+            job_id: "test",
+            output_dir: dir.join("out"),
+            deps: &deps,
+            outcomes: None,
+            submitted_unix_ms: 0,
+            origination_unix_s: 0,
+            cancel: &cancel,
+            progress: &progress,
+        };
+        let r = analyze_with(
+            &ctx,
+            "Spot",
+            None,
+            &GainPasses::Cached {
+                memory_bound: 1 << 10,
+                spill_dir: spill_dir.clone(),
+            },
+        );
+        assert!(matches!(r, Err(TaskError::Cancelled)), "{r:?}");
+        assert_eq!(std::fs::read_dir(&spill_dir).expect("ls").count(), 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -91,6 +91,117 @@ impl Stages {
     pub fn out_channels(&self, i: usize) -> usize {
         self.heads[self.alias[i]].graph.out_channels()
     }
+
+    /// The head stage `i` runs on (stages equal to an earlier one share it).
+    pub fn head_of(&self, i: usize) -> usize {
+        self.alias[i]
+    }
+
+    /// Latency of stage `i`'s graph, in frames.
+    pub fn latency(&self, i: usize) -> usize {
+        self.heads[self.alias[i]].graph.latency()
+    }
+}
+
+/// Where a block sits on the title's timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockAt {
+    /// Input frames fed before this block.
+    pub start: u64,
+    /// Frames in the block.
+    pub frames: usize,
+    /// The stems' length, once they have ended (the block is flush silence).
+    pub input_frames: Option<u64>,
+}
+
+impl BlockAt {
+    /// The frames of this block a graph of latency `latency` outputs: its
+    /// first `latency` output frames precede the timeline's zero and frames
+    /// past the stems' end plus `latency` follow the title's end (the same
+    /// rule as [`run_stages`]).
+    pub fn kept(&self, latency: u64) -> std::ops::Range<usize> {
+        let n = self.frames as u64;
+        let first = latency.saturating_sub(self.start).min(n) as usize;
+        let limit = self.input_frames.unwrap_or(u64::MAX);
+        let last = (limit.saturating_add(latency))
+            .saturating_sub(self.start)
+            .min(n) as usize;
+        first..last.max(first)
+    }
+}
+
+/// Runs every head over the whole title, as [`run_stages`] does, but hands
+/// `sink` every head's output untrimmed: `sink(at, outs)` with `outs[h]`
+/// head `h`'s whole block. After the stems end, silence is fed until `flush`
+/// frames more have run (the caller's graphs may continue past these
+/// heads). Returns the title's length in frames.
+pub fn run_heads_untrimmed(
+    ctx: &TaskContext<'_>,
+    source: &mut TitleSource,
+    stages: &mut Stages,
+    expected_frames: u64,
+    flush: u64,
+    progress: impl Fn(f64),
+    mut sink: impl FnMut(BlockAt, &[Block]) -> Result<(), TaskError>,
+) -> Result<u64, TaskError> {
+    let Stages {
+        bank,
+        heads: stages,
+        ..
+    } = stages;
+    let mut inputs = source.make_blocks();
+    let mut outs: Vec<Block> = stages
+        .iter()
+        .map(|s| Block::new(s.graph.out_channels(), BLOCK_FRAMES))
+        .collect();
+    let mut fed: u64 = 0;
+    let mut input_frames: Option<u64> = None;
+    let mut step = 0u64;
+    loop {
+        let n = match input_frames {
+            None => {
+                let n = source.read(&mut inputs)?;
+                if n == 0 {
+                    input_frames = Some(fed);
+                    continue;
+                }
+                n
+            }
+            Some(total) => {
+                let left = (total + flush).saturating_sub(fed);
+                if left == 0 {
+                    break;
+                }
+                let n = left.min(BLOCK_FRAMES as u64) as usize;
+                for b in &mut inputs {
+                    b.silence(n);
+                }
+                n
+            }
+        };
+        let at = BlockAt {
+            start: fed,
+            frames: n,
+            input_frames,
+        };
+        fed += n as u64;
+        bank.process(&inputs);
+        for (i, out) in outs.iter_mut().enumerate() {
+            let (done, rest) = stages.split_at_mut(i);
+            let stage = &mut rest[0];
+            match stage.reference {
+                Some(r) if r < i => stage.graph.process_linked(bank, &done[r].graph, out),
+                _ => stage.graph.process(bank, out),
+            }
+        }
+        sink(at, &outs)?;
+        step += 1;
+        if step.is_multiple_of(16) {
+            ctx.check_cancel()?;
+            progress((fed as f64 / expected_frames.max(1) as f64).min(1.0));
+        }
+    }
+    Ok(input_frames.unwrap_or(fed))
 }
 
 /// Runs every stage over the whole title. `sink(stage, block)` receives each
