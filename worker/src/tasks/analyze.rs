@@ -48,9 +48,7 @@ use crate::meter::{Meter, MeterKind, round3};
 use crate::output::{DitherSeed, OutputStage, Quantizer, sha256_of};
 use crate::source::{BLOCK_FRAMES, TitleSource};
 
-#[path = "signal_cache.rs"]
-mod signal_cache;
-use signal_cache::{DEFAULT_MEMORY_BOUND, SignalCache};
+use super::signal_cache::{DEFAULT_MEMORY_BOUND, SignalCache};
 
 const MAX_PASSES: u32 = 8;
 /// Loudness error that ends the search, LU.

@@ -52,6 +52,7 @@ pub mod manifest;
 pub mod metadata;
 pub mod preflight;
 pub mod render;
+pub mod signal_cache;
 pub mod stream;
 pub mod trim;
 
