@@ -12,26 +12,6 @@ use serde_json::Value;
 use stemforge_testkit::signal::rms_db_planar;
 use stemforge_testkit::*;
 
-/// A session from `real_session.py` in a fresh scratch folder.
-fn real_session(name: &str, args: &[&str]) -> PathBuf {
-    let dir = scratch(name);
-    let python = std::env::var("STEMFORGE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/support/real_session.py");
-    let o = Command::new(&python)
-        .arg(&script)
-        .arg(&dir)
-        .args(args)
-        .output()
-        .expect("run python");
-    assert!(
-        o.status.success(),
-        "real_session.py failed (it needs fluidsynth, fluid-soundfont-gm, espeak-ng, sox, ffmpeg, \
-         planetblupi-music-midi and Python's mido; .ci/run installs them and sets STEMFORGE_TEST_PYTHON):\n{}",
-        text(&o)
-    );
-    dir
-}
-
 /// Rewrites the session's spec: `[delivery]` lines and extra sections.
 fn write_spec(dir: &Path, name: &str, delivery: &str, sections: &str) -> PathBuf {
     let base = std::fs::read_to_string(dir.join("deliverables.toml")).expect("spec");
