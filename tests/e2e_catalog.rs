@@ -271,7 +271,7 @@ fn a_local_render_of_a_catalog_keeps_its_job_on_disk_and_delivers_every_title() 
     let spec = catalog_of(&dir.join("session"), N);
     let out = dir.join("out");
     let before = scratch_folders();
-    let o = std::process::Command::new(stemforge_testkit::bin())
+    let o = stemforge_testkit::command()
         .args(["render"])
         .arg(&spec)
         .args(["--workers", "2", "--out"])

@@ -12,7 +12,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -24,7 +23,7 @@ use stemforge_proto::v1::{
 };
 use stemforge_testkit::cluster::{Cluster, metric_values, run, tasks};
 use stemforge_testkit::signal::white;
-use stemforge_testkit::{bin, outputs, read_json, scratch, text};
+use stemforge_testkit::{outputs, read_json, scratch, text};
 
 // ---------------------------------------------------------------------------
 // Material: a small synthetic catalog, written once per test binary.
@@ -238,7 +237,7 @@ fn copy_fast_catalog(to: &Path) -> PathBuf {
 fn render_reference(spec: &Path, name: &str) -> BTreeMap<String, String> {
     let out = catalog().dir.join(format!("reference-{name}"));
     let started = Instant::now();
-    let mut cmd = Command::new(bin());
+    let mut cmd = stemforge_testkit::command();
     cmd.arg("render")
         .arg(spec)
         .arg("--out")
@@ -769,7 +768,7 @@ fn a_second_coordinator_on_the_same_data_dir_exits_at_once_and_a_killed_ones_loc
     let mut c = start_cluster("one-per-data-dir", &[]);
     let first = c.coordinator_pid();
     let data = c.data_dir();
-    let mut second = Command::new(bin());
+    let mut second = stemforge_testkit::command();
     second
         .args(["coordinator", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(&data)

@@ -452,7 +452,7 @@ fn origination_comes_from_the_spec_or_source_date_epoch_and_time_reference_from_
         std::fs::rename(&tmp, &src).expect("replace stem");
     }
     // 1. SOURCE_DATE_EPOCH (2001-09-09T01:46:40Z) when the spec sets nothing.
-    let o = Command::new(bin())
+    let o = stemforge_testkit::command()
         .args(["render", spec.to_str().expect("utf-8")])
         .env("STEMFORGE_LOG", "warn")
         .env("SOURCE_DATE_EPOCH", "1000000000")
@@ -485,7 +485,7 @@ fn origination_comes_from_the_spec_or_source_date_epoch_and_time_reference_from_
         ),
     )
     .expect("write spec");
-    let o = Command::new(bin())
+    let o = stemforge_testkit::command()
         .args(["render", spec.to_str().expect("utf-8")])
         .env("STEMFORGE_LOG", "warn")
         .env("SOURCE_DATE_EPOCH", "1000000000")

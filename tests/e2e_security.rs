@@ -12,7 +12,7 @@ use stemforge_proto::v1::jobs_client::JobsClient;
 use stemforge_proto::v1::tasks_client::TasksClient;
 use stemforge_proto::v1::{LeaseTaskRequest, ListJobsRequest};
 use stemforge_testkit::cluster::Cluster;
-use stemforge_testkit::{bin, scratch, stemforge_env, text};
+use stemforge_testkit::{scratch, stemforge_env, text};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 
 const CLIENT_TOKEN: &str = "client-9f2c1e7a5b3d4c6e8f0a1b2c3d4e5f60";
@@ -331,7 +331,7 @@ fn tls_serves_only_tls_and_workers_need_a_client_certificate() {
 #[test]
 fn an_open_api_beyond_loopback_needs_an_explicit_flag() {
     let dir = scratch("sec-exposure");
-    let o = Command::new(bin())
+    let o = stemforge_testkit::command()
         .args(["coordinator", "--listen", "0.0.0.0:0", "--data-dir"])
         .arg(dir.join("data"))
         .env("STEMFORGE_LOG", "warn")
@@ -367,7 +367,7 @@ fn an_open_api_beyond_loopback_needs_an_explicit_flag() {
 #[test]
 fn metrics_beyond_loopback_need_the_explicit_flag_too() {
     let dir = scratch("sec-metrics-exposure");
-    let o = Command::new(bin())
+    let o = stemforge_testkit::command()
         .args([
             "coordinator",
             "--listen",
@@ -406,7 +406,7 @@ fn metrics_beyond_loopback_need_the_explicit_flag_too() {
     drop(c);
     // metrics_public allows the metrics address alone: the API on a
     // non-loopback address without TLS is still refused...
-    let o = Command::new(bin())
+    let o = stemforge_testkit::command()
         .args([
             "coordinator",
             "--listen",

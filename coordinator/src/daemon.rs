@@ -92,10 +92,18 @@ pub async fn run_coordinator(settings: &Settings, args: &CoordinatorArgs<'_>) ->
     let db = data_dir.join(DB_FILE);
     let store = SqliteStore::open(&db)?;
     let store = CachedStore::load(Box::new(store))?;
+    // Workers are told the cache's absolute path in every lease.
+    let cache = settings.coordinator_cache(
+        &std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf()),
+    );
+    if let Some(c) = &cache {
+        info!(dir = %c.dir.display(), max_gb = c.max_bytes as f64 / 1e9, "render cache");
+    }
     let coord = Coordinator::new(
         Box::new(store),
         settings.scheduler(),
         settings.media_roots(),
+        cache,
     );
     if settings.media_roots().is_empty() {
         tracing::warn!(

@@ -25,6 +25,8 @@ pub struct RenderOptions {
     pub workers: usize,
     /// Overrides the spec's output folder.
     pub out: Option<PathBuf>,
+    /// Render everything, neither reading nor filling the render cache.
+    pub no_cache: bool,
 }
 
 /// How a render ended.
@@ -96,8 +98,14 @@ pub async fn render(
         Some(d) => SandboxStore::Sqlite(d.0.join("jobs.sqlite")),
         None => SandboxStore::Memory,
     };
+    let cache = if opts.no_cache {
+        None
+    } else {
+        settings.local_cache()
+    };
     let sandbox = SandboxBuilder::new(settings)
         .store(store)
+        .cache(cache)
         .workers(opts.workers.max(1))
         .start()
         .await?;

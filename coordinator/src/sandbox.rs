@@ -40,6 +40,7 @@ pub struct SandboxBuilder {
     processes: Option<(PathBuf, usize)>,
     tokens: bool,
     name: String,
+    cache: Option<stemforge_worker::cache::CacheConfig>,
 }
 
 impl SandboxBuilder {
@@ -53,6 +54,7 @@ impl SandboxBuilder {
             processes: None,
             tokens: true,
             name: "local".into(),
+            cache: None,
         }
     }
 
@@ -81,6 +83,13 @@ impl SandboxBuilder {
         self
     }
 
+    /// The render cache the coordinator names in its leases (default: none,
+    /// every task renders).
+    pub fn cache(mut self, cache: Option<stemforge_worker::cache::CacheConfig>) -> Self {
+        self.cache = cache;
+        self
+    }
+
     /// Prefix of the worker ids (`local-0`, `bench-3`, …).
     pub fn name(mut self, name: &str) -> Self {
         self.name = name.into();
@@ -102,6 +111,7 @@ impl SandboxBuilder {
             store,
             self.settings.scheduler(),
             self.settings.media_roots(),
+            self.cache.clone(),
         );
         coord
             .start_epoch()

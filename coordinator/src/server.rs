@@ -59,6 +59,8 @@ pub struct Coordinator {
     /// Where submitted specs may read stems from and write outputs to
     /// (none configured: anywhere).
     media_roots: Vec<std::path::PathBuf>,
+    /// The render cache every lease names (`None`: off).
+    cache: Option<stemforge_worker::cache::CacheConfig>,
     pub metrics: Metrics,
     /// True once the coordinator is shutting down: long polls return empty
     /// and job event streams end, so the server can drain.
@@ -70,9 +72,11 @@ impl Coordinator {
         store: Box<dyn Store>,
         cfg: SchedulerConfig,
         media_roots: Vec<std::path::PathBuf>,
+        cache: Option<stemforge_worker::cache::CacheConfig>,
     ) -> Arc<Self> {
         Arc::new(Coordinator {
             media_roots,
+            cache,
             sched: Mutex::new(Scheduler::new(store, cfg)),
             work: Notify::new(),
             changed: Notify::new(),
@@ -530,6 +534,13 @@ impl Tasks for Service {
                         job_submitted_unix_ms: g.job.submitted_ms,
                         origination_unix_s: g.job.origination_unix_s,
                         output_dir: g.job.output_dir,
+                        cache_dir: self
+                            .0
+                            .cache
+                            .as_ref()
+                            .map(|c| c.dir.display().to_string())
+                            .unwrap_or_default(),
+                        cache_max_bytes: self.0.cache.as_ref().map_or(0, |c| c.max_bytes),
                     }),
                 }));
             }

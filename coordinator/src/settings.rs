@@ -87,6 +87,17 @@ pub struct Settings {
     /// Worker: after SIGTERM, how long the task in hand may run on before
     /// it is stopped and its lease handed back, seconds.
     pub drain_timeout_s: f64,
+    /// Reuse outputs and analysis results of earlier jobs made from the same
+    /// inputs, graph, delivery and build (the render cache).
+    pub cache: bool,
+    /// The render cache's folder. Empty: the coordinator's
+    /// `DATA_DIR/cache`; for a local `render`, the per-user cache folder
+    /// (`$XDG_CACHE_HOME/stemforge`, else `~/.cache/stemforge`).
+    #[serde(default)]
+    pub cache_dir: Option<String>,
+    /// Size the render cache is kept under, GB (least recently used
+    /// entries are evicted first).
+    pub cache_max_gb: f64,
 }
 
 /// A configured secret: `Debug` never shows it.
@@ -117,7 +128,9 @@ impl Settings {
             .set_default("listen", "127.0.0.1:7447")?
             .set_default("data_dir", "stemforge-data")?
             .set_default("coordinator", "http://127.0.0.1:7447")?
-            .set_default("drain_timeout_s", 25.0)?;
+            .set_default("drain_timeout_s", 25.0)?
+            .set_default("cache", true)?
+            .set_default("cache_max_gb", 20.0)?;
         b = match file {
             Some(f) => b.add_source(config::File::from(f).required(true)),
             None => b.add_source(config::File::with_name(DEFAULT_CONFIG_FILE).required(false)),
@@ -150,6 +163,40 @@ impl Settings {
             .filter(|r| !r.is_empty())
             .map(std::path::PathBuf::from)
             .collect()
+    }
+
+    /// The render cache of a coordinator keeping its data in `data_dir`
+    /// (`None`: the cache is off).
+    pub fn coordinator_cache(
+        &self,
+        data_dir: &Path,
+    ) -> Option<stemforge_worker::cache::CacheConfig> {
+        self.cache_config(Some(data_dir.join("cache")))
+    }
+
+    /// The render cache of a local `render` (`None`: off, or no per-user
+    /// cache folder and none configured).
+    pub fn local_cache(&self) -> Option<stemforge_worker::cache::CacheConfig> {
+        self.cache_config(stemforge_worker::cache::user_cache_dir())
+    }
+
+    fn cache_config(
+        &self,
+        default_dir: Option<PathBuf>,
+    ) -> Option<stemforge_worker::cache::CacheConfig> {
+        if !self.cache {
+            return None;
+        }
+        let dir = self
+            .cache_dir
+            .as_deref()
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .or(default_dir)?;
+        Some(stemforge_worker::cache::CacheConfig {
+            dir,
+            max_bytes: (self.cache_max_gb.clamp(0.0, 1e6) * 1e9) as u64,
+        })
     }
 
     /// Worker count with 0 meaning one per core.

@@ -294,6 +294,31 @@ pub struct RenderedOutput {
     /// The variant's level changes, asked, applied and delivered.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub level_changes: Vec<LevelChange>,
+    /// Whether the file was rendered or reused from the render cache, and
+    /// by which job it was rendered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheUse>,
+}
+
+/// Where an output's audio came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheUse {
+    pub status: CacheStatus,
+    /// The job that rendered the audio: this one on a miss, an earlier one
+    /// on a hit.
+    pub job: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheStatus {
+    /// Copied from the render cache: an earlier job rendered the same
+    /// audio from the same inputs, graph and delivery.
+    Hit,
+    /// Rendered by this job (and kept in the cache).
+    Miss,
+    /// Rendered by this job with the cache off.
+    Off,
 }
 
 /// What a render task wrote for one variant.

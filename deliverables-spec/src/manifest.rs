@@ -45,6 +45,11 @@ pub struct Summary {
     pub preflight_errors: usize,
     #[serde(default)]
     pub preflight_warnings: usize,
+    /// Outputs copied from the render cache, and rendered by this job.
+    #[serde(default)]
+    pub outputs_from_cache: usize,
+    #[serde(default)]
+    pub outputs_rendered: usize,
 }
 
 /// One input file as found by the analysis.
@@ -244,5 +249,12 @@ pub struct OutputEntry {
     /// (`identical_variants = "write"`): the output it duplicates, and why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub same_as: Option<crate::variant::SameAs>,
+    /// `hit` (copied from the render cache), `miss` (rendered, kept in the
+    /// cache) or `off` (rendered, no cache); absent when the render failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<crate::contract::CacheStatus>,
+    /// The job that rendered the file's audio (an earlier one on a hit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_job: Option<String>,
     pub verdict: Verdict,
 }

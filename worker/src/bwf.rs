@@ -695,6 +695,32 @@ pub fn patch_loudness<F: Write + Seek>(
     Ok(())
 }
 
+/// Replaces the whole `bext` body of an already written file with `bext`
+/// (loudness fields included), in place: the new body must be exactly as
+/// long as the old one, so no other chunk moves and the `data` chunk is
+/// untouched. Used to re-label a file made by an earlier job (its names,
+/// origination, reference) without rewriting its audio.
+pub fn rewrite_bext<F: Read + Write + Seek>(f: &mut F, bext: &Bext) -> Result<(), BwfError> {
+    let chunks = read_chunks(f)?;
+    let Some(c) = chunks.iter().find(|c| &c.id == b"bext") else {
+        return Err(BwfError::UnsupportedFormat(
+            "the file has no bext chunk to rewrite".into(),
+        ));
+    };
+    let body = bext.to_body();
+    if body.len() as u64 != c.size {
+        return Err(BwfError::UnsupportedFormat(format!(
+            "the new bext is {} bytes, the file's {}: it cannot be rewritten in place",
+            body.len(),
+            c.size
+        )));
+    }
+    f.seek(SeekFrom::Start(c.offset))?;
+    f.write_all(&body)?;
+    f.flush()?;
+    Ok(())
+}
+
 /// A top-level chunk of a RIFF/WAVE file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chunk {

@@ -5,6 +5,7 @@
 //! only `service` talks to the coordinator.
 
 pub mod bwf;
+pub mod cache;
 pub mod decode;
 pub mod dialogue;
 /// The mastering graph, its own crate (`worker/dsp`): it depends on no async

@@ -79,6 +79,12 @@ impl TempFile {
         Ok((TempFile { path, armed: true }, file))
     }
 
+    /// Takes charge of a temporary file made by other means (a copy, a
+    /// link): from here on it is removed on drop.
+    pub fn adopt(path: PathBuf) -> TempFile {
+        TempFile { path, armed: true }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -159,11 +165,10 @@ pub struct OutputStage {
     pub clipped: u64,
 }
 
-/// Where the dither of an output comes from: the same output of the same
-/// spec always gets the same noise.
+/// Where the dither of an output comes from: the same output (title,
+/// variant, file name) always gets the same noise.
 #[derive(Debug, Clone)]
 pub struct DitherSeed<'a> {
-    pub spec_sha256: &'a str,
     pub title: &'a str,
     pub variant: &'a str,
     pub output: &'a str,
@@ -180,7 +185,7 @@ impl OutputStage {
     ) -> Self {
         let dither = match dither {
             Some(d) if !depth.is_float() => (0..channels)
-                .map(|c| Tpdf::new(dither::seed(d.spec_sha256, d.title, d.variant, d.output, c)))
+                .map(|c| Tpdf::new(dither::seed(d.title, d.variant, d.output, c)))
                 .collect(),
             _ => Vec::new(),
         };
@@ -614,7 +619,6 @@ mod tests {
         ] {
             let path = dir.join(format!("{}-{channels}.wav", depth.bits()));
             let seed = DitherSeed {
-                spec_sha256: "s",
                 title: "t",
                 variant: "v",
                 output: "o",

@@ -306,6 +306,10 @@ async fn run_one(
             let job_id = lease.job_id.clone();
             let submitted = lease.job_submitted_unix_ms;
             let origination = lease.origination_unix_s;
+            let cache_cfg = (!lease.cache_dir.is_empty()).then(|| crate::cache::CacheConfig {
+                dir: std::path::PathBuf::from(&lease.cache_dir),
+                max_bytes: lease.cache_max_bytes,
+            });
             let span = tracing::Span::current();
             let reader = GrpcOutcomes {
                 client: client.clone(),
@@ -315,7 +319,11 @@ async fn run_one(
             let work = tokio::task::spawn_blocking(move || {
                 let _in_span = span.enter();
                 let report = move |f: f64| p2.store(f.clamp(0.0, 1.0).to_bits(), Ordering::Relaxed);
+                let cache = cache_cfg
+                    .as_ref()
+                    .and_then(crate::cache::RenderCache::open_or_warn);
                 let ctx = TaskContext {
+                    cache: cache.as_ref(),
                     spec: &spec,
                     job_id: &job_id,
                     output_dir,

@@ -162,6 +162,8 @@ pub fn run(opts: &PackOptions) -> Result<PackReport> {
             "1".into(),
             "--out".into(),
             sf_out.clone().into(),
+            // Every repeat renders: the cache would serve the second.
+            "--no-cache".into(),
         ];
         // The work, not the progress log, is measured.
         let (usage, out) = probed(

@@ -5,5 +5,6 @@
 pub mod bench;
 pub mod bench_cluster;
 pub mod bench_pack;
+pub mod cache_cmd;
 pub mod check;
 pub mod measure;

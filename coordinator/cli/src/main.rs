@@ -73,6 +73,8 @@ enum Cmd {
     /// of a whole pack (`render --workers 1`) against ffmpeg writing and
     /// measuring the same outputs, CPU time, wall time and peak memory.
     Bench(BenchArgs),
+    /// The render cache: `stats`, or `prune` it to a size.
+    Cache(CacheArgs),
     /// Internal to `bench --pack`: runs a command, then writes its CPU time,
     /// peak RSS and elapsed time (getrusage of the waited child) to a file.
     #[command(name = "bench-probe", hide = true)]
@@ -94,6 +96,9 @@ struct DemoArgs {
     /// In-process workers (default: one per core).
     #[arg(long)]
     pub workers: Option<usize>,
+    /// Render everything: neither reuse nor keep outputs in the render cache.
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 #[derive(Args)]
@@ -105,6 +110,38 @@ struct RenderArgs {
     /// Output folder (default: the spec's delivery.output_dir).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Render everything: neither reuse nor keep outputs in the render cache
+    /// (config `cache = false` turns it off for good).
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+#[derive(Args)]
+struct CacheArgs {
+    #[command(subcommand)]
+    pub cmd: CacheCmd,
+    /// The cache folder (default: config `cache_dir`, else the per-user
+    /// cache folder; a coordinator's is DATA_DIR/cache).
+    #[arg(long, global = true)]
+    pub dir: Option<PathBuf>,
+    /// Machine-readable output.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+enum CacheCmd {
+    /// Entries, size and hits of each kind.
+    Stats,
+    /// Evict least recently used entries down to a size.
+    Prune {
+        /// Size to prune to, GB (default: config `cache_max_gb`).
+        #[arg(long, conflicts_with = "all")]
+        max_gb: Option<f64>,
+        /// Remove every entry.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(Args)]
@@ -394,6 +431,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Retry(a) => retry(&ctx, a),
         Cmd::Check(a) => check(&ctx, a),
         Cmd::Validate(a) => validate(&ctx, a),
+        Cmd::Cache(a) => cache(&ctx, a),
     }
 }
 
@@ -409,18 +447,58 @@ fn demo(ctx: &Ctx, a: DemoArgs) -> anyhow::Result<ExitCode> {
         seconds,
         layout,
         workers,
+        no_cache,
     } = a;
     if !(1.0..=600.0).contains(&seconds) {
         anyhow::bail!("--seconds must be between 1 and 600");
     }
     let spec = demo::write_session(&dir, seconds, layout)?;
     println!("demo session written to {}", dir.display());
-    render_cmd(&ctx.rt, &spec, &ctx.settings, workers, None)
+    render_cmd(&ctx.rt, &spec, &ctx.settings, workers, None, no_cache)
 }
 
 fn render_spec(ctx: &Ctx, a: RenderArgs) -> anyhow::Result<ExitCode> {
-    let RenderArgs { spec, workers, out } = a;
-    render_cmd(&ctx.rt, &spec, &ctx.settings, workers, out)
+    let RenderArgs {
+        spec,
+        workers,
+        out,
+        no_cache,
+    } = a;
+    render_cmd(&ctx.rt, &spec, &ctx.settings, workers, out, no_cache)
+}
+
+fn cache(ctx: &Ctx, a: CacheArgs) -> anyhow::Result<ExitCode> {
+    use stemforge_cli::cache_cmd;
+    let cfg = cache_cmd::config(&ctx.settings, a.dir)?;
+    let cache = cache_cmd::open(&cfg)?;
+    match a.cmd {
+        CacheCmd::Stats => {
+            let s = cache.stats()?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                print!("{}", cache_cmd::stats_text(&s));
+            }
+        }
+        CacheCmd::Prune { max_gb, all } => {
+            let max_bytes = match (all, max_gb) {
+                (true, _) => 0,
+                (false, Some(gb)) if gb.is_finite() && gb >= 0.0 => (gb * 1e9) as u64,
+                (false, Some(gb)) => anyhow::bail!("--max-gb {gb}: give a size of 0 or more"),
+                (false, None) => cfg.max_bytes,
+            };
+            let (n, freed, after) = cache_cmd::prune(&cache, max_bytes)?;
+            if a.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"removed": n, "bytes_freed": freed, "after": after})
+                );
+            } else {
+                print!("{}", cache_cmd::pruned_text(n, freed, &after));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -863,11 +941,13 @@ fn render_cmd(
     settings: &Settings,
     workers: Option<usize>,
     out: Option<PathBuf>,
+    no_cache: bool,
 ) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
     let opts = RenderOptions {
         workers: workers.unwrap_or_else(|| settings.worker_count()),
         out,
+        no_cache,
     };
     let outcome = rt.block_on(render(spec, settings, &opts))?;
     print!("{}", summary_table(&outcome));

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::{bin, scratch, text};
+use crate::{scratch, text};
 
 /// What to start: settings for every process of the cluster, coordinator
 /// arguments, where it listens.
@@ -158,7 +158,7 @@ impl Cluster {
         self.starts += 1;
         let log_name = format!("coordinator-{}.log", self.starts);
         let log = File::create(self.dir.join(&log_name)).expect("create log");
-        let mut cmd = Command::new(bin());
+        let mut cmd = crate::command();
         cmd.args(["coordinator", "--listen", listen, "--data-dir"])
             .arg(self.data_dir())
             .args(&self.args);
@@ -297,7 +297,7 @@ impl Cluster {
     /// As [`Cluster::start_worker`], with settings of its own.
     pub fn start_worker_env(&mut self, id: &str, env: &[(&str, &str)]) -> u32 {
         let log = File::create(self.dir.join(format!("worker-{id}.log"))).expect("create log");
-        let child = Command::new(bin())
+        let child = crate::command()
             .args(["worker", "--coordinator", &self.url, "--id", id])
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .envs(env.iter().copied())
@@ -375,7 +375,7 @@ impl Cluster {
     /// As [`Cluster::cli`], with the client's own settings (token file,
     /// CA); the cluster's settings are not passed to clients.
     pub fn cli_env(&self, args: &[&str], env: &[(&str, String)]) -> Output {
-        let mut cmd = Command::new(bin());
+        let mut cmd = crate::command();
         cmd.args(args)
             .args(["--coordinator", &self.url])
             .env("STEMFORGE_LOG", "warn")
@@ -503,7 +503,7 @@ impl Cluster {
     /// cluster's folder: `watch.out`, `watch.log`); returns its index for
     /// [`Cluster::wait_other`].
     pub fn spawn_watch(&mut self, job: &str) -> usize {
-        let child = Command::new(bin())
+        let child = crate::command()
             .args(["watch", job, "--coordinator", &self.url])
             .env("STEMFORGE_LOG", "warn")
             .env("NO_COLOR", "1")

@@ -46,8 +46,18 @@ pub fn scratch(name: &str) -> PathBuf {
     d
 }
 
+/// The binary as a command, with the render cache off: a test renders what
+/// it asks for unless it turns the cache on (`STEMFORGE_CACHE=true` and a
+/// `STEMFORGE_CACHE_DIR` of its own), so tests never share a cache or read
+/// the user's.
+pub fn command() -> Command {
+    let mut c = Command::new(bin());
+    c.env("STEMFORGE_CACHE", "false");
+    c
+}
+
 pub fn stemforge(args: &[&str]) -> Output {
-    Command::new(bin())
+    command()
         .args(args)
         .env("STEMFORGE_LOG", "warn")
         .output()
@@ -56,7 +66,7 @@ pub fn stemforge(args: &[&str]) -> Output {
 
 /// As [`stemforge`], with extra environment variables.
 pub fn stemforge_env(args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(bin())
+    command()
         .args(args)
         .env("STEMFORGE_LOG", "warn")
         .envs(env.iter().copied())

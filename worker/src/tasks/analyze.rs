@@ -932,7 +932,6 @@ impl<'p> Probes<'p> {
                 let channels = channels(i);
                 let out_stage = p.output.as_ref().map(|o| {
                     let seed = DitherSeed {
-                        spec_sha256: &ctx.spec.sha256,
                         title: &title.name,
                         variant: &o.variant,
                         output: &o.file,
@@ -1797,6 +1796,7 @@ mod tests {
             output_dir: dir.join("out"),
             deps: &deps,
             outcomes: None,
+            cache: None,
             submitted_unix_ms: 0,
             origination_unix_s: 0,
             cancel: &cancel,
@@ -1981,6 +1981,7 @@ name = "Spot"
             output_dir: dir.join("out"),
             deps: &deps,
             outcomes: None,
+            cache: None,
             submitted_unix_ms: 0,
             origination_unix_s: 0,
             cancel: &cancel,

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use deliverables_spec::compliance::{Outcome, Rule, Verdict, judge_against};
-use deliverables_spec::contract::{RenderedOutput, TaskState};
+use deliverables_spec::contract::{CacheStatus, RenderedOutput, TaskState};
 use deliverables_spec::delivery::Delivery;
 use deliverables_spec::manifest::{
     MANIFEST_VERSION, Manifest, OutputEntry, Summary, TitleEntry, Tool,
@@ -369,6 +369,11 @@ fn count_title(s: &mut Summary, t: &TitleEntry) {
             Outcome::Pass => s.passed += 1,
             Outcome::Fail => s.failed += 1,
         }
+        match o.cache {
+            Some(CacheStatus::Hit) => s.outputs_from_cache += 1,
+            Some(CacheStatus::Miss | CacheStatus::Off) => s.outputs_rendered += 1,
+            None => {}
+        }
     }
 }
 
@@ -661,6 +666,8 @@ fn output_entry(
         effective_change_db,
         level_changes: out.level_changes,
         same_as,
+        cache: Some(out.cache.as_ref().map_or(CacheStatus::Off, |c| c.status)),
+        source_job: out.cache.map(|c| c.job),
         verdict,
     }
 }
@@ -694,6 +701,8 @@ fn missing_output(
         effective_change_db: None,
         level_changes: Vec::new(),
         same_as,
+        cache: None,
+        source_job: None,
         verdict: Verdict::failed(
             "the output must be rendered",
             format!(

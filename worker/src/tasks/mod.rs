@@ -52,6 +52,7 @@ pub mod manifest;
 pub mod metadata;
 pub mod preflight;
 pub mod render;
+mod reuse;
 pub mod signal_cache;
 pub mod stream;
 pub mod trim;
@@ -85,6 +86,8 @@ pub struct TaskContext<'a> {
     pub origination_unix_s: i64,
     pub cancel: &'a AtomicBool,
     pub progress: &'a (dyn Fn(f64) + Sync),
+    /// The render cache (`None`: render everything).
+    pub cache: Option<&'a crate::cache::RenderCache>,
 }
 
 impl TaskContext<'_> {

@@ -29,6 +29,8 @@ use crate::meter::{Meter, MeterKind, Timeline};
 use crate::output::{DitherSeed, OutputStage, OutputWriter, Pending, digest_wav};
 use crate::source::TitleSource;
 
+use super::reuse::{self, Reused};
+use deliverables_spec::contract::{CacheStatus, CacheUse};
 pub use deliverables_spec::contract::{
     FamilyTrims, PackCeiling, PackResult, RenderMode, RenderResult, RenderedOutput,
 };
@@ -57,34 +59,64 @@ pub fn analysis_of(
 }
 
 /// What one variant of the pack renders, and where its stages are.
-struct VariantPass {
+pub(super) struct VariantPass {
     /// Its level family: `full`, or its own name when normalized.
-    family: String,
-    variant: deliverables_spec::variant::Variant,
-    planned: Vec<deliverables_spec::outputs::PlannedOutput>,
-    tg: deliverables_spec::variant::TitleGraph,
-    gain_db: f64,
-    trim_db: f64,
-    own_trim_db: f64,
-    fold_gain_db: f64,
-    /// Stage of each planned output.
-    output_stages: Vec<usize>,
+    pub(super) family: String,
+    pub(super) variant: deliverables_spec::variant::Variant,
+    pub(super) planned: Vec<deliverables_spec::outputs::PlannedOutput>,
+    pub(super) tg: deliverables_spec::variant::TitleGraph,
+    pub(super) cc: crate::dsp::chain::ChainContext,
+    pub(super) gain_db: f64,
+    pub(super) trim_db: f64,
+    pub(super) own_trim_db: f64,
+    pub(super) fold_gain_db: f64,
+    /// Stage of each planned output (`None`: not rendered by this pass).
+    pub(super) output_stages: Vec<Option<usize>>,
     /// Per move: the moved roles' linked stems in the full mix and here.
     change_stages: Vec<(usize, usize)>,
     linked: bool,
-    measure_moves: bool,
+    pub(super) measure_moves: bool,
     moves: Vec<deliverables_spec::variant::Move>,
+}
+
+/// The full mix's graph and context: what a variant's moves are measured
+/// against.
+pub(super) fn full_graph(
+    ctx: &TaskContext<'_>,
+    title: &Title,
+    analysis: &AnalysisResult,
+) -> (
+    deliverables_spec::variant::TitleGraph,
+    crate::dsp::chain::ChainContext,
+) {
+    let spec = ctx.spec;
+    let full_variant = spec.variant("full").unwrap_or_else(|| {
+        deliverables_spec::variant::resolve_variant("full", &Default::default(), &spec.spec.graph)
+    });
+    (
+        title_graph(&spec.spec.graph, title, &full_variant),
+        chain_context(
+            ctx,
+            analysis.sample_rate,
+            title.layout,
+            analysis.level.master_gain_db,
+            analysis.level.fold_down_gain_db.unwrap_or(0.0),
+        ),
+    )
 }
 
 /// The pack's graphs: every variant's outputs (and what measures its
 /// moves) as stages over one bank of stem chains. `decided`: trims decided
 /// on the pack's files, by family, in place of the analysis' own.
+/// `want(v, k)`: whether output `k` of variant `v` is rendered by this pass
+/// (the others get no stage, and cost nothing).
 fn build(
     ctx: &TaskContext<'_>,
     title: &Title,
     analysis: &AnalysisResult,
     variant_names: &[String],
     decided: Option<&BTreeMap<String, FamilyTrims>>,
+    want: &dyn Fn(usize, usize) -> bool,
 ) -> Result<(Stages, Vec<VariantPass>), TaskError> {
     let spec = ctx.spec;
     let rate = analysis.sample_rate;
@@ -93,7 +125,7 @@ fn build(
         |e: crate::dsp::chain::GraphError| TaskError::Input(format!("title `{title_name}`: {e}"));
     let mut stages = Stages::default();
     let mut passes: Vec<VariantPass> = Vec::new();
-    for variant_name in variant_names {
+    for (vi, variant_name) in variant_names.iter().enumerate() {
         let variant = spec.variant(variant_name).ok_or_else(|| {
             TaskError::Internal(format!("variant `{variant_name}` is not in the spec"))
         })?;
@@ -114,20 +146,25 @@ fn build(
         let tg = title_graph(&spec.spec.graph, title, &applied);
         let planned = outputs_for(ctx, title, &applied, rate);
         let cc = chain_context(ctx, rate, title.layout, gain_db, fold_gain_db);
+        let wanted: Vec<bool> = (0..planned.len()).map(|k| want(vi, k)).collect();
         // Stems replay the envelopes of the variant's whole mix.
         let linked = planned.iter().any(|o| o.role.is_some());
-        let reference = if linked {
+        let reference = if linked && wanted.iter().any(|&w| w) {
             Some(stages.add(&tg, &cc, |_| true, None).map_err(graph_err)?)
         } else {
             None
         };
         let mut output_stages = Vec::new();
-        for o in &planned {
-            output_stages.push(
-                stages
-                    .add(&tg, &cc, |i| o.stems.contains(&i), reference)
-                    .map_err(graph_err)?,
-            );
+        for (o, &w) in planned.iter().zip(&wanted) {
+            output_stages.push(if w {
+                Some(
+                    stages
+                        .add(&tg, &cc, |i| o.stems.contains(&i), reference)
+                        .map_err(graph_err)?,
+                )
+            } else {
+                None
+            });
         }
         let moves = variant.moves();
         let measure_moves = !linked && !moves.is_empty() && tg.fold_down.is_none();
@@ -136,6 +173,7 @@ fn build(
             variant,
             planned,
             tg,
+            cc,
             gain_db,
             trim_db,
             own_trim_db,
@@ -150,34 +188,24 @@ fn build(
     // A mix that moves roles: their contribution here and in the full mix,
     // as linked stems, to measure the change delivered. The full mix's head
     // is the full variant's own when the pack renders it.
-    if passes.iter().any(|p| p.measure_moves) {
-        let full_variant = spec.variant("full").unwrap_or_else(|| {
-            deliverables_spec::variant::resolve_variant(
-                "full",
-                &Default::default(),
-                &spec.spec.graph,
-            )
-        });
-        let full_tg = title_graph(&spec.spec.graph, title, &full_variant);
-        let full_cc = chain_context(
-            ctx,
-            rate,
-            title.layout,
-            analysis.level.master_gain_db,
-            analysis.level.fold_down_gain_db.unwrap_or(0.0),
-        );
+    let measured =
+        |p: &VariantPass| p.measure_moves && p.output_stages.first().is_some_and(Option::is_some);
+    if passes.iter().any(measured) {
+        let (full_tg, full_cc) = full_graph(ctx, title, analysis);
         let f = stages
             .add(&full_tg, &full_cc, |_| true, None)
             .map_err(graph_err)?;
-        for p in passes.iter_mut().filter(|p| p.measure_moves) {
-            let cc = chain_context(ctx, rate, title.layout, p.gain_db, p.fold_gain_db);
+        for p in passes.iter_mut().filter(|p| measured(p)) {
+            let Some(Some(mix)) = p.output_stages.first().copied() else {
+                continue;
+            };
             for m in &p.moves {
                 let keep = move_stems(&spec.spec.graph, title, m);
                 let b = stages
                     .add(&full_tg, &full_cc, |i| keep.contains(&i), Some(f))
                     .map_err(graph_err)?;
                 let v = stages
-                    .add(&p.tg, &cc, |i| keep.contains(&i), Some(p.output_stages[0]))
+                    .add(&p.tg, &p.cc, |i| keep.contains(&i), Some(mix))
                     .map_err(graph_err)?;
                 p.change_stages.push((b, v));
             }
@@ -230,13 +258,11 @@ fn write_pack(
     let mut full_copies: Vec<crate::dsp::Block> = Vec::new();
     let mut writers = Vec::new();
     for p in passes {
-        for o in &p.planned {
-            remove_stale_partials(&ctx.output_dir, &o.file_name);
-        }
         for (o, &st) in p.planned.iter().zip(&p.output_stages) {
+            let Some(st) = st else { continue };
+            remove_stale_partials(&ctx.output_dir, &o.file_name);
             let channels = stages.out_channels(st);
             let seed = DitherSeed {
-                spec_sha256: &spec.sha256,
                 title: &title.name,
                 variant: &p.variant.name,
                 output: &o.file_name,
@@ -352,7 +378,7 @@ fn float_peaks(
     let mut uses: Vec<Vec<usize>> = (0..stages.len()).map(|_| Vec::new()).collect();
     let mut probes = Vec::new();
     for p in passes {
-        for &st in &p.output_stages {
+        for &st in p.output_stages.iter().flatten() {
             let channels = stages.out_channels(st);
             uses[st].push(probes.len());
             probes.push((
@@ -385,17 +411,145 @@ fn float_peaks(
         .collect())
 }
 
+/// One output of a pass, in pack order: written by this pass (measured as
+/// written) or copied from the render cache.
+enum Slot {
+    Fresh(Box<(Pending, Measurement)>),
+    Cached(Box<Reused>),
+}
+
+impl Slot {
+    fn true_peak_dbtp(&self) -> Option<f64> {
+        match self {
+            Slot::Fresh(f) => f.1.true_peak_dbtp,
+            Slot::Cached(c) => c.output.measurement.true_peak_dbtp,
+        }
+    }
+
+    fn clipped(&self) -> u64 {
+        match self {
+            Slot::Fresh(f) => f.0.clipped,
+            Slot::Cached(c) => c.clipped,
+        }
+    }
+}
+
+/// What one pass made: its graphs, every planned output (variant index,
+/// output), its slot and key, and the change meters of its moves.
+struct PassOut {
+    passes: Vec<VariantPass>,
+    planned: Vec<(usize, deliverables_spec::outputs::PlannedOutput)>,
+    slots: Vec<Slot>,
+    keys: Vec<Option<String>>,
+    change_meters: Vec<ChangeMeter>,
+}
+
+/// One pass of the pack at `decided` trims (`None`: the analysis' own):
+/// outputs whose key the cache holds (when `lookup`) are copied from it,
+/// the rest rendered together in one pass over the stems. `keys`: the
+/// outputs' keys when the caller has them.
+#[allow(clippy::too_many_arguments)]
+fn pack_pass(
+    ctx: &TaskContext<'_>,
+    title: &Title,
+    analysis: &AnalysisResult,
+    variant_names: &[String],
+    pack_rate: Option<u32>,
+    decided: Option<&BTreeMap<String, FamilyTrims>>,
+    lookup: bool,
+    keys: Option<Vec<Option<String>>>,
+) -> Result<PassOut, TaskError> {
+    let all = |_: usize, _: usize| true;
+    let keys = match (keys, ctx.cache) {
+        (Some(k), _) => k,
+        (None, Some(_)) => {
+            let (stages, passes) = build(ctx, title, analysis, variant_names, decided, &all)?;
+            reuse::output_keys(ctx, title, analysis, pack_rate, &stages, &passes, decided)
+        }
+        (None, None) => Vec::new(),
+    };
+    // Planned outputs in pack order, from a build that adds no stage.
+    let (_, shape) = build(ctx, title, analysis, variant_names, decided, &|_, _| false)?;
+    let mut cached: Vec<Option<Reused>> = Vec::new();
+    for (p, o) in shape
+        .iter()
+        .flat_map(|p| p.planned.iter().map(move |o| (p, o)))
+    {
+        let k = keys.get(cached.len()).cloned().flatten();
+        cached.push(match (ctx.cache, k) {
+            (Some(cache), Some(k)) if lookup => reuse::reuse(ctx, cache, &k, title, analysis, p, o),
+            _ => None,
+        });
+    }
+    // Index of output `k` of variant `v` in pack order.
+    let starts: Vec<usize> = shape
+        .iter()
+        .scan(0, |n, p| {
+            let at = *n;
+            *n += p.planned.len();
+            Some(at)
+        })
+        .collect();
+    let missing = |v: usize, k: usize| cached.get(starts[v] + k).is_none_or(Option::is_none);
+    let (stages, passes) = build(ctx, title, analysis, variant_names, decided, &missing)?;
+    let planned: Vec<(usize, deliverables_spec::outputs::PlannedOutput)> = passes
+        .iter()
+        .enumerate()
+        .flat_map(|(k, p)| p.planned.iter().map(move |o| (k, o.clone())))
+        .collect();
+    let (mut pending, change_meters) = if cached.iter().all(Option::is_some) {
+        (Vec::new(), Vec::new())
+    } else {
+        write_pack(ctx, title, analysis, pack_rate, stages, &passes)?
+    };
+    let dialogue_of = |o: &deliverables_spec::outputs::PlannedOutput| {
+        analysis
+            .dialogue
+            .as_ref()
+            .filter(|_| carries_dialogue(title, &o.stems, analysis.dialogue.as_ref()))
+    };
+    let fresh_planned: Vec<_> = planned
+        .iter()
+        .zip(&cached)
+        .filter(|(_, c)| c.is_none())
+        .map(|(p, _)| p.clone())
+        .collect();
+    let measured = finish_measurements(&mut pending, &fresh_planned, dialogue_of)?;
+    let mut fresh = pending.into_iter().zip(measured);
+    let slots = cached
+        .into_iter()
+        .map(|c| match c {
+            Some(r) => Ok(Slot::Cached(Box::new(r))),
+            None => fresh
+                .next()
+                .map(|f| Slot::Fresh(Box::new(f)))
+                .ok_or_else(|| TaskError::Internal("a pass wrote fewer files than planned".into())),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(PassOut {
+        passes,
+        planned,
+        slots,
+        keys,
+        change_meters,
+    })
+}
+
 /// Renders every variant of a title's pack (at `pack_rate`) in one pass
 /// over its stems: one bank of stem chains, one head per distinct graph
 /// (a stem set's reference mix is the full mix's head when they are the
-/// same graph), every file written and measured as the pass goes.
+/// same graph), every file written and measured as the pass goes. Outputs
+/// the render cache holds are copied from it instead, and only the rest
+/// rendered.
 ///
 /// When the analysis left the ceiling to the render (every master ends in
 /// a limiter), the files are written untrimmed and the trims decided on
 /// their measured true peaks: nothing over the ceiling, nothing to do.
 /// Otherwise they are discarded, the peaks measured before quantisation
 /// (as the analysis' ceiling pass does) and the pack written again with
-/// the trims those give.
+/// the trims those give; that decision is kept in the cache under the
+/// first pass's keys, so a later job with the same pack goes straight to
+/// the trimmed files.
 pub fn render(
     ctx: &TaskContext<'_>,
     title_name: &str,
@@ -409,91 +563,141 @@ pub fn render(
     let analysis = analysis_of(ctx, title_name, pack_rate)?;
     let d = spec.delivery();
     let rate = analysis.sample_rate;
-    let (stages, mut passes) = build(ctx, title, &analysis, variant_names, None)?;
-    let (mut pending, mut change_meters) =
-        write_pack(ctx, title, &analysis, pack_rate, stages, &passes)?;
-    let planned_of =
-        |passes: &[VariantPass]| -> Vec<(usize, deliverables_spec::outputs::PlannedOutput)> {
-            passes
-                .iter()
-                .enumerate()
-                .flat_map(|(k, p)| p.planned.iter().map(move |o| (k, o.clone())))
-                .collect()
-        };
-    let mut planned = planned_of(&passes);
-    let dialogue_of = |o: &deliverables_spec::outputs::PlannedOutput| {
-        analysis
-            .dialogue
-            .as_ref()
-            .filter(|_| carries_dialogue(title, &o.stems, analysis.dialogue.as_ref()))
+    let deferred = !analysis.deferred_ceiling.is_empty();
+    // The first pass's keys, and a decision an earlier job made on them.
+    let first_keys = match ctx.cache {
+        Some(_) => {
+            let all = |_: usize, _: usize| true;
+            let (stages, passes) = build(ctx, title, &analysis, variant_names, None, &all)?;
+            Some(reuse::output_keys(
+                ctx, title, &analysis, pack_rate, &stages, &passes, None,
+            ))
+        }
+        None => None,
     };
-    let mut measured = finish_measurements(&mut pending, &planned, dialogue_of)?;
-    let mut ceiling = None;
-    if !analysis.deferred_ceiling.is_empty() {
-        let peaks: Vec<Option<f64>> = measured.iter().map(|m| m.true_peak_dbtp).collect();
-        let clipped = pending.iter().any(|p| p.clipped > 0);
-        let mut decided = decide_pack(d, &analysis, &passes, &planned, &peaks);
-        let mut pack_passes = 1;
-        if clipped
-            || decided
-                .values()
-                .any(|t| t.ceiling_trim_db < 0.0 || !t.variant_trims_db.is_empty())
-        {
-            // Over the ceiling as written: nothing of this pass is delivered.
-            drop(pending);
-            let (stages, passes_f) = build(ctx, title, &analysis, variant_names, None)?;
-            let peaks = float_peaks(ctx, title, &analysis, pack_rate, stages, &passes_f)?;
-            decided = decide_pack(d, &analysis, &passes_f, &planned, &peaks);
-            let (stages, passes_t) = build(ctx, title, &analysis, variant_names, Some(&decided))?;
-            let (p, c) = write_pack(ctx, title, &analysis, pack_rate, stages, &passes_t)?;
-            (pending, change_meters, passes) = (p, c, passes_t);
-            planned = planned_of(&passes);
-            measured = finish_measurements(&mut pending, &planned, dialogue_of)?;
-            pack_passes = 3;
-        }
-        let mut notes = Vec::new();
-        for (name, t) in &decided {
-            if t.ceiling_trim_db < 0.0 || !t.variant_trims_db.is_empty() {
-                let worst = t.output_true_peaks_dbtp.iter().fold(
+    let pack_key = first_keys.as_deref().and_then(reuse::pack_key);
+    let earlier = match (ctx.cache, &pack_key) {
+        (Some(cache), Some(k)) if deferred => reuse::decided_pack(cache, k),
+        _ => None,
+    };
+    let mut keep_decision = false;
+    let (mut out, ceiling) = if let Some(earlier) = earlier {
+        let out = pack_pass(
+            ctx,
+            title,
+            &analysis,
+            variant_names,
+            pack_rate,
+            Some(&earlier.families),
+            true,
+            None,
+        )?;
+        (out, Some(earlier))
+    } else {
+        let mut out = pack_pass(
+            ctx,
+            title,
+            &analysis,
+            variant_names,
+            pack_rate,
+            None,
+            true,
+            first_keys,
+        )?;
+        let mut ceiling = None;
+        if deferred {
+            let peaks: Vec<Option<f64>> = out.slots.iter().map(Slot::true_peak_dbtp).collect();
+            let clipped = out.slots.iter().any(|s| s.clipped() > 0);
+            let mut decided = decide_pack(d, &analysis, &out.passes, &out.planned, &peaks);
+            let mut pack_passes = 1;
+            if clipped
+                || decided
+                    .values()
+                    .any(|t| t.ceiling_trim_db < 0.0 || !t.variant_trims_db.is_empty())
+            {
+                // Over the ceiling as written: nothing of this pass is
+                // delivered (every temporary file is removed).
+                drop(out);
+                let all = |_: usize, _: usize| true;
+                let (stages, passes_f) = build(ctx, title, &analysis, variant_names, None, &all)?;
+                let planned_f: Vec<_> = passes_f
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(k, p)| p.planned.iter().map(move |o| (k, o.clone())))
+                    .collect();
+                let peaks = float_peaks(ctx, title, &analysis, pack_rate, stages, &passes_f)?;
+                decided = decide_pack(d, &analysis, &passes_f, &planned_f, &peaks);
+                out = pack_pass(
+                    ctx,
+                    title,
+                    &analysis,
+                    variant_names,
+                    pack_rate,
+                    Some(&decided),
+                    false,
                     None,
-                    |w: Option<(&String, f64)>, (f, &tp)| match w {
-                        Some(w) if w.1 >= tp => Some(w),
-                        _ => Some((f, tp)),
-                    },
-                );
-                notes.push(format!(
-                    "ceiling ({:.2} dBTP working ceiling{}): {}{}",
-                    d.working_ceiling_db(),
-                    if name == "full" {
-                        String::new()
-                    } else {
-                        format!(", `{name}`")
-                    },
-                    worst.map_or(String::new(), |(file, tp)| format!(
-                        "the highest output, `{file}`, measured {tp:.3} dBTP before quantisation; "
-                    )),
-                    t.trim_rule
-                ));
+                )?;
+                pack_passes = 3;
+                keep_decision = true;
             }
+            let mut notes = Vec::new();
+            for (name, t) in &decided {
+                if t.ceiling_trim_db < 0.0 || !t.variant_trims_db.is_empty() {
+                    let worst = t.output_true_peaks_dbtp.iter().fold(
+                        None,
+                        |w: Option<(&String, f64)>, (f, &tp)| match w {
+                            Some(w) if w.1 >= tp => Some(w),
+                            _ => Some((f, tp)),
+                        },
+                    );
+                    notes.push(format!(
+                        "ceiling ({:.2} dBTP working ceiling{}): {}{}",
+                        d.working_ceiling_db(),
+                        if name == "full" {
+                            String::new()
+                        } else {
+                            format!(", `{name}`")
+                        },
+                        worst.map_or(String::new(), |(file, tp)| format!(
+                            "the highest output, `{file}`, measured {tp:.3} dBTP before quantisation; "
+                        )),
+                        t.trim_rule
+                    ));
+                }
+            }
+            ceiling = Some(PackCeiling {
+                families: decided,
+                notes,
+                passes: pack_passes,
+            });
         }
-        ceiling = Some(PackCeiling {
-            families: decided,
-            notes,
-            passes: pack_passes,
-        });
-    }
+        (out, ceiling)
+    };
 
-    // Verify every file before any becomes visible.
+    // Verify every file before any becomes visible (copies from the cache
+    // were verified as they were made).
+    let n_planned = out.planned.len();
     let mut verified = Vec::new();
-    for (i, ((p, m), (_, o))) in pending.iter_mut().zip(measured).zip(&planned).enumerate() {
+    for (i, (slot, (_, o))) in out.slots.iter_mut().zip(&out.planned).enumerate() {
         ctx.check_cancel()?;
-        let r = verify(p, o, rate, m)?;
-        (ctx.progress)(0.7 + 0.3 * (i + 1) as f64 / planned.len() as f64);
-        verified.push(r);
+        if let Slot::Fresh(f) = slot {
+            let (p, m) = &mut **f;
+            verified.push(Some(verify(p, o, rate, m.clone())?));
+        } else {
+            verified.push(None);
+        }
+        (ctx.progress)(0.7 + 0.3 * (i + 1) as f64 / n_planned as f64);
     }
     // A cancel heard while the last file was verified: nothing appears
     // (every `Pending` dropped unpublished removes its temporary file).
     ctx.check_cancel()?;
+    let PassOut {
+        passes,
+        planned,
+        slots,
+        keys,
+        change_meters,
+    } = out;
     // The delivered change of each move: measured before the output
     // stage, so a trim this output has and the full mix has not counts too.
     let (full_title_trim, full_trims) = match ceiling.as_ref().and_then(|c| c.families.get("full"))
@@ -510,7 +714,7 @@ pub fn render(
         .iter()
         .map(|p| {
             let variant = &p.variant;
-            let measured: Vec<Option<f64>> = if p.measure_moves {
+            let measured: Vec<Option<f64>> = if p.measure_moves && !p.change_stages.is_empty() {
                 p.moves
                     .iter()
                     .map(|_| meters.next().and_then(ChangeMeter::change_db))
@@ -560,13 +764,35 @@ pub fn render(
             outputs: Vec::new(),
         })
         .collect();
-    for (pend, ((k, o), (digest_file, measurement))) in
-        pending.into_iter().zip(planned.iter().zip(verified))
+    let status = if ctx.cache.is_some() {
+        CacheStatus::Miss
+    } else {
+        CacheStatus::Off
+    };
+    for (((slot, (k, o)), verified), key) in slots
+        .into_iter()
+        .zip(&planned)
+        .zip(verified)
+        .zip(keys.into_iter().chain(std::iter::repeat(None)))
     {
         let k = *k;
+        let (pend, (digest_file, measurement)) = match (slot, verified) {
+            (Slot::Cached(r), _) => {
+                let r = *r;
+                let output = r.output.clone();
+                r.commit()?;
+                renders[k].outputs.push(output);
+                continue;
+            }
+            (Slot::Fresh(f), Some(v)) => (f.0, v),
+            (Slot::Fresh(_), None) => {
+                return Err(TaskError::Internal("an output was not verified".into()));
+            }
+        };
+        let clipped = pend.clipped;
         pend.commit()?;
         let p = &passes[k];
-        renders[k].outputs.push(RenderedOutput {
+        let output = RenderedOutput {
             variant: p.variant.name.clone(),
             role: o.role,
             file: FileRecord {
@@ -590,7 +816,18 @@ pub fn render(
             } else {
                 Vec::new()
             },
-        });
+            cache: Some(CacheUse {
+                status,
+                job: ctx.job_id.to_string(),
+            }),
+        };
+        if let (Some(cache), Some(key)) = (ctx.cache, key) {
+            reuse::keep(ctx, cache, &key, &output, clipped);
+        }
+        renders[k].outputs.push(output);
+    }
+    if keep_decision && let (Some(cache), Some(k), Some(c)) = (ctx.cache, &pack_key, &ceiling) {
+        cache.put(crate::cache::EntryKind::Pack, k, ctx.job_id, c, None);
     }
     Ok(PackResult {
         title: title.name.clone(),
