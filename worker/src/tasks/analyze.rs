@@ -45,6 +45,7 @@ use crate::dsp::resample::Resampler;
 use crate::dsp::true_peak::TruePeakDetector;
 use crate::dsp::{Block, gain_to_db};
 use crate::meter::{Meter, MeterKind, round3};
+use crate::cache::EntryKind;
 use crate::output::{DitherSeed, OutputStage, Quantizer, sha256_of};
 use crate::source::{BLOCK_FRAMES, TitleSource};
 
@@ -201,7 +202,23 @@ pub fn analyze(
     title_name: &str,
     rate: Option<u32>,
 ) -> Result<AnalysisResult, TaskError> {
-    analyze_with(ctx, title_name, rate, &GainPasses::default_cached()).map(|(r, _)| r)
+    let spec = ctx.spec;
+    let Some(title) = spec.title(title_name) else {
+        return Err(TaskError::Internal(format!(
+            "title `{title_name}` is not in the spec"
+        )));
+    };
+    // Everything of the spec the analysis reads besides the title.
+    let settings = serde_json::json!({
+        "rate": rate,
+        "graph": spec.spec.graph,
+        "variants": spec.spec.variants,
+        "preflight": spec.spec.preflight,
+        "delivery": super::reuse::delivery_key(spec.delivery()),
+    });
+    super::reuse::title_result(ctx, EntryKind::Analysis, title, settings, || {
+        analyze_with(ctx, title_name, rate, &GainPasses::default_cached()).map(|(r, _)| r)
+    })
 }
 
 /// [`analyze`] with the gain search's passes run as `gain_passes` says

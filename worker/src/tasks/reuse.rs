@@ -53,7 +53,7 @@ struct OutputRecipe<'a> {
     trim_db: f64,
     own_trim_db: f64,
     fold_gain_db: f64,
-    delivery: &'a deliverables_spec::Delivery,
+    delivery: serde_json::Value,
     dialogue: Option<&'a DialogueActivity>,
     searched_move: Option<&'a LevelChange>,
     full: Option<FullRecipe<'a>>,
@@ -168,7 +168,7 @@ pub(super) fn output_keys(
                 trim_db: p.trim_db,
                 own_trim_db: p.own_trim_db,
                 fold_gain_db: p.fold_gain_db,
-                delivery: d,
+                delivery: delivery_key(d),
                 dialogue,
                 searched_move: analysis.moves.get(&p.variant.name),
                 full,
@@ -341,4 +341,70 @@ pub(super) fn keep(
         clipped,
     };
     cache.put(EntryKind::Output, key, ctx.job_id, &rec, Some(&file));
+}
+
+/// The delivery as it shapes audio and measurements: what only places or
+/// labels files (output folder, originator, origination) is left out, so
+/// moving a delivery to another folder reuses its outputs.
+pub(super) fn delivery_key(d: &deliverables_spec::Delivery) -> serde_json::Value {
+    let mut v = serde_json::to_value(d).unwrap_or_default();
+    if let Some(m) = v.as_object_mut() {
+        for k in ["output_dir", "originator", "origination", "profile_source"] {
+            m.remove(k);
+        }
+    }
+    v
+}
+
+/// The SHA-256 of each of a title's stems and its reference, by path as
+/// written (`None` if one cannot be read: nothing is cached then, and the
+/// task reports the file as it would).
+fn input_hashes(ctx: &TaskContext<'_>, title: &Title) -> Option<Vec<(String, String)>> {
+    title
+        .stems
+        .iter()
+        .map(|s| &s.file)
+        .chain(title.reference.as_ref())
+        .map(|f| {
+            crate::output::sha256_of(&ctx.spec.path(f))
+                .ok()
+                .map(|h| (f.clone(), h))
+        })
+        .collect()
+}
+
+/// A title's task result (preflight report, analysis) from the cache when
+/// an earlier job made it from the same files (by content), title and
+/// `settings`; else `make()`'s, kept.
+pub(super) fn title_result<T: Serialize + serde::de::DeserializeOwned>(
+    ctx: &TaskContext<'_>,
+    kind: EntryKind,
+    title: &Title,
+    settings: serde_json::Value,
+    make: impl FnOnce() -> Result<T, super::TaskError>,
+) -> Result<T, super::TaskError> {
+    let Some(cache) = ctx.cache else {
+        return make();
+    };
+    let k = input_hashes(ctx, title).and_then(|inputs| {
+        key(
+            kind,
+            &serde_json::json!({"title": title, "inputs": inputs, "settings": settings}),
+        )
+    });
+    let Some(k) = k else {
+        return make();
+    };
+    if let Some(e) = cache.get(kind, &k) {
+        match serde_json::from_value(e.value) {
+            Ok(v) => {
+                tracing::info!(title = %title.name, kind = kind.as_str(), from_job = %e.job, "result reused from the render cache");
+                return Ok(v);
+            }
+            Err(_) => cache.forget(&k),
+        }
+    }
+    let v = make()?;
+    cache.put(kind, &k, ctx.job_id, &v, None);
+    Ok(v)
 }
