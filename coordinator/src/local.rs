@@ -290,5 +290,11 @@ pub fn summary_table(o: &RenderOutcome) -> String {
             .as_ref()
             .map_or(String::new(), |p| p.display().to_string())
     ));
+    if m.summary.outputs_from_cache > 0 {
+        s.push_str(&format!(
+            "{} rendered, {} reused from the render cache (rendered by an earlier job from the same inputs, graph and delivery)\n",
+            m.summary.outputs_rendered, m.summary.outputs_from_cache
+        ));
+    }
     s
 }

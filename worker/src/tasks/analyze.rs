@@ -37,6 +37,7 @@ use super::effective::{ChangeMeter, move_stems};
 use super::stream::{BlockAt, Stages, run_heads_untrimmed, run_stages};
 use super::trim::{FamilyMix, Probed, Trims, decide};
 use super::{TaskContext, TaskError};
+use crate::cache::EntryKind;
 use crate::decode::StemReader;
 use crate::dialogue::DialogueActivity;
 use crate::dsp::chain::ChainContext;
@@ -45,7 +46,6 @@ use crate::dsp::resample::Resampler;
 use crate::dsp::true_peak::TruePeakDetector;
 use crate::dsp::{Block, gain_to_db};
 use crate::meter::{Meter, MeterKind, round3};
-use crate::cache::EntryKind;
 use crate::output::{DitherSeed, OutputStage, Quantizer, sha256_of};
 use crate::source::{BLOCK_FRAMES, TitleSource};
 

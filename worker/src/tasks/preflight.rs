@@ -39,16 +39,22 @@ pub fn preflight(ctx: &TaskContext<'_>, title_name: &str) -> Result<PreflightRep
         "preflight": spec.spec.preflight,
         "rate": spec.delivery().sample_rate,
     });
-    super::reuse::title_result(ctx, crate::cache::EntryKind::Preflight, title, settings, || {
-        let report = run(&input, &spec.spec.preflight, ctx.progress);
-        tracing::info!(
-            title = %title.name,
-            errors = report.errors(),
-            warnings = report.warnings(),
-            "preflight done"
-        );
-        Ok(report)
-    })
+    super::reuse::title_result(
+        ctx,
+        crate::cache::EntryKind::Preflight,
+        title,
+        settings,
+        || {
+            let report = run(&input, &spec.spec.preflight, ctx.progress);
+            tracing::info!(
+                title = %title.name,
+                errors = report.errors(),
+                warnings = report.warnings(),
+                "preflight done"
+            );
+            Ok(report)
+        },
+    )
 }
 
 /// The analysis's gate: the title's preflight report from the dependencies,
