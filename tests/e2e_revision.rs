@@ -356,3 +356,48 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// Through a coordinator and worker processes: the cache is the
+/// coordinator's (`DATA_DIR/cache`), named in every lease, so a second job
+/// of the same spec renders nothing and names the first as its source.
+#[test]
+fn a_coordinator_serves_a_second_job_from_its_cache() {
+    use std::time::Duration;
+    use stemforge_testkit::cluster::Cluster;
+    let mut c = Cluster::builder("cache-cluster")
+        .env("STEMFORGE_CACHE", "true")
+        .env("STEMFORGE_POLL_WAIT_MS", "300")
+        .start()
+        .expect("cluster");
+    c.start_worker("w1");
+    c.start_worker("w2");
+    let session = c.dir().join("session");
+    let s = session.to_str().expect("utf-8");
+    let o = stemforge_env(
+        &["demo", s, "--seconds", "6", "--workers", "2"],
+        &[("STEMFORGE_LOG", "warn")],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let spec = session.join("deliverables.toml");
+    let mut runs = Vec::new();
+    for name in ["first", "second"] {
+        let out = c.dir().join(name);
+        let job = c.submit(&spec, &out, &[]);
+        let st = c.wait_job(&job, Duration::from_secs(180));
+        assert_eq!(st["state"], "succeeded", "{st}\n{}", c.logs());
+        runs.push((job, read_json(&out.join("manifest.json"))));
+    }
+    let (job1, first) = &runs[0];
+    let (_, second) = &runs[1];
+    let n = outputs(first).len();
+    assert!(n >= 10);
+    for (a, b) in outputs(first).iter().zip(outputs(second)) {
+        assert_eq!(a["cache"], "miss");
+        assert_eq!(b["cache"], "hit", "{b}");
+        assert_eq!(b["source_job"].as_str(), Some(job1.as_str()));
+        assert_eq!(a["file"]["audio_sha256"], b["file"]["audio_sha256"]);
+        assert_eq!(a["measurement"], b["measurement"]);
+    }
+    assert_eq!(second["summary"]["outputs_from_cache"], n);
+    assert!(c.data_dir().join("cache/index.sqlite").is_file());
+}

@@ -96,9 +96,17 @@ pub async fn run_coordinator(settings: &Settings, args: &CoordinatorArgs<'_>) ->
     let cache = settings.coordinator_cache(
         &std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf()),
     );
-    if let Some(c) = &cache {
-        info!(dir = %c.dir.display(), max_gb = c.max_bytes as f64 / 1e9, "render cache");
-    }
+    // Made here, so workers only ever use a cache that exists.
+    let cache = cache.filter(|c| match stemforge_worker::cache::RenderCache::open(c) {
+        Ok(_) => {
+            info!(dir = %c.dir.display(), max_gb = c.max_bytes as f64 / 1e9, "render cache");
+            true
+        }
+        Err(e) => {
+            tracing::warn!("render cache off: {e}");
+            false
+        }
+    });
     let coord = Coordinator::new(
         Box::new(store),
         settings.scheduler(),

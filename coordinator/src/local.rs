@@ -98,11 +98,19 @@ pub async fn render(
         Some(d) => SandboxStore::Sqlite(d.0.join("jobs.sqlite")),
         None => SandboxStore::Memory,
     };
+    // Made here, so the workers find it.
     let cache = if opts.no_cache {
         None
     } else {
         settings.local_cache()
-    };
+    }
+    .filter(|c| match stemforge_worker::cache::RenderCache::open(c) {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::warn!("rendering without the render cache: {e}");
+            false
+        }
+    });
     let sandbox = SandboxBuilder::new(settings)
         .store(store)
         .cache(cache)

@@ -196,9 +196,19 @@ impl RenderCache {
         })
     }
 
-    /// Opens the cache, or logs why not and returns `None` (work goes on
-    /// uncached).
+    /// Opens the cache a lease names, or logs why not and returns `None`
+    /// (work goes on uncached). The folder must exist: the coordinator
+    /// made it; a worker that does not see it (another host without the
+    /// shared mount) renders everything rather than start a cache of its
+    /// own at that path.
     pub fn open_or_warn(cfg: &CacheConfig) -> Option<RenderCache> {
+        if !cfg.dir.join("index.sqlite").is_file() {
+            tracing::warn!(
+                dir = %cfg.dir.display(),
+                "the render cache the coordinator names is not reachable from this worker (share its folder to use it): rendering without it"
+            );
+            return None;
+        }
         match RenderCache::open(cfg) {
             Ok(c) => Some(c),
             Err(e) => {
