@@ -253,7 +253,8 @@ pub struct OutputEntry {
     /// cache) or `off` (rendered, no cache); absent when the render failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<crate::contract::CacheStatus>,
-    /// The job that rendered the file's audio (an earlier one on a hit).
+    /// The job that rendered the file's audio (an earlier one on a hit);
+    /// absent with the cache off (the manifest's own job).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_job: Option<String>,
     pub verdict: Verdict,

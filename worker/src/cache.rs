@@ -169,11 +169,11 @@ impl RenderCache {
             source,
         };
         let db = Connection::open(&index).map_err(dberr)?;
-        // Several workers (threads or processes) share one cache.
+        // Several workers (threads, processes, hosts on a shared mount)
+        // share one cache: a rollback journal, which network file systems
+        // support (a write-ahead log needs shared memory on one host).
         db.busy_timeout(Duration::from_secs(30)).map_err(dberr)?;
-        db.pragma_update(None, "journal_mode", "WAL")
-            .map_err(dberr)?;
-        db.pragma_update(None, "synchronous", "NORMAL")
+        db.pragma_update(None, "journal_mode", "DELETE")
             .map_err(dberr)?;
         db.execute_batch(
             "CREATE TABLE IF NOT EXISTS entries (
@@ -186,7 +186,20 @@ impl RenderCache {
                 last_used_ms INTEGER NOT NULL,
                 hits INTEGER NOT NULL DEFAULT 0
             );
-            CREATE INDEX IF NOT EXISTS entries_by_use ON entries(last_used_ms, key);",
+            CREATE INDEX IF NOT EXISTS entries_by_use ON entries(last_used_ms, key);
+            -- The total size, kept by triggers: eviction reads one row, not
+            -- every entry.
+            CREATE TABLE IF NOT EXISTS totals (
+                id INTEGER PRIMARY KEY CHECK (id = 0),
+                bytes INTEGER NOT NULL
+            );
+            INSERT OR IGNORE INTO totals VALUES (0, (SELECT COALESCE(SUM(bytes), 0) FROM entries));
+            CREATE TRIGGER IF NOT EXISTS entries_added AFTER INSERT ON entries
+                BEGIN UPDATE totals SET bytes = bytes + NEW.bytes WHERE id = 0; END;
+            CREATE TRIGGER IF NOT EXISTS entries_removed AFTER DELETE ON entries
+                BEGIN UPDATE totals SET bytes = bytes - OLD.bytes WHERE id = 0; END;
+            CREATE TRIGGER IF NOT EXISTS entries_resized AFTER UPDATE OF bytes ON entries
+                BEGIN UPDATE totals SET bytes = bytes - OLD.bytes + NEW.bytes WHERE id = 0; END;",
         )
         .map_err(dberr)?;
         Ok(RenderCache {
@@ -366,9 +379,7 @@ impl RenderCache {
     pub fn evict_to(&self, max_bytes: u64) -> Result<(u64, u64), CacheError> {
         let total: i64 = self
             .db
-            .query_row("SELECT COALESCE(SUM(bytes), 0) FROM entries", [], |r| {
-                r.get(0)
-            })
+            .query_row("SELECT bytes FROM totals WHERE id = 0", [], |r| r.get(0))
             .map_err(self.db_err())?;
         let mut over = u64::try_from(total).unwrap_or(0).saturating_sub(max_bytes);
         let (mut entries, mut freed) = (0u64, 0u64);
@@ -549,6 +560,18 @@ mod tests {
         assert!(c.get(EntryKind::Analysis, "b").is_none());
         assert!(c.get(EntryKind::Analysis, "a").is_some());
         assert!(c.get(EntryKind::Analysis, "c").is_some());
+        // The kept total follows inserts, replacements and deletions.
+        c.put(
+            EntryKind::Analysis,
+            "c",
+            "j2",
+            &serde_json::json!({"pad": "y"}),
+            None,
+        );
+        let total: i64 =
+            c.db.query_row("SELECT bytes FROM totals", [], |r| r.get(0))
+                .expect("total");
+        assert_eq!(total as u64, c.stats().expect("stats").bytes);
         c.evict_to(0).expect("evict all");
         assert_eq!(c.stats().expect("stats").entries, 0);
         let _ = std::fs::remove_dir_all(&d);

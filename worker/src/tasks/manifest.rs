@@ -667,7 +667,12 @@ fn output_entry(
         level_changes: out.level_changes,
         same_as,
         cache: Some(out.cache.as_ref().map_or(CacheStatus::Off, |c| c.status)),
-        source_job: out.cache.map(|c| c.job),
+        // With the cache off the job is the manifest's own: not repeated,
+        // so the same render in two jobs gives the same entries.
+        source_job: out
+            .cache
+            .filter(|c| c.status != CacheStatus::Off)
+            .map(|c| c.job),
         verdict,
     }
 }

@@ -211,6 +211,12 @@ fn build(
             }
         }
     }
+    Ok((stages, passes))
+}
+
+/// Logs the graph of a pass about to run over the stems (one line per
+/// pass: tests count them).
+fn log_pass(title: &Title, stages: &Stages, passes: &[VariantPass]) {
     tracing::debug!(
         title = %title.name,
         variants = passes.len(),
@@ -219,7 +225,6 @@ fn build(
         stem_chains = stages.bank.len(),
         "pack graph"
     );
-    Ok((stages, passes))
 }
 
 /// The level family a variant's outputs belong to: `full`, or a
@@ -243,6 +248,7 @@ fn write_pack(
     mut stages: Stages,
     passes: &[VariantPass],
 ) -> Result<(Vec<Pending>, Vec<ChangeMeter>), TaskError> {
+    log_pass(title, &stages, passes);
     let spec = ctx.spec;
     let d = spec.delivery();
     let rate = analysis.sample_rate;
@@ -373,6 +379,7 @@ fn float_peaks(
     mut stages: Stages,
     passes: &[VariantPass],
 ) -> Result<Vec<Option<f64>>, TaskError> {
+    log_pass(title, &stages, passes);
     let d = ctx.spec.delivery();
     let rate = analysis.sample_rate;
     let mut uses: Vec<Vec<usize>> = (0..stages.len()).map(|_| Vec::new()).collect();
