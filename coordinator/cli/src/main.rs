@@ -4,6 +4,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use deliverables_spec::model::Layout;
 use stemforge_coordinator::local::{RenderOptions, render, summary_table};
@@ -98,6 +99,9 @@ struct DemoArgs {
 
 #[derive(Args)]
 struct RenderArgs {
+    /// A spec file, or a folder of stems (one title; or, holding only
+    /// sub-folders, one title per sub-folder) rendered with the default
+    /// variants and profile into DIR/deliverables.
     pub spec: PathBuf,
     /// In-process workers (default: one per core).
     #[arg(long)]
@@ -420,7 +424,34 @@ fn demo(ctx: &Ctx, a: DemoArgs) -> anyhow::Result<ExitCode> {
 
 fn render_spec(ctx: &Ctx, a: RenderArgs) -> anyhow::Result<ExitCode> {
     let RenderArgs { spec, workers, out } = a;
+    if spec.is_dir() {
+        let d = stemforge_cli::catalog_dir::write_spec(&spec, out)?;
+        println!(
+            "{}: {} title(s); spec written to {}",
+            spec.display(),
+            d.titles,
+            d.spec.display()
+        );
+        return render_cmd(&ctx.rt, &d.spec, &ctx.settings, workers, Some(d.out)).with_context(
+            || {
+                format!(
+                    "a title the file names cannot settle takes overrides in {} (then `stemforge render` it)",
+                    d.spec.display()
+                )
+            },
+        );
+    }
+    warn_skipped(&spec);
     render_cmd(&ctx.rt, &spec, &ctx.settings, workers, out)
+}
+
+/// Titles a catalog left out (`on_error = "skip"`), on stderr.
+fn warn_skipped(spec: &std::path::Path) {
+    if let Ok(l) = deliverables_spec::load_file(spec) {
+        for s in &l.skipped {
+            eprintln!("warning: left out of the catalog: {s}");
+        }
+    }
 }
 
 fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -776,6 +807,9 @@ fn check(ctx: &Ctx, a: CheckArgs) -> anyhow::Result<ExitCode> {
 fn validate(ctx: &Ctx, a: ValidateArgs) -> anyhow::Result<ExitCode> {
     let ValidateArgs { spec } = a;
     let loaded = deliverables_spec::load_file(&spec)?;
+    for s in &loaded.skipped {
+        println!("  warning: left out of the catalog: {s}");
+    }
     let plan = deliverables_spec::plan_job(
         &loaded,
         env!("CARGO_PKG_VERSION"),
