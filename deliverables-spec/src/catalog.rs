@@ -215,6 +215,13 @@ pub fn expand(
             Err(found) => errs.extend(found),
         }
     }
+    if titles.is_empty() && written.is_empty() && errs.is_empty() {
+        errs.push(
+            SpecError::new("catalog", "gives no title: every title has findings")
+                .hint("fix the findings listed as left out, or set `on_error = \"stop\"` to see them as errors"),
+        );
+        errs.append(&mut skipped);
+    }
     if !errs.is_empty() {
         return Err(fail(errs));
     }

@@ -538,3 +538,46 @@ fn a_folder_in_the_index_and_the_glob_is_taken_twice() {
         &["catalog.csv line 2", "folder 'in/A' is taken twice"],
     );
 }
+
+#[test]
+fn a_thousand_folders_expand_in_order_in_one_pass() {
+    let root = tree("thousand", &[]);
+    let n = 1000;
+    for i in 0..n {
+        let d = root.join(format!("in/Cue {i:04}"));
+        std::fs::create_dir_all(&d).expect("mkdir");
+        for f in [
+            "01_Kick.wav",
+            "02_Bass.wav",
+            "Keys.wav",
+            "LeadVox.wav",
+            "Mix.wav",
+        ] {
+            std::fs::write(d.join(f), b"").expect("write");
+        }
+    }
+    let started = std::time::Instant::now();
+    let l = load(&root, &format!("{HEAD}[catalog]\nfolders = [\"in/*\"]\n")).expect("loads");
+    let took = started.elapsed();
+    assert_eq!(l.spec.titles.len(), n);
+    assert!(l.spec.titles.windows(2).all(|w| w[0].name < w[1].name));
+    assert!(
+        l.spec
+            .titles
+            .iter()
+            .all(|t| t.stems.len() == 4 && t.reference.is_some())
+    );
+    eprintln!("{n} folders of 5 files expanded, parsed and validated in {took:?}");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn a_catalog_whose_every_title_is_skipped_is_an_error() {
+    let root = tree("all-skipped", &["in/Bad/Track 1.wav"]);
+    let errs = errors(load(
+        &root,
+        &format!("{HEAD}[catalog]\nfolders = [\"in/*\"]\non_error = \"skip\"\n"),
+    ));
+    has(&errs, &["gives no title"]);
+    has(&errs, &["'in/Bad/Track 1.wav'", "no role"]);
+}
