@@ -422,6 +422,36 @@ fn render_dir_renders_one_folder_with_no_spec() {
 }
 
 #[test]
+fn render_dir_of_folders_renders_each_as_a_title() {
+    let root = catalog();
+    let base = scratch("render-dir-catalog");
+    for t in ["Last Train", "Undertow"] {
+        let d = base.join(t);
+        std::fs::create_dir_all(&d).expect("mkdir");
+        for entry in std::fs::read_dir(root.join("titles").join(t)).expect("ls") {
+            let e = entry.expect("entry");
+            std::fs::copy(e.path(), d.join(e.file_name())).expect("copy");
+        }
+    }
+    let out = base.join("deliverables");
+    for _ in 0..2 {
+        // The second run finds the first one's output folder beside the
+        // title folders, and leaves it out.
+        let o = stemforge(&["render", p(&base), "--workers", "2"]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        let m = read_json(&out.join("manifest.json"));
+        let names: Vec<&str> = m["titles"]
+            .as_array()
+            .expect("titles")
+            .iter()
+            .map(|t| t["name"].as_str().expect("name"))
+            .collect();
+        assert_eq!(names, ["Last Train", "Undertow"]);
+        assert_eq!(m["summary"]["all_pass"], true, "{:#}", m["summary"]);
+    }
+}
+
+#[test]
 fn a_catalog_with_unplaceable_files_stops_with_every_finding() {
     let root = catalog();
     let base = scratch("catalog-findings");
@@ -467,5 +497,10 @@ fn a_catalog_with_unplaceable_files_stops_with_every_finding() {
     ] {
         assert!(err.contains(needle), "{needle}:\n{err}");
     }
+    // Five findings, none about the output folder the command made.
+    assert!(
+        err.contains(": 5 problems in the deliverables spec"),
+        "{err}"
+    );
     assert!(!base.join("deliverables/manifest.json").exists());
 }

@@ -349,7 +349,12 @@ fn folder_candidates(cat: &CatalogSpec, base: &Path, errs: &mut Vec<SpecError>) 
                 );
                 continue;
             };
-            if excluded.iter().any(|x| x.matches(&rel)) {
+            // A relative exclude names the folder as the spec does, an
+            // absolute one as the glob found it.
+            if excluded
+                .iter()
+                .any(|x| x.matches(&rel) || x.matches_path(&path))
+            {
                 continue;
             }
             dirs.push((rel, i));
@@ -364,16 +369,20 @@ fn folder_candidates(cat: &CatalogSpec, base: &Path, errs: &mut Vec<SpecError>) 
     dirs.sort();
     let mut out = Vec::with_capacity(dirs.len());
     for (rel, _) in dirs {
-        let name = Path::new(&rel)
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or(rel.as_str())
-            .to_string();
+        // The spec's own folder (`folders = ["."]`) is named as it is on disk.
+        let name = std::fs::canonicalize(base.join(&rel))
+            .ok()
+            .and_then(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_string))
+            .unwrap_or_else(|| rel.clone());
         match list_folder(&base.join(&rel)) {
             Ok(files) => out.push(Candidate {
                 name,
                 origin: Origin::Folder,
-                shown: rel.clone(),
+                shown: if rel.is_empty() {
+                    ".".into()
+                } else {
+                    rel.clone()
+                },
                 dir: rel,
                 files,
                 from_folder: true,

@@ -445,9 +445,11 @@ fn render_spec(ctx: &Ctx, a: RenderArgs) -> anyhow::Result<ExitCode> {
     render_cmd(&ctx.rt, &spec, &ctx.settings, workers, out)
 }
 
-/// Titles a catalog left out (`on_error = "skip"`), on stderr.
+/// Titles a catalog left out (`on_error = "skip"`), on stderr. Only a
+/// spec with a catalog is read for it (render reads every spec itself).
 fn warn_skipped(spec: &std::path::Path) {
-    if let Ok(l) = deliverables_spec::load_file(spec) {
+    let has_catalog = std::fs::read_to_string(spec).is_ok_and(|t| t.contains("[catalog"));
+    if has_catalog && let Ok(l) = deliverables_spec::load_file(spec) {
         for s in &l.skipped {
             eprintln!("warning: left out of the catalog: {s}");
         }

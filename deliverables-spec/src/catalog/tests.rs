@@ -581,3 +581,32 @@ fn a_catalog_whose_every_title_is_skipped_is_an_error() {
     has(&errs, &["gives no title"]);
     has(&errs, &["'in/Bad/Track 1.wav'", "no role"]);
 }
+
+#[test]
+fn absolute_globs_and_the_spec_folder_itself() {
+    let root = tree(
+        "absolute",
+        &["in/A/Drums.wav", "in/B/Bass.wav", "in/out/Night_full.wav"],
+    );
+    // A spec inside the output folder, taking `in/*` by absolute path and
+    // leaving its own folder out.
+    let out = root.join("in/out");
+    let abs = root.join("in").display().to_string();
+    let spec = format!("{HEAD}[catalog]\nfolders = [\"{abs}/*\"]\nexclude = [\"{abs}/out\"]\n");
+    let l = crate::load_file(&write(&out, "spec.toml", &spec)).expect("loads");
+    let names: Vec<&str> = l.spec.titles.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["A", "B"]);
+    assert_eq!(l.spec.titles[0].stems[0].file, format!("{abs}/A/Drums.wav"));
+    // `.` is the spec's own folder, named as on disk.
+    let a = root.join("in/A");
+    let l = crate::load_file(&write(
+        &a,
+        "spec.toml",
+        &format!(
+            "{HEAD}[catalog]\nfolders = [\".\"]\n[catalog.titles.A]\nexclude = [\"spec.toml\"]\n"
+        ),
+    ))
+    .expect("loads");
+    assert_eq!(l.spec.titles[0].name, "A");
+    assert_eq!(l.spec.titles[0].stems[0].file, "Drums.wav");
+}
