@@ -1,6 +1,7 @@
 //! The deliverables spec: what a job must produce.
 //!
-//! Pure: no async runtime, no audio I/O (file metadata only, for fingerprints).
+//! Pure: no async runtime, no audio I/O (file metadata only, for fingerprints;
+//! a `[catalog]` lists folders and reads its CSV index, as text).
 //! `parse` reads TOML, `validate` checks meaning, `variant` resolves presets and
 //! per-title graphs, `plan` builds the task DAG, `compliance` judges outputs.
 
