@@ -434,6 +434,9 @@ fn render_dir_of_folders_renders_each_as_a_title() {
             std::fs::copy(e.path(), d.join(e.file_name())).expect("copy");
         }
     }
+    // A hidden folder is no title.
+    std::fs::create_dir_all(base.join(".cache")).expect("mkdir");
+    std::fs::write(base.join(".cache/peaks.wav"), b"").expect("write");
     let out = base.join("deliverables");
     for _ in 0..2 {
         // The second run finds the first one's output folder beside the

@@ -22,8 +22,8 @@
 //!   submitted and cut per title. A spec text that still holds `[catalog]`
 //!   is refused by the parser.
 //! - A title's name is its folder's name (or the index's `title` column).
-//!   Its files are the folder's own files, sorted (sub-folders and hidden
-//!   files are not read); roles and the reference mix come from the file
+//!   Hidden folders are not matched by a glob's `*`. A title's files are its
+//!   folder's own files, sorted (sub-folders and hidden files are not read); roles and the reference mix come from the file
 //!   names by [`crate::ingest::classify`], the one rule set `check DIR` uses.
 //! - Nothing is guessed: a name that names no role, a name that is both a
 //!   stem's and a mix's, two candidate reference mixes, a file that is not
@@ -311,7 +311,12 @@ fn folder_candidates(cat: &CatalogSpec, base: &Path, errs: &mut Vec<SpecError>) 
             );
             continue;
         };
-        let paths = match glob::glob(&full) {
+        // `*` does not match a leading dot: hidden folders are not titles.
+        let options = glob::MatchOptions {
+            require_literal_leading_dot: true,
+            ..glob::MatchOptions::new()
+        };
+        let paths = match glob::glob_with(&full, options) {
             Ok(p) => p,
             Err(e) => {
                 errs.push(

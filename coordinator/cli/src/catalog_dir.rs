@@ -9,7 +9,7 @@
 //! title the names cannot settle gets its overrides in that file. The
 //! output folder is `DIR/deliverables` (a spec's `delivery.output_dir`
 //! default, with DIR as the spec's folder) unless `--out` says otherwise; a
-//! catalog leaves it, and hidden folders, out of its titles.
+//! catalog leaves it out of its titles (and, as any catalog, hidden folders).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -142,12 +142,10 @@ pub fn write_spec(dir: &Path, out: Option<PathBuf>) -> anyhow::Result<DirSpec> {
             .to_str()
             .with_context(|| format!("'{}' is not a UTF-8 path", dir.display()))?;
         let all = format!("{}/*", glob_escape(utf8));
-        let hidden = format!("{}/.*", glob_escape(utf8));
         let _ = writeln!(
             spec,
-            "folders = [{}]\nexclude = [{}, {}]",
+            "folders = [{}]\nexclude = [{}]",
             toml_string(&all),
-            toml_string(&hidden),
             literal_glob(&out)?
         );
         for d in &titles {

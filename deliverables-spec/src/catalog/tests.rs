@@ -78,6 +78,7 @@ fn folders_become_titles_with_roles_and_reference_from_names() {
             "incoming/Alpha/MX.WAV",
             "incoming/Alpha/ref.wav",
             "incoming/readme.txt",
+            "incoming/.Trash/old.wav",
         ],
     );
     let l = load(
