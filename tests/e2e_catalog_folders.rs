@@ -453,6 +453,18 @@ fn render_dir_of_folders_renders_each_as_a_title() {
         assert_eq!(names, ["Last Train", "Undertow"]);
         assert_eq!(m["summary"]["all_pass"], true, "{:#}", m["summary"]);
     }
+    // `check DIR` takes the folder of folders the same way, the pack
+    // beside them left out.
+    let o = stemforge(&["check", p(&base), "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let r: Value = serde_json::from_slice(&o.stdout).expect("json");
+    let checked: Vec<&str> = r["titles"]
+        .as_array()
+        .expect("titles")
+        .iter()
+        .map(|t| t["title"].as_str().expect("title"))
+        .collect();
+    assert_eq!(checked, ["Last Train", "Undertow"]);
 }
 
 #[test]

@@ -34,8 +34,8 @@ pub struct DirSpec {
     pub titles: usize,
 }
 
-/// A folder's audio files and sub-folders (hidden entries left out).
-fn entries(dir: &Path) -> anyhow::Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+/// A folder's audio files and sub-folders (hidden entries left out), sorted.
+pub(crate) fn entries(dir: &Path) -> anyhow::Result<(Vec<PathBuf>, Vec<PathBuf>)> {
     let mut audio = Vec::new();
     let mut dirs = Vec::new();
     for e in std::fs::read_dir(dir).with_context(|| format!("cannot list '{}'", dir.display()))? {

@@ -41,7 +41,18 @@ pub fn check(path: &Path, media_roots: &[PathBuf]) -> anyhow::Result<CheckReport
     let meta = std::fs::metadata(path)
         .map_err(|e| anyhow::anyhow!("cannot read '{}': {e}", path.display()))?;
     let titles = if meta.is_dir() {
-        vec![check_dir(path)?]
+        // A folder of folders of stems (as `render DIR` takes it): each
+        // sub-folder is a title, but the pack `render DIR` wrote there.
+        let (audio, mut subdirs) = crate::catalog_dir::entries(path)?;
+        subdirs.retain(|d| !d.join(crate::catalog_dir::SPEC_NAME).exists());
+        if audio.is_empty() && !subdirs.is_empty() {
+            subdirs
+                .iter()
+                .map(|d| check_dir(d))
+                .collect::<anyhow::Result<_>>()?
+        } else {
+            vec![check_dir(path)?]
+        }
     } else {
         check_spec(path, media_roots)?
     };

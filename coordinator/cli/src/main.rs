@@ -42,7 +42,8 @@ enum Cmd {
     Validate(ValidateArgs),
     /// Preflight only: check the stems of a spec's titles, or a folder of
     /// stems as it arrives (roles from file names, the reference mix from a
-    /// name like `mix`/`ref`/`master`/`print`). Exit 1 if any error is found.
+    /// name like `mix`/`ref`/`master`/`print`; a folder of such folders, each
+    /// as a title). Exit 1 if any error is found.
     Check(CheckArgs),
     /// Coordinator throughput: tasks per second over many worker connections
     /// (real tiny renders, SQLite store), and a catalog's speed-up with 1, 2
