@@ -444,13 +444,7 @@ fn render_dir_of_folders_renders_each_as_a_title() {
         let o = stemforge(&["render", p(&base), "--workers", "2"]);
         assert_eq!(o.status.code(), Some(0), "{}", text(&o));
         let m = read_json(&out.join("manifest.json"));
-        let names: Vec<&str> = m["titles"]
-            .as_array()
-            .expect("titles")
-            .iter()
-            .map(|t| t["name"].as_str().expect("name"))
-            .collect();
-        assert_eq!(names, ["Last Train", "Undertow"]);
+        assert_eq!(title_fields(&m, "name"), ["Last Train", "Undertow"]);
         assert_eq!(m["summary"]["all_pass"], true, "{:#}", m["summary"]);
     }
     // `check DIR` takes the folder of folders the same way, the pack
@@ -458,13 +452,17 @@ fn render_dir_of_folders_renders_each_as_a_title() {
     let o = stemforge(&["check", p(&base), "--json"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let r: Value = serde_json::from_slice(&o.stdout).expect("json");
-    let checked: Vec<&str> = r["titles"]
+    assert_eq!(title_fields(&r, "title"), ["Last Train", "Undertow"]);
+}
+
+/// `field` of each of a report's `titles`.
+fn title_fields<'a>(report: &'a Value, field: &str) -> Vec<&'a str> {
+    report["titles"]
         .as_array()
         .expect("titles")
         .iter()
-        .map(|t| t["title"].as_str().expect("title"))
-        .collect();
-    assert_eq!(checked, ["Last Train", "Undertow"]);
+        .map(|t| t[field].as_str().expect("a string"))
+        .collect()
 }
 
 #[test]
