@@ -118,21 +118,52 @@ const ROLE_WORDS: &[(Role, &[&str])] = &[
     ),
 ];
 
-/// Words that mark the reference (full) mix rather than a stem.
-const REFERENCE_WORDS: &[&str] = &[
+/// Words that name a whole mix on their own: a file named with one and no
+/// role word is the reference mix; beside a role word (`Drum Mix`, `Vox
+/// Master`) they leave the file ambiguous.
+const MIX_WORDS: &[&str] = &[
     "mix",
     "ref",
     "reference",
     "master",
     "mastered",
     "print",
-    "stereo",
     "fullmix",
-    "full",
-    "main",
     "2mix",
     "twomix",
 ];
+
+/// Words that mark the reference mix only in a name with no role word:
+/// beside one (`Bass Stereo`, `DX Main`) they describe a stem.
+const DESCRIPTIVE_WORDS: &[&str] = &["stereo", "full", "main"];
+
+/// What a file name says a file is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameKind {
+    /// A stem of this role.
+    Stem(Role),
+    /// The reference (full) mix.
+    Reference,
+    /// A role word and a word naming a whole mix (`Drum Mix.wav`): either
+    /// a stem or a mix, which the name cannot settle.
+    Both(Role),
+    /// No word names a role or a mix (`Track 7.wav`).
+    Unknown,
+}
+
+/// One rule set for every reader of a folder of stems (`check DIR`, a
+/// catalog's title folders): the role a name suggests, the reference mix,
+/// or neither.
+pub fn classify(file_name: &str) -> NameKind {
+    let w = words(file_name);
+    let has = |list: &[&str]| w.iter().any(|x| list.contains(&x.as_str()));
+    match infer_role(file_name) {
+        Some(role) if has(MIX_WORDS) => NameKind::Both(role),
+        Some(role) => NameKind::Stem(role),
+        None if has(MIX_WORDS) || has(DESCRIPTIVE_WORDS) => NameKind::Reference,
+        None => NameKind::Unknown,
+    }
+}
 
 /// Splits a file name (without extension) into lowercase words.
 pub fn words(file_name: &str) -> Vec<String> {
@@ -181,8 +212,7 @@ pub fn infer_role(file_name: &str) -> Option<Role> {
 /// Whether a file name marks the reference mix, not a stem. A name that also
 /// names a role (`Drum Mix`, `Vox Master`) is a stem.
 pub fn is_reference(file_name: &str) -> bool {
-    let w = words(file_name);
-    w.iter().any(|x| REFERENCE_WORDS.contains(&x.as_str())) && infer_role(file_name).is_none()
+    classify(file_name) == NameKind::Reference
 }
 
 #[cfg(test)]
@@ -225,6 +255,34 @@ mod tests {
         ];
         for (name, want) in cases {
             assert_eq!(infer_role(name), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn real_world_names_numbered_spaced_and_mixed_case() {
+        let cases = [
+            ("01_Kick.wav", NameKind::Stem(Role::Drums)),
+            ("02 Snare.wav", NameKind::Stem(Role::Drums)),
+            ("03-OH L.wav", NameKind::Stem(Role::Drums)),
+            ("Song - Bass DI.aif", NameKind::Stem(Role::Bass)),
+            ("LEADVOX.WAV", NameKind::Stem(Role::Vocals)),
+            ("leadVox_comp.wav", NameKind::Stem(Role::Vocals)),
+            ("BGV.wav", NameKind::Stem(Role::BackingVocals)),
+            ("12 bgvs Chorus.flac", NameKind::Stem(Role::BackingVocals)),
+            ("DX.wav", NameKind::Stem(Role::Dialogue)),
+            ("dx_main.wav", NameKind::Stem(Role::Dialogue)),
+            ("Bass Stereo.wav", NameKind::Stem(Role::Bass)),
+            ("Song_MIX.wav", NameKind::Reference),
+            ("NightDrive_print_v2.wav", NameKind::Reference),
+            ("REF.wav", NameKind::Reference),
+            ("Song Master 24b.wav", NameKind::Reference),
+            ("Drum Mix.wav", NameKind::Both(Role::Drums)),
+            ("Vox Master.wav", NameKind::Both(Role::Vocals)),
+            ("Track 7.wav", NameKind::Unknown),
+            ("Tambourine.wav", NameKind::Unknown),
+        ];
+        for (name, want) in cases {
+            assert_eq!(classify(name), want, "{name}");
         }
     }
 

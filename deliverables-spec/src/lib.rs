@@ -1,9 +1,11 @@
 //! The deliverables spec: what a job must produce.
 //!
-//! Pure: no async runtime, no audio I/O (file metadata only, for fingerprints).
+//! Pure: no async runtime, no audio I/O (file metadata only, for fingerprints;
+//! a `[catalog]` lists folders and reads its CSV index, as text).
 //! `parse` reads TOML, `validate` checks meaning, `variant` resolves presets and
 //! per-title graphs, `plan` builds the task DAG, `compliance` judges outputs.
 
+pub mod catalog;
 pub mod compliance;
 pub mod contract;
 pub mod delivery;
@@ -44,6 +46,8 @@ pub struct LoadedSpec {
     /// The delivery, resolved once when the spec is loaded: every stage
     /// reads this one value.
     delivery: Delivery,
+    /// Titles its `[catalog]` left out under `on_error = "skip"`, with why.
+    pub skipped: Vec<SpecError>,
 }
 
 impl LoadedSpec {
@@ -104,6 +108,7 @@ pub fn load_text(
         spec,
         text,
         base_dir: base_dir.to_path_buf(),
+        skipped: Vec::new(),
     })
 }
 
@@ -134,10 +139,13 @@ pub fn load_scoped(
         spec,
         text,
         base_dir: base_dir.to_path_buf(),
+        skipped: Vec::new(),
     })
 }
 
-/// Reads, parses and validates a spec file.
+/// Reads, parses and validates a spec file. A `[catalog]` is expanded here,
+/// once ([`catalog::expand`]): the loaded text, its hash and everything
+/// planned from it are those of the expanded spec.
 pub fn load_file(path: &Path) -> Result<LoadedSpec, SpecErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         SpecErrors::one(
@@ -151,7 +159,14 @@ pub fn load_file(path: &Path) -> Result<LoadedSpec, SpecErrors> {
         .map(Path::to_path_buf)
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| PathBuf::from("."));
-    load_text(text, &base, Some(path))
+    match catalog::expand(&text, &base, Some(path))? {
+        None => load_text(text, &base, Some(path)),
+        Some(expanded) => {
+            let mut loaded = load_text(expanded.text, &base, Some(path))?;
+            loaded.skipped = expanded.skipped;
+            Ok(loaded)
+        }
+    }
 }
 
 /// Checks the spec's input files (present, readable, under `media_roots`

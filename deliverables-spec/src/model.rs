@@ -181,6 +181,10 @@ pub struct Title {
     #[serde(default, skip_serializing_if = "Layout::is_stereo")]
     pub layout: Layout,
     pub stems: Vec<StemSpec>,
+    /// The spec's variants this title renders (default: every one that
+    /// applies to it). Each name must be a variant of the spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variants: Option<Vec<String>>,
 }
 
 /// A title's channel layout. 5.1 is in WAV order: L R C LFE Ls Rs.

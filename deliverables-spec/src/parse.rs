@@ -32,6 +32,14 @@ pub fn parse_spec(text: &str, file: Option<&Path>) -> Result<Spec, SpecErrors> {
         }
     }
 
+    // A catalog is expanded where the spec's folder is known, when the file
+    // is loaded; text that still holds one did not come through there.
+    if table.contains_key("catalog") {
+        return Err(fail(
+            SpecError::new("catalog", "is expanded when the spec is read from its file")
+                .hint("load the spec with its file (`stemforge validate/render/submit SPEC`), which replaces `[catalog]` by its titles"),
+        ));
+    }
     let de = toml::Deserializer::parse(text).map_err(|e| fail(from_toml_error(&e, text)))?;
     serde_path_to_error::deserialize::<_, Spec>(de).map_err(|e| {
         let field = e.path().to_string();
@@ -43,7 +51,7 @@ pub fn parse_spec(text: &str, file: Option<&Path>) -> Result<Spec, SpecErrors> {
 }
 
 /// Turns a toml/serde message into a field error with a hint for misspellings.
-fn from_toml_error(e: &toml::de::Error, text: &str) -> SpecError {
+pub(crate) fn from_toml_error(e: &toml::de::Error, text: &str) -> SpecError {
     let message = e.message().trim().to_string();
     let line = e
         .span()
@@ -94,7 +102,7 @@ fn backticked(message: &str, prefix: &str) -> Option<String> {
 }
 
 /// serde_path_to_error writes `titles[0].stems[1].role`; keep that, minus a leading dot.
-fn clean_path(p: &str) -> String {
+pub(crate) fn clean_path(p: &str) -> String {
     if p == "." {
         String::new()
     } else {

@@ -148,14 +148,25 @@ pub struct TitleVariants<'a> {
     pub duplicates: BTreeMap<String, SameAs>,
 }
 
-/// Which variants a title renders. A fold-down is not a loss for a stereo
-/// title: it is not listed. Silent variants are skipped; variants that are
+/// Which variants a title renders: those it selects (`variants` of the
+/// title; every one when it selects none) that apply to it. A variant the
+/// title does not select, and a fold-down for a stereo title, is not a loss:
+/// it is not listed. Silent variants are skipped; variants that are
 /// not versions of the title ([`same_as`]) are skipped or written as the
 /// delivery says.
 pub fn title_variants<'a>(spec: &Spec, title: &Title, all: &'a [Variant]) -> TitleVariants<'a> {
     let mut audible = Vec::new();
     let mut skipped = Vec::new();
-    for v in all.iter().filter(|v| crate::variant::applies_to(v, title)) {
+    let selected = |v: &Variant| {
+        title
+            .variants
+            .as_ref()
+            .is_none_or(|names| names.contains(&v.name))
+    };
+    for v in all
+        .iter()
+        .filter(|v| selected(v) && crate::variant::applies_to(v, title))
+    {
         if title_graph(&spec.graph, title, v).is_audible() {
             audible.push(v);
         } else {

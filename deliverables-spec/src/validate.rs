@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::delivery::{self, Delivery, PROFILES};
 use crate::error::{SpecError, did_you_mean};
-use crate::model::{BitDepth, Graph, LimitPatch, NodeKind, NodeSpec, Role, Spec};
+use crate::model::{BitDepth, Graph, LimitPatch, NodeKind, NodeSpec, Role, Spec, Title};
 use crate::naming::{
     LONGEST_LABEL_STEM_RATE, MAX_FILE_NAME_BYTES, MAX_OUTPUT_NAME_BYTES, PARTIAL_NAME_EXTRA_BYTES,
     check_template, fill, rate_label, slug,
@@ -893,12 +893,46 @@ fn title_checks(spec: &Spec, rate: Option<u32>, errs: &mut Vec<SpecError>) {
             }
             check_chain(&st.chain, &format!("{fs}.chain"), false, rate, errs);
         }
+        title_variant_checks(spec, t, &f, errs);
         if let Some(r) = &t.reference
             && r.trim().is_empty()
         {
             errs.push(
                 SpecError::new(format!("{f}.reference"), "is empty")
                     .hint("give the reference mix's path or leave `reference` out"),
+            );
+        }
+    }
+}
+
+/// A title's own selection of variants names variants of the spec, each once.
+fn title_variant_checks(spec: &Spec, t: &Title, f: &str, errs: &mut Vec<SpecError>) {
+    let Some(names) = &t.variants else {
+        return;
+    };
+    if names.is_empty() {
+        errs.push(
+            SpecError::new(format!("{f}.variants"), "selects no variant")
+                .hint("name at least one variant, or leave `variants` out to render them all"),
+        );
+    }
+    let mut seen = BTreeSet::new();
+    for (i, n) in names.iter().enumerate() {
+        if !spec.variants.contains_key(n) {
+            errs.push(
+                SpecError::new(
+                    format!("{f}.variants[{i}]"),
+                    format!("`{n}` is not a variant of this spec (title `{}`)", t.name),
+                )
+                .hint(did_you_mean(n, spec.variants.keys().map(String::as_str))),
+            );
+        } else if !seen.insert(n.as_str()) {
+            errs.push(
+                SpecError::new(
+                    format!("{f}.variants[{i}]"),
+                    format!("`{n}` is listed twice"),
+                )
+                .hint("name each variant once"),
             );
         }
     }

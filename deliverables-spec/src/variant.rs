@@ -875,6 +875,7 @@ mod tests {
             name: "t".into(),
             reference: None,
             layout: Layout::Stereo,
+            variants: None,
             stems: roles
                 .iter()
                 .enumerate()

@@ -10,16 +10,14 @@ use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
+use deliverables_spec::catalog::{AUDIO_EXTENSIONS, is_audio_name};
 use deliverables_spec::files::MediaRoots;
-use deliverables_spec::ingest::{infer_role, is_reference};
+use deliverables_spec::ingest::{NameKind, classify};
 use deliverables_spec::model::{PreflightSpec, Role};
 use deliverables_spec::preflight::{Finding, PreflightReport, Severity};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use stemforge_worker::preflight::{InputFile, PreflightInput, run};
-
-/// File extensions taken as audio in a folder.
-const AUDIO_EXTENSIONS: &[&str] = &["wav", "bwf", "wave", "aif", "aiff", "aifc", "flac"];
 
 #[derive(Debug, Serialize)]
 pub struct CheckReport {
@@ -43,7 +41,18 @@ pub fn check(path: &Path, media_roots: &[PathBuf]) -> anyhow::Result<CheckReport
     let meta = std::fs::metadata(path)
         .map_err(|e| anyhow::anyhow!("cannot read '{}': {e}", path.display()))?;
     let titles = if meta.is_dir() {
-        vec![check_dir(path)?]
+        // A folder of folders of stems (as `render DIR` takes it): each
+        // sub-folder is a title, but the pack `render DIR` wrote there.
+        let (audio, mut subdirs) = crate::catalog_dir::entries(path)?;
+        subdirs.retain(|d| !d.join(crate::catalog_dir::SPEC_NAME).exists());
+        if audio.is_empty() && !subdirs.is_empty() {
+            subdirs
+                .iter()
+                .map(|d| check_dir(d))
+                .collect::<anyhow::Result<_>>()?
+        } else {
+            vec![check_dir(path)?]
+        }
     } else {
         check_spec(path, media_roots)?
     };
@@ -157,12 +166,7 @@ fn check_dir(dir: &Path) -> anyhow::Result<TitleCheck> {
         .filter(|e| e.file_type().is_ok_and(|t| t.is_file() || t.is_symlink()))
         .filter_map(|e| e.file_name().into_string().ok())
         .filter(|n| !n.starts_with('.'))
-        .filter(|n| {
-            Path::new(n)
-                .extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| AUDIO_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-        })
+        .filter(|n| is_audio_name(n))
         .collect();
     names.sort();
     if names.is_empty() {
@@ -172,8 +176,11 @@ fn check_dir(dir: &Path) -> anyhow::Result<TitleCheck> {
             AUDIO_EXTENSIONS.join(", ")
         );
     }
-    let (refs, stems): (Vec<String>, Vec<String>) =
-        names.into_iter().partition(|n| is_reference(n));
+    // The catalog's rules (`deliverables_spec::ingest::classify`); what a
+    // catalog refuses, a check reports as a warning and carries on.
+    let (refs, stems): (Vec<String>, Vec<String>) = names
+        .into_iter()
+        .partition(|n| classify(n) == NameKind::Reference);
     let mut notes = Vec::new();
     if refs.len() > 1 {
         notes.push(Finding::new(
@@ -190,10 +197,22 @@ fn check_dir(dir: &Path) -> anyhow::Result<TitleCheck> {
     }
     let roles: Vec<(String, Role)> = stems
         .iter()
-        .map(|n| (n.clone(), infer_role(n).unwrap_or(Role::Other)))
+        .map(|n| match classify(n) {
+            NameKind::Stem(r) | NameKind::Both(r) => (n.clone(), r),
+            NameKind::Reference | NameKind::Unknown => (n.clone(), Role::Other),
+        })
         .collect();
     for n in &stems {
-        if infer_role(n).is_none() {
+        if let NameKind::Both(r) = classify(n) {
+            notes.push(Finding::new(
+                Severity::Warning,
+                "role_ambiguous",
+                &[n],
+                format!("'{n}': named like both a `{r}` stem and a reference mix; checked as a `{r}` stem"),
+                "rename it, or give its role in the spec (a catalog refuses it until told)",
+            ));
+        }
+        if classify(n) == NameKind::Unknown {
             notes.push(Finding::new(
                 Severity::Warning,
                 "role_unknown",

@@ -4,6 +4,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use deliverables_spec::model::Layout;
 use stemforge_coordinator::local::{RenderOptions, render, summary_table};
@@ -41,7 +42,8 @@ enum Cmd {
     Validate(ValidateArgs),
     /// Preflight only: check the stems of a spec's titles, or a folder of
     /// stems as it arrives (roles from file names, the reference mix from a
-    /// name like `mix`/`ref`/`master`/`print`). Exit 1 if any error is found.
+    /// name like `mix`/`ref`/`master`/`print`; a folder of such folders, each
+    /// as a title). Exit 1 if any error is found.
     Check(CheckArgs),
     /// Coordinator throughput: tasks per second over many worker connections
     /// (real tiny renders, SQLite store), and a catalog's speed-up with 1, 2
@@ -103,6 +105,9 @@ struct DemoArgs {
 
 #[derive(Args)]
 struct RenderArgs {
+    /// A spec file, or a folder of stems (one title; or, holding only
+    /// sub-folders, one title per sub-folder) rendered with the default
+    /// variants and profile into DIR/deliverables.
     pub spec: PathBuf,
     /// In-process workers (default: one per core).
     #[arg(long)]
@@ -464,6 +469,30 @@ fn render_spec(ctx: &Ctx, a: RenderArgs) -> anyhow::Result<ExitCode> {
         out,
         no_cache,
     } = a;
+    if spec.is_dir() {
+        let d = stemforge_cli::catalog_dir::write_spec(&spec, out)?;
+        println!(
+            "{}: {} title(s); spec written to {}",
+            spec.display(),
+            d.titles,
+            d.spec.display()
+        );
+        return render_cmd(
+            &ctx.rt,
+            &d.spec,
+            &ctx.settings,
+            workers,
+            Some(d.out),
+            no_cache,
+        )
+        .with_context(|| {
+            format!(
+                "a title the file names cannot settle takes overrides in {} (then `stemforge render` it)",
+                d.spec.display()
+            )
+        });
+    }
+    warn_skipped(&spec);
     render_cmd(&ctx.rt, &spec, &ctx.settings, workers, out, no_cache)
 }
 
@@ -499,6 +528,17 @@ fn cache(ctx: &Ctx, a: CacheArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Titles a catalog left out (`on_error = "skip"`), on stderr. Only a
+/// spec with a catalog is read for it (render reads every spec itself).
+fn warn_skipped(spec: &std::path::Path) {
+    let has_catalog = std::fs::read_to_string(spec).is_ok_and(|t| t.contains("[catalog"));
+    if has_catalog && let Ok(l) = deliverables_spec::load_file(spec) {
+        for s in &l.skipped {
+            eprintln!("warning: left out of the catalog: {s}");
+        }
+    }
 }
 
 fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -854,6 +894,9 @@ fn check(ctx: &Ctx, a: CheckArgs) -> anyhow::Result<ExitCode> {
 fn validate(ctx: &Ctx, a: ValidateArgs) -> anyhow::Result<ExitCode> {
     let ValidateArgs { spec } = a;
     let loaded = deliverables_spec::load_file(&spec)?;
+    for s in &loaded.skipped {
+        println!("  warning: left out of the catalog: {s}");
+    }
     let plan = deliverables_spec::plan_job(
         &loaded,
         env!("CARGO_PKG_VERSION"),
