@@ -1,5 +1,5 @@
 //! The commands of the `stemforge` binary that are more than a call into
-//! the coordinator or worker crates: the benchmarks, `check` and `measure`.
+//! the coordinator or worker crates: the benchmarks, `check`, `measure` and `pack`.
 //! `main.rs` parses the arguments once and dispatches.
 
 pub mod bench;
@@ -7,3 +7,4 @@ pub mod bench_cluster;
 pub mod bench_pack;
 pub mod check;
 pub mod measure;
+pub mod pack;

@@ -37,6 +37,11 @@ enum Cmd {
     Demo(DemoArgs),
     /// Render every title and variant of a deliverables spec.
     Render(RenderArgs),
+    /// The pack for a song, on request: render a selection of a spec
+    /// (titles, variants, another profile) and write one zip of every file,
+    /// the manifest, the report and a README. Prints the zip's path, size,
+    /// SHA-256 and the summary table.
+    Pack(PackArgs),
     /// Check a spec and its files without rendering.
     Validate(ValidateArgs),
     /// Preflight only: check the stems of a spec's titles, or a folder of
@@ -105,6 +110,36 @@ struct RenderArgs {
     /// Output folder (default: the spec's delivery.output_dir).
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct PackArgs {
+    pub spec: PathBuf,
+    /// Keep only this title (repeat, or a comma-separated list).
+    #[arg(long = "title", value_delimiter = ',')]
+    pub titles: Vec<String>,
+    /// Keep only these variants, e.g. `full,instrumental` (names the spec renders).
+    #[arg(long, value_delimiter = ',')]
+    pub variants: Vec<String>,
+    /// Deliver to this profile instead of the spec's (its limits replace
+    /// the ones written in [delivery]).
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// The zip to write (its folder must exist).
+    #[arg(short = 'o', long = "output", required = true)]
+    pub output: PathBuf,
+    /// Folder for the rendered files (default: beside the zip, named after it).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Submit to this coordinator and follow the job, instead of rendering here.
+    #[arg(long)]
+    pub coordinator: Option<String>,
+    /// In-process workers when rendering here (default: one per core).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Priority on a coordinator (higher runs first).
+    #[arg(long, default_value_t = stemforge_cli::pack::PACK_PRIORITY, allow_hyphen_values = true)]
+    pub priority: i32,
 }
 
 #[derive(Args)]
@@ -380,6 +415,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
         Cmd::Demo(a) => demo(&ctx, a),
         Cmd::Render(a) => render_spec(&ctx, a),
+        Cmd::Pack(a) => pack(&ctx, a),
         Cmd::Bench(a) => bench(a),
         Cmd::BenchProbe(a) => stemforge_cli::bench_pack::probe(&a.report, &a.cmd),
         Cmd::Measure(a) => measure(a),
@@ -421,6 +457,44 @@ fn demo(ctx: &Ctx, a: DemoArgs) -> anyhow::Result<ExitCode> {
 fn render_spec(ctx: &Ctx, a: RenderArgs) -> anyhow::Result<ExitCode> {
     let RenderArgs { spec, workers, out } = a;
     render_cmd(&ctx.rt, &spec, &ctx.settings, workers, out)
+}
+
+fn pack(ctx: &Ctx, a: PackArgs) -> anyhow::Result<ExitCode> {
+    let PackArgs {
+        spec,
+        titles,
+        variants,
+        profile,
+        output,
+        out,
+        coordinator,
+        workers,
+        priority,
+    } = a;
+    let opts = stemforge_cli::pack::PackOptions {
+        spec,
+        selection: deliverables_spec::overrides::Selection {
+            titles,
+            variants,
+            profile,
+        },
+        zip: output,
+        out,
+        coordinator,
+        workers: workers.unwrap_or_else(|| ctx.settings.worker_count()),
+        priority,
+    };
+    let started = std::time::Instant::now();
+    let o = ctx
+        .rt
+        .block_on(stemforge_cli::pack::pack(&opts, &ctx.settings))?;
+    write_stdout(&stemforge_cli::pack::text(&o))?;
+    println!("packed in {:.2} s", started.elapsed().as_secs_f64());
+    Ok(if o.render.all_pass() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -680,6 +754,7 @@ fn submit(ctx: &Ctx, a: SubmitArgs) -> anyhow::Result<ExitCode> {
                 priority,
                 label,
                 output_dir,
+                bundle_path: String::new(),
             },
         )
         .await
@@ -868,6 +943,7 @@ fn render_cmd(
     let opts = RenderOptions {
         workers: workers.unwrap_or_else(|| settings.worker_count()),
         out,
+        bundle: None,
     };
     let outcome = rt.block_on(render(spec, settings, &opts))?;
     print!("{}", summary_table(&outcome));
