@@ -178,6 +178,7 @@ enum Packing {
 /// count.
 pub fn write(req: &Request<'_>, contents: &Contents) -> Result<BundleResult, BundleError> {
     let path = req.path;
+    let started = std::time::Instant::now();
     let (guard, file) =
         TempFile::create(TempFile::name_for(path)).map_err(BundleError::io(path))?;
     let time = zip_time(req.origination_unix_s);
@@ -235,7 +236,13 @@ pub fn write(req: &Request<'_>, contents: &Contents) -> Result<BundleResult, Bun
     drop(file);
     let (sha256, bytes) = hash_file(guard.path()).map_err(BundleError::io(path))?;
     guard.persist(path).map_err(BundleError::io(path))?;
-    tracing::info!(zip = %path.display(), bytes, entries, "pack zip written");
+    tracing::info!(
+        zip = %path.display(),
+        bytes,
+        entries,
+        secs = started.elapsed().as_secs_f64(),
+        "pack zip written"
+    );
     Ok(BundleResult {
         path: path.display().to_string(),
         sha256,
