@@ -5,8 +5,9 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -365,21 +366,43 @@ fn bad_input_is_refused_before_anything_renders() {
 }
 
 #[test]
-fn a_pack_through_a_coordinator_reports_its_zip_in_the_job_status() {
+fn a_pack_through_a_coordinator_runs_first_and_reports_its_zip_in_the_job_status() {
     let mut c = Cluster::builder("bundle")
         .start()
         .unwrap_or_else(|e| panic!("cluster: {e}"));
-    c.start_worker("w1");
+    // An ordinary job waits in the queue before the pack is asked for.
+    let ordinary = c.submit(session(), &c.dir().join("ordinary"), &[]);
     let zip = c.dir().join("remote.zip");
-    let o = c.cli(&[
-        "pack",
-        session().to_str().expect("utf-8"),
-        "--variants",
-        "full,instrumental",
-        "-o",
-        zip.to_str().expect("utf-8"),
-    ]);
-    assert!(o.status.success(), "{}\n{}", text(&o), c.logs());
+    let mut child = Command::new(bin())
+        .args([
+            "pack",
+            session().to_str().expect("utf-8"),
+            "--variants",
+            "full,instrumental",
+            "-o",
+            zip.to_str().expect("utf-8"),
+            "--coordinator",
+            c.url(),
+        ])
+        .env("STEMFORGE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pack");
+    c.wait_for("the pack's job", Duration::from_secs(30), || {
+        let o = c.cli(&["status", "--json"]);
+        let jobs: Value = serde_json::from_slice(&o.stdout).ok()?;
+        (jobs.as_array()?.len() == 2).then_some(())
+    });
+    c.start_worker("w1");
+    let finished = stemforge_testkit::cluster::wait_child(&mut child, Duration::from_secs(120));
+    let o = child.wait_with_output().expect("pack output");
+    assert!(
+        finished.is_some_and(|s| s.success()),
+        "{}\n{}",
+        text(&o),
+        c.logs()
+    );
     let stdout = String::from_utf8_lossy(&o.stdout).to_string();
     let stderr = String::from_utf8_lossy(&o.stderr).to_string();
     let job = stderr
@@ -388,11 +411,29 @@ fn a_pack_through_a_coordinator_reports_its_zip_in_the_job_status() {
         .nth(1)
         .unwrap_or_else(|| panic!("no job id:\n{stderr}"))
         .to_string();
+    // Priority 100: the pack's four tasks were leased before any of the
+    // ordinary job's.
+    let leased: Vec<String> = c
+        .coordinator_log()
+        .lines()
+        .filter(|l| l.contains("task leased"))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix("job="))
+                .map(str::to_string)
+        })
+        .collect();
+    assert_eq!(
+        leased.iter().take(4).collect::<Vec<_>>(),
+        [&job, &job, &job, &job],
+        "lease order {leased:?}"
+    );
+    assert!(leased.contains(&ordinary), "{leased:?}");
+
     let sha = sha256_file(&zip);
     assert_eq!(printed_sha256(&stdout), sha);
     let m = check_zip(&zip, &c.dir().join("remote"));
     assert_eq!(outputs(&m).len(), 2);
-
     let st = c.status(&job);
     assert_eq!(st["priority"].as_i64(), Some(100), "{st:#}");
     assert_eq!(st["state"], "succeeded", "{st:#}");
@@ -407,4 +448,7 @@ fn a_pack_through_a_coordinator_reports_its_zip_in_the_job_status() {
         "{}",
         text(&o)
     );
+    // The ordinary job carries no zip.
+    let st = c.wait_job(&ordinary, Duration::from_secs(120));
+    assert_eq!(st["bundle_path"], "", "{st:#}");
 }

@@ -98,15 +98,25 @@ fn keep_titles(doc: &mut DocumentMut, wanted: &[String]) -> Result<(), Selection
             .collect(),
         _ => return Err(SelectionError::NoTitles),
     };
+    // A title's name may itself hold a comma: a value is a name first, and
+    // a comma-separated list of names only when it is not one.
+    let mut chosen: Vec<&str> = Vec::new();
     for w in wanted {
-        if !names.iter().any(|n| n == w) {
-            return Err(SelectionError::UnknownTitle {
-                got: w.clone(),
-                hint: hint(w, names.iter().map(String::as_str)),
-            });
+        if names.iter().any(|n| n == w) {
+            chosen.push(w);
+            continue;
+        }
+        for part in w.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            if !names.iter().any(|n| n == part) {
+                return Err(SelectionError::UnknownTitle {
+                    got: part.to_string(),
+                    hint: hint(part, names.iter().map(String::as_str)),
+                });
+            }
+            chosen.push(part);
         }
     }
-    let keep = |name: Option<&str>| name.is_some_and(|n| wanted.iter().any(|w| w == n));
+    let keep = |name: Option<&str>| name.is_some_and(|n| chosen.contains(&n));
     match item {
         Item::ArrayOfTables(a) => a.retain(|t| keep(title_name(t))),
         Item::Value(Value::Array(a)) => {
@@ -264,6 +274,28 @@ stems = [{ file = "b.wav", role = "bass" }]
         assert_eq!(s.titles.len(), 1);
         assert_eq!(s.titles[0].name, "Day Ride");
         assert!(out.contains("# the delivery"), "{out}");
+    }
+
+    #[test]
+    fn a_title_value_is_a_name_first_then_a_list() {
+        let text = SPEC.replace("Day Ride", "Love, Actually");
+        let names = |out: &str| {
+            parsed(out)
+                .titles
+                .iter()
+                .map(|t| t.name.clone())
+                .collect::<Vec<_>>()
+        };
+        let out = select(&text, &["Love, Actually"], &[], None).expect("ok");
+        assert_eq!(names(&out), ["Love, Actually"]);
+        let out = select(SPEC, &["Night Drive,Day Ride"], &[], None).expect("ok");
+        assert_eq!(names(&out), ["Night Drive", "Day Ride"]);
+        let e = select(SPEC, &["Night Drive, Dya Ride"], &[], None).expect_err("unknown");
+        assert!(
+            e.to_string()
+                .starts_with("--title `Dya Ride`: the spec has no title of that name"),
+            "{e}"
+        );
     }
 
     #[test]

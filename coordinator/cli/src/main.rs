@@ -115,8 +115,9 @@ struct RenderArgs {
 #[derive(Args)]
 struct PackArgs {
     pub spec: PathBuf,
-    /// Keep only this title (repeat, or a comma-separated list).
-    #[arg(long = "title", value_delimiter = ',')]
+    /// Keep only this title (repeat it, or a comma-separated list; a name
+    /// that holds a comma is taken whole).
+    #[arg(long = "title")]
     pub titles: Vec<String>,
     /// Keep only these variants, e.g. `full,instrumental` (names the spec renders).
     #[arg(long, value_delimiter = ',')]
