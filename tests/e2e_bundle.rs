@@ -100,6 +100,16 @@ fn read_entry(zip: &Path, name: &str) -> Vec<u8> {
     o.stdout
 }
 
+/// The job id in `pack`'s "job ID submitted" line.
+fn submitted_job(stderr: &str) -> String {
+    stderr
+        .split_whitespace()
+        .skip_while(|w| *w != "job")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no job id:\n{stderr}"))
+        .to_string()
+}
+
 fn sha256_file(p: &Path) -> String {
     let bytes = std::fs::read(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
     hex::encode(Sha256::digest(&bytes))
@@ -135,7 +145,11 @@ fn pack(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
 fn check_zip(zip: &Path, out: &Path) -> Value {
     let manifest = read_json(&out.join("manifest.json"));
     let (order, entries) = read_zip(zip);
-    let outs = outputs(&manifest);
+    // Outputs with a file: a failed title's have none, and nothing to pack.
+    let outs: Vec<Value> = outputs(&manifest)
+        .into_iter()
+        .filter(|o| o["file"].is_object())
+        .collect();
     assert!(!outs.is_empty());
     for o in &outs {
         let path = o["file"]["path"].as_str().expect("path");
@@ -405,12 +419,7 @@ fn a_pack_through_a_coordinator_runs_first_and_reports_its_zip_in_the_job_status
     );
     let stdout = String::from_utf8_lossy(&o.stdout).to_string();
     let stderr = String::from_utf8_lossy(&o.stderr).to_string();
-    let job = stderr
-        .split_whitespace()
-        .skip_while(|w| *w != "job")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no job id:\n{stderr}"))
-        .to_string();
+    let job = submitted_job(&stderr);
     // Priority 100: the pack's four tasks were leased before any of the
     // ordinary job's.
     let leased: Vec<String> = c
@@ -451,4 +460,64 @@ fn a_pack_through_a_coordinator_runs_first_and_reports_its_zip_in_the_job_status
     // The ordinary job carries no zip.
     let st = c.wait_job(&ordinary, Duration::from_secs(120));
     assert_eq!(st["bundle_path"], "", "{st:#}");
+}
+
+#[test]
+fn the_same_job_packed_again_is_the_same_bytes() {
+    let c = Cluster::builder("bundle-again")
+        .start()
+        .unwrap_or_else(|e| panic!("cluster: {e}"));
+    let mut c = c;
+    c.start_worker("w1");
+    // A second title whose only stem is not audio: its analysis fails for
+    // good, so `retry` runs it (and the job's manifest, and its zip) again
+    // while everything the zip holds stays as it was.
+    let spec = std::fs::read_to_string(session()).expect("spec");
+    let broken = session().with_file_name("stems/broken.wav");
+    std::fs::write(&broken, b"this is not a WAV file").expect("write");
+    let two = session().with_file_name("with-broken.toml");
+    std::fs::write(
+        &two,
+        format!(
+            "{spec}\n[[titles]]\nname = \"Broken\"\nstems = [{{ file = \"stems/broken.wav\", role = \"drums\" }}]\n"
+        ),
+    )
+    .expect("write spec");
+    let zip = c.dir().join("again.zip");
+    let o = c.cli(&[
+        "pack",
+        two.to_str().expect("utf-8"),
+        "--variants",
+        "full",
+        "-o",
+        zip.to_str().expect("utf-8"),
+    ]);
+    // A title failed: exit 1, and the zip still holds what was delivered.
+    assert_eq!(o.status.code(), Some(1), "{}\n{}", text(&o), c.logs());
+    let stderr = String::from_utf8_lossy(&o.stderr).to_string();
+    let job = submitted_job(&stderr);
+    let first = std::fs::read(&zip).expect("zip");
+    let first_inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&zip).expect("zip"));
+    let m = check_zip(&zip, &c.dir().join("again"));
+    assert_eq!(
+        outputs(&m).iter().filter(|o| o["file"].is_object()).count(),
+        1
+    );
+    assert_eq!(m["titles"][1]["status"], "failed", "{:#}", m["titles"][1]);
+
+    let o = c.cli(&["retry", &job]);
+    assert!(o.status.success(), "{}", text(&o));
+    let st = c.wait_job(&job, Duration::from_secs(120));
+    assert_eq!(st["state"], "failed", "{st:#}");
+    // The manifest task ran again and wrote a new file...
+    let again_inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&zip).expect("zip"));
+    assert_ne!(first_inode, again_inode, "the zip was not written again");
+    // ...of the same bytes.
+    let again = std::fs::read(&zip).expect("zip");
+    assert_eq!(first.len(), again.len());
+    assert!(first == again, "a job's zip written twice differs");
+    assert_eq!(
+        st["bundle_sha256"].as_str(),
+        Some(hex::encode(Sha256::digest(&again)).as_str())
+    );
 }
