@@ -788,13 +788,18 @@ fn watch(ctx: &Ctx, a: WatchArgs) -> anyhow::Result<ExitCode> {
         &job,
     ))?;
     println!(
-        "job {} {}{}",
+        "job {} {}{}{}",
         st.job_id,
         remote::job_state_name(st.state),
         if st.manifest_path.is_empty() {
             String::new()
         } else {
             format!("; manifest {}", st.manifest_path)
+        },
+        if st.bundle_path.is_empty() {
+            String::new()
+        } else {
+            format!("; pack {} (sha256 {})", st.bundle_path, st.bundle_sha256)
         }
     );
     let succeeded = stemforge_proto::states::job_state(st.state)
