@@ -521,3 +521,40 @@ fn the_same_job_packed_again_is_the_same_bytes() {
         Some(hex::encode(Sha256::digest(&again)).as_str())
     );
 }
+
+#[test]
+fn a_coordinator_refuses_a_zip_outside_its_media_roots() {
+    let session_dir = session().parent().expect("session folder").to_path_buf();
+    let builder = Cluster::builder("bundle-roots");
+    let roots = format!("{}:{}", session_dir.display(), builder.dir().display());
+    let mut c = builder
+        .env("STEMFORGE_MEDIA_ROOTS", roots)
+        .start()
+        .unwrap_or_else(|e| panic!("cluster: {e}"));
+    c.start_worker("w1");
+    let outside = scratch("bundle-outside");
+    let zip = outside.join("pack.zip");
+    let out = c.dir().join("inside");
+    let o = c.cli(&[
+        "pack",
+        session().to_str().expect("utf-8"),
+        "--variants",
+        "full",
+        "--out",
+        out.to_str().expect("utf-8"),
+        "-o",
+        zip.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("bundle_path {}", zip.display()))
+            && err.contains("outside the media roots")
+            && err.contains("add one to media_roots"),
+        "{err}"
+    );
+    assert!(!zip.exists());
+    let jobs = c.cli(&["status", "--json"]);
+    let jobs: Value = serde_json::from_slice(&jobs.stdout).expect("json");
+    assert_eq!(jobs.as_array().map(Vec::len), Some(0), "{jobs:#}");
+}
