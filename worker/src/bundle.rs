@@ -379,8 +379,17 @@ fn readme(req: &Request<'_>, contents: &Contents) -> String {
     if let Some(v) = d.max_momentary_lufs {
         let _ = writeln!(s, "  momentary loudness: at most {v:.1} LUFS");
     }
-    if let (Some(lo), Some(hi)) = (d.loudness_range_min_lu, d.loudness_range_max_lu) {
-        let _ = writeln!(s, "  loudness range: {lo:.1} to {hi:.1} LU");
+    match (d.loudness_range_min_lu, d.loudness_range_max_lu) {
+        (Some(lo), Some(hi)) => {
+            let _ = writeln!(s, "  loudness range: {lo:.1} to {hi:.1} LU");
+        }
+        (Some(lo), None) => {
+            let _ = writeln!(s, "  loudness range: at least {lo:.1} LU");
+        }
+        (None, Some(hi)) => {
+            let _ = writeln!(s, "  loudness range: at most {hi:.1} LU");
+        }
+        (None, None) => {}
     }
     let _ = writeln!(
         s,
