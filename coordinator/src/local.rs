@@ -27,6 +27,9 @@ pub struct RenderOptions {
     pub out: Option<PathBuf>,
     /// Render everything, neither reading nor filling the render cache.
     pub no_cache: bool,
+    /// Where the job writes its pack zip (absolute; its folder must exist),
+    /// after the manifest: `stemforge pack`.
+    pub bundle: Option<PathBuf>,
 }
 
 /// How a render ended.
@@ -65,6 +68,16 @@ pub async fn render(
     opts: &RenderOptions,
 ) -> Result<RenderOutcome> {
     let loaded = deliverables_spec::load_file(spec_path)?;
+    render_loaded(&loaded, settings, opts).await
+}
+
+/// Renders a spec already read and validated (`pack` renders a selection
+/// made on the file's text) end to end through an in-process cluster.
+pub async fn render_loaded(
+    loaded: &deliverables_spec::LoadedSpec,
+    settings: &Settings,
+    opts: &RenderOptions,
+) -> Result<RenderOutcome> {
     let base_dir = std::fs::canonicalize(&loaded.base_dir).with_context(|| {
         format!(
             "cannot resolve the spec's folder {}",
@@ -117,7 +130,11 @@ pub async fn render(
         .workers(opts.workers.max(1))
         .start()
         .await?;
-    let result = drive(&sandbox.client, &loaded, &base_dir, out).await;
+    let bundle = opts
+        .bundle
+        .as_ref()
+        .map_or(String::new(), |b| b.display().to_string());
+    let result = drive(&sandbox.client, loaded, &base_dir, out, bundle).await;
     sandbox.shutdown().await;
     drop(scratch);
     let status = result?;
@@ -153,6 +170,7 @@ async fn drive(
     loaded: &deliverables_spec::LoadedSpec,
     base_dir: &Path,
     out: String,
+    bundle_path: String,
 ) -> Result<JobStatus> {
     let mut client = crate::remote::connect(url).await?;
     let resp = client
@@ -163,6 +181,7 @@ async fn drive(
             priority: 0,
             label: String::new(),
             output_dir: out,
+            bundle_path,
         })
         .await
         .map_err(|s| anyhow!("{}", s.message()))?

@@ -73,7 +73,7 @@ fn kind_name(k: &deliverables_spec::TaskKind) -> &'static str {
         deliverables_spec::TaskKind::Preflight { .. } => "preflight",
         deliverables_spec::TaskKind::Analyze { .. } => "analyze",
         deliverables_spec::TaskKind::Render { .. } => "render",
-        deliverables_spec::TaskKind::Manifest => "manifest",
+        deliverables_spec::TaskKind::Manifest { .. } => "manifest",
     }
 }
 
@@ -305,7 +305,10 @@ mod tests {
     fn exposition_names_what_dashboards_query() {
         let m = Metrics::new();
         m.worker_polled("w1");
-        m.leased("lease-1", &deliverables_spec::TaskKind::Manifest);
+        m.leased(
+            "lease-1",
+            &deliverables_spec::TaskKind::Manifest { bundle: None },
+        );
         m.ended("lease-1", Ended::Succeeded, None);
         let text = m.render(&[], &[], 30_000);
         for name in [

@@ -60,6 +60,9 @@ pub struct SubmitOptions {
     pub label: String,
     /// Absolute output folder overriding the spec's (empty: the spec's).
     pub output_dir: String,
+    /// Absolute path of a pack zip the job writes after its manifest
+    /// (empty: none).
+    pub bundle_path: String,
 }
 
 /// Reads, validates and submits a spec file.
@@ -93,6 +96,7 @@ pub async fn submit_loaded(
             priority: opts.priority,
             label: opts.label.clone(),
             output_dir: opts.output_dir.clone(),
+            bundle_path: opts.bundle_path.clone(),
         })
         .await
         .map_err(status_err)?
@@ -120,6 +124,9 @@ pub struct JobView {
     pub output_dir: String,
     pub manifest_path: String,
     pub all_outputs_pass: bool,
+    /// The pack zip and its SHA-256, once written (empty otherwise).
+    pub bundle_path: String,
+    pub bundle_sha256: String,
     pub tasks: Vec<TaskView>,
 }
 
@@ -146,6 +153,8 @@ impl From<&JobStatus> for JobView {
             output_dir: s.output_dir.clone(),
             manifest_path: s.manifest_path.clone(),
             all_outputs_pass: s.all_outputs_pass,
+            bundle_path: s.bundle_path.clone(),
+            bundle_sha256: s.bundle_sha256.clone(),
             tasks: s
                 .tasks
                 .iter()
@@ -252,6 +261,9 @@ fn job_table(v: &JobView) -> String {
             format!("; manifest {}", v.manifest_path)
         }
     );
+    if !v.bundle_path.is_empty() {
+        let _ = writeln!(s, "  pack {} sha256 {}", v.bundle_path, v.bundle_sha256);
+    }
     let _ = writeln!(
         s,
         "  {:<44} {:<10} {:>7}  {:<12} error",

@@ -2,7 +2,7 @@
 //! follow jobs, workers lease and report tasks.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -25,6 +25,7 @@ use crate::metrics::{Ended, Metrics};
 use crate::scheduler::{LeaseKey, SchedError, Scheduler, SchedulerConfig};
 use crate::security::{Auth, Role};
 use crate::store::{JobRecord, JobState, Store, TaskState};
+use deliverables_spec::TaskKind;
 use deliverables_spec::contract::ManifestResult;
 
 /// Distinguishes jobs submitted in the same millisecond.
@@ -224,6 +225,7 @@ impl Jobs for Service {
                     "output folder {output_dir} is not allowed: {why}; write under a media root or add one to media_roots"
                 ))
             })?;
+        let plan = with_bundle(plan, &r.bundle_path, &self.0.media_roots)?;
         // Each task is sent its title's part of the spec, never the whole
         // catalog.
         let scoped = deliverables_spec::scope::split_titles(&r.spec_toml)
@@ -271,6 +273,10 @@ impl Jobs for Service {
         if let Some(m) = manifest.and_then(|m| serde_json::from_str::<ManifestResult>(&m).ok()) {
             status.manifest_path = m.manifest_path;
             status.all_outputs_pass = m.summary.all_pass;
+            if let Some(b) = m.bundle {
+                status.bundle_path = b.path;
+                status.bundle_sha256 = b.sha256;
+            }
         }
         if tasks.len() > limit {
             status.next_after_seq = tasks.get(limit - 1).map(|t| t.seq);
@@ -803,6 +809,48 @@ pub async fn serve(
         Err(e) => warn!(error = %e.message(), "closing the job store failed"),
     }
     result
+}
+
+/// The plan with the job's pack zip given to its manifest task. The rule:
+/// the zip's path is absolute, names a file (not a folder), and its folder
+/// exists under the media roots, as an output folder must; checked here
+/// so a job that cannot write its zip is refused before anything renders.
+fn with_bundle(
+    mut plan: deliverables_spec::plan::Plan,
+    bundle_path: &str,
+    media_roots: &[PathBuf],
+) -> Result<deliverables_spec::plan::Plan, Status> {
+    if bundle_path.is_empty() {
+        return Ok(plan);
+    }
+    let path = Path::new(bundle_path);
+    let refuse =
+        |why: String| Status::invalid_argument(format!("bundle_path {bundle_path}: {why}"));
+    if !path.is_absolute() {
+        return Err(refuse("must be an absolute path".into()));
+    }
+    let (Some(dir), Some(_)) = (path.parent(), path.file_name()) else {
+        return Err(refuse("names no file; give the zip's file name".into()));
+    };
+    if !dir.is_dir() {
+        return Err(refuse(format!(
+            "its folder {} does not exist; create it first",
+            dir.display()
+        )));
+    }
+    deliverables_spec::files::MediaRoots::new(media_roots)
+        .confine_output(dir)
+        .map_err(|why| {
+            refuse(format!(
+                "not allowed: {why}; write under a media root or add one to media_roots"
+            ))
+        })?;
+    for t in &mut plan.tasks {
+        if let TaskKind::Manifest { bundle } = &mut t.kind {
+            *bundle = Some(bundle_path.to_string());
+        }
+    }
+    Ok(plan)
 }
 
 /// The time BWF files of a job carry (audio and files reproduce, so no

@@ -34,7 +34,7 @@ fn plan(titles: &[&str]) -> Plan {
     }
     tasks.push(PlannedTask {
         id: "manifest".into(),
-        kind: TaskKind::Manifest,
+        kind: TaskKind::Manifest { bundle: None },
         deps: vec![],
         run_when: RunWhen::JobFinished,
         weight: 0.1,
@@ -124,7 +124,7 @@ fn dag_runs_in_order_and_job_succeeds() {
     s.complete(key(&r1), "{}".into(), 20).expect("complete");
     s.complete(key(&r2), "{}".into(), 20).expect("complete");
     let m = s.lease("w1", 20).expect("lease").expect("manifest");
-    assert_eq!(m.task.kind, TaskKind::Manifest);
+    assert_eq!(m.task.kind, TaskKind::Manifest { bundle: None });
     s.complete(key(&m), "{}".into(), 30).expect("complete");
     assert_eq!(s.job("j").expect("job").0.state, JobState::Succeeded);
 }
@@ -409,7 +409,7 @@ fn a_job_whose_only_failure_is_its_manifest_can_be_retried() {
     // Run everything but the manifest to success.
     while let Some(g) = s.lease("w1", t).expect("lease") {
         t += 10;
-        if g.task.kind == TaskKind::Manifest {
+        if matches!(g.task.kind, TaskKind::Manifest { .. }) {
             // The manifest fails for good (not retryable).
             s.fail(key(&g), "disk quota".into(), false, t)
                 .expect("fail");
@@ -425,7 +425,7 @@ fn a_job_whose_only_failure_is_its_manifest_can_be_retried() {
         .lease("w1", t)
         .expect("lease")
         .expect("the manifest again");
-    assert_eq!(g.task.kind, TaskKind::Manifest);
+    assert_eq!(g.task.kind, TaskKind::Manifest { bundle: None });
     assert_eq!(g.task.attempt, 2);
     s.complete(key(&g), r#"{"ok":true}"#.into(), t + 10)
         .expect("complete");
@@ -449,7 +449,7 @@ fn a_catalog_runs_through_indexed_transitions_with_the_manifest_last() {
     let mut done = 0;
     while let Some(g) = s.lease("w1", t).expect("lease") {
         t += 1;
-        if g.task.kind == TaskKind::Manifest {
+        if matches!(g.task.kind, TaskKind::Manifest { .. }) {
             let tally = s.tally("big").expect("tally");
             assert_eq!(
                 tally.count(TaskState::Succeeded) + tally.count(TaskState::Failed),

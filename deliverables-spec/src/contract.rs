@@ -385,6 +385,23 @@ impl PackResult {
 pub struct ManifestResult {
     pub manifest_path: String,
     pub summary: Summary,
+    /// The pack zip, when the job asked for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<BundleResult>,
+}
+
+/// The pack zip the manifest task wrote: every output file, the manifest,
+/// the report and a README, each entry's checksum checked against the
+/// manifest's while it was copied in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleResult {
+    /// Absolute path of the zip.
+    pub path: String,
+    /// Hex SHA-256 of the whole zip file.
+    pub sha256: String,
+    pub bytes: u64,
+    /// Files in the zip.
+    pub entries: u64,
 }
 
 #[cfg(test)]

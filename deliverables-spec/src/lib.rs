@@ -16,6 +16,7 @@ pub mod manifest;
 pub mod model;
 pub mod naming;
 pub mod outputs;
+pub mod overrides;
 pub mod parse;
 pub mod plan;
 pub mod preflight;

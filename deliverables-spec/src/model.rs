@@ -48,6 +48,9 @@ macro_rules! limit_fields {
         }
 
         impl $name {
+            /// Every limit field's spec name, in declaration order.
+            pub const LIMIT_FIELDS: &'static [&'static str] = &[$(stringify!($f)),*];
+
             /// The limit fields as written here.
             pub fn limit_patch(&self) -> LimitPatch {
                 LimitPatch { $($f: self.$f.clone(),)* }

@@ -38,8 +38,14 @@ pub enum TaskKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         rate: Option<u32>,
     },
-    /// Judge every output against the delivery and write the job manifest.
-    Manifest,
+    /// Judge every output against the delivery and write the job manifest;
+    /// with `bundle` (an absolute path, set at submission), also the pack
+    /// zip there. Absent from the JSON when not asked, so a job without a
+    /// bundle plans and serialises exactly as before.
+    Manifest {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bundle: Option<String>,
+    },
 }
 
 impl TaskKind {
@@ -49,7 +55,7 @@ impl TaskKind {
             TaskKind::Preflight { title }
             | TaskKind::Analyze { title, .. }
             | TaskKind::Render { title, .. } => Some(title),
-            TaskKind::Manifest => None,
+            TaskKind::Manifest { .. } => None,
         }
     }
 
@@ -65,7 +71,7 @@ impl TaskKind {
                 [one] => format!("render {title}/{one}{}", at(*rate)),
                 many => format!("render {title}/pack ({} variants){}", many.len(), at(*rate)),
             },
-            TaskKind::Manifest => "manifest".to_string(),
+            TaskKind::Manifest { .. } => "manifest".to_string(),
         }
     }
 }
@@ -322,13 +328,13 @@ pub fn plan(
     deps.dedup();
     let manifest_id = content_id(&[
         &version,
-        &json(&TaskKind::Manifest),
+        &json(&TaskKind::Manifest { bundle: None }),
         &json(&deps),
         &json(&spec_sha256),
     ]);
     tasks.push(PlannedTask {
         id: manifest_id,
-        kind: TaskKind::Manifest,
+        kind: TaskKind::Manifest { bundle: None },
         deps: vec![],
         run_when: RunWhen::JobFinished,
         weight: 0.2,

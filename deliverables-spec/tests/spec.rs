@@ -299,7 +299,7 @@ fn plan_is_a_deterministic_dag() {
         p.skipped[2].reason
     );
     let manifest = p.tasks.last().expect("tasks");
-    assert_eq!(manifest.kind, TaskKind::Manifest);
+    assert_eq!(manifest.kind, TaskKind::Manifest { bundle: None });
     assert_eq!(manifest.run_when, RunWhen::JobFinished);
     assert!(manifest.deps.is_empty());
     // Analyses depend on their title's preflight, renders on their

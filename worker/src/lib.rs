@@ -4,6 +4,7 @@
 //! `dsp` knows nothing about files or gRPC; `tasks` knows nothing about gRPC;
 //! only `service` talks to the coordinator.
 
+pub mod bundle;
 pub mod bwf;
 pub mod cache;
 pub mod decode;

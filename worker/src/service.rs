@@ -270,11 +270,24 @@ fn confine(
             })?;
         }
     }
-    if matches!(kind, TaskKind::Render { .. } | TaskKind::Manifest) {
+    if matches!(kind, TaskKind::Render { .. } | TaskKind::Manifest { .. }) {
         roots.confine_output(output_dir).map_err(|why| {
             TaskError::Input(format!(
                 "output folder {} is outside this worker's media roots: {why}",
                 output_dir.display()
+            ))
+        })?;
+    }
+    if let TaskKind::Manifest {
+        bundle: Some(bundle),
+    } = kind
+    {
+        let dir = std::path::Path::new(bundle)
+            .parent()
+            .unwrap_or(std::path::Path::new(bundle));
+        roots.confine_output(dir).map_err(|why| {
+            TaskError::Input(format!(
+                "pack zip {bundle} is outside this worker's media roots: {why}"
             ))
         })?;
     }

@@ -1,5 +1,6 @@
 //! The commands of the `stemforge` binary that are more than a call into
-//! the coordinator or worker crates: the benchmarks, `check`, `measure` and the spec `render DIR` writes.
+//! the coordinator or worker crates: the benchmarks, `check`, `measure`, `pack`
+//! and the spec `render DIR` writes.
 //! `main.rs` parses the arguments once and dispatches.
 
 pub mod bench;
@@ -9,3 +10,4 @@ pub mod cache_cmd;
 pub mod catalog_dir;
 pub mod check;
 pub mod measure;
+pub mod pack;

@@ -38,6 +38,11 @@ enum Cmd {
     Demo(DemoArgs),
     /// Render every title and variant of a deliverables spec.
     Render(RenderArgs),
+    /// The pack for a song, on request: render a selection of a spec
+    /// (titles, variants, another profile) and write one zip of every file,
+    /// the manifest, the report and a README. Prints the zip's path, size,
+    /// SHA-256 and the summary table.
+    Pack(PackArgs),
     /// Check a spec and its files without rendering.
     Validate(ValidateArgs),
     /// Preflight only: check the stems of a spec's titles, or a folder of
@@ -147,6 +152,43 @@ enum CacheCmd {
         #[arg(long)]
         all: bool,
     },
+}
+
+#[derive(Args)]
+struct PackArgs {
+    /// A spec, or a folder of stems (one title; a folder of folders, one
+    /// title each) rendered with the default variants and profile.
+    pub spec: PathBuf,
+    /// Keep only this title (repeat it, or a comma-separated list; a name
+    /// that holds a comma is taken whole).
+    #[arg(long = "title")]
+    pub titles: Vec<String>,
+    /// Keep only these variants, e.g. `full,instrumental` (names the spec renders).
+    #[arg(long, value_delimiter = ',')]
+    pub variants: Vec<String>,
+    /// Deliver to this profile instead of the spec's (its limits replace
+    /// the ones written in [delivery]).
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// The zip to write (its folder must exist).
+    #[arg(short = 'o', long = "output", required = true)]
+    pub output: PathBuf,
+    /// Folder for the rendered files (default: beside the zip, named after it).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Submit to this coordinator and follow the job, instead of rendering here.
+    #[arg(long)]
+    pub coordinator: Option<String>,
+    /// In-process workers when rendering here (default: one per core).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Priority on a coordinator (higher runs first).
+    #[arg(long, default_value_t = stemforge_cli::pack::PACK_PRIORITY, allow_hyphen_values = true)]
+    pub priority: i32,
+    /// Render everything (when rendering here): neither reuse nor keep
+    /// outputs in the render cache.
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 #[derive(Args)]
@@ -422,6 +464,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
         Cmd::Demo(a) => demo(&ctx, a),
         Cmd::Render(a) => render_spec(&ctx, a),
+        Cmd::Pack(a) => pack(&ctx, a),
         Cmd::Bench(a) => bench(a),
         Cmd::BenchProbe(a) => stemforge_cli::bench_pack::probe(&a.report, &a.cmd),
         Cmd::Measure(a) => measure(a),
@@ -539,6 +582,46 @@ fn warn_skipped(spec: &std::path::Path) {
             eprintln!("warning: left out of the catalog: {s}");
         }
     }
+}
+
+fn pack(ctx: &Ctx, a: PackArgs) -> anyhow::Result<ExitCode> {
+    let PackArgs {
+        spec,
+        titles,
+        variants,
+        profile,
+        output,
+        out,
+        coordinator,
+        workers,
+        priority,
+        no_cache,
+    } = a;
+    let opts = stemforge_cli::pack::PackOptions {
+        spec,
+        selection: deliverables_spec::overrides::Selection {
+            titles,
+            variants,
+            profile,
+        },
+        zip: output,
+        out,
+        coordinator,
+        workers: workers.unwrap_or_else(|| ctx.settings.worker_count()),
+        priority,
+        no_cache,
+    };
+    let started = std::time::Instant::now();
+    let o = ctx
+        .rt
+        .block_on(stemforge_cli::pack::pack(&opts, &ctx.settings))?;
+    write_stdout(&stemforge_cli::pack::text(&o))?;
+    println!("packed in {:.2} s", started.elapsed().as_secs_f64());
+    Ok(if o.render.all_pass() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -798,6 +881,7 @@ fn submit(ctx: &Ctx, a: SubmitArgs) -> anyhow::Result<ExitCode> {
                 priority,
                 label,
                 output_dir,
+                bundle_path: String::new(),
             },
         )
         .await
@@ -830,13 +914,18 @@ fn watch(ctx: &Ctx, a: WatchArgs) -> anyhow::Result<ExitCode> {
         &job,
     ))?;
     println!(
-        "job {} {}{}",
+        "job {} {}{}{}",
         st.job_id,
         remote::job_state_name(st.state),
         if st.manifest_path.is_empty() {
             String::new()
         } else {
             format!("; manifest {}", st.manifest_path)
+        },
+        if st.bundle_path.is_empty() {
+            String::new()
+        } else {
+            format!("; pack {} (sha256 {})", st.bundle_path, st.bundle_sha256)
         }
     );
     let succeeded = stemforge_proto::states::job_state(st.state)
@@ -991,6 +1080,7 @@ fn render_cmd(
         workers: workers.unwrap_or_else(|| settings.worker_count()),
         out,
         no_cache,
+        bundle: None,
     };
     let outcome = rt.block_on(render(spec, settings, &opts))?;
     print!("{}", summary_table(&outcome));

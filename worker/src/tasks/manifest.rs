@@ -56,7 +56,13 @@ const INDEX_FAILURES: usize = 200;
 /// The folder beside `report.html` that holds a catalog report's pages.
 pub const REPORT_PAGES_DIR: &str = "report";
 
-pub fn write_manifest(ctx: &TaskContext<'_>) -> Result<ManifestResult, TaskError> {
+/// Writes the manifest, the CSV and the report; with `bundle`, then the
+/// pack zip at that path (see [`crate::bundle`]), whose result the
+/// manifest's result carries.
+pub fn write_manifest(
+    ctx: &TaskContext<'_>,
+    bundle: Option<&std::path::Path>,
+) -> Result<ManifestResult, TaskError> {
     let pages = ctx.outcomes.ok_or_else(|| {
         TaskError::Internal("the manifest task needs the job's outcomes (no reader given)".into())
     })?;
@@ -76,6 +82,9 @@ pub fn write_manifest(ctx: &TaskContext<'_>) -> Result<ManifestResult, TaskError
     };
     let dir = &ctx.output_dir;
     let mut w = Writers::new(dir, &head)?;
+    if bundle.is_some() {
+        w.bundle = Some(crate::bundle::Contents::new());
+    }
     // A title's tasks are contiguous in the plan, its preflight first
     // (which brings the title's spec): one title's outcomes are held at a
     // time.
@@ -117,7 +126,32 @@ pub fn write_manifest(ctx: &TaskContext<'_>) -> Result<ManifestResult, TaskError
     if let Some((spec, group)) = current.take() {
         w.title(title_entry_of(ctx, &spec, &group)?)?;
     }
-    w.finish(&head)
+    let (mut result, contents) = w.finish(&head)?;
+    if let (Some(path), Some(contents)) = (bundle, contents) {
+        let req = crate::bundle::Request {
+            path,
+            output_dir: dir,
+            job_id: ctx.job_id,
+            origination_unix_s: ctx.origination_unix_s,
+            delivery: d,
+            cancel: ctx.cancel,
+        };
+        result.bundle = Some(crate::bundle::write(&req, &contents).map_err(bundle_error)?);
+    }
+    Ok(result)
+}
+
+/// A pack zip's failure in the task's failure classes: its I/O errors as
+/// an output's (the same table), a changed output folder as bad input.
+fn bundle_error(e: crate::bundle::BundleError) -> TaskError {
+    use crate::bundle::BundleError;
+    match e {
+        BundleError::Io { path, source } => io_error(&path, source),
+        BundleError::Cancelled => TaskError::Cancelled,
+        e @ (BundleError::Zip { .. } | BundleError::Changed { .. }) => {
+            TaskError::Input(e.to_string())
+        }
+    }
 }
 
 /// The manifest entry of the one title of `spec` (a title's own spec).
@@ -161,6 +195,8 @@ struct Writers {
     failures: Vec<(String, String)>,
     /// Report pages written, removed again if the manifest fails.
     written_pages: Vec<std::path::PathBuf>,
+    /// What the pack zip will hold, when the job asked for one.
+    bundle: Option<crate::bundle::Contents>,
 }
 
 impl Writers {
@@ -208,6 +244,7 @@ impl Writers {
             pages: Vec::new(),
             failures: Vec::new(),
             written_pages: Vec::new(),
+            bundle: None,
         })
     }
 
@@ -227,6 +264,9 @@ impl Writers {
         }
         self.json.write(block.as_bytes())?;
         self.csv.write(crate::report::csv_rows(&entry).as_bytes())?;
+        if let Some(b) = &mut self.bundle {
+            b.add_title(&entry);
+        }
         self.page.push(entry);
         if self.page.len() == REPORT_PAGE_TITLES {
             let full = std::mem::take(&mut self.page);
@@ -256,6 +296,9 @@ impl Writers {
         let path = self.dir.join(&href);
         write_atomically(&path, html.as_bytes())?;
         self.written_pages.push(path);
+        if let Some(b) = &mut self.bundle {
+            b.add_report_page(href.clone());
+        }
         for t in &titles {
             for o in t
                 .outputs
@@ -295,14 +338,17 @@ impl Writers {
     /// Writes the report (one page, or the pages and their index), the
     /// CSV and, last, manifest.json: its appearance means the job's
     /// paperwork is complete.
-    fn finish(mut self, head: &Manifest) -> Result<ManifestResult, TaskError> {
+    fn finish(
+        mut self,
+        head: &Manifest,
+    ) -> Result<(ManifestResult, Option<crate::bundle::Contents>), TaskError> {
         let result = self.finish_inner(head);
         if result.is_err() {
             for p in &self.written_pages {
                 let _ = std::fs::remove_file(p);
             }
         }
-        result
+        Ok((result?, self.bundle.take()))
     }
 
     fn finish_inner(&mut self, head: &Manifest) -> Result<ManifestResult, TaskError> {
@@ -348,6 +394,7 @@ impl Writers {
         Ok(ManifestResult {
             manifest_path: path.display().to_string(),
             summary,
+            bundle: None,
         })
     }
 }

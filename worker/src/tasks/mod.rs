@@ -297,7 +297,10 @@ pub fn execute(kind: &TaskKind, ctx: &TaskContext<'_>) -> Result<serde_json::Val
             variants,
             rate,
         } => to_json(render::render(ctx, title, variants, *rate)),
-        TaskKind::Manifest => to_json(manifest::write_manifest(ctx)),
+        TaskKind::Manifest { bundle } => to_json(manifest::write_manifest(
+            ctx,
+            bundle.as_deref().map(std::path::Path::new),
+        )),
     }
 }
 
