@@ -10,7 +10,7 @@ use deliverables_spec::compliance::Measurement;
 use deliverables_spec::manifest::{EFFECTIVE_TOLERANCE_DB, FileRecord, LevelChange};
 use deliverables_spec::model::AmountMode;
 use deliverables_spec::model::Dither;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use deliverables_spec::LevelPolicy;
 use deliverables_spec::model::{BitDepth, Title};
@@ -266,7 +266,6 @@ fn write_pack(
     for p in passes {
         for (o, &st) in p.planned.iter().zip(&p.output_stages) {
             let Some(st) = st else { continue };
-            remove_stale_partials(&ctx.output_dir, &o.file_name);
             let channels = stages.out_channels(st);
             let seed = DitherSeed {
                 title: &title.name,
@@ -477,6 +476,11 @@ fn pack_pass(
     };
     // Planned outputs in pack order, from a build that adds no stage.
     let (_, shape) = build(ctx, title, analysis, variant_names, decided, &|_, _| false)?;
+    let names: BTreeSet<&str> = shape
+        .iter()
+        .flat_map(|p| p.planned.iter().map(|o| o.file_name.as_str()))
+        .collect();
+    remove_stale_partials(&ctx.output_dir, &names);
     let mut cached: Vec<Option<Reused>> = Vec::new();
     for (p, o) in shape
         .iter()
@@ -926,11 +930,11 @@ impl VariantPass {
     }
 }
 
-/// Deletes temporary files an earlier attempt at the same output left behind
-/// (a worker killed mid-write). This attempt holds the lease: any writer of
-/// those files is gone or has lost its lease, and its rename will fail.
-fn remove_stale_partials(dir: &std::path::Path, file_name: &str) {
-    let prefix = format!(".{file_name}.");
+/// Deletes temporary files an earlier attempt at the pack's outputs left
+/// behind (a worker killed mid-write), reading the folder once. This
+/// attempt holds the lease: any writer of those files is gone or has lost
+/// its lease, and its rename will fail.
+fn remove_stale_partials(dir: &std::path::Path, file_names: &BTreeSet<&str>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -939,7 +943,13 @@ fn remove_stale_partials(dir: &std::path::Path, file_name: &str) {
         let Some(name) = name.to_str() else {
             continue;
         };
-        if name.starts_with(&prefix) && name.ends_with(".partial") {
+        // `.NAME.<pid>-<n>.partial`
+        let of = name
+            .strip_prefix('.')
+            .and_then(|n| n.strip_suffix(".partial"))
+            .and_then(|n| n.rsplit_once('.'))
+            .map(|(file, _)| file);
+        if of.is_some_and(|f| file_names.contains(f)) {
             match std::fs::remove_file(e.path()) {
                 Ok(()) => {
                     tracing::info!(file = %name, "removed a stale temporary file of an earlier attempt")
@@ -1020,4 +1030,42 @@ fn verify(
         duration_s: p.frames as f64 / f64::from(rate),
     };
     Ok((file, m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_partials_of_the_packs_outputs_are_removed_and_nothing_else() {
+        let dir = std::env::temp_dir().join(format!("stemforge-partials-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let names = [
+            ".T_full.wav.4242-0.partial",
+            ".T_full.wav.4242-7.partial",
+            ".T_tv.wav.1-2.partial",
+            ".T_full.wav.partial",
+            "T_full.wav",
+            ".Other_full.wav.9-9.partial",
+        ];
+        for n in names {
+            std::fs::write(dir.join(n), b"x").expect("write");
+        }
+        remove_stale_partials(&dir, &BTreeSet::from(["T_full.wav", "T_tv.wav"]));
+        let mut left: Vec<String> = std::fs::read_dir(&dir)
+            .expect("read")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                ".Other_full.wav.9-9.partial",
+                ".T_full.wav.partial",
+                "T_full.wav"
+            ]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
