@@ -38,8 +38,13 @@ pub fn bin() -> PathBuf {
     .clone()
 }
 
-/// A fresh folder under the target dir's temp area.
+/// A fresh folder under the system's temp folder, named after this test
+/// process. Folders of test processes that are no longer running are
+/// removed the first time a process asks for one, so failed runs keep
+/// their evidence until the next run and nothing piles up.
 pub fn scratch(name: &str) -> PathBuf {
+    static SWEPT: OnceLock<()> = OnceLock::new();
+    SWEPT.get_or_init(sweep_dead_scratch);
     let d = std::env::temp_dir().join(format!("stemforge-e2e-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("create scratch dir");
@@ -54,6 +59,27 @@ pub fn command() -> Command {
     let mut c = Command::new(bin());
     c.env("STEMFORGE_CACHE", "false");
     c
+}
+
+/// Removes `stemforge-e2e-<pid>-*` folders whose process is gone.
+fn sweep_dead_scratch() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("stemforge-e2e-"))
+            .and_then(|n| n.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 pub fn stemforge(args: &[&str]) -> Output {
