@@ -99,13 +99,18 @@ fn sha256_hex(p: &Path) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// Files whose output was rendered by this job.
-fn misses(r: &Run) -> Vec<&str> {
+/// Files whose cache status is `status`.
+fn with_status<'a>(r: &'a Run, status: &str) -> Vec<&'a str> {
     r.files
         .iter()
-        .filter(|(_, v)| v.0 == "miss")
+        .filter(|(_, v)| v.0 == status)
         .map(|(k, _)| k.as_str())
         .collect()
+}
+
+/// Files whose output was rendered by this job.
+fn misses(r: &Run) -> Vec<&str> {
+    with_status(r, "miss")
 }
 
 /// Every file byte-identical (whole file and audio) to a clean render's.
@@ -131,18 +136,18 @@ fn assert_same_files(cached: &Run, clean: &Run, what: &str) {
     }
 }
 
-fn cache_hits(cache: &Path) -> BTreeMap<String, (u64, u64)> {
-    let o = stemforge_env(
-        &[
-            "cache",
-            "stats",
-            "--json",
-            "--dir",
-            cache.to_str().expect("utf-8"),
-        ],
-        &[("STEMFORGE_LOG", "warn")],
-    );
+/// `stemforge cache ARGS --dir CACHE`, which must succeed.
+fn cache_cmd(cache: &Path, args: &[&str]) -> std::process::Output {
+    let mut a = vec!["cache"];
+    a.extend_from_slice(args);
+    a.extend(["--dir", cache.to_str().expect("utf-8")]);
+    let o = stemforge_env(&a, &[("STEMFORGE_LOG", "warn")]);
     assert!(o.status.success(), "{}", text(&o));
+    o
+}
+
+fn cache_hits(cache: &Path) -> BTreeMap<String, (u64, u64)> {
+    let o = cache_cmd(cache, &["stats", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("stats JSON");
     v["kinds"]
         .as_array()
@@ -211,12 +216,7 @@ fn a_revision_renders_only_what_changed_and_matches_a_clean_render() {
     // instrumental hears neither and is reused.
     let spec = write_spec(&dir, 2.0, 3.5);
     let chain = render(&spec, &out, Some(&cache));
-    let reused: Vec<&str> = chain
-        .files
-        .iter()
-        .filter(|(_, v)| v.0 == "hit")
-        .map(|(k, _)| k.as_str())
-        .collect();
+    let reused = with_status(&chain, "hit");
     assert_eq!(
         reused,
         vec!["Last-Train_instrumental_48k24.wav"],
@@ -245,12 +245,7 @@ fn a_revision_renders_only_what_changed_and_matches_a_clean_render() {
     mix.extend(["-e", "floating-point", "-b", "32", "Mix.wav"]);
     sox(&dir, &mix);
     let audio = render(&spec, &out, Some(&cache));
-    let reused: Vec<&str> = audio
-        .files
-        .iter()
-        .filter(|(_, v)| v.0 == "hit")
-        .map(|(k, _)| k.as_str())
-        .collect();
+    let reused = with_status(&audio, "hit");
     assert_eq!(
         reused,
         vec!["Last-Train_instrumental_48k24.wav"],
@@ -282,17 +277,7 @@ fn a_revision_renders_only_what_changed_and_matches_a_clean_render() {
     assert_same_files(&healed, &clean, "after a damaged cache entry");
 
     // 7. Pruning to nothing empties it; the next render renders all.
-    let o = stemforge_env(
-        &[
-            "cache",
-            "prune",
-            "--all",
-            "--dir",
-            cache.to_str().expect("utf-8"),
-        ],
-        &[("STEMFORGE_LOG", "warn")],
-    );
-    assert!(o.status.success(), "{}", text(&o));
+    cache_cmd(&cache, &["prune", "--all"]);
     assert!(cache_hits(&cache).is_empty());
     assert!(walk(&cache.join("outputs")).is_empty());
     let cold = render(&spec, &out, Some(&cache));
@@ -315,7 +300,7 @@ fn the_cache_stays_under_its_size() {
     ];
     let o = stemforge_env(&["demo", d, "--seconds", "6", "--workers", "2"], &env);
     assert!(o.status.success(), "{}", text(&o));
-    let o = stemforge_env(&["cache", "stats", "--json", "--dir", c], &env);
+    let o = cache_cmd(&cache, &["stats", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("stats JSON");
     let bytes = v["bytes"].as_u64().expect("bytes");
     assert!(bytes <= 4_000_000, "{v}");

@@ -180,13 +180,23 @@ impl Settings {
         self.cache_config(stemforge_worker::cache::user_cache_dir())
     }
 
+    /// Where a local render's cache is and its bound, whether the cache is
+    /// on or off (`stemforge cache` inspects it either way).
+    pub fn local_cache_location(&self) -> Option<stemforge_worker::cache::CacheConfig> {
+        self.cache_location(stemforge_worker::cache::user_cache_dir())
+    }
+
     fn cache_config(
         &self,
         default_dir: Option<PathBuf>,
     ) -> Option<stemforge_worker::cache::CacheConfig> {
-        if !self.cache {
-            return None;
-        }
+        self.cache_location(default_dir).filter(|_| self.cache)
+    }
+
+    fn cache_location(
+        &self,
+        default_dir: Option<PathBuf>,
+    ) -> Option<stemforge_worker::cache::CacheConfig> {
         let dir = self
             .cache_dir
             .as_deref()
@@ -195,8 +205,13 @@ impl Settings {
             .or(default_dir)?;
         Some(stemforge_worker::cache::CacheConfig {
             dir,
-            max_bytes: (self.cache_max_gb.clamp(0.0, 1e6) * 1e9) as u64,
+            max_bytes: self.cache_max_bytes(),
         })
+    }
+
+    /// `cache_max_gb` in bytes.
+    pub fn cache_max_bytes(&self) -> u64 {
+        (self.cache_max_gb.clamp(0.0, 1e6) * 1e9) as u64
     }
 
     /// Worker count with 0 meaning one per core.

@@ -9,20 +9,19 @@ use stemforge_worker::cache::{CacheConfig, CacheStats, RenderCache};
 
 /// The cache a command works on: `--dir`, else the configured or per-user one.
 pub fn config(settings: &Settings, dir: Option<PathBuf>) -> anyhow::Result<CacheConfig> {
-    let max_bytes = (settings.cache_max_gb.clamp(0.0, 1e6) * 1e9) as u64;
     let dir = match dir {
         Some(d) => d,
         None => settings
-            .cache_dir
-            .as_deref()
-            .filter(|d| !d.is_empty())
-            .map(PathBuf::from)
-            .or_else(stemforge_worker::cache::user_cache_dir)
+            .local_cache_location()
             .context(
                 "no cache folder: set `cache_dir` (config or STEMFORGE_CACHE_DIR) or pass --dir",
-            )?,
+            )?
+            .dir,
     };
-    Ok(CacheConfig { dir, max_bytes })
+    Ok(CacheConfig {
+        dir,
+        max_bytes: settings.cache_max_bytes(),
+    })
 }
 
 pub fn open(cfg: &CacheConfig) -> anyhow::Result<RenderCache> {

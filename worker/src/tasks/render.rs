@@ -450,6 +450,25 @@ struct PassOut {
     change_meters: Vec<ChangeMeter>,
 }
 
+/// The cache key of every output of the pack at `decided` trims, in pack
+/// order, from a build with every output wanted (`None`: no cache).
+fn pack_keys(
+    ctx: &TaskContext<'_>,
+    title: &Title,
+    analysis: &AnalysisResult,
+    variant_names: &[String],
+    pack_rate: Option<u32>,
+    decided: Option<&BTreeMap<String, FamilyTrims>>,
+) -> Result<Option<Vec<Option<String>>>, TaskError> {
+    if ctx.cache.is_none() {
+        return Ok(None);
+    }
+    let (stages, passes) = build(ctx, title, analysis, variant_names, decided, &|_, _| true)?;
+    Ok(Some(reuse::output_keys(
+        ctx, title, analysis, pack_rate, &stages, &passes, decided,
+    )))
+}
+
 /// One pass of the pack at `decided` trims (`None`: the analysis' own):
 /// outputs whose key the cache holds (when `lookup`) are copied from it,
 /// the rest rendered together in one pass over the stems. `keys`: the
@@ -465,14 +484,11 @@ fn pack_pass(
     lookup: bool,
     keys: Option<Vec<Option<String>>>,
 ) -> Result<PassOut, TaskError> {
-    let all = |_: usize, _: usize| true;
-    let keys = match (keys, ctx.cache) {
-        (Some(k), _) => k,
-        (None, Some(_)) => {
-            let (stages, passes) = build(ctx, title, analysis, variant_names, decided, &all)?;
-            reuse::output_keys(ctx, title, analysis, pack_rate, &stages, &passes, decided)
+    let keys = match keys {
+        Some(k) => k,
+        None => {
+            pack_keys(ctx, title, analysis, variant_names, pack_rate, decided)?.unwrap_or_default()
         }
-        (None, None) => Vec::new(),
     };
     // Planned outputs in pack order, from a build that adds no stage.
     let (_, shape) = build(ctx, title, analysis, variant_names, decided, &|_, _| false)?;
@@ -576,16 +592,7 @@ pub fn render(
     let rate = analysis.sample_rate;
     let deferred = !analysis.deferred_ceiling.is_empty();
     // The first pass's keys, and a decision an earlier job made on them.
-    let first_keys = match ctx.cache {
-        Some(_) => {
-            let all = |_: usize, _: usize| true;
-            let (stages, passes) = build(ctx, title, &analysis, variant_names, None, &all)?;
-            Some(reuse::output_keys(
-                ctx, title, &analysis, pack_rate, &stages, &passes, None,
-            ))
-        }
-        None => None,
-    };
+    let first_keys = pack_keys(ctx, title, &analysis, variant_names, pack_rate, None)?;
     let pack_key = first_keys.as_deref().and_then(reuse::pack_key);
     let earlier = match (ctx.cache, &pack_key) {
         (Some(cache), Some(k)) if deferred => reuse::decided_pack(cache, k),

@@ -104,7 +104,8 @@ pub(super) fn output_keys(
 ) -> Vec<Option<String>> {
     let d = ctx.spec.delivery();
     let (full_tg, full_cc) = full_graph(ctx, title, analysis);
-    let full_inputs = heard(title, analysis, &full_tg.effective());
+    let full_tg = full_tg.effective();
+    let full_inputs = heard(title, analysis, &full_tg);
     let full_trim = match decided.and_then(|c| c.get("full")) {
         Some(t) => t.ceiling_trim_db + t.variant_trims_db.get("full").copied().unwrap_or(0.0),
         None => {
@@ -138,7 +139,7 @@ pub(super) fn output_keys(
                 };
                 Some(FullRecipe {
                     inputs,
-                    graph: full_tg.effective(),
+                    graph: full_tg.clone(),
                     context: format!("{full_cc:?}"),
                     trim_db: full_trim,
                 })
