@@ -3,11 +3,13 @@
 //! (`daemon`), the in-process cluster behind `render` (`local`) and the
 //! client calls (`remote`). The `stemforge` command line is its own crate.
 
+pub mod catalog_dir;
 pub mod daemon;
 pub mod data_lock;
 pub mod local;
 pub mod metrics;
 pub mod metrics_http;
+pub mod ops;
 pub mod remote;
 pub mod sandbox;
 pub mod scheduler;

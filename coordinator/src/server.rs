@@ -63,6 +63,8 @@ pub struct Coordinator {
     /// The render cache every lease names (`None`: off).
     cache: Option<stemforge_worker::cache::CacheConfig>,
     pub metrics: Metrics,
+    /// Schedules' and hot folders' views for the operator surfaces.
+    pub automations: crate::ops::Automations,
     /// True once the coordinator is shutting down: long polls return empty
     /// and job event streams end, so the server can drain.
     stopping: watch::Sender<bool>,
@@ -83,7 +85,87 @@ impl Coordinator {
             changed: Notify::new(),
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
             metrics: Metrics::new(),
+            automations: Default::default(),
             stopping: watch::channel(false).0,
+        })
+    }
+
+    /// Validates, plans and stores a job: what `SubmitJob` does, for
+    /// in-process callers too (schedules, hot folders), so every job enters
+    /// through the same checks (hash, absolute paths, media roots).
+    pub fn submit(&self, r: SubmitJobRequest) -> Result<SubmitJobResponse, Status> {
+        let hash = deliverables_spec::plan::spec_hash(&r.spec_toml);
+        if hash != r.spec_sha256 {
+            return Err(Status::invalid_argument(format!(
+                "spec_sha256 {} does not match the spec text (sha256 {hash})",
+                r.spec_sha256
+            )));
+        }
+        if !Path::new(&r.base_dir).is_absolute() {
+            return Err(Status::invalid_argument(
+                "base_dir must be an absolute path",
+            ));
+        }
+        if !r.output_dir.is_empty() && !Path::new(&r.output_dir).is_absolute() {
+            return Err(Status::invalid_argument(
+                "output_dir must be an absolute path",
+            ));
+        }
+        let loaded =
+            deliverables_spec::load_text(r.spec_toml.clone(), Path::new(&r.base_dir), None)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let plan = deliverables_spec::plan_job(&loaded, &self.tool_version, &self.media_roots)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let submitted_ms = now_ms();
+        let job_id = format!(
+            "{}-{}-{}",
+            &hash[..12],
+            submitted_ms,
+            JOB_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let output_dir = if r.output_dir.is_empty() {
+            loaded
+                .path(&loaded.delivery().output_dir)
+                .display()
+                .to_string()
+        } else {
+            r.output_dir
+        };
+        deliverables_spec::files::MediaRoots::new(&self.media_roots)
+            .confine_output(Path::new(&output_dir))
+            .map_err(|why| {
+                Status::invalid_argument(format!(
+                    "output folder {output_dir} is not allowed: {why}; write under a media root or add one to media_roots"
+                ))
+            })?;
+        let plan = with_bundle(plan, &r.bundle_path, &self.media_roots)?;
+        // Each task is sent its title's part of the spec, never the whole
+        // catalog.
+        let scoped = deliverables_spec::scope::split_titles(&r.spec_toml)
+            .map_err(Status::invalid_argument)?;
+        let job = JobRecord {
+            job_id,
+            seq: 0,
+            priority: r.priority,
+            label: r.label,
+            spec_header: scoped.header,
+            spec_toml: r.spec_toml,
+            spec_sha256: hash,
+            base_dir: r.base_dir,
+            output_dir,
+            submitted_ms,
+            origination_unix_s: origination_unix_s(&loaded, submitted_ms),
+            state: JobState::Running,
+            worker_failures: Default::default(),
+        };
+        let n = plan.tasks.len() as u32;
+        let job_id = self.with(|s| s.submit_scoped(job, &plan, &scoped.titles))?;
+        info!(job = %job_id, tasks = n, "job submitted");
+        self.work.notify_waiters();
+        self.changed.notify_waiters();
+        Ok(SubmitJobResponse {
+            job_id,
+            task_count: n,
         })
     }
 
@@ -180,82 +262,7 @@ impl Jobs for Service {
         &self,
         req: Request<SubmitJobRequest>,
     ) -> Result<Response<SubmitJobResponse>, Status> {
-        let r = req.into_inner();
-        let hash = deliverables_spec::plan::spec_hash(&r.spec_toml);
-        if hash != r.spec_sha256 {
-            return Err(Status::invalid_argument(format!(
-                "spec_sha256 {} does not match the spec text (sha256 {hash})",
-                r.spec_sha256
-            )));
-        }
-        if !Path::new(&r.base_dir).is_absolute() {
-            return Err(Status::invalid_argument(
-                "base_dir must be an absolute path",
-            ));
-        }
-        if !r.output_dir.is_empty() && !Path::new(&r.output_dir).is_absolute() {
-            return Err(Status::invalid_argument(
-                "output_dir must be an absolute path",
-            ));
-        }
-        let loaded =
-            deliverables_spec::load_text(r.spec_toml.clone(), Path::new(&r.base_dir), None)
-                .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let plan = deliverables_spec::plan_job(&loaded, &self.0.tool_version, &self.0.media_roots)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let submitted_ms = now_ms();
-        let job_id = format!(
-            "{}-{}-{}",
-            &hash[..12],
-            submitted_ms,
-            JOB_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        );
-        let output_dir = if r.output_dir.is_empty() {
-            loaded
-                .path(&loaded.delivery().output_dir)
-                .display()
-                .to_string()
-        } else {
-            r.output_dir
-        };
-        deliverables_spec::files::MediaRoots::new(&self.0.media_roots)
-            .confine_output(Path::new(&output_dir))
-            .map_err(|why| {
-                Status::invalid_argument(format!(
-                    "output folder {output_dir} is not allowed: {why}; write under a media root or add one to media_roots"
-                ))
-            })?;
-        let plan = with_bundle(plan, &r.bundle_path, &self.0.media_roots)?;
-        // Each task is sent its title's part of the spec, never the whole
-        // catalog.
-        let scoped = deliverables_spec::scope::split_titles(&r.spec_toml)
-            .map_err(Status::invalid_argument)?;
-        let job = JobRecord {
-            job_id,
-            seq: 0,
-            priority: r.priority,
-            label: r.label,
-            spec_header: scoped.header,
-            spec_toml: r.spec_toml,
-            spec_sha256: hash,
-            base_dir: r.base_dir,
-            output_dir,
-            submitted_ms,
-            origination_unix_s: origination_unix_s(&loaded, submitted_ms),
-            state: JobState::Running,
-            worker_failures: Default::default(),
-        };
-        let n = plan.tasks.len() as u32;
-        let job_id = self
-            .0
-            .with(|s| s.submit_scoped(job, &plan, &scoped.titles))?;
-        info!(job = %job_id, tasks = n, "job submitted");
-        self.0.work.notify_waiters();
-        self.0.changed.notify_waiters();
-        Ok(Response::new(SubmitJobResponse {
-            job_id,
-            task_count: n,
-        }))
+        self.0.submit(req.into_inner()).map(Response::new)
     }
 
     async fn get_job(&self, req: Request<GetJobRequest>) -> Result<Response<JobStatus>, Status> {

@@ -7,7 +7,7 @@ pub mod bench;
 pub mod bench_cluster;
 pub mod bench_pack;
 pub mod cache_cmd;
-pub mod catalog_dir;
+pub use stemforge_coordinator::catalog_dir;
 pub mod check;
 pub mod measure;
 pub mod pack;

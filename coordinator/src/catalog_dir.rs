@@ -35,7 +35,7 @@ pub struct DirSpec {
 }
 
 /// A folder's audio files and sub-folders (hidden entries left out), sorted.
-pub(crate) fn entries(dir: &Path) -> anyhow::Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+pub fn entries(dir: &Path) -> anyhow::Result<(Vec<PathBuf>, Vec<PathBuf>)> {
     let mut audio = Vec::new();
     let mut dirs = Vec::new();
     for e in std::fs::read_dir(dir).with_context(|| format!("cannot list '{}'", dir.display()))? {
