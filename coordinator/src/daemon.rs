@@ -64,6 +64,8 @@ pub async fn run_coordinator(settings: &Settings, args: &CoordinatorArgs<'_>) ->
     let data_dir = args.data_dir;
     let tls = settings.server_tls()?;
     let auth = settings.auth()?;
+    // Configuration errors refuse the start before anything is opened.
+    let hooks = crate::webhooks::resolve(&settings.webhooks)?;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     // One coordinator per data directory: the lock is taken before anything
@@ -122,6 +124,15 @@ pub async fn run_coordinator(settings: &Settings, args: &CoordinatorArgs<'_>) ->
         .start_epoch()
         .map_err(|e| anyhow::anyhow!("starting on {}: {}", db.display(), e.message()))?;
     info!(epoch, "coordinator epoch");
+    // Before the sweep, the first thing that can end a job.
+    let notifier = if hooks.is_empty() {
+        None
+    } else {
+        let n = hooks.len();
+        let notifier = crate::webhooks::Notifier::open(coord.clone(), hooks, data_dir)?;
+        info!(hooks = n, "webhooks on");
+        Some(notifier)
+    };
     // Leases that lapsed while no coordinator ran are requeued at once.
     let requeued = coord.sweep();
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -141,6 +152,7 @@ pub async fn run_coordinator(settings: &Settings, args: &CoordinatorArgs<'_>) ->
             stop_rx.clone(),
         ))
     });
+    let notifier = notifier.map(|(n, ends)| tokio::spawn(n.run(ends, stop_rx.clone())));
     info!(%addr, db = %db.display(), lock = %lock.path().display(), requeued, tls = tls.is_some(), "coordinator started");
     let opts = ServeOptions {
         tls: tls_config,
@@ -159,6 +171,9 @@ pub async fn run_coordinator(settings: &Settings, args: &CoordinatorArgs<'_>) ->
     })?;
     if let Some(m) = metrics {
         let _ = m.await;
+    }
+    if let Some(n) = notifier {
+        let _ = n.await;
     }
     info!("coordinator stopped");
     drop(lock);

@@ -91,6 +91,10 @@ pub struct Scheduler<S: Store> {
     /// When each worker last asked for work (not stored: a restarted
     /// coordinator relearns it within one poll).
     last_poll: BTreeMap<String, i64>,
+    /// Jobs that reached an end state (finished or cancelled) since the last
+    /// [`Scheduler::take_ended`], in the order they ended; recorded only
+    /// after the store took the change.
+    ended: Vec<String>,
 }
 
 impl<S: Store> Scheduler<S> {
@@ -101,7 +105,27 @@ impl<S: Store> Scheduler<S> {
             epoch: 0,
             lease_seq: 0,
             last_poll: BTreeMap::new(),
+            ended: Vec::new(),
         }
+    }
+
+    /// The jobs that ended since the last call (the coordinator tells its
+    /// listeners, e.g. webhooks, after each scheduler call).
+    pub fn take_ended(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.ended)
+    }
+
+    /// Appends a job-level event that changes no state (a notification's
+    /// delivery, say), so it shows in the job's event stream.
+    pub fn note(&mut self, job_id: &str, message: &str, now_ms: i64) -> Result<(), SchedError> {
+        let job = self
+            .store
+            .job(job_id)?
+            .ok_or_else(|| SchedError::NoJob(job_id.into()))?;
+        let mut ev = job_event(&job, now_ms, message);
+        ev.kind = "note".into();
+        self.store.put_tasks(&[], None, &[ev])?;
+        Ok(())
     }
 
     pub fn config(&self) -> &SchedulerConfig {
@@ -571,6 +595,7 @@ impl<S: Store> Scheduler<S> {
             .collect();
         events.push(job_event(&job, now_ms, "cancelled"));
         self.store.put_tasks(&tasks, Some(&job), &events)?;
+        self.ended.push(job.job_id);
         Ok(())
     }
 
@@ -775,6 +800,9 @@ impl<S: Store> Scheduler<S> {
         }
         let job_write = (job_finished || failures_changed).then_some(&job);
         self.store.put_tasks(&out, job_write, &events)?;
+        if job_finished {
+            self.ended.push(job.job_id);
+        }
         Ok(())
     }
 

@@ -65,6 +65,10 @@ pub struct Coordinator {
     pub metrics: Metrics,
     /// Schedules' and hot folders' views for the operator surfaces.
     pub automations: crate::ops::Automations,
+    /// Told the id of every job that ends (finished or cancelled), after
+    /// the store has it. Bounded: a listener that falls behind sees
+    /// `Lagged` and must recover from the store.
+    pub job_ends: tokio::sync::broadcast::Sender<String>,
     /// True once the coordinator is shutting down: long polls return empty
     /// and job event streams end, so the server can drain.
     stopping: watch::Sender<bool>,
@@ -86,6 +90,7 @@ impl Coordinator {
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
             metrics: Metrics::new(),
             automations: Default::default(),
+            job_ends: tokio::sync::broadcast::channel(1024).0,
             stopping: watch::channel(false).0,
         })
     }
@@ -225,7 +230,37 @@ impl Coordinator {
             .sched
             .lock()
             .map_err(|_| Status::internal("scheduler lock poisoned"))?;
-        f(&mut s).map_err(to_status)
+        let r = f(&mut s).map_err(to_status);
+        let ended = s.take_ended();
+        drop(s);
+        for job in ended {
+            // No receiver (no webhooks configured) is not an error.
+            let _ = self.job_ends.send(job);
+        }
+        r
+    }
+
+    /// Records a job-level note in the job's events (see [`Scheduler::note`]).
+    pub fn note(&self, job_id: &str, message: &str) -> Result<(), Status> {
+        self.with(|s| s.note(job_id, message, now_ms()))?;
+        self.changed.notify_waiters();
+        Ok(())
+    }
+
+    /// Every job record (without tasks), oldest first.
+    pub fn job_records(&self) -> Result<Vec<JobRecord>, Status> {
+        self.with(|s| s.jobs())
+    }
+
+    /// A job's record, its task tally and its manifest result (if written).
+    pub fn job_summary(
+        &self,
+        job_id: &str,
+    ) -> Result<(JobRecord, crate::store::Tally, Option<String>), Status> {
+        self.with(|s| {
+            let (job, tally, _) = s.job_page(job_id, None, 0)?;
+            Ok((job, tally, s.manifest_result(job_id)?))
+        })
     }
 
     /// Requeues lapsed leases now; returns how many.

@@ -98,12 +98,22 @@ pub struct Settings {
     /// Size the render cache is kept under, GB (least recently used
     /// entries are evicted first).
     pub cache_max_gb: f64,
+    /// Coordinator: URLs told of every job's end (`[[webhooks]]`).
+    #[serde(default)]
+    pub webhooks: Vec<crate::webhooks::WebhookConfig>,
 }
 
 /// A configured secret: `Debug` never shows it.
 #[derive(Clone, Deserialize)]
 #[serde(transparent)]
 pub struct Secret(String);
+
+impl Secret {
+    /// The secret's value, for the code that uses it (never for logs).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
