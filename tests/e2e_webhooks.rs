@@ -42,6 +42,8 @@ struct Post {
     body: Vec<u8>,
     /// What the receiver answered.
     answered: u16,
+    /// When it arrived (Unix ms).
+    at_ms: i64,
 }
 
 #[derive(Clone, Default)]
@@ -78,6 +80,9 @@ async fn hook(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> Sta
         headers,
         body: body.to_vec(),
         answered: status.as_u16(),
+        at_ms: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64),
     });
     status
 }
@@ -241,6 +246,17 @@ backoff_s = 0.2
     );
     assert_eq!(a["all_pass"], manifest["summary"]["all_pass"]);
     assert_eq!(a["tasks_failed"], 0);
+    // For the record: from the job's end to the first attempt's arrival.
+    let first = posts
+        .iter()
+        .find(|p| {
+            p.headers["x-stemforge-delivery"] == accepted(&done)[0].headers["x-stemforge-delivery"]
+        })
+        .expect("first attempt");
+    eprintln!(
+        "webhook latency: job end → first POST {} ms",
+        first.at_ms - a["ended_unix_ms"].as_i64().expect("ms")
+    );
     let b = verify(&accepted(&cancelled)[0]);
     assert_eq!(b["state"], "cancelled");
     assert_eq!(b["manifest_path"], "");

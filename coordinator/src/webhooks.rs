@@ -219,6 +219,8 @@ pub struct JobEnded {
     /// `succeeded`, `failed` or `cancelled`.
     pub state: String,
     pub submitted_unix_ms: i64,
+    /// When the notification was queued: the job's end, or for a job that
+    /// ended while the coordinator was down, when it was found at start.
     pub ended_unix_ms: i64,
     /// From the manifest when it was written, else 0.
     pub titles: u64,
