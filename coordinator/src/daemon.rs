@@ -64,6 +64,10 @@ pub async fn run_coordinator(settings: &Settings, args: &CoordinatorArgs<'_>) ->
     let data_dir = args.data_dir;
     let tls = settings.server_tls()?;
     let auth = settings.auth()?;
+    // Schedules are checked before anything is bound or opened: a bad one
+    // refuses to start.
+    let schedules_base = crate::schedules::config_base(settings.config_file.as_deref());
+    let schedules = crate::schedules::validate(&settings.schedules, &schedules_base)?;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     // One coordinator per data directory: the lock is taken before anything
@@ -147,6 +151,12 @@ pub async fn run_coordinator(settings: &Settings, args: &CoordinatorArgs<'_>) ->
         auth,
         drain: Some(settings.drain_timeout()),
     };
+    let schedules = if schedules.is_empty() {
+        Vec::new()
+    } else {
+        let db = crate::schedules::StateDb::open(&data_dir.join(crate::schedules::DB_FILE))?;
+        crate::schedules::start(coord.clone(), schedules, db, stop_rx.clone())
+    };
     let server = tokio::spawn(serve(coord, listener, stop_rx, opts));
     shutdown_signal().await;
     info!("SIGTERM/interrupt: shutting down");
@@ -159,6 +169,9 @@ pub async fn run_coordinator(settings: &Settings, args: &CoordinatorArgs<'_>) ->
     })?;
     if let Some(m) = metrics {
         let _ = m.await;
+    }
+    for s in schedules {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s).await;
     }
     info!("coordinator stopped");
     drop(lock);

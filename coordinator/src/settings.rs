@@ -98,6 +98,14 @@ pub struct Settings {
     /// Size the render cache is kept under, GB (least recently used
     /// entries are evicted first).
     pub cache_max_gb: f64,
+    /// Coordinator: `[[schedules]]`, specs submitted on a cron schedule
+    /// (`crate::schedules`; checked when the coordinator starts).
+    #[serde(default)]
+    pub schedules: Vec<crate::schedules::ScheduleConfig>,
+    /// The config file these settings were read from (`--config`), if any:
+    /// a schedule's relative `spec` is resolved against its folder.
+    #[serde(skip)]
+    pub config_file: Option<PathBuf>,
 }
 
 /// A configured secret: `Debug` never shows it.
@@ -143,6 +151,10 @@ impl Settings {
         )
         .build()?
         .try_deserialize()
+        .map(|mut s: Settings| {
+            s.config_file = file.map(Path::to_path_buf);
+            s
+        })
     }
 
     pub fn scheduler(&self) -> SchedulerConfig {
