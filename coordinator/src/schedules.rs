@@ -915,7 +915,11 @@ mod tests {
         let t = next_slot(&cron, chrono_tz::UTC, utc(2026, 1, 1, 0, 0) + 1).expect("next");
         assert_eq!(t, utc(2026, 1, 1, 0, 0) + 5_000);
         assert_eq!(slot_time(chrono_tz::UTC, t), "2026-01-01T00:00:05+00:00");
-        assert!(parse_cron("0 2 * *").unwrap_err().contains("4 fields"));
+        assert!(
+            parse_cron("0 2 * *")
+                .expect_err("refused")
+                .contains("4 fields")
+        );
         assert!(parse_cron("0 2 * * * * 2026").is_err());
         assert!(parse_cron("61 2 * * *").is_err());
     }
@@ -939,14 +943,14 @@ mod tests {
         assert_eq!(ok[0].label, "nightly");
         assert_eq!(ok[0].missed, Missed::Once);
         let e = validate(&[cfg("a", "0 2 * * *", None)], base)
-            .unwrap_err()
+            .expect_err("refused")
             .to_string();
         assert!(
             e.contains("schedules[0].time_zone: is required") && e.contains("Europe/London"),
             "{e}"
         );
         let e = validate(&[cfg("a", "0 2 * *", Some("Mars/Olympus"))], base)
-            .unwrap_err()
+            .expect_err("refused")
             .to_string();
         assert!(
             e.contains("schedules[0].cron:")
@@ -960,13 +964,13 @@ mod tests {
             ],
             base,
         )
-        .unwrap_err()
+        .expect_err("refused")
         .to_string();
         assert!(e.contains("schedules[1].name: `a` is used"), "{e}");
         let mut c = cfg("b", "0 0 31 2 *", Some("UTC"));
         c.missed = Some("twice".into());
         c.unknown.insert("timezone".into(), serde_json::Value::Null);
-        let e = validate(&[c], base).unwrap_err().to_string();
+        let e = validate(&[c], base).expect_err("refused").to_string();
         assert!(
             e.contains("schedules[0].cron: \"0 0 31 2 *\" never fires"),
             "{e}"
