@@ -93,6 +93,14 @@ pub async fn run_coordinator(settings: &Settings, args: &CoordinatorArgs<'_>) ->
         Some((maddr, l))
     };
 
+    // The schedules' claims live beside the job store, owned under the same lock.
+    let schedules_db = if schedules.is_empty() {
+        None
+    } else {
+        Some(crate::schedules::StateDb::open(
+            &data_dir.join(crate::schedules::DB_FILE),
+        )?)
+    };
     let db = data_dir.join(DB_FILE);
     let store = SqliteStore::open(&db)?;
     let store = CachedStore::load(Box::new(store))?;
@@ -151,11 +159,9 @@ pub async fn run_coordinator(settings: &Settings, args: &CoordinatorArgs<'_>) ->
         auth,
         drain: Some(settings.drain_timeout()),
     };
-    let schedules = if schedules.is_empty() {
-        Vec::new()
-    } else {
-        let db = crate::schedules::StateDb::open(&data_dir.join(crate::schedules::DB_FILE))?;
-        crate::schedules::start(coord.clone(), schedules, db, stop_rx.clone())
+    let schedules = match schedules_db {
+        Some(db) => crate::schedules::start(coord.clone(), schedules, db, stop_rx.clone()),
+        None => Vec::new(),
     };
     let server = tokio::spawn(serve(coord, listener, stop_rx, opts));
     shutdown_signal().await;

@@ -667,10 +667,11 @@ async fn run_schedule(
         };
         let cursor = row.last_slot_ms.unwrap_or(row.first_seen_ms);
         let now = now_ms();
+        let at_start = policy.is_some();
         let action = decide(&s.cron, s.tz, cursor, now, policy.take());
         match action {
             Action::Run(slot) => {
-                if slot < now - 60_000 {
+                if at_start {
                     info!(schedule = %name, slot = %slot_time(s.tz, slot), "running a slot missed while the coordinator was down (missed = \"once\")");
                 }
                 match db.claim(&name, slot) {
@@ -817,7 +818,7 @@ mod tests {
         let london = chrono_tz::Europe::London;
         let cron = parse_cron("30 1 * * *").expect("cron");
         // Spring forward: 2026-03-29 01:00 GMT becomes 02:00 BST; 01:30
-        // does not exist that day. The slot still comes once that day.
+        // does not exist that day.
         let mut t = utc(2026, 3, 27, 12, 0);
         let mut slots = Vec::new();
         for _ in 0..4 {
@@ -825,7 +826,9 @@ mod tests {
             slots.push(slot_time(london, t));
         }
         assert_eq!(slots[0], "2026-03-28T01:30+00:00");
-        assert!(slots[1].starts_with("2026-03-29T0"), "{slots:?}");
+        // 01:30 does not exist that day: the slot is the first time after
+        // the gap, 02:00 BST (01:00 UTC), once.
+        assert_eq!(slots[1], "2026-03-29T02:00+01:00");
         assert_eq!(slots[2], "2026-03-30T01:30+01:00");
         assert_eq!(slots[3], "2026-03-31T01:30+01:00");
         // Fall back: 2026-10-25 01:00-02:00 happens twice; a fixed-time
