@@ -6,8 +6,10 @@
 //! the slot; slots missed while the coordinator was down run once
 //! (`missed = "once"`) or are skipped (`"skip"`); a slot claimed before a
 //! crash whose job never got submitted is submitted once at restart;
-//! `stemforge schedules` lists last and next runs (behind the client
-//! token); a bad schedule refuses to start, naming the field.
+//! a spec that cannot be read is the schedule's recorded error, not the
+//! coordinator's end; `stemforge schedules` lists last and next runs
+//! (behind the client token); a bad schedule refuses to start, naming the
+//! field.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -266,17 +268,22 @@ fn slots_missed_while_down_run_once_or_are_skipped() {
         )
     };
     let config = dir.join("stemforge.toml");
+    // `broken`: its spec is not there; its run is an error it records,
+    // and it carries on.
+    let broken = format!(
+        "[[schedules]]\nname = \"broken\"\ncron = \"{cron}\"\ntime_zone = \"UTC\"\nspec = \"missing.toml\"\n\n"
+    );
     std::fs::write(
         &config,
-        entry("catchup", "once") + &entry("skipper", "skip") + &entry("claimed", "skip"),
+        entry("catchup", "once") + &entry("skipper", "skip") + &entry("claimed", "skip") + &broken,
     )
     .expect("write config");
     // The config is the cluster's working folder's stemforge.toml.
     let mut c = b.start().expect("coordinator starts");
     let list = c.wait_for("the schedules", Duration::from_secs(10), || {
-        schedules(&c, &[]).filter(|l| l.len() == 3)
+        schedules(&c, &[]).filter(|l| l.len() == 4)
     });
-    for name in ["catchup", "skipper", "claimed"] {
+    for name in ["catchup", "skipper", "claimed", "broken"] {
         assert_eq!(schedule(&list, name)["next_run_unix_ms"], slot, "{name}");
     }
     // Down over the slot (no worker: the jobs only have to exist).
@@ -321,23 +328,34 @@ fn slots_missed_while_down_run_once_or_are_skipped() {
                 && schedule(l, "claimed")["last_error"]
                     .as_str()
                     .is_some_and(|e| e.contains("skipped"))
+                && schedule(l, "broken")["last_error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("cannot read the spec file"))
         })
     });
-    for name in ["catchup", "skipper", "claimed"] {
+    for name in ["catchup", "skipper", "claimed", "broken"] {
         let s = schedule(&list, name);
         assert_eq!(s["next_run_unix_ms"], slot + DAY_MS, "{s}");
         assert!(s["next_run_unix_ms"].as_i64() > Some(now_ms()), "{s}");
     }
     assert_eq!(schedule(&list, "catchup")["last_run_unix_ms"], slot);
     assert_eq!(schedule(&list, "skipper")["last_run_unix_ms"], Value::Null);
+    assert_eq!(schedule(&list, "broken")["last_run_unix_ms"], slot);
+    assert!(
+        schedule(&list, "broken")["spec"]
+            .as_str()
+            .is_some_and(|s| s.ends_with("missing.toml")),
+        "{list:?}"
+    );
     assert!(jobs_of(&c, "skipper", &[]).is_empty());
+    assert!(jobs_of(&c, "broken", &[]).is_empty());
 
     // Another restart changes nothing.
     let code = c.term_coordinator(Duration::from_secs(30));
     assert!(code.success(), "{code:?}");
     c.restart_coordinator();
     c.wait_for("the schedules served", Duration::from_secs(20), || {
-        schedules(&c, &[]).filter(|l| l.len() == 3)
+        schedules(&c, &[]).filter(|l| l.len() == 4)
     });
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(jobs_of(&c, "catchup", &[]).len(), 1);
