@@ -650,6 +650,9 @@ async fn run_schedule(
     }
     // Slots missed while no coordinator ran: the policy decides, once.
     let mut policy = Some(s.missed);
+    // The last slot decided in this life: a skip the database failed to
+    // record is still not run.
+    let mut decided = i64::MIN;
     loop {
         if *stop.borrow() {
             return;
@@ -665,7 +668,7 @@ async fn run_schedule(
                 continue;
             }
         };
-        let cursor = row.last_slot_ms.unwrap_or(row.first_seen_ms);
+        let cursor = row.last_slot_ms.unwrap_or(row.first_seen_ms).max(decided);
         let now = now_ms();
         let at_start = policy.is_some();
         let action = decide(&s.cron, s.tz, cursor, now, policy.take());
@@ -675,8 +678,11 @@ async fn run_schedule(
                     info!(schedule = %name, slot = %slot_time(s.tz, slot), "running a slot missed while the coordinator was down (missed = \"once\")");
                 }
                 match db.claim(&name, slot) {
-                    Ok(true) => submit_slot(&coord, &s, &db, slot).await,
-                    Ok(false) => {}
+                    Ok(true) => {
+                        decided = slot;
+                        submit_slot(&coord, &s, &db, slot).await;
+                    }
+                    Ok(false) => decided = decided.max(slot),
                     Err(e) => {
                         // Not claimed, so not run: tried again shortly.
                         error!(schedule = %name, "{e:#}; the slot is tried again in 10 s");
@@ -697,6 +703,7 @@ async fn run_schedule(
                     slot_time(s.tz, slot)
                 );
                 warn!(schedule = %name, "{note}");
+                decided = slot;
                 if let Err(e) = db.record_skip(&name, slot, &note) {
                     error!(schedule = %name, "{e:#}");
                 }
