@@ -64,8 +64,12 @@ pub async fn run_coordinator(settings: &Settings, args: &CoordinatorArgs<'_>) ->
     let data_dir = args.data_dir;
     let tls = settings.server_tls()?;
     let auth = settings.auth()?;
-    // Configuration errors refuse the start before anything is opened.
-    let hooks = crate::webhooks::resolve(&settings.webhooks)?;
+    // Schedules and webhooks are checked before anything is bound or
+    // opened: a bad one refuses to start. Their relative paths are read
+    // against the config file's folder.
+    let config_base = crate::schedules::config_base(settings.config_file.as_deref());
+    let schedules = crate::schedules::validate(&settings.schedules, &config_base)?;
+    let hooks = crate::webhooks::resolve(&settings.webhooks, &config_base)?;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     // One coordinator per data directory: the lock is taken before anything
@@ -91,6 +95,14 @@ pub async fn run_coordinator(settings: &Settings, args: &CoordinatorArgs<'_>) ->
         Some((maddr, l))
     };
 
+    // The schedules' claims live beside the job store, owned under the same lock.
+    let schedules_db = if schedules.is_empty() {
+        None
+    } else {
+        Some(crate::schedules::StateDb::open(
+            &data_dir.join(crate::schedules::DB_FILE),
+        )?)
+    };
     let db = data_dir.join(DB_FILE);
     let store = SqliteStore::open(&db)?;
     let store = CachedStore::load(Box::new(store))?;
@@ -159,6 +171,10 @@ pub async fn run_coordinator(settings: &Settings, args: &CoordinatorArgs<'_>) ->
         auth,
         drain: Some(settings.drain_timeout()),
     };
+    let schedules = match schedules_db {
+        Some(db) => crate::schedules::start(coord.clone(), schedules, db, stop_rx.clone()),
+        None => Vec::new(),
+    };
     let server = tokio::spawn(serve(coord, listener, stop_rx, opts));
     shutdown_signal().await;
     info!("SIGTERM/interrupt: shutting down");
@@ -174,6 +190,9 @@ pub async fn run_coordinator(settings: &Settings, args: &CoordinatorArgs<'_>) ->
     }
     if let Some(n) = notifier {
         let _ = n.await;
+    }
+    for s in schedules {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s).await;
     }
     info!("coordinator stopped");
     drop(lock);

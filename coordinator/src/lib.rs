@@ -13,6 +13,7 @@ pub mod ops;
 pub mod remote;
 pub mod sandbox;
 pub mod scheduler;
+pub mod schedules;
 pub mod security;
 pub mod server;
 pub mod settings;

@@ -15,8 +15,8 @@ use serde::Serialize;
 use stemforge_proto::client::{AuthChannel, ClientError, Endpoint};
 use stemforge_proto::v1::jobs_client::JobsClient;
 use stemforge_proto::v1::{
-    CancelJobRequest, GetJobRequest, JobStatus, ListJobsRequest, RetryJobRequest, SubmitJobRequest,
-    SubmitJobResponse, WatchJobRequest,
+    CancelJobRequest, GetJobRequest, JobStatus, ListJobsRequest, ListSchedulesRequest,
+    RetryJobRequest, SubmitJobRequest, SubmitJobResponse, WatchJobRequest,
 };
 use tracing::info;
 
@@ -476,4 +476,97 @@ pub async fn health(ep: &Endpoint, service: &str) -> Result<String> {
         .map_err(status_err)?
         .into_inner();
     Ok(r.status().as_str_name().to_string())
+}
+
+/// A schedule as `stemforge schedules --json` prints it: times as Unix ms
+/// and as the wall-clock time of the schedule's zone.
+#[derive(Debug, Serialize)]
+pub struct ScheduleRow {
+    pub name: String,
+    pub cron: String,
+    pub time_zone: String,
+    pub spec: String,
+    pub priority: i32,
+    pub label: String,
+    pub missed: String,
+    pub last_run_unix_ms: Option<i64>,
+    pub last_run: String,
+    pub last_job_id: String,
+    pub next_run_unix_ms: Option<i64>,
+    pub next_run: String,
+    pub last_error: String,
+}
+
+/// `stemforge schedules`: the coordinator's schedules, last and next runs.
+pub async fn schedules(url: &Endpoint, json: bool) -> Result<String> {
+    let mut client = connect(url).await?;
+    let list = client
+        .list_schedules(ListSchedulesRequest {})
+        .await
+        .map_err(status_err)?
+        .into_inner()
+        .schedules;
+    let rows: Vec<ScheduleRow> = list
+        .into_iter()
+        .map(|s| {
+            let tz = s.time_zone.parse::<chrono_tz::Tz>().ok();
+            let at = |ms: i64| match (ms, tz) {
+                (0, _) => String::new(),
+                (ms, Some(tz)) => crate::schedules::slot_time(tz, ms),
+                (ms, None) => format!("{ms} ms"),
+            };
+            ScheduleRow {
+                last_run: at(s.last_run_unix_ms),
+                next_run: at(s.next_run_unix_ms),
+                last_run_unix_ms: (s.last_run_unix_ms != 0).then_some(s.last_run_unix_ms),
+                next_run_unix_ms: (s.next_run_unix_ms != 0).then_some(s.next_run_unix_ms),
+                name: s.name,
+                cron: s.cron,
+                time_zone: s.time_zone,
+                spec: s.spec,
+                priority: s.priority,
+                label: s.label,
+                missed: s.missed,
+                last_job_id: s.last_job_id,
+                last_error: s.last_error,
+            }
+        })
+        .collect();
+    if json {
+        return Ok(serde_json::to_string_pretty(&rows)? + "\n");
+    }
+    if rows.is_empty() {
+        return Ok("no schedules configured ([[schedules]] in the coordinator's config)\n".into());
+    }
+    let mut s = format!(
+        "{:<20} {:<34} {:<44} {:<26} {}\n",
+        "schedule", "cron (zone)", "last run (job)", "next run", "last error"
+    );
+    for r in &rows {
+        let last = if r.last_run.is_empty() {
+            "-".to_string()
+        } else if r.last_job_id.is_empty() {
+            r.last_run.clone()
+        } else {
+            format!("{} ({})", r.last_run, r.last_job_id)
+        };
+        let _ = writeln!(
+            s,
+            "{:<20} {:<34} {:<44} {:<26} {}",
+            r.name,
+            format!("{} ({})", r.cron, r.time_zone),
+            last,
+            if r.next_run.is_empty() {
+                "-"
+            } else {
+                &r.next_run
+            },
+            // One line per schedule, whatever the error's shape.
+            r.last_error
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
+    Ok(s)
 }

@@ -12,9 +12,10 @@ use stemforge_proto::v1::{
     CancelJobRequest, CancelJobResponse, CompleteTaskRequest, CompleteTaskResponse,
     FailTaskRequest, FailTaskResponse, GetJobRequest, HeartbeatRequest, HeartbeatResponse,
     JobEvent, JobStatus, LeaseRef, LeaseTaskRequest, LeaseTaskResponse, ListJobsRequest,
-    ListJobsResponse, ReadOutcomesRequest, ReadOutcomesResponse, ReleaseTaskRequest,
-    ReleaseTaskResponse, RetryJobRequest, RetryJobResponse, SubmitJobRequest, SubmitJobResponse,
-    TaskLease, TaskOutcome, TaskStatus, WatchJobRequest,
+    ListJobsResponse, ListSchedulesRequest, ListSchedulesResponse, ReadOutcomesRequest,
+    ReadOutcomesResponse, ReleaseTaskRequest, ReleaseTaskResponse, RetryJobRequest,
+    RetryJobResponse, ScheduleStatus, SubmitJobRequest, SubmitJobResponse, TaskLease, TaskOutcome,
+    TaskStatus, WatchJobRequest,
 };
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
@@ -171,6 +172,18 @@ impl Coordinator {
         Ok(SubmitJobResponse {
             job_id,
             task_count: n,
+        })
+    }
+
+    /// The ids of the jobs labelled `label` (a schedule finds the job of a
+    /// slot it claimed before a restart this way).
+    pub fn jobs_labelled(&self, label: &str) -> Result<Vec<String>, Status> {
+        self.with(|s| {
+            Ok(s.jobs()?
+                .into_iter()
+                .filter(|j| j.label == label)
+                .map(|j| j.job_id)
+                .collect())
         })
     }
 
@@ -348,6 +361,32 @@ impl Jobs for Service {
         Ok(Response::new(ListJobsResponse {
             jobs: jobs.iter().map(job_status).collect(),
         }))
+    }
+
+    async fn list_schedules(
+        &self,
+        _req: Request<ListSchedulesRequest>,
+    ) -> Result<Response<ListSchedulesResponse>, Status> {
+        let schedules = self
+            .0
+            .automations
+            .schedules()
+            .into_iter()
+            .map(|v| ScheduleStatus {
+                name: v.name,
+                cron: v.cron,
+                time_zone: v.time_zone,
+                spec: v.spec,
+                priority: v.priority,
+                label: v.label,
+                missed: v.missed,
+                last_run_unix_ms: v.last_run_ms.unwrap_or(0),
+                last_job_id: v.last_job.unwrap_or_default(),
+                next_run_unix_ms: v.next_run_ms.unwrap_or(0),
+                last_error: v.last_error.unwrap_or_default(),
+            })
+            .collect();
+        Ok(Response::new(ListSchedulesResponse { schedules }))
     }
 
     async fn cancel_job(

@@ -101,6 +101,14 @@ pub struct Settings {
     /// Coordinator: URLs told of every job's end (`[[webhooks]]`).
     #[serde(default)]
     pub webhooks: Vec<crate::webhooks::WebhookConfig>,
+    /// Coordinator: `[[schedules]]`, specs submitted on a cron schedule
+    /// (`crate::schedules`; checked when the coordinator starts).
+    #[serde(default)]
+    pub schedules: Vec<crate::schedules::ScheduleConfig>,
+    /// The config file these settings were read from (`--config`), if any:
+    /// a schedule's relative `spec` is resolved against its folder.
+    #[serde(skip)]
+    pub config_file: Option<PathBuf>,
 }
 
 /// A configured secret: `Debug` never shows it.
@@ -153,6 +161,10 @@ impl Settings {
         )
         .build()?
         .try_deserialize()
+        .map(|mut s: Settings| {
+            s.config_file = file.map(Path::to_path_buf);
+            s
+        })
     }
 
     pub fn scheduler(&self) -> SchedulerConfig {

@@ -100,8 +100,9 @@ impl std::fmt::Debug for Hook {
 }
 
 /// Checks every configured hook; the first problem names its entry
-/// (`webhooks[i].field`) and the fix.
-pub fn resolve(configs: &[WebhookConfig]) -> anyhow::Result<Vec<Hook>> {
+/// (`webhooks[i].field`) and the fix. A relative `secret_file` is read
+/// against `base` (the config file's folder).
+pub fn resolve(configs: &[WebhookConfig], base: &Path) -> anyhow::Result<Vec<Hook>> {
     let mut hooks = Vec::new();
     for (i, c) in configs.iter().enumerate() {
         let at = |field: &str| format!("webhooks[{i}].{field}");
@@ -131,8 +132,14 @@ pub fn resolve(configs: &[WebhookConfig]) -> anyhow::Result<Vec<Hook>> {
                 at("secret_file")
             ),
             (Some(s), None) => s.expose().trim().as_bytes().to_vec(),
-            (None, Some(f)) => std::fs::read_to_string(f)
-                .with_context(|| format!("{}: cannot read '{f}'", at("secret_file")))?
+            (None, Some(f)) => std::fs::read_to_string(base.join(f))
+                .with_context(|| {
+                    format!(
+                        "{}: cannot read '{}'",
+                        at("secret_file"),
+                        base.join(f).display()
+                    )
+                })?
                 .trim()
                 .as_bytes()
                 .to_vec(),
@@ -798,6 +805,10 @@ mod tests {
         );
     }
 
+    fn resolve_here(c: &[WebhookConfig]) -> anyhow::Result<Vec<Hook>> {
+        resolve(c, Path::new("."))
+    }
+
     fn cfg(url: &str, secret: Option<&str>) -> WebhookConfig {
         WebhookConfig {
             url: url.into(),
@@ -811,20 +822,21 @@ mod tests {
 
     #[test]
     fn bad_hooks_are_refused_naming_the_field() {
-        let e = resolve(&[cfg("http://127.0.0.1:9/x", None)]).expect_err("no secret");
+        let e = resolve_here(&[cfg("http://127.0.0.1:9/x", None)]).expect_err("no secret");
         assert!(e.to_string().contains("webhooks[0].secret_file"), "{e}");
-        let e = resolve(&[cfg("ftp://example.com/x", Some("0123456789abcdef"))]).expect_err("ftp");
+        let e =
+            resolve_here(&[cfg("ftp://example.com/x", Some("0123456789abcdef"))]).expect_err("ftp");
         assert!(e.to_string().contains("webhooks[0].url"), "{e}");
-        let e = resolve(&[cfg("http://a/x", Some("short"))]).expect_err("short");
+        let e = resolve_here(&[cfg("http://a/x", Some("short"))]).expect_err("short");
         assert!(e.to_string().contains("16 or more"), "{e}");
         let ok = cfg("http://a/x", Some("0123456789abcdef"));
-        let e = resolve(&[ok.clone(), ok]).expect_err("twice");
+        let e = resolve_here(&[ok.clone(), ok]).expect_err("twice");
         assert!(e.to_string().contains("webhooks[1].url"), "{e}");
     }
 
     #[test]
     fn backoff_doubles_and_is_capped() {
-        let h = resolve(&[cfg("http://a/x", Some("0123456789abcdef"))])
+        let h = resolve_here(&[cfg("http://a/x", Some("0123456789abcdef"))])
             .expect("hook")
             .remove(0);
         assert_eq!(backoff(&h, 1), Duration::from_secs(2));

@@ -68,6 +68,9 @@ enum Cmd {
     Status(StatusArgs),
     /// Follow a job live until it finishes (exit 0 if it succeeded).
     Watch(WatchArgs),
+    /// The coordinator's `[[schedules]]`: cron and zone, last run (and its
+    /// job), next run, last error.
+    Schedules(SchedulesArgs),
     /// Cancel a job: running tasks stop at their next heartbeat.
     Cancel(CancelArgs),
     /// Run a job's failed, skipped and cancelled tasks again (or one task).
@@ -299,6 +302,15 @@ struct StatusArgs {
 }
 
 #[derive(Args)]
+struct SchedulesArgs {
+    #[arg(long)]
+    pub coordinator: Option<String>,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
 struct WatchArgs {
     pub job: String,
     #[arg(long)]
@@ -475,6 +487,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Submit(a) => submit(&ctx, a),
         Cmd::Status(a) => status(&ctx, a),
         Cmd::Watch(a) => watch(&ctx, a),
+        Cmd::Schedules(a) => schedules(&ctx, a),
         Cmd::Cancel(a) => cancel(&ctx, a),
         Cmd::Retry(a) => retry(&ctx, a),
         Cmd::Check(a) => check(&ctx, a),
@@ -900,6 +913,17 @@ fn status(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<ExitCode> {
     let out = ctx.rt.block_on(remote::status(
         &ctx.settings.endpoint(&url, Role::Client)?,
         job.as_deref(),
+        json,
+    ))?;
+    write_stdout(&out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn schedules(ctx: &Ctx, a: SchedulesArgs) -> anyhow::Result<ExitCode> {
+    let SchedulesArgs { coordinator, json } = a;
+    let url = coordinator.unwrap_or_else(|| ctx.settings.coordinator.clone());
+    let out = ctx.rt.block_on(remote::schedules(
+        &ctx.settings.endpoint(&url, Role::Client)?,
         json,
     ))?;
     write_stdout(&out)?;
