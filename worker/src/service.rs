@@ -75,6 +75,7 @@ pub async fn run_worker(
         let req = LeaseTaskRequest {
             worker_id: opts.worker_id.clone(),
             wait_ms: opts.poll_wait_ms,
+            draining: *shutdown.borrow(),
         };
         let resp = tokio::select! {
             r = client.lease_task(req) => r,
@@ -385,6 +386,8 @@ async fn run_one(
                         let hb = HeartbeatRequest {
                             lease: Some(lref.clone()),
                             progress: f64::from_bits(progress.load(Ordering::Relaxed)),
+                            // Shutting down: finishing this task, leasing no more.
+                            draining: drain_until.is_some() || handing_back,
                         };
                         match client.heartbeat(hb).await {
                             Ok(r) if r.get_ref().cancel => cancel.store(true, Ordering::Relaxed),
