@@ -583,22 +583,22 @@ struct ActionForm {
 }
 
 /// The checks every action passes: a live session, its CSRF token, a
-/// same-origin request. Returns the session or the refusal.
-fn authorise_post(d: &Dash, headers: &HeaderMap, peer: &Peer, csrf: &str) -> Result<(), Response> {
+/// same-origin request. Returns the refusal, if refused.
+fn refuse_post(d: &Dash, headers: &HeaderMap, peer: &Peer, csrf: &str) -> Option<Response> {
     let v = d.viewer(headers, peer);
     let Some(s) = v.session else {
-        return Err(text(
+        return Some(text(
             StatusCode::FORBIDDEN,
             "log in with the client token first".into(),
         ));
     };
     if !auth::csrf_ok(&s, csrf) || !auth::same_origin(headers, peer.tls) {
-        return Err(text(
+        return Some(text(
             StatusCode::FORBIDDEN,
             "refused: the form's CSRF token or origin does not match this session".into(),
         ));
     }
-    Ok(())
+    None
 }
 
 async fn cancel(
@@ -608,7 +608,7 @@ async fn cancel(
     AxPath(id): AxPath<String>,
     Form(f): Form<ActionForm>,
 ) -> Response {
-    if let Err(r) = authorise_post(&d, &headers, &peer, &f.csrf) {
+    if let Some(r) = refuse_post(&d, &headers, &peer, &f.csrf) {
         return r;
     }
     match d.0.coord.cancel(&id) {
@@ -627,7 +627,7 @@ async fn retry(
     AxPath(id): AxPath<String>,
     Form(f): Form<ActionForm>,
 ) -> Response {
-    if let Err(r) = authorise_post(&d, &headers, &peer, &f.csrf) {
+    if let Some(r) = refuse_post(&d, &headers, &peer, &f.csrf) {
         return r;
     }
     match d.0.coord.retry(&id, None) {
@@ -643,7 +643,7 @@ async fn priority(
     AxPath(id): AxPath<String>,
     Form(f): Form<ActionForm>,
 ) -> Response {
-    if let Err(r) = authorise_post(&d, &headers, &peer, &f.csrf) {
+    if let Some(r) = refuse_post(&d, &headers, &peer, &f.csrf) {
         return r;
     }
     let Some(p) = f
@@ -966,7 +966,7 @@ async fn logout(
     headers: HeaderMap,
     Form(f): Form<ActionForm>,
 ) -> Response {
-    if let Err(r) = authorise_post(&d, &headers, &peer, &f.csrf) {
+    if let Some(r) = refuse_post(&d, &headers, &peer, &f.csrf) {
         return r;
     }
     if let Some(id) = d.viewer(&headers, &peer).session_id {

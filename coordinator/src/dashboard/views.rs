@@ -325,7 +325,7 @@ pub fn job_grid(
     for t in &titles {
         let mut cells = BTreeMap::new();
         for id in &t.renders {
-            let result = coord.read(|s| Ok(s.task_result(&job.job_id, id)?))?;
+            let result = coord.read(|s| s.task_result(&job.job_id, id))?;
             let Some(pack) = result.and_then(|r| serde_json::from_str::<PackResult>(&r).ok())
             else {
                 continue;

@@ -256,6 +256,12 @@ impl Cluster {
         Cluster::scraper(self.metrics_addr.clone())()
     }
 
+    /// `HOST:PORT` of the coordinator's HTTP listener (`/metrics`, the
+    /// dashboard).
+    pub fn http_addr(&self) -> &str {
+        &self.metrics_addr
+    }
+
     /// A function that fetches the coordinator's `/metrics` page (plain
     /// HTTP/1.1), for a thread that scrapes while the test goes on.
     pub fn metrics_scraper(&self) -> impl Fn() -> String + Send + 'static {
