@@ -73,11 +73,8 @@ struct Resp {
     body: String,
 }
 
-/// One plain HTTP/1.1 request (the connection closed after it).
-fn http(addr: &str, method: &str, path: &str, headers: &[(&str, String)], body: &str) -> Resp {
-    let mut s = std::net::TcpStream::connect(addr).expect("connect to the dashboard");
-    s.set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
+/// An HTTP/1.1 request (the connection closed after it).
+fn request(addr: &str, method: &str, path: &str, headers: &[(&str, String)], body: &str) -> String {
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -90,10 +87,11 @@ fn http(addr: &str, method: &str, path: &str, headers: &[(&str, String)], body: 
     }
     req.push_str("\r\n");
     req.push_str(body);
-    s.write_all(req.as_bytes()).expect("send request");
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let raw = String::from_utf8_lossy(&raw).to_string();
+    req
+}
+
+fn parse(raw: &[u8]) -> Resp {
+    let raw = String::from_utf8_lossy(raw).to_string();
     let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
     let code = head
         .split_whitespace()
@@ -105,6 +103,64 @@ fn http(addr: &str, method: &str, path: &str, headers: &[(&str, String)], body: 
         head: head.to_ascii_lowercase(),
         body: body.to_string(),
     }
+}
+
+/// One plain HTTP/1.1 request.
+fn http(addr: &str, method: &str, path: &str, headers: &[(&str, String)], body: &str) -> Resp {
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to the dashboard");
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    s.write_all(request(addr, method, path, headers, body).as_bytes())
+        .expect("send request");
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    parse(&raw)
+}
+
+/// One HTTP/1.1 request over TLS, trusting only `ca`.
+fn https(
+    addr: &str,
+    ca: &Path,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &str,
+) -> Resp {
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).expect("read the CA") {
+        roots
+            .add(c.expect("a CA certificate"))
+            .expect("trust the CA");
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let req = request(addr, method, path, headers, body);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let name = ServerName::try_from("127.0.0.1").expect("server name");
+        let mut s = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+            .connect(name, tcp)
+            .await
+            .expect("a TLS handshake with the dashboard");
+        s.write_all(req.as_bytes()).await.expect("send request");
+        let mut raw = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut raw)).await;
+        parse(&raw)
+    })
 }
 
 fn header<'a>(r: &'a Resp, name: &str) -> Option<&'a str> {
@@ -313,6 +369,25 @@ fn the_dashboard_logs_in_follows_a_job_live_and_cancels_it_in_a_real_browser() {
     // once the browser watches.
     c.kill_worker("w1");
     let job = submit(&c, &long, "out-long", "long catalog");
+    // Priority: from the dashboard (session, CSRF, origin) and from the CLI.
+    let r = http(
+        &addr,
+        "POST",
+        &format!("/jobs/{job}/priority"),
+        &[origin.clone(), session.clone()],
+        &format!("csrf={csrf}&priority=7&next=/jobs/{job}"),
+    );
+    assert_eq!(r.code, 303, "{}", r.body);
+    assert_eq!(
+        header(&r, "location"),
+        Some(format!("/jobs/{job}").as_str())
+    );
+    assert_eq!(c.status_env(&job, &client)["priority"], 7);
+    let o = c.cli_env(&["priority", &job, "-2"], &client);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(c.status_env(&job, &client)["priority"], -2);
+    let o = c.cli(&["priority", &job, "1"]);
+    assert!(!o.status.success(), "SetJobPriority needs the client token");
 
     let shot = std::env::var_os("STEMFORGE_SCREENSHOT").map(PathBuf::from);
     let browser = Browser::start(&dir);
@@ -532,4 +607,159 @@ impl Drop for Browser {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.profile);
     }
+}
+
+/// A CA and a certificate for 127.0.0.1 signed by it, in `dir`.
+fn pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.distinguished_name
+        .push(DnType::CommonName, "dashboard test CA");
+    let ca = CertifiedIssuer::self_signed(p, KeyPair::generate().expect("key")).expect("ca");
+    let key = KeyPair::generate().expect("key");
+    let mut p = CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("params");
+    p.distinguished_name.push(DnType::CommonName, "coordinator");
+    let cert = p.signed_by(&key, &ca).expect("sign");
+    let write = |name: &str, body: &str| {
+        let f = dir.join(name);
+        std::fs::write(&f, body).expect("write pem");
+        f
+    };
+    (
+        write("ca.pem", &ca.pem()),
+        write("server.pem", &cert.pem()),
+        write("server.key", &key.serialize_pem()),
+    )
+}
+
+/// With TLS configured, the HTTP listener speaks both on one port:
+/// `/metrics` stays plain HTTP for scrapers, the dashboard is served over
+/// TLS only (plain GETs redirected, plain POSTs refused) and its session
+/// cookie is `Secure` with the `__Host-` prefix. Beyond loopback without
+/// TLS the dashboard is off (warned), or refused when asked for.
+#[test]
+fn with_tls_the_dashboard_is_https_only_and_its_cookie_secure() {
+    let b = Cluster::builder("dashboard-tls");
+    let dir = b.dir().to_path_buf();
+    let token_file = dir.join("client.token");
+    std::fs::write(&token_file, format!("{CLIENT_TOKEN}\n")).expect("write token");
+    let (ca, cert, key) = pki(&dir);
+    let c = b
+        .envs([
+            (
+                "STEMFORGE_CLIENT_TOKEN_FILE",
+                token_file.display().to_string(),
+            ),
+            ("STEMFORGE_TLS_CERT", cert.display().to_string()),
+            ("STEMFORGE_TLS_KEY", key.display().to_string()),
+        ])
+        .start()
+        .unwrap_or_else(|e| panic!("the coordinator did not start: {e}"));
+    let addr = c.http_addr().to_string();
+    assert!(c.url().starts_with("https://"), "{}", c.url());
+    // Prometheus keeps scraping plain HTTP.
+    assert!(c.scrape().contains("stemforge_"), "metrics over plain HTTP");
+    let r = https(&addr, &ca, "GET", "/metrics", &[], "");
+    assert_eq!(r.code, 200, "metrics over TLS too");
+    // Dashboard pages over plain HTTP: redirected to https, posts refused.
+    let r = http(&addr, "GET", "/workers", &[], "");
+    assert_eq!(r.code, 308, "{}", r.head);
+    assert_eq!(
+        header(&r, "location"),
+        Some(format!("https://{addr}/workers").as_str())
+    );
+    let r = http(
+        &addr,
+        "POST",
+        "/login",
+        &[("Origin", format!("http://{addr}"))],
+        &format!("token={CLIENT_TOKEN}"),
+    );
+    assert_eq!(r.code, 403, "no login over plain HTTP: {}", r.body);
+    assert!(header(&r, "set-cookie").is_none());
+    // Over TLS: the login sets a Secure, host-only cookie.
+    let r = https(&addr, &ca, "GET", "/", &[], "");
+    assert_eq!(
+        (r.code, header(&r, "location")),
+        (303, Some("/login?next=/"))
+    );
+    let r = https(
+        &addr,
+        &ca,
+        "POST",
+        "/login",
+        &[("Origin", format!("https://{addr}"))],
+        &format!("token={CLIENT_TOKEN}&next=/workers"),
+    );
+    assert_eq!(r.code, 303, "{}", r.head);
+    let cookie = header(&r, "set-cookie")
+        .expect("a session cookie")
+        .to_string();
+    assert!(
+        cookie.starts_with("__host-stemforge_session=")
+            && cookie.contains("; secure")
+            && cookie.contains("httponly")
+            && cookie.contains("samesite=strict"),
+        "{cookie}"
+    );
+    let session = (
+        "Cookie",
+        cookie
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .replace("__host-", "__Host-"),
+    );
+    let r = https(
+        &addr,
+        &ca,
+        "GET",
+        "/workers",
+        std::slice::from_ref(&session),
+        "",
+    );
+    assert_eq!(r.code, 200, "{}", r.body);
+    assert!(r.body.contains("<h1>Workers</h1>"), "{}", r.body);
+    drop(c);
+
+    // Beyond loopback without TLS: the dashboard is off (metrics still
+    // served), and refused when dashboard = true.
+    let c = Cluster::builder("dashboard-lan")
+        .env("STEMFORGE_METRICS_PUBLIC", "true")
+        .metrics(false)
+        .args(&["--http-listen", "0.0.0.0:0"])
+        .start()
+        .expect("starts with the dashboard off");
+    let log = wait_log(&c, "dashboard off");
+    assert!(log.contains("beyond loopback without TLS"), "{log}");
+    drop(c);
+    let o = stemforge_testkit::command()
+        .args([
+            "coordinator",
+            "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "0.0.0.0:0",
+            "--data-dir",
+        ])
+        .arg(dir.join("data-refused"))
+        .env("STEMFORGE_LOG", "warn")
+        .env("STEMFORGE_METRICS_PUBLIC", "true")
+        .env("STEMFORGE_DASHBOARD", "true")
+        .output()
+        .expect("run");
+    assert!(!o.status.success(), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("refusing to serve the dashboard on 0.0.0.0:") && err.contains("--insecure"),
+        "{err}"
+    );
+}
+
+fn wait_log(c: &Cluster, what: &str) -> String {
+    wait(what, Duration::from_secs(10), c, || {
+        let log = c.coordinator_log();
+        log.contains(what).then_some(log)
+    })
 }

@@ -436,6 +436,12 @@ impl Cluster {
         Some(serde_json::from_slice(&o.stdout).expect("status --json prints JSON"))
     }
 
+    /// As [`Cluster::status`], asking with the client's settings.
+    pub fn status_env(&self, job: &str, env: &[(&str, String)]) -> Value {
+        self.try_status_env(job, env)
+            .unwrap_or_else(|| panic!("status of {job} failed\n{}", self.logs()))
+    }
+
     pub fn status(&self, job: &str) -> Value {
         self.try_status(job)
             .unwrap_or_else(|| panic!("status of {job} failed\n{}", self.logs()))
