@@ -803,3 +803,67 @@ fn wait_log(c: &Cluster, what: &str) -> String {
         log.contains(what).then_some(log)
     })
 }
+
+/// Without a client token (loopback only: the API is open there too),
+/// viewing needs no login and logging in needs no token, with a note on
+/// every page. With a token and `dashboard_public_read`, viewing needs no
+/// login but every action still needs one.
+#[test]
+fn open_loopback_and_public_read_dashboards() {
+    let c = Cluster::builder("dashboard-open")
+        .start()
+        .unwrap_or_else(|e| panic!("the coordinator did not start: {e}"));
+    let addr = c.http_addr().to_string();
+    let r = http(&addr, "GET", "/", &[], "");
+    assert_eq!(r.code, 200, "{}", r.head);
+    assert!(
+        r.body.contains("No client token is configured"),
+        "{}",
+        r.body
+    );
+    let r = http(
+        &addr,
+        "POST",
+        "/login",
+        &[("Origin", format!("http://{addr}"))],
+        "next=/workers",
+    );
+    assert_eq!(
+        (r.code, header(&r, "location")),
+        (303, Some("/workers")),
+        "{}",
+        r.body
+    );
+    assert!(header(&r, "set-cookie").is_some_and(|c| !c.contains("secure")));
+    drop(c);
+
+    let b = Cluster::builder("dashboard-public");
+    let token_file = b.dir().join("client.token");
+    std::fs::write(&token_file, format!("{CLIENT_TOKEN}\n")).expect("write token");
+    let c = b
+        .envs([
+            (
+                "STEMFORGE_CLIENT_TOKEN_FILE",
+                token_file.display().to_string(),
+            ),
+            ("STEMFORGE_DASHBOARD_PUBLIC_READ", "true".to_string()),
+        ])
+        .start()
+        .unwrap_or_else(|e| panic!("the coordinator did not start: {e}"));
+    let addr = c.http_addr().to_string();
+    let r = http(&addr, "GET", "/automations", &[], "");
+    assert_eq!(r.code, 200, "{}", r.head);
+    assert!(r.body.contains("No schedules configured"), "{}", r.body);
+    assert!(
+        !r.body.contains("name=\"csrf\""),
+        "no forms without a session"
+    );
+    let r = http(
+        &addr,
+        "POST",
+        "/jobs/any/cancel",
+        &[("Origin", format!("http://{addr}"))],
+        "csrf=",
+    );
+    assert_eq!(r.code, 403, "{}", r.body);
+}
