@@ -761,19 +761,61 @@ fn with_tls_the_dashboard_is_https_only_and_its_cookie_secure() {
     );
     assert_eq!(r.code, 200, "{}", r.body);
     assert!(r.body.contains("<h1>Workers</h1>"), "{}", r.body);
-    drop(c);
+
+    // Beyond loopback with TLS but without metrics_public: the dashboard
+    // alone (no unauthenticated /metrics on the network).
+    let mut child = stemforge_testkit::command()
+        .args([
+            "coordinator",
+            "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "0.0.0.0:0",
+            "--data-dir",
+        ])
+        .arg(dir.join("data-lan-tls"))
+        .env("STEMFORGE_LOG", "warn")
+        .env("STEMFORGE_CLIENT_TOKEN_FILE", &token_file)
+        .env("STEMFORGE_TLS_CERT", &cert)
+        .env("STEMFORGE_TLS_KEY", &key)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(dir.join("lan-tls.log")).expect("log"))
+        .spawn()
+        .expect("spawn a coordinator");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(
+        child.stdout.take().expect("stdout"),
+    ));
+    let api = lines.next().and_then(Result::ok).unwrap_or_default();
+    let second = lines.next().and_then(Result::ok).unwrap_or_default();
+    let port = second
+        .strip_prefix("stemforge dashboard on https://0.0.0.0:")
+        .and_then(|p| p.strip_suffix('/'))
+        .unwrap_or_else(|| {
+            panic!(
+                "no dashboard line: {api} / {second}\n{}",
+                std::fs::read_to_string(dir.join("lan-tls.log")).unwrap_or_default()
+            )
+        })
+        .to_string();
+    let lan = format!("127.0.0.1:{port}");
+    assert_ne!(http(&lan, "GET", "/metrics", &[], "").code, 200);
+    assert_eq!(https(&lan, &ca, "GET", "/metrics", &[], "").code, 404);
+    let r = https(&lan, &ca, "GET", "/", &[], "");
+    assert_eq!(r.code, 303, "{}", r.head);
+    let _ = child.kill();
+    let _ = child.wait();
 
     // Beyond loopback without TLS: the dashboard is off (metrics still
     // served), and refused when dashboard = true.
-    let c = Cluster::builder("dashboard-lan")
+    let lan_cluster = Cluster::builder("dashboard-lan")
         .env("STEMFORGE_METRICS_PUBLIC", "true")
         .metrics(false)
         .args(&["--http-listen", "0.0.0.0:0"])
         .start()
         .expect("starts with the dashboard off");
-    let log = wait_log(&c, "dashboard off");
+    let log = wait_log(&lan_cluster, "dashboard off");
     assert!(log.contains("beyond loopback without TLS"), "{log}");
-    drop(c);
+    drop(lan_cluster);
     let o = stemforge_testkit::command()
         .args([
             "coordinator",
@@ -795,6 +837,7 @@ fn with_tls_the_dashboard_is_https_only_and_its_cookie_secure() {
         err.contains("refusing to serve the dashboard on 0.0.0.0:") && err.contains("--insecure"),
         "{err}"
     );
+    drop(c);
 }
 
 fn wait_log(c: &Cluster, what: &str) -> String {

@@ -78,19 +78,29 @@ pub async fn run_coordinator(settings: &Settings, args: &CoordinatorArgs<'_>) ->
     let tls_config = tls.as_ref().map(|t| t.config()).transpose()?;
     // Both listeners are checked before the store is opened, so a refused
     // configuration leaves the job store untouched.
-    let metrics = if args.metrics_listen.is_empty() {
-        None
+    let (metrics, dashboard, serve_metrics) = if args.metrics_listen.is_empty() {
+        (None, None, false)
     } else {
         let l = TcpListener::bind(args.metrics_listen)
             .await
             .with_context(|| format!("cannot serve metrics on {}", args.metrics_listen))?;
         let maddr = l.local_addr()?;
-        metrics_exposure_check(maddr, args.metrics_public || args.allow_insecure)?;
-        Some((maddr, l))
-    };
-    let dashboard = match &metrics {
-        Some((maddr, _)) => dashboard_options(settings, *maddr, tls.is_some(), &auth, args)?,
-        None => None,
+        let dashboard = dashboard_options(settings, maddr, tls.is_some(), &auth, args)?;
+        // `/metrics` keeps its own rule. A listener beyond loopback that
+        // serves the dashboard (TLS) without `metrics_public` serves the
+        // dashboard alone; without the dashboard it is refused as before.
+        let serve_metrics = match metrics_exposure_check(
+            maddr,
+            args.metrics_public || args.allow_insecure,
+        ) {
+            Ok(()) => true,
+            Err(e) if dashboard.is_some() => {
+                tracing::warn!(addr = %maddr, "/metrics not served on the HTTP listener (set metrics_public to serve it): {e}");
+                false
+            }
+            Err(e) => return Err(e),
+        };
+        (Some((maddr, l)), dashboard, serve_metrics)
     };
     let http_tls = match (&tls, &dashboard) {
         (Some(t), Some(_)) => Some(crate::dashboard::tls_acceptor(&t.cert, &t.key)?),
@@ -138,7 +148,9 @@ pub async fn run_coordinator(settings: &Settings, args: &CoordinatorArgs<'_>) ->
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "stemforge coordinator listening on {scheme}://{addr}");
     if let Some((maddr, _)) = &metrics {
-        let _ = writeln!(out, "stemforge metrics on http://{maddr}/metrics");
+        if serve_metrics {
+            let _ = writeln!(out, "stemforge metrics on http://{maddr}/metrics");
+        }
         if dashboard.is_some() {
             let scheme = if http_tls.is_some() { "https" } else { "http" };
             let _ = writeln!(out, "stemforge dashboard on {scheme}://{maddr}/");
@@ -149,7 +161,8 @@ pub async fn run_coordinator(settings: &Settings, args: &CoordinatorArgs<'_>) ->
     let metrics = match metrics {
         Some((_, l)) => {
             let listener = crate::dashboard::HttpListener::new(l, http_tls)?;
-            let app = crate::dashboard::app(coord.clone(), dashboard, stop_rx.clone());
+            let app =
+                crate::dashboard::app(coord.clone(), serve_metrics, dashboard, stop_rx.clone());
             Some(tokio::spawn(crate::dashboard::serve(
                 app,
                 listener,

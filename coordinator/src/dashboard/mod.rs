@@ -74,16 +74,21 @@ const LOGIN_FAILURE_DELAY: Duration = Duration::from_millis(750);
 /// The live region refreshes at most this often.
 const SSE_MIN_INTERVAL: Duration = Duration::from_secs(1);
 
-/// The HTTP listener's routes: `/metrics` always, the dashboard when
-/// `dashboard` is given.
+/// The HTTP listener's routes: `/metrics` when `metrics`, the dashboard
+/// when `dashboard` is given.
 pub fn app(
     coord: Arc<Coordinator>,
+    metrics: bool,
     dashboard: Option<DashboardOptions>,
     stop: watch::Receiver<bool>,
 ) -> Router {
-    let metrics = Router::new()
-        .route("/metrics", get(crate::metrics_http::metrics))
-        .with_state(coord.clone());
+    let metrics = if metrics {
+        Router::new()
+            .route("/metrics", get(crate::metrics_http::metrics))
+            .with_state(coord.clone())
+    } else {
+        Router::new()
+    };
     let Some(opts) = dashboard else {
         return metrics;
     };
