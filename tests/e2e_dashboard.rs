@@ -541,6 +541,22 @@ fn the_dashboard_logs_in_follows_a_job_live_and_cancels_it_in_a_real_browser() {
         },
     );
     eprintln!("draining worker: {row}");
+    // The small job's page (its grid), saved beside the jobs page's
+    // screenshot when one is asked for.
+    if let Some(path) = &shot {
+        let png = rt.block_on(async {
+            b.goto(&format!("{base}/jobs/{small_job}"))
+                .await
+                .expect("open the job page");
+            b.find(Locator::Css("table.grid td.cell"))
+                .await
+                .expect("the grid");
+            let png = b.screenshot().await.expect("screenshot");
+            b.goto(&format!("{base}/")).await.expect("back to the jobs");
+            png
+        });
+        std::fs::write(path.with_extension("job.png"), png).expect("write the screenshot");
+    }
     // Cancel from the page.
     rt.block_on(async {
         b.find(Locator::Css(&format!("tr[data-job='{job}'] button.cancel")))
