@@ -85,6 +85,7 @@ fn a_thousand_title_catalog_gets_a_complete_manifest_through_two_worker_processe
         .block_on(tc.lease_task(LeaseTaskRequest {
             worker_id: "probe".into(),
             wait_ms: 5_000,
+            draining: false,
         }))
         .expect("lease")
         .into_inner()

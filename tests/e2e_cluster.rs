@@ -826,6 +826,7 @@ fn a_report_under_a_lapsed_lease_is_refused() {
         rt.block_on(client.lease_task(LeaseTaskRequest {
             worker_id: worker.into(),
             wait_ms: 5_000,
+            draining: false,
         }))
         .expect("lease_task")
         .into_inner()
@@ -888,6 +889,7 @@ fn a_report_under_a_lapsed_lease_is_refused() {
         rt.block_on(tc.heartbeat(HeartbeatRequest {
             lease: Some(lref(&l1)),
             progress: 0.5,
+            draining: false,
         }))
         .map(|_| ()),
         "heartbeat under the lapsed lease",
@@ -916,6 +918,7 @@ fn a_report_under_a_lapsed_lease_is_refused() {
         .block_on(tc.heartbeat(HeartbeatRequest {
             lease: Some(lref(&l2)),
             progress: 0.25,
+            draining: false,
         }))
         .expect("heartbeat under the current lease")
         .into_inner();
@@ -928,6 +931,7 @@ fn a_report_under_a_lapsed_lease_is_refused() {
         .block_on(tc.heartbeat(HeartbeatRequest {
             lease: Some(lref(&l2)),
             progress: 0.5,
+            draining: false,
         }))
         .expect("heartbeat after cancel")
         .into_inner();

@@ -103,6 +103,7 @@ fn tokens_admit_each_role_to_its_own_api_only_and_are_never_logged() {
             let req = LeaseTaskRequest {
                 worker_id: "probe".into(),
                 wait_ms: 0,
+                draining: false,
             };
             let r = tasks.lease_task(with_token(req, token)).await;
             out.push((format!("Tasks/{who}"), r.err().map(|s| s.code())));
@@ -282,6 +283,7 @@ fn tls_serves_only_tls_and_workers_need_a_client_certificate() {
         let req = LeaseTaskRequest {
             worker_id: "no-cert".into(),
             wait_ms: 0,
+            draining: false,
         };
         TasksClient::new(ch)
             .lease_task(with_token(req, Some(WORKER_TOKEN)))

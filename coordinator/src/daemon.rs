@@ -84,15 +84,33 @@ pub async fn run_coordinator(settings: &Settings, args: &CoordinatorArgs<'_>) ->
     let tls_config = tls.as_ref().map(|t| t.config()).transpose()?;
     // Both listeners are checked before the store is opened, so a refused
     // configuration leaves the job store untouched.
-    let metrics = if args.metrics_listen.is_empty() {
-        None
+    let (metrics, dashboard, serve_metrics) = if args.metrics_listen.is_empty() {
+        (None, None, false)
     } else {
         let l = TcpListener::bind(args.metrics_listen)
             .await
             .with_context(|| format!("cannot serve metrics on {}", args.metrics_listen))?;
         let maddr = l.local_addr()?;
-        metrics_exposure_check(maddr, args.metrics_public || args.allow_insecure)?;
-        Some((maddr, l))
+        let dashboard = dashboard_options(settings, maddr, tls.is_some(), &auth, args)?;
+        // `/metrics` keeps its own rule. A listener beyond loopback that
+        // serves the dashboard (TLS) without `metrics_public` serves the
+        // dashboard alone; without the dashboard it is refused as before.
+        let serve_metrics = match metrics_exposure_check(
+            maddr,
+            args.metrics_public || args.allow_insecure,
+        ) {
+            Ok(()) => true,
+            Err(e) if dashboard.is_some() => {
+                tracing::warn!(addr = %maddr, "/metrics not served on the HTTP listener (set metrics_public to serve it): {e}");
+                false
+            }
+            Err(e) => return Err(e),
+        };
+        (Some((maddr, l)), dashboard, serve_metrics)
+    };
+    let http_tls = match (&tls, &dashboard) {
+        (Some(t), Some(_)) => Some(crate::dashboard::tls_acceptor(&t.cert, &t.key)?),
+        _ => None,
     };
 
     // The schedules' claims live beside the job store, owned under the same lock.
@@ -153,17 +171,29 @@ pub async fn run_coordinator(settings: &Settings, args: &CoordinatorArgs<'_>) ->
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "stemforge coordinator listening on {scheme}://{addr}");
     if let Some((maddr, _)) = &metrics {
-        let _ = writeln!(out, "stemforge metrics on http://{maddr}/metrics");
+        if serve_metrics {
+            let _ = writeln!(out, "stemforge metrics on http://{maddr}/metrics");
+        }
+        if dashboard.is_some() {
+            let scheme = if http_tls.is_some() { "https" } else { "http" };
+            let _ = writeln!(out, "stemforge dashboard on {scheme}://{maddr}/");
+        }
     }
     let _ = out.flush();
     drop(out);
-    let metrics = metrics.map(|(_, l)| {
-        tokio::spawn(crate::metrics_http::serve(
-            coord.clone(),
-            l,
-            stop_rx.clone(),
-        ))
-    });
+    let metrics = match metrics {
+        Some((_, l)) => {
+            let listener = crate::dashboard::HttpListener::new(l, http_tls)?;
+            let app =
+                crate::dashboard::app(coord.clone(), serve_metrics, dashboard, stop_rx.clone());
+            Some(tokio::spawn(crate::dashboard::serve(
+                app,
+                listener,
+                stop_rx.clone(),
+            )))
+        }
+        None => None,
+    };
     let notifier = notifier.map(|(n, ends)| tokio::spawn(n.run(ends, stop_rx.clone())));
     info!(%addr, db = %db.display(), lock = %lock.path().display(), requeued, tls = tls.is_some(), "coordinator started");
     let opts = ServeOptions {
@@ -197,6 +227,45 @@ pub async fn run_coordinator(settings: &Settings, args: &CoordinatorArgs<'_>) ->
     info!("coordinator stopped");
     drop(lock);
     Ok(())
+}
+
+/// Whether the HTTP listener at `addr` serves the dashboard, and how. The
+/// exposure rule is the gRPC API's: beyond loopback only with TLS (or
+/// `allow_insecure`, warned about). Unset `dashboard`: on where the rule
+/// allows it, else off with a warning (so a `/metrics`-only listener keeps
+/// working); `dashboard = true` where it does not: refused.
+fn dashboard_options(
+    settings: &Settings,
+    addr: std::net::SocketAddr,
+    tls: bool,
+    auth: &crate::security::Auth,
+    args: &CoordinatorArgs<'_>,
+) -> Result<Option<crate::dashboard::DashboardOptions>> {
+    let loopback = addr.ip().is_loopback();
+    let allowed = loopback || tls || args.allow_insecure;
+    match settings.dashboard {
+        Some(false) => return Ok(None),
+        Some(true) if !allowed => anyhow::bail!(
+            "refusing to serve the dashboard on {addr} without TLS: set tls_cert and tls_key, listen on 127.0.0.1, set dashboard = false, or pass --insecure (allow_insecure = true) to accept the risk"
+        ),
+        None if !allowed => {
+            tracing::warn!(%addr, "dashboard off: the HTTP listener is beyond loopback without TLS (set tls_cert/tls_key, or dashboard = false to silence this)");
+            return Ok(None);
+        }
+        _ => {}
+    }
+    if !loopback && !tls {
+        tracing::warn!(%addr, "serving the dashboard beyond loopback without TLS: tokens and session cookies cross the network in the clear (--insecure)");
+    }
+    if !auth.has_client_token() && !settings.dashboard_public_read && !loopback {
+        tracing::warn!(%addr, "no client token: the dashboard is read-only and open to anyone who reaches {addr}");
+    }
+    Ok(Some(crate::dashboard::DashboardOptions {
+        auth: auth.clone(),
+        public_read: settings.dashboard_public_read,
+        loopback,
+        tls,
+    }))
 }
 
 /// Runs one worker process until a shutdown signal. The task in hand may

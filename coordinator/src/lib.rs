@@ -5,6 +5,7 @@
 
 pub mod catalog_dir;
 pub mod daemon;
+pub mod dashboard;
 pub mod data_lock;
 pub mod local;
 pub mod metrics;

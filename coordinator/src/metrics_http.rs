@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use crate::server::Coordinator;
 
-async fn metrics(State(coord): State<Arc<Coordinator>>) -> impl IntoResponse {
+pub(crate) async fn metrics(State(coord): State<Arc<Coordinator>>) -> impl IntoResponse {
     match coord.metrics_text() {
         Ok(body) => (
             StatusCode::OK,

@@ -310,6 +310,19 @@ pub async fn retry(url: &Endpoint, job: &str, task: Option<&str>) -> Result<u32>
         .tasks_requeued)
 }
 
+/// `stemforge priority JOB N`: the job's queued tasks move in the lease order.
+pub async fn set_priority(url: &Endpoint, job: &str, priority: i32) -> Result<()> {
+    let mut client = connect(url).await?;
+    client
+        .set_job_priority(stemforge_proto::v1::SetJobPriorityRequest {
+            job_id: job.to_string(),
+            priority,
+        })
+        .await
+        .map_err(status_err)?;
+    Ok(())
+}
+
 /// The title a task label names (`analyze T`, `render T/v`, `manifest`).
 fn title_of(label: &str) -> String {
     let rest = label.split_once(' ').map_or(label, |(_, r)| r);

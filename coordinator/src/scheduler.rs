@@ -806,6 +806,28 @@ impl<S: Store> Scheduler<S> {
         Ok(())
     }
 
+    /// Sets a job's priority. The store re-orders the job's queued tasks
+    /// with the job record in the same write (the memory store's queue
+    /// index; SQLite orders by the jobs table's priority column), so the
+    /// next lease sees the new order. A finished job keeps its priority
+    /// (nothing of it is queued). Returns whether it changed.
+    pub fn set_priority(
+        &mut self,
+        job_id: &str,
+        priority: i32,
+        now_ms: i64,
+    ) -> Result<bool, SchedError> {
+        let mut job = self.job_record(job_id)?;
+        if job.state != JobState::Running || job.priority == priority {
+            return Ok(false);
+        }
+        let was = job.priority;
+        job.priority = priority;
+        let event = job_event(&job, now_ms, &format!("priority {was} → {priority}"));
+        self.store.put_tasks(&[], Some(&job), &[event])?;
+        Ok(true)
+    }
+
     /// Events of a job after `after` (for watchers), at most `limit`.
     pub fn events(
         &self,
@@ -856,6 +878,12 @@ impl<S: Store> Scheduler<S> {
 
     pub fn task(&self, job_id: &str, task_id: &str) -> Result<Option<TaskRecord>, SchedError> {
         Ok(self.store.task(job_id, task_id)?)
+    }
+
+    /// The result a task completed with, if any (the dashboard reads a
+    /// title's render results one task at a time).
+    pub fn task_result(&self, job_id: &str, task_id: &str) -> Result<Option<String>, SchedError> {
+        Ok(self.store.result(job_id, task_id)?)
     }
 
     /// The job's manifest task and its result, once it has one.

@@ -85,6 +85,19 @@ impl Auth {
         self.client.is_some() && self.worker.is_some()
     }
 
+    /// Whether a client token is configured (the dashboard's login).
+    pub fn has_client_token(&self) -> bool {
+        self.client.is_some()
+    }
+
+    /// Whether `presented` is the client token, compared in constant time
+    /// on digests (false when none is configured).
+    pub fn client_token_matches(&self, presented: &str) -> bool {
+        self.client
+            .as_ref()
+            .is_some_and(|c| c.matches(&Digested::of(presented.trim().as_bytes())))
+    }
+
     fn expected(&self, role: Role) -> Option<&Digested> {
         match role {
             Role::Client => self.client.as_ref(),
@@ -156,12 +169,24 @@ impl Auth {
 
 /// A fresh random token (256 bits from the operating system, hex).
 pub fn random_token() -> anyhow::Result<Token> {
+    Ok(Token::new(&random_hex()?)?)
+}
+
+/// 256 bits from the operating system's random source, hex: session ids
+/// and CSRF tokens of the dashboard, generated tokens.
+pub fn random_hex() -> anyhow::Result<String> {
     use std::io::Read;
     let mut bytes = [0u8; 32];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))
         .map_err(|e| anyhow::anyhow!("cannot read random bytes for a session token: {e}"))?;
-    Ok(Token::new(&hex::encode(bytes))?)
+    Ok(hex::encode(bytes))
+}
+
+/// Constant-time equality of two secrets (on their digests, so neither
+/// length nor the first difference shows in the time taken).
+pub fn secrets_equal(a: &str, b: &str) -> bool {
+    Digested::of(a.as_bytes()).matches(&Digested::of(b.as_bytes()))
 }
 
 fn has_peer_cert<T>(req: &Request<T>) -> bool {

@@ -1,6 +1,7 @@
 //! The coordinator's gRPC services over the scheduler: clients submit and
 //! follow jobs, workers lease and report tasks.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -14,8 +15,8 @@ use stemforge_proto::v1::{
     JobEvent, JobStatus, LeaseRef, LeaseTaskRequest, LeaseTaskResponse, ListJobsRequest,
     ListJobsResponse, ListSchedulesRequest, ListSchedulesResponse, ReadOutcomesRequest,
     ReadOutcomesResponse, ReleaseTaskRequest, ReleaseTaskResponse, RetryJobRequest,
-    RetryJobResponse, ScheduleStatus, SubmitJobRequest, SubmitJobResponse, TaskLease, TaskOutcome,
-    TaskStatus, WatchJobRequest,
+    RetryJobResponse, ScheduleStatus, SetJobPriorityRequest, SetJobPriorityResponse,
+    SubmitJobRequest, SubmitJobResponse, TaskLease, TaskOutcome, TaskStatus, WatchJobRequest,
 };
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
@@ -55,8 +56,8 @@ pub struct Coordinator {
     sched: Mutex<Scheduler<Box<dyn Store>>>,
     /// Woken whenever a task may have become runnable.
     work: Notify,
-    /// Woken whenever job state changed (for watchers).
-    changed: Notify,
+    /// Woken whenever job state changed (for watchers and the dashboard).
+    pub(crate) changed: Notify,
     tool_version: String,
     /// Where submitted specs may read stems from and write outputs to
     /// (none configured: anywhere).
@@ -73,7 +74,23 @@ pub struct Coordinator {
     /// True once the coordinator is shutting down: long polls return empty
     /// and job event streams end, so the server can drain.
     stopping: watch::Sender<bool>,
+    /// Workers seen through LeaseTask and Heartbeat, for the dashboard.
+    workers: Mutex<BTreeMap<String, WorkerSeen>>,
 }
+
+/// A worker as the coordinator last saw it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WorkerSeen {
+    pub worker_id: String,
+    /// Last LeaseTask or Heartbeat call, Unix ms.
+    pub last_seen_ms: i64,
+    /// It said it is shutting down (finishing its task, leasing no more).
+    pub draining: bool,
+}
+
+/// Workers silent this long are forgotten (the registry stays bounded by
+/// the workers of the last hour, not by every id ever seen).
+const WORKER_FORGET_MS: i64 = 3_600_000;
 
 impl Coordinator {
     pub fn new(
@@ -93,7 +110,78 @@ impl Coordinator {
             automations: Default::default(),
             job_ends: tokio::sync::broadcast::channel(1024).0,
             stopping: watch::channel(false).0,
+            workers: Mutex::new(BTreeMap::new()),
         })
+    }
+
+    /// Notes a call from `worker_id` (empty ids are not recorded).
+    pub fn worker_seen(&self, worker_id: &str, draining: bool) {
+        if worker_id.is_empty() {
+            return;
+        }
+        let now = now_ms();
+        if let Ok(mut w) = self.workers.lock() {
+            w.retain(|_, v| now - v.last_seen_ms < WORKER_FORGET_MS);
+            w.insert(
+                worker_id.to_string(),
+                WorkerSeen {
+                    worker_id: worker_id.to_string(),
+                    last_seen_ms: now,
+                    draining,
+                },
+            );
+        }
+    }
+
+    /// Workers seen in the last hour, by id.
+    pub fn workers(&self) -> Vec<WorkerSeen> {
+        self.workers
+            .lock()
+            .map(|w| w.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Cancels a running job (CancelJob): queued tasks at once, leased ones
+    /// at their next heartbeat.
+    pub fn cancel(&self, job_id: &str) -> Result<(), Status> {
+        self.with(|s| s.cancel(job_id, now_ms()))?;
+        info!(job = %job_id, "job cancelled");
+        self.changed.notify_waiters();
+        Ok(())
+    }
+
+    /// Runs a job's failed, skipped and cancelled tasks (or one task) again
+    /// (RetryJob); returns how many were requeued.
+    pub fn retry(&self, job_id: &str, task: Option<&str>) -> Result<usize, Status> {
+        let n = self.with(|s| s.retry(job_id, task, now_ms()))?;
+        info!(job = %job_id, tasks = n, "retry requested");
+        self.work.notify_waiters();
+        self.changed.notify_waiters();
+        Ok(n)
+    }
+
+    /// Sets a running job's priority (SetJobPriority): its queued tasks
+    /// move in the lease order at once.
+    pub fn set_priority(&self, job_id: &str, priority: i32) -> Result<(), Status> {
+        if self.with(|s| s.set_priority(job_id, priority, now_ms()))? {
+            info!(job = %job_id, priority, "job priority changed");
+            self.work.notify_waiters();
+            self.changed.notify_waiters();
+        }
+        Ok(())
+    }
+
+    /// A receiver that turns true when the coordinator begins shutting down.
+    pub fn stopping_rx(&self) -> watch::Receiver<bool> {
+        self.stopping.subscribe()
+    }
+
+    /// Runs `f` on the scheduler under its lock (the dashboard's reads).
+    pub fn read<R>(
+        &self,
+        f: impl FnOnce(&Scheduler<Box<dyn Store>>) -> Result<R, SchedError>,
+    ) -> Result<R, Status> {
+        self.with(|s| f(s))
     }
 
     /// Validates, plans and stores a job: what `SubmitJob` does, for
@@ -393,10 +481,7 @@ impl Jobs for Service {
         &self,
         req: Request<CancelJobRequest>,
     ) -> Result<Response<CancelJobResponse>, Status> {
-        let id = req.into_inner().job_id;
-        self.0.with(|s| s.cancel(&id, now_ms()))?;
-        info!(job = %id, "job cancelled");
-        self.0.changed.notify_waiters();
+        self.0.cancel(&req.into_inner().job_id)?;
         Ok(Response::new(CancelJobResponse {}))
     }
 
@@ -406,14 +491,19 @@ impl Jobs for Service {
     ) -> Result<Response<RetryJobResponse>, Status> {
         let r = req.into_inner();
         let task = (!r.task_id.is_empty()).then_some(r.task_id.as_str());
-        let n = self.0.with(|s| s.retry(&r.job_id, task, now_ms()))?;
-        info!(job = %r.job_id, tasks = n, "retry requested");
-        self.0.work.notify_waiters();
-        self.0.changed.notify_waiters();
-        self.0.changed.notify_waiters();
+        let n = self.0.retry(&r.job_id, task)?;
         Ok(Response::new(RetryJobResponse {
             tasks_requeued: n as u32,
         }))
+    }
+
+    async fn set_job_priority(
+        &self,
+        req: Request<SetJobPriorityRequest>,
+    ) -> Result<Response<SetJobPriorityResponse>, Status> {
+        let r = req.into_inner();
+        self.0.set_priority(&r.job_id, r.priority)?;
+        Ok(Response::new(SetJobPriorityResponse {}))
     }
 
     type WatchJobStream = std::pin::Pin<
@@ -585,6 +675,7 @@ impl Tasks for Service {
     ) -> Result<Response<LeaseTaskResponse>, Status> {
         let r = req.into_inner();
         self.0.metrics.worker_polled(&r.worker_id);
+        self.0.worker_seen(&r.worker_id, r.draining);
         let deadline =
             tokio::time::Instant::now() + Duration::from_millis(u64::from(r.wait_ms.min(60_000)));
         loop {
@@ -649,9 +740,14 @@ impl Tasks for Service {
     ) -> Result<Response<HeartbeatResponse>, Status> {
         let r = req.into_inner();
         let l = lease_parts(r.lease)?;
-        let (expires, cancel) = self
-            .0
-            .with(|s| s.heartbeat(key(&l), r.progress, now_ms()))?;
+        let (expires, cancel, worker) = self.0.with(|s| {
+            let (expires, cancel) = s.heartbeat(key(&l), r.progress, now_ms())?;
+            let worker = s.task(&l.job_id, &l.task_id)?.and_then(|t| t.worker_id);
+            Ok((expires, cancel, worker))
+        })?;
+        if let Some(w) = worker {
+            self.0.worker_seen(&w, r.draining);
+        }
         Ok(Response::new(HeartbeatResponse {
             expires_unix_ms: expires,
             cancel,

@@ -41,9 +41,25 @@ pub struct Settings {
     #[serde(default)]
     pub media_roots: Vec<String>,
     /// Where `stemforge coordinator` serves Prometheus `/metrics` over plain
-    /// HTTP (empty: off).
+    /// HTTP (empty: off). The older name of `http_listen`: the same
+    /// listener.
     #[serde(default)]
     pub metrics_listen: String,
+    /// The coordinator's HTTP address: `/metrics` and the operator
+    /// dashboard (empty: `metrics_listen`; both empty: off). Over TLS too
+    /// when `tls_cert`/`tls_key` are set (plain HTTP still serves `/metrics`).
+    #[serde(default)]
+    pub http_listen: String,
+    /// Serve the operator dashboard on the HTTP listener. Unset: on where
+    /// the exposure rule allows it (loopback, TLS, or `allow_insecure`),
+    /// off with a warning elsewhere; `true`: refuse to start where it does
+    /// not; `false`: off.
+    #[serde(default)]
+    pub dashboard: Option<bool>,
+    /// Let anyone who reaches the dashboard view it without logging in
+    /// (actions still need the client token). Default false.
+    #[serde(default)]
+    pub dashboard_public_read: bool,
     /// `text` or `json` (one JSON object per line, for log shippers).
     #[serde(default)]
     pub log_format: String,
@@ -320,6 +336,19 @@ impl Settings {
             },
             token,
         })
+    }
+
+    /// The coordinator's HTTP address: `http_listen`, else its older name
+    /// `metrics_listen` (empty: no HTTP listener).
+    pub fn http_address(&self) -> anyhow::Result<String> {
+        match (self.http_listen.trim(), self.metrics_listen.trim()) {
+            ("", m) => Ok(m.to_string()),
+            (h, "") => Ok(h.to_string()),
+            (h, m) if h == m => Ok(h.to_string()),
+            (h, m) => anyhow::bail!(
+                "http_listen ({h}) and metrics_listen ({m}) name the same listener: keep one (http_listen)"
+            ),
+        }
     }
 
     /// How long a worker finishes its task after SIGTERM.

@@ -517,3 +517,78 @@ fn a_shared_cause_is_retried_without_counting_against_the_worker() {
     let (_, tasks) = s.job("j").expect("job");
     assert!(tasks.iter().all(|x| x.state != TaskState::Failed));
 }
+
+/// Raising a queued job's priority moves its tasks ahead of every job
+/// below it at once, and lowering it moves them back, whichever store
+/// keeps the queue: the memory store's queue index, SQLite's ordered
+/// query, and SQLite behind its memory mirror (the coordinator's store).
+#[test]
+fn a_priority_change_reorders_leasing_in_every_store() {
+    use stemforge_coordinator::sqlite_store::SqliteStore;
+    use stemforge_coordinator::store::{CachedStore, Store};
+
+    fn check<S: Store>(mut s: Scheduler<S>, store: &str) {
+        s.submit(job("first", 0), &plan(&["a"])).expect("submit");
+        s.submit(job("second", 0), &plan(&["b"])).expect("submit");
+        // Equal priorities: submission order.
+        assert_eq!(
+            s.lease("w", 0).expect("lease").expect("task").job.job_id,
+            "first",
+            "{store}"
+        );
+        s.submit(job("third", 0), &plan(&["c"])).expect("submit");
+        assert!(
+            s.set_priority("third", 7, 1).expect("set priority"),
+            "{store}"
+        );
+        assert_eq!(s.job_record("third").expect("job").priority, 7, "{store}");
+        let g = s.lease("w", 2).expect("lease").expect("task");
+        assert_eq!(g.job.job_id, "third", "{store}: raised job leases first");
+        assert_eq!(g.job.priority, 7, "{store}");
+        // Lowered below the others: it goes last.
+        s.submit(job("fourth", 0), &plan(&["d"])).expect("submit");
+        assert!(
+            s.set_priority("fourth", -3, 3).expect("set priority"),
+            "{store}"
+        );
+        assert!(
+            !s.set_priority("fourth", -3, 3).expect("same priority"),
+            "{store}"
+        );
+        let mut order = Vec::new();
+        while let Some(g) = s.lease("w", 4).expect("lease") {
+            order.push(g.job.job_id);
+        }
+        let firsts: Vec<&str> = order.iter().map(String::as_str).collect();
+        assert_eq!(
+            firsts,
+            ["second", "fourth"],
+            "{store}: the rest in priority order (renders wait for analyses)"
+        );
+        let ev = s.events("fourth", 0, 100).expect("events");
+        assert!(
+            ev.iter().any(|e| e.message == "priority 0 → -3"),
+            "{store}: the change is an event: {ev:?}"
+        );
+        assert!(matches!(
+            s.set_priority("nope", 1, 5),
+            Err(SchedError::NoJob(_))
+        ));
+    }
+    let cfg = SchedulerConfig {
+        lease_ms: 1_000,
+        heartbeat_ms: 100,
+        max_attempts: 3,
+        backoff_base_ms: 500,
+        backoff_max_ms: 10_000,
+        max_worker_failures: 2,
+    };
+    check(sched(), "memory");
+    check(
+        Scheduler::new(SqliteStore::open_in_memory().expect("sqlite"), cfg.clone()),
+        "sqlite",
+    );
+    let cached = CachedStore::load(Box::new(SqliteStore::open_in_memory().expect("sqlite")))
+        .expect("cached store");
+    check(Scheduler::new(cached, cfg), "sqlite behind its mirror");
+}

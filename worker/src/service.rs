@@ -75,6 +75,7 @@ pub async fn run_worker(
         let req = LeaseTaskRequest {
             worker_id: opts.worker_id.clone(),
             wait_ms: opts.poll_wait_ms,
+            draining: *shutdown.borrow(),
         };
         let resp = tokio::select! {
             r = client.lease_task(req) => r,
@@ -351,6 +352,9 @@ async fn run_one(
             });
             tokio::pin!(work);
             let interval = Duration::from_millis(u64::from(lease.heartbeat_interval_ms.max(50)));
+            // The next heartbeat: at once after a shutdown request, so the
+            // coordinator shows this worker draining without waiting.
+            let mut next_beat = interval;
             // When shutdown was asked for: the task must be done by then.
             let mut drain_until: Option<tokio::time::Instant> = None;
             if *shutdown.borrow() {
@@ -369,6 +373,7 @@ async fn run_one(
                         if r.is_ok() && drain_until.is_none() {
                             info!(drain = ?opts.drain, "shutting down: finishing the task in hand first");
                             drain_until = Some(tokio::time::Instant::now() + opts.drain);
+                            next_beat = Duration::ZERO;
                         } else {
                             // Asked again (or the owner is gone): stop now.
                             warn!("stopping the task in hand now and handing its lease back");
@@ -381,10 +386,13 @@ async fn run_one(
                         handing_back = true;
                         cancel.store(true, Ordering::Relaxed);
                     }
-                    _ = tokio::time::sleep(interval) => {
+                    _ = tokio::time::sleep(next_beat) => {
+                        next_beat = interval;
                         let hb = HeartbeatRequest {
                             lease: Some(lref.clone()),
                             progress: f64::from_bits(progress.load(Ordering::Relaxed)),
+                            // Shutting down: finishing this task, leasing no more.
+                            draining: drain_until.is_some() || handing_back,
                         };
                         match client.heartbeat(hb).await {
                             Ok(r) if r.get_ref().cancel => cancel.store(true, Ordering::Relaxed),

@@ -482,6 +482,7 @@ async fn lease_cycles(worker: &Endpoint, clients: usize, leases: usize) -> Resul
                         .lease_task(LeaseTaskRequest {
                             worker_id: worker_id.clone(),
                             wait_ms: 5_000,
+                            draining: false,
                         })
                         .await
                         .map_err(remote::status_err)?

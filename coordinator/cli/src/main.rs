@@ -75,6 +75,9 @@ enum Cmd {
     Cancel(CancelArgs),
     /// Run a job's failed, skipped and cancelled tasks again (or one task).
     Retry(RetryArgs),
+    /// Change a running job's priority (higher runs first): its queued
+    /// tasks move in the lease order at once.
+    Priority(PriorityArgs),
     /// Measure files (WAV/BWF, FLAC, AIFF; mono to 7.1) as the manifest does:
     /// integrated, LRA, true peak, sample peak, max momentary and short-term.
     Measure(MeasureArgs),
@@ -244,9 +247,10 @@ struct CoordinatorArgs {
     /// Folder for the job database (default from config: ./stemforge-data).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Serve Prometheus metrics at http://ADDR/metrics (default from
-    /// config `metrics_listen`; off when empty).
-    #[arg(long)]
+    /// The HTTP listener: Prometheus metrics at http://ADDR/metrics and
+    /// the operator dashboard at http(s)://ADDR/ (default from config
+    /// `http_listen` or its older name `metrics_listen`; off when empty).
+    #[arg(long = "http-listen", visible_alias = "metrics-listen")]
     pub metrics_listen: Option<String>,
     /// Allow listening beyond loopback without TLS and both tokens.
     #[arg(long)]
@@ -330,6 +334,16 @@ struct RetryArgs {
     /// Only this task (and what it blocked).
     #[arg(long)]
     pub task: Option<String>,
+    #[arg(long)]
+    pub coordinator: Option<String>,
+}
+
+#[derive(Args)]
+struct PriorityArgs {
+    pub job: String,
+    /// The new priority (higher runs first; negative allowed).
+    #[arg(allow_hyphen_values = true)]
+    pub priority: i32,
     #[arg(long)]
     pub coordinator: Option<String>,
 }
@@ -490,6 +504,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Schedules(a) => schedules(&ctx, a),
         Cmd::Cancel(a) => cancel(&ctx, a),
         Cmd::Retry(a) => retry(&ctx, a),
+        Cmd::Priority(a) => priority(&ctx, a),
         Cmd::Check(a) => check(&ctx, a),
         Cmd::Validate(a) => validate(&ctx, a),
         Cmd::Cache(a) => cache(&ctx, a),
@@ -820,7 +835,10 @@ fn coordinator(ctx: &Ctx, a: CoordinatorArgs) -> anyhow::Result<ExitCode> {
     } = a;
     let listen = listen.unwrap_or_else(|| ctx.settings.listen.clone());
     let data_dir = data_dir.unwrap_or_else(|| PathBuf::from(&ctx.settings.data_dir));
-    let metrics_listen = metrics_listen.unwrap_or_else(|| ctx.settings.metrics_listen.clone());
+    let metrics_listen = match metrics_listen {
+        Some(m) => m,
+        None => ctx.settings.http_address()?,
+    };
     ctx.rt
         .block_on(stemforge_coordinator::daemon::run_coordinator(
             &ctx.settings,
@@ -985,6 +1003,22 @@ fn retry(ctx: &Ctx, a: RetryArgs) -> anyhow::Result<ExitCode> {
         task.as_deref(),
     ))?;
     println!("job {job}: {n} tasks to run again");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn priority(ctx: &Ctx, a: PriorityArgs) -> anyhow::Result<ExitCode> {
+    let PriorityArgs {
+        job,
+        priority,
+        coordinator,
+    } = a;
+    let url = coordinator.unwrap_or_else(|| ctx.settings.coordinator.clone());
+    ctx.rt.block_on(remote::set_priority(
+        &ctx.settings.endpoint(&url, Role::Client)?,
+        &job,
+        priority,
+    ))?;
+    println!("job {job}: priority {priority}");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -256,6 +256,12 @@ impl Cluster {
         Cluster::scraper(self.metrics_addr.clone())()
     }
 
+    /// `HOST:PORT` of the coordinator's HTTP listener (`/metrics`, the
+    /// dashboard).
+    pub fn http_addr(&self) -> &str {
+        &self.metrics_addr
+    }
+
     /// A function that fetches the coordinator's `/metrics` page (plain
     /// HTTP/1.1), for a thread that scrapes while the test goes on.
     pub fn metrics_scraper(&self) -> impl Fn() -> String + Send + 'static {
@@ -428,6 +434,12 @@ impl Cluster {
             return None;
         }
         Some(serde_json::from_slice(&o.stdout).expect("status --json prints JSON"))
+    }
+
+    /// As [`Cluster::status`], asking with the client's settings.
+    pub fn status_env(&self, job: &str, env: &[(&str, String)]) -> Value {
+        self.try_status_env(job, env)
+            .unwrap_or_else(|| panic!("status of {job} failed\n{}", self.logs()))
     }
 
     pub fn status(&self, job: &str) -> Value {
