@@ -176,6 +176,40 @@ pub fn write_spec(dir: &Path, out: Option<PathBuf>) -> anyhow::Result<DirSpec> {
     })
 }
 
+/// The spec text of one title folder rendered with a template (a hot
+/// folder's title): the template's text (everything but titles: delivery,
+/// profiles, graph, variants, preflight) followed by a `[catalog]` taking
+/// exactly `title_dir`, so roles and the reference mix come from file names
+/// by the catalog's own rules and findings, as for `render DIR`. The
+/// caller expands it ([`deliverables_spec::catalog::expand`]). The template
+/// must hold no `[catalog]` or `[[titles]]` of its own (the caller checks
+/// that once, when the template is read). Reads the audio files' headers
+/// for the layout: call it only on a folder that has stopped changing.
+pub fn template_spec(template: &str, title_dir: &Path) -> anyhow::Result<String> {
+    let dir = std::fs::canonicalize(title_dir)
+        .with_context(|| format!("cannot read '{}'", title_dir.display()))?;
+    let (audio, _) = entries(&dir)?;
+    let mut spec = String::with_capacity(template.len() + 256);
+    spec.push_str(template);
+    if !spec.ends_with('\n') {
+        spec.push('\n');
+    }
+    let _ = writeln!(spec, "\n[catalog]\nfolders = [{}]", literal_glob(&dir)?);
+    let layout = layout_of(&audio);
+    if layout != Layout::Stereo {
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let _ = writeln!(
+            spec,
+            "\n[catalog.titles.{}]\nlayout = \"{layout}\"",
+            toml_string(&name)
+        );
+    }
+    Ok(spec)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

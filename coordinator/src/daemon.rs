@@ -89,6 +89,10 @@ pub async fn run_coordinator(settings: &Settings, args: &CoordinatorArgs<'_>) ->
         Some((maddr, l))
     };
 
+    // Hot folders are checked before the store is opened too: a bad
+    // `[[watch]]` entry stops the start with its field named.
+    let watches = crate::watch::validate(&settings.watch, &settings.media_roots())?;
+
     let db = data_dir.join(DB_FILE);
     let store = SqliteStore::open(&db)?;
     let store = CachedStore::load(Box::new(store))?;
@@ -147,10 +151,15 @@ pub async fn run_coordinator(settings: &Settings, args: &CoordinatorArgs<'_>) ->
         auth,
         drain: Some(settings.drain_timeout()),
     };
+    let watch_tasks = crate::watch::start(coord.clone(), watches, data_dir, stop_rx.clone())?;
     let server = tokio::spawn(serve(coord, listener, stop_rx, opts));
     shutdown_signal().await;
     info!("SIGTERM/interrupt: shutting down");
     let _ = stop_tx.send(true);
+    // Hot folders stop before the store closes (no submission after it).
+    for t in watch_tasks {
+        let _ = t.await;
+    }
     server.await.context("coordinator task")?.map_err(|e| {
         anyhow::anyhow!(
             "coordinator server: {}",

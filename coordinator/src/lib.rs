@@ -18,3 +18,4 @@ pub mod server;
 pub mod settings;
 pub mod sqlite_store;
 pub mod store;
+pub mod watch;

@@ -98,6 +98,11 @@ pub struct Settings {
     /// Size the render cache is kept under, GB (least recently used
     /// entries are evicted first).
     pub cache_max_gb: f64,
+    /// Coordinator: hot folders (`[[watch]]` tables), each a folder whose
+    /// sub-folders are titles, rendered with a spec template once they
+    /// stop changing (see `watch::WatchConfig` for the keys).
+    #[serde(default)]
+    pub watch: Vec<crate::watch::WatchConfig>,
 }
 
 /// A configured secret: `Debug` never shows it.

@@ -68,6 +68,9 @@ enum Cmd {
     Status(StatusArgs),
     /// Follow a job live until it finishes (exit 0 if it succeeded).
     Watch(WatchArgs),
+    /// The coordinator's hot folders (`[[watch]]`): what each has
+    /// submitted, what waits to settle, what was rejected.
+    HotFolders(HotFoldersArgs),
     /// Cancel a job: running tasks stop at their next heartbeat.
     Cancel(CancelArgs),
     /// Run a job's failed, skipped and cancelled tasks again (or one task).
@@ -289,6 +292,15 @@ struct SubmitArgs {
 }
 
 #[derive(Args)]
+struct HotFoldersArgs {
+    #[arg(long)]
+    pub coordinator: Option<String>,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
 struct StatusArgs {
     pub job: Option<String>,
     #[arg(long)]
@@ -475,6 +487,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Submit(a) => submit(&ctx, a),
         Cmd::Status(a) => status(&ctx, a),
         Cmd::Watch(a) => watch(&ctx, a),
+        Cmd::HotFolders(a) => hot_folders(&ctx, a),
         Cmd::Cancel(a) => cancel(&ctx, a),
         Cmd::Retry(a) => retry(&ctx, a),
         Cmd::Check(a) => check(&ctx, a),
@@ -900,6 +913,17 @@ fn status(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<ExitCode> {
     let out = ctx.rt.block_on(remote::status(
         &ctx.settings.endpoint(&url, Role::Client)?,
         job.as_deref(),
+        json,
+    ))?;
+    write_stdout(&out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn hot_folders(ctx: &Ctx, a: HotFoldersArgs) -> anyhow::Result<ExitCode> {
+    let HotFoldersArgs { coordinator, json } = a;
+    let url = coordinator.unwrap_or_else(|| ctx.settings.coordinator.clone());
+    let out = ctx.rt.block_on(remote::hot_folders(
+        &ctx.settings.endpoint(&url, Role::Client)?,
         json,
     ))?;
     write_stdout(&out)?;
