@@ -59,7 +59,11 @@ fn title_files(seed: u64, mix_without_vocals: bool) -> Vec<(&'static str, Vec<u8
             .map(|c| c.into_iter().map(|x| 0.3 * x).collect())
             .collect()
     };
-    let stems = [("Drums.wav", stem(1)), ("Bass.wav", stem(2)), ("Vocals.wav", stem(3))];
+    let stems = [
+        ("Drums.wav", stem(1)),
+        ("Bass.wav", stem(2)),
+        ("Vocals.wav", stem(3)),
+    ];
     let mut mix = vec![vec![0.0; frames]; 2];
     for (name, s) in &stems {
         if mix_without_vocals && *name == "Vocals.wav" {
@@ -73,7 +77,11 @@ fn title_files(seed: u64, mix_without_vocals: bool) -> Vec<(&'static str, Vec<u8
     }
     let staging = scratch(&format!("hot-staging-{seed}-{mix_without_vocals}"));
     let mut out = Vec::new();
-    for (name, ch) in stems.iter().map(|(n, c)| (*n, c)).chain([("Mix.wav", &mix)]) {
+    for (name, ch) in stems
+        .iter()
+        .map(|(n, c)| (*n, c))
+        .chain([("Mix.wav", &mix)])
+    {
         let p = staging.join(name);
         write_wav24(&p, RATE, ch);
         out.push((name, std::fs::read(&p).expect("read staged file")));
@@ -143,7 +151,9 @@ fn two_scans(c: &Cluster, folder: &Path) {
     let t0 = now_ms();
     let mut seen = Vec::new();
     c.wait_for("two scans", Duration::from_secs(60), || {
-        let s = folder_view(c, folder)["last_scan_unix_ms"].as_i64().unwrap_or(0);
+        let s = folder_view(c, folder)["last_scan_unix_ms"]
+            .as_i64()
+            .unwrap_or(0);
         if s > t0 && !seen.contains(&s) {
             seen.push(s);
         }
@@ -220,18 +230,33 @@ fn slow_copy_settles_once_restarts_and_failed_preflight_waits_for_a_change() {
     let mut c = start("hot-slow", |d| {
         let inbox = d.join("inbox");
         std::fs::create_dir_all(&inbox).expect("create inbox");
-        vec![watch_entry(&inbox, &d.join("template.toml"), SETTLE_S, false)]
+        vec![watch_entry(
+            &inbox,
+            &d.join("template.toml"),
+            SETTLE_S,
+            false,
+        )]
     });
     let inbox = c.dir().join("inbox");
     let outputs = c.dir().join("inbox-deliverables");
-    assert!(outputs.is_dir(), "the output folder is made beside the watched one");
+    assert!(
+        outputs.is_dir(),
+        "the output folder is made beside the watched one"
+    );
 
     // (a) Chunks every 0.5 s for 4 s: longer than the settle time, so only
     // a folder that waits for the last write submits once.
     let files = title_files(1, false);
-    let last_write = slow_copy(&inbox.join("Slow Song"), &files, 9, Duration::from_millis(500));
+    let last_write = slow_copy(
+        &inbox.join("Slow Song"),
+        &files,
+        9,
+        Duration::from_millis(500),
+    );
     let job = wait_submitted(&c, "inbox/Slow Song", 1, Duration::from_secs(60));
-    let submitted = job[0]["submitted_unix_ms"].as_i64().expect("submitted time");
+    let submitted = job[0]["submitted_unix_ms"]
+        .as_i64()
+        .expect("submitted time");
     assert!(
         submitted >= last_write + (SETTLE_S * 1000.0) as i64,
         "submitted at {submitted}, {} ms after the last write began: before the folder settled",
@@ -239,7 +264,11 @@ fn slow_copy_settles_once_restarts_and_failed_preflight_waits_for_a_change() {
     );
     let job_id = job[0]["job_id"].as_str().expect("job id").to_string();
     assert_rendered(&c, &job_id, &outputs.join("Slow Song"), "Slow-Song");
-    assert_eq!(jobs(&c, "inbox/Slow Song").len(), 1, "submitted exactly once");
+    assert_eq!(
+        jobs(&c, "inbox/Slow Song").len(),
+        1,
+        "submitted exactly once"
+    );
     let view = folder_view(&c, &inbox);
     assert_eq!(view["submitted"], 1, "{view:#}");
     assert_eq!(view["last_job_id"], job_id.as_str(), "{view:#}");
@@ -250,7 +279,16 @@ fn slow_copy_settles_once_restarts_and_failed_preflight_waits_for_a_change() {
         "a delivered title leaves nothing beside its folder"
     );
 
-    // (b) A restarted coordinator remembers the folder's fingerprint.
+    // (c, first half) With no worker, a title whose mix leaves the vocals
+    // out is submitted and waits in the queue ...
+    c.kill_worker("w1");
+    let bad = title_files(2, true);
+    copy(&inbox.join("Bad Mix"), &bad);
+    let first = wait_submitted(&c, "inbox/Bad Mix", 1, Duration::from_secs(60));
+    let first_id = first[0]["job_id"].as_str().expect("job id").to_string();
+
+    // (b) ... while the coordinator restarts: it remembers both folders'
+    // fingerprints (neither is submitted again) and follows the queued job.
     c.term_coordinator(Duration::from_secs(30));
     c.restart_coordinator();
     two_scans(&c, &inbox);
@@ -260,14 +298,17 @@ fn slow_copy_settles_once_restarts_and_failed_preflight_waits_for_a_change() {
         "not submitted again after a restart\n{}",
         c.logs()
     );
-    assert_eq!(folder_view(&c, &inbox)["submitted"], 0, "nothing submitted since the restart");
+    assert_eq!(jobs(&c, "inbox/Bad Mix").len(), 1);
+    assert_eq!(
+        folder_view(&c, &inbox)["submitted"],
+        0,
+        "nothing submitted since the restart"
+    );
+    c.start_worker("w2");
 
-    // (c) A mix that leaves the vocals out fails preflight: findings beside
-    // the folder, and no second submission while the folder stays as it is.
-    let bad = title_files(2, true);
-    copy(&inbox.join("Bad Mix"), &bad);
-    let first = wait_submitted(&c, "inbox/Bad Mix", 1, Duration::from_secs(60));
-    let first_id = first[0]["job_id"].as_str().expect("job id").to_string();
+    // (c) The job fails preflight: the restarted coordinator writes the
+    // findings beside the folder, and does not submit it again while the
+    // folder stays as it is.
     let st = c.wait_job(&first_id, Duration::from_secs(240));
     assert_eq!(st["state"], "failed", "{st:#}");
     let findings = inbox.join("Bad Mix.stemforge-findings.txt");
@@ -275,11 +316,18 @@ fn slow_copy_settles_once_restarts_and_failed_preflight_waits_for_a_change() {
         std::fs::read_to_string(&findings).ok()
     });
     assert!(body.contains("failed preflight"), "{body}");
-    assert!(body.contains("null_test") && body.contains("Mix.wav"), "{body}");
+    assert!(
+        body.contains("null_test") && body.contains("Mix.wav"),
+        "{body}"
+    );
     assert!(body.contains(&first_id), "{body}");
     two_scans(&c, &inbox);
     two_scans(&c, &inbox);
-    assert_eq!(jobs(&c, "inbox/Bad Mix").len(), 1, "a rejected folder waits for a change");
+    assert_eq!(
+        jobs(&c, "inbox/Bad Mix").len(),
+        1,
+        "a rejected folder waits for a change"
+    );
     assert_eq!(folder_view(&c, &inbox)["rejected"], 1);
 
     // The engineer prints the right mix: one more submission, which renders
@@ -301,7 +349,11 @@ fn slow_copy_settles_once_restarts_and_failed_preflight_waits_for_a_change() {
         (!findings.exists()).then_some(())
     });
     two_scans(&c, &inbox);
-    assert_eq!(jobs(&c, "inbox/Bad Mix").len(), 2, "resubmitted exactly once");
+    assert_eq!(
+        jobs(&c, "inbox/Bad Mix").len(),
+        2,
+        "resubmitted exactly once"
+    );
     assert_eq!(jobs(&c, "inbox/Slow Song").len(), 1);
     let view = folder_view(&c, &inbox);
     assert_eq!(view["rejected"], 0, "{view:#}");
@@ -329,7 +381,10 @@ fn ready_marker_and_polling_folders() {
     // (d) Without the marker the folder waits (an hour's settle time) ...
     copy(&ready.join("Marked"), &title_files(3, false));
     two_scans(&c, &ready);
-    assert!(jobs(&c, "ready-inbox/Marked").is_empty(), "unsettled without the marker");
+    assert!(
+        jobs(&c, "ready-inbox/Marked").is_empty(),
+        "unsettled without the marker"
+    );
     assert_eq!(folder_view(&c, &ready)["waiting"], 1);
     // ... and with it, it is submitted at once.
     std::fs::write(ready.join("Marked").join(".ready"), b"").expect("write marker");
@@ -359,18 +414,69 @@ fn ready_marker_and_polling_folders() {
         &c.dir().join("polled-inbox-deliverables").join("Polled"),
         "Polled",
     );
+
+    // A file the names cannot place stops the title before submission:
+    // findings beside it, no job; renamed after its content, it is
+    // submitted and rendered.
+    let mut files = title_files(5, false);
+    for (n, _) in &mut files {
+        if *n == "Mix.wav" {
+            *n = "Track 7.wav";
+        }
+    }
+    copy(&polled.join("Unnamed"), &files);
+    let findings = polled.join("Unnamed.stemforge-findings.txt");
+    let body = c.wait_for("the findings file", Duration::from_secs(30), || {
+        std::fs::read_to_string(&findings).ok()
+    });
+    assert!(
+        body.contains("Track 7.wav") && body.contains("rename the file"),
+        "{body}"
+    );
+    assert!(
+        jobs(&c, "polled-inbox/Unnamed").is_empty(),
+        "refused before submission"
+    );
+    two_scans(&c, &polled);
+    assert!(
+        jobs(&c, "polled-inbox/Unnamed").is_empty(),
+        "not checked again unchanged"
+    );
+    assert_eq!(folder_view(&c, &polled)["rejected"], 1);
+    std::fs::rename(
+        polled.join("Unnamed").join("Track 7.wav"),
+        polled.join("Unnamed").join("Mix.wav"),
+    )
+    .expect("rename");
+    let j = wait_submitted(&c, "polled-inbox/Unnamed", 1, Duration::from_secs(60));
+    let id = j[0]["job_id"].as_str().expect("job id").to_string();
+    assert_rendered(
+        &c,
+        &id,
+        &c.dir().join("polled-inbox-deliverables").join("Unnamed"),
+        "Unnamed",
+    );
+    c.wait_for("the findings removed", Duration::from_secs(30), || {
+        (!findings.exists()).then_some(())
+    });
+
     two_scans(&c, &polled);
     assert_eq!(jobs(&c, "polled-inbox/Polled").len(), 1);
+    assert_eq!(jobs(&c, "polled-inbox/Unnamed").len(), 1);
     assert_eq!(jobs(&c, "ready-inbox/Marked").len(), 1);
-    for f in [&ready, &polled] {
+    for (f, n) in [(&ready, 1), (&polled, 2)] {
         let v = folder_view(&c, f);
         assert_eq!(v["mode"], "poll", "{v:#}");
-        assert_eq!(v["submitted"], 1, "{v:#}");
+        assert_eq!(v["submitted"], n, "{v:#}");
+        assert_eq!(v["rejected"], 0, "{v:#}");
     }
     let table = c.cli(&["hot-folders"]);
     assert!(table.status.success(), "{}", text(&table));
     let table = String::from_utf8_lossy(&table.stdout);
-    assert!(table.contains("ready-inbox") && table.contains("poll"), "{table}");
+    assert!(
+        table.contains("ready-inbox") && table.contains("poll"),
+        "{table}"
+    );
 }
 
 #[test]

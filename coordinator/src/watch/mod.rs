@@ -984,12 +984,29 @@ fn title_spec(w: &Watch, path: &Path) -> Result<deliverables_spec::LoadedSpec, V
         e.errors
             .iter()
             .map(|x| {
-                let msg = if x.field.is_empty() {
-                    x.message.clone()
+                // The title's own findings (its files) are told without the
+                // catalog's field path; their fix is a change in the folder,
+                // since a hot folder's title takes no overrides.
+                if x.field.starts_with("catalog") {
+                    let fix = match x.hint.as_deref() {
+                        Some(h) if h.contains("[catalog.titles") => FOLDER_FIX,
+                        Some(h) => h,
+                        None => "",
+                    };
+                    Item::error("folder", x.message.clone(), fix)
+                } else if x.field.is_empty() {
+                    Item::error(
+                        "spec",
+                        x.message.clone(),
+                        x.hint.as_deref().unwrap_or_default(),
+                    )
                 } else {
-                    format!("{}: {}", x.field, x.message)
-                };
-                Item::error("spec", msg, x.hint.as_deref().unwrap_or_default())
+                    Item::error(
+                        "spec",
+                        format!("{}: {}", x.field, x.message),
+                        x.hint.as_deref().unwrap_or_default(),
+                    )
+                }
             })
             .collect()
     };
@@ -1004,6 +1021,9 @@ fn title_spec(w: &Watch, path: &Path) -> Result<deliverables_spec::LoadedSpec, V
         })?;
     deliverables_spec::load_text(expanded.text, &w.template_base, None).map_err(spec_items)
 }
+
+/// The fix of a file the names cannot place, in a hot folder.
+const FOLDER_FIX: &str = "rename the file so its name says its role (drums, bass, music, keys, guitars, vocals, backing vocals, dialogue, fx) or that it is the reference mix (mix, ref, master, print), or move it out of the folder";
 
 /// One line of a findings file.
 #[derive(Debug, Clone)]
@@ -1132,7 +1152,8 @@ fn job_findings(
                     });
                 }
             }
-            if let Some(e) = &t.error {
+            // A title failed by its preflight errors says them again: left out.
+            if let Some(e) = t.error.as_ref().filter(|_| !preflight_failed) {
                 r.items.push(Item::error("title", e.clone(), ""));
             }
         }
@@ -1140,7 +1161,7 @@ fn job_findings(
     if preflight_failed {
         r.headline = "it failed preflight".into();
     }
-    for t in &st.tasks {
+    for t in st.tasks.iter().filter(|_| !preflight_failed) {
         if !t.error.is_empty()
             && stemforge_proto::states::task_state(t.state)
                 == Some(deliverables_spec::contract::TaskState::Failed)
