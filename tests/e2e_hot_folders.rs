@@ -138,11 +138,15 @@ fn hot_folders(c: &Cluster) -> Vec<Value> {
 }
 
 fn folder_view(c: &Cluster, folder: &Path) -> Value {
+    try_folder_view(c, folder)
+        .unwrap_or_else(|| panic!("{} not listed by hot-folders", folder.display()))
+}
+
+fn try_folder_view(c: &Cluster, folder: &Path) -> Option<Value> {
     let want = std::fs::canonicalize(folder).expect("canonical folder");
     hot_folders(c)
         .into_iter()
         .find(|f| f["folder"] == want.display().to_string())
-        .unwrap_or_else(|| panic!("{} not listed by hot-folders", want.display()))
 }
 
 /// Waits until the folder has been scanned twice after now (so anything a
@@ -151,7 +155,8 @@ fn two_scans(c: &Cluster, folder: &Path) {
     let t0 = now_ms();
     let mut seen = Vec::new();
     c.wait_for("two scans", Duration::from_secs(60), || {
-        let s = folder_view(c, folder)["last_scan_unix_ms"]
+        // A coordinator just started may not list the folder yet.
+        let s = try_folder_view(c, folder)?["last_scan_unix_ms"]
             .as_i64()
             .unwrap_or(0);
         if s > t0 && !seen.contains(&s) {

@@ -436,6 +436,8 @@ impl Folder {
                 }
             }
         };
+        // Listed from the start, before its first scan.
+        self.coord.automations.put_watch(self.view.clone());
         if let Err(e) = self.load().await {
             warn!(folder = %self.key, error = %format!("{e:#}"), "hot folder: cannot read its state; it stays idle");
             self.view.last_error = Some(format!("{e:#}"));
@@ -610,8 +612,13 @@ impl Folder {
             listed.iter().map(|(n, _, _)| n.as_str()).collect();
         // Folders gone from the listing are forgotten unless a row keeps them
         // (a job to follow, or the fingerprint acted on).
-        self.titles
-            .retain(|n, t| present.contains(n.as_str()) || t.rec.is_some());
+        self.titles.retain(|n, t| {
+            let here = present.contains(n.as_str());
+            if !here {
+                t.seen = None;
+            }
+            here || t.rec.is_some()
+        });
         let mut waiting = 0u32;
         let mut due: Option<Instant> = None;
         let mut settled = Vec::new();
