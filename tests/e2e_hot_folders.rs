@@ -516,3 +516,41 @@ fn a_bad_watch_entry_stops_the_coordinator_naming_its_field() {
         "a refused configuration makes no folder"
     );
 }
+
+#[test]
+fn listing_hot_folders_needs_the_client_token() {
+    const TOKEN: &str = "client-hot-folders-5b3d4c6e8f0a1b2c3d4e5f60a7";
+    let b = Cluster::builder("hot-token");
+    let token = b.dir().join("client.token");
+    std::fs::write(&token, format!("{TOKEN}\n")).expect("write token");
+    let inbox = b.dir().join("inbox");
+    std::fs::create_dir_all(&inbox).expect("create inbox");
+    let cfg = config(
+        b.dir(),
+        &[watch_entry(
+            &inbox,
+            &b.dir().join("template.toml"),
+            SETTLE_S,
+            false,
+        )],
+    );
+    let c = b
+        .env("STEMFORGE_CLIENT_TOKEN_FILE", token.display().to_string())
+        .args(&["--config", cfg.to_str().expect("utf-8 path")])
+        .start()
+        .unwrap_or_else(|e| panic!("coordinator: {e}"));
+    let o = c.cli(&["hot-folders"]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("UNAUTHENTICATED"),
+        "{}",
+        text(&o)
+    );
+    let o = c.cli_env(
+        &["hot-folders", "--json"],
+        &[("STEMFORGE_CLIENT_TOKEN_FILE", token.display().to_string())],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let v: Vec<Value> = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(v.len(), 1, "{v:?}");
+}

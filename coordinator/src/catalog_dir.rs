@@ -211,8 +211,45 @@ pub fn template_spec(template: &str, title_dir: &Path) -> anyhow::Result<String>
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_template_takes_one_title_folder() {
+        let d =
+            std::env::temp_dir().join(format!("stemforge-template-spec-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let title = d.join("inbox").join("Song [v2]");
+        std::fs::create_dir_all(&title).unwrap();
+        for f in ["Drums.wav", "Bass.wav", "Song MIX.wav"] {
+            std::fs::write(title.join(f), b"not audio: only names are read").unwrap();
+        }
+        let template = "schema_version = 1\n[delivery]\nprofile = \"ebu-r128\"\n[variants.full]";
+        let text = template_spec(template, &title).unwrap();
+        assert!(
+            text.starts_with(template),
+            "the template comes first, as written"
+        );
+        let e = deliverables_spec::catalog::expand(&text, &d, None)
+            .unwrap()
+            .unwrap();
+        let loaded = deliverables_spec::load_text(e.text, &d, None).unwrap();
+        let t = &loaded.spec.titles;
+        assert_eq!(t.len(), 1);
+        assert_eq!(
+            t[0].name, "Song [v2]",
+            "named after its folder, globs taken literally"
+        );
+        assert_eq!(t[0].stems.len(), 2);
+        assert!(
+            t[0].reference
+                .as_deref()
+                .is_some_and(|r| r.ends_with("Song MIX.wav"))
+        );
+        assert_eq!(loaded.delivery().profile, "ebu-r128");
+        let _ = std::fs::remove_dir_all(&d);
+    }
 
     #[test]
     fn globs_and_strings_are_escaped() {
