@@ -30,6 +30,7 @@ KNOWN_KEYS = {
     "allow_insecure", "drain_timeout_s", "workers", "lease_ms", "heartbeat_ms", "max_attempts",
     "backoff_base_ms", "backoff_max_ms", "poll_wait_ms", "max_worker_failures",
     "metrics_public", "cache", "cache_dir", "cache_max_gb",
+    "watch",
 }
 # STEMFORGE_ variables that are not configuration keys.
 EXTRA_ENV = {"STEMFORGE_LOG"}
