@@ -156,9 +156,17 @@ pub async fn run_coordinator(settings: &Settings, args: &CoordinatorArgs<'_>) ->
     shutdown_signal().await;
     info!("SIGTERM/interrupt: shutting down");
     let _ = stop_tx.send(true);
-    // Hot folders stop before the store closes (no submission after it).
+    // Hot folders stop before the store closes (no submission after it);
+    // a scan stuck on an unresponsive network mount is not waited for long.
     for t in watch_tasks {
-        let _ = t.await;
+        if tokio::time::timeout(std::time::Duration::from_secs(10), t)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "a hot folder did not stop within 10 s (a scan stuck on its file system?)"
+            );
+        }
     }
     server.await.context("coordinator task")?.map_err(|e| {
         anyhow::anyhow!(
