@@ -176,9 +176,80 @@ pub fn write_spec(dir: &Path, out: Option<PathBuf>) -> anyhow::Result<DirSpec> {
     })
 }
 
+/// The spec text of one title folder rendered with a template (a hot
+/// folder's title): the template's text (everything but titles: delivery,
+/// profiles, graph, variants, preflight) followed by a `[catalog]` taking
+/// exactly `title_dir`, so roles and the reference mix come from file names
+/// by the catalog's own rules and findings, as for `render DIR`. The
+/// caller expands it ([`deliverables_spec::catalog::expand`]). The template
+/// must hold no `[catalog]` or `[[titles]]` of its own (the caller checks
+/// that once, when the template is read). Reads the audio files' headers
+/// for the layout: call it only on a folder that has stopped changing.
+pub fn template_spec(template: &str, title_dir: &Path) -> anyhow::Result<String> {
+    let dir = std::fs::canonicalize(title_dir)
+        .with_context(|| format!("cannot read '{}'", title_dir.display()))?;
+    let (audio, _) = entries(&dir)?;
+    let mut spec = String::with_capacity(template.len() + 256);
+    spec.push_str(template);
+    if !spec.ends_with('\n') {
+        spec.push('\n');
+    }
+    let _ = writeln!(spec, "\n[catalog]\nfolders = [{}]", literal_glob(&dir)?);
+    let layout = layout_of(&audio);
+    if layout != Layout::Stereo {
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let _ = writeln!(
+            spec,
+            "\n[catalog.titles.{}]\nlayout = \"{layout}\"",
+            toml_string(&name)
+        );
+    }
+    Ok(spec)
+}
+
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_template_takes_one_title_folder() {
+        let d =
+            std::env::temp_dir().join(format!("stemforge-template-spec-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let title = d.join("inbox").join("Song [v2]");
+        std::fs::create_dir_all(&title).unwrap();
+        for f in ["Drums.wav", "Bass.wav", "Song MIX.wav"] {
+            std::fs::write(title.join(f), b"not audio: only names are read").unwrap();
+        }
+        let template = "schema_version = 1\n[delivery]\nprofile = \"ebu-r128\"\n[variants.full]";
+        let text = template_spec(template, &title).unwrap();
+        assert!(
+            text.starts_with(template),
+            "the template comes first, as written"
+        );
+        let e = deliverables_spec::catalog::expand(&text, &d, None)
+            .unwrap()
+            .unwrap();
+        let loaded = deliverables_spec::load_text(e.text, &d, None).unwrap();
+        let t = &loaded.spec.titles;
+        assert_eq!(t.len(), 1);
+        assert_eq!(
+            t[0].name, "Song [v2]",
+            "named after its folder, globs taken literally"
+        );
+        assert_eq!(t[0].stems.len(), 2);
+        assert!(
+            t[0].reference
+                .as_deref()
+                .is_some_and(|r| r.ends_with("Song MIX.wav"))
+        );
+        assert_eq!(loaded.delivery().profile, "ebu-r128");
+        let _ = std::fs::remove_dir_all(&d);
+    }
 
     #[test]
     fn globs_and_strings_are_escaped() {

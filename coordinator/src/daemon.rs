@@ -121,6 +121,10 @@ pub async fn run_coordinator(settings: &Settings, args: &CoordinatorArgs<'_>) ->
             &data_dir.join(crate::schedules::DB_FILE),
         )?)
     };
+    // Hot folders are checked before the store is opened too: a bad
+    // `[[watch]]` entry stops the start with its field named.
+    let watches = crate::watch::validate(&settings.watch, &settings.media_roots(), &config_base)?;
+
     let db = data_dir.join(DB_FILE);
     let store = SqliteStore::open(&db)?;
     let store = CachedStore::load(Box::new(store))?;
@@ -205,10 +209,23 @@ pub async fn run_coordinator(settings: &Settings, args: &CoordinatorArgs<'_>) ->
         Some(db) => crate::schedules::start(coord.clone(), schedules, db, stop_rx.clone()),
         None => Vec::new(),
     };
+    let watch_tasks = crate::watch::start(coord.clone(), watches, data_dir, stop_rx.clone())?;
     let server = tokio::spawn(serve(coord, listener, stop_rx, opts));
     shutdown_signal().await;
     info!("SIGTERM/interrupt: shutting down");
     let _ = stop_tx.send(true);
+    // Hot folders stop before the store closes (no submission after it);
+    // a scan stuck on an unresponsive network mount is not waited for long.
+    for t in watch_tasks {
+        if tokio::time::timeout(std::time::Duration::from_secs(10), t)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "a hot folder did not stop within 10 s (a scan stuck on its file system?)"
+            );
+        }
+    }
     server.await.context("coordinator task")?.map_err(|e| {
         anyhow::anyhow!(
             "coordinator server: {}",

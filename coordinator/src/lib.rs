@@ -20,4 +20,5 @@ pub mod server;
 pub mod settings;
 pub mod sqlite_store;
 pub mod store;
+pub mod watch;
 pub mod webhooks;

@@ -583,3 +583,71 @@ pub async fn schedules(url: &Endpoint, json: bool) -> Result<String> {
     }
     Ok(s)
 }
+
+/// One hot folder as `stemforge hot-folders --json` prints it.
+#[derive(Debug, Serialize)]
+pub struct WatchFolderView {
+    pub folder: String,
+    pub template: String,
+    pub settle_s: f64,
+    pub mode: String,
+    pub submitted: u32,
+    pub waiting: u32,
+    pub rejected: u32,
+    /// Unix ms; absent: never.
+    pub last_scan_unix_ms: Option<i64>,
+    pub last_submit_unix_ms: Option<i64>,
+    pub last_job_id: String,
+    pub last_error: String,
+}
+
+/// `stemforge hot-folders`: the coordinator's `[[watch]]` folders.
+pub async fn hot_folders(url: &Endpoint, json: bool) -> Result<String> {
+    let mut client = connect(url).await?;
+    let folders = client
+        .list_watch_folders(stemforge_proto::v1::ListWatchFoldersRequest {})
+        .await
+        .map_err(status_err)?
+        .into_inner()
+        .folders;
+    let some = |ms: i64| (ms > 0).then_some(ms);
+    let views: Vec<WatchFolderView> = folders
+        .into_iter()
+        .map(|f| WatchFolderView {
+            last_scan_unix_ms: some(f.last_scan_unix_ms),
+            last_submit_unix_ms: some(f.last_submit_unix_ms),
+            folder: f.folder,
+            template: f.template,
+            settle_s: f.settle_s,
+            mode: f.mode,
+            submitted: f.submitted,
+            waiting: f.waiting,
+            rejected: f.rejected,
+            last_job_id: f.last_job_id,
+            last_error: f.last_error,
+        })
+        .collect();
+    if json {
+        return Ok(serde_json::to_string_pretty(&views)? + "\n");
+    }
+    if views.is_empty() {
+        return Ok(
+            "no hot folders configured (add [[watch]] to the coordinator's config)\n".into(),
+        );
+    }
+    let mut s = format!(
+        "{:<40} {:<6} {:>7} {:>9} {:>7} {:>8}  last job\n",
+        "folder", "mode", "settle", "submitted", "waiting", "rejected"
+    );
+    for v in &views {
+        let _ = writeln!(
+            s,
+            "{:<40} {:<6} {:>6}s {:>9} {:>7} {:>8}  {}",
+            v.folder, v.mode, v.settle_s, v.submitted, v.waiting, v.rejected, v.last_job_id
+        );
+        if !v.last_error.is_empty() {
+            let _ = writeln!(s, "  last error: {}", v.last_error);
+        }
+    }
+    Ok(s)
+}

@@ -506,6 +506,34 @@ impl Jobs for Service {
         Ok(Response::new(SetJobPriorityResponse {}))
     }
 
+    async fn list_watch_folders(
+        &self,
+        _req: Request<stemforge_proto::v1::ListWatchFoldersRequest>,
+    ) -> Result<Response<stemforge_proto::v1::ListWatchFoldersResponse>, Status> {
+        let folders = self
+            .0
+            .automations
+            .watches()
+            .into_iter()
+            .map(|w| stemforge_proto::v1::WatchFolderStatus {
+                folder: w.folder,
+                template: w.template,
+                settle_s: w.settle_s,
+                mode: w.mode,
+                submitted: w.submitted,
+                waiting: w.waiting,
+                rejected: w.rejected,
+                last_scan_unix_ms: w.last_scan_ms.unwrap_or(0),
+                last_submit_unix_ms: w.last_submit_ms.unwrap_or(0),
+                last_job_id: w.last_job.unwrap_or_default(),
+                last_error: w.last_error.unwrap_or_default(),
+            })
+            .collect();
+        Ok(Response::new(
+            stemforge_proto::v1::ListWatchFoldersResponse { folders },
+        ))
+    }
+
     type WatchJobStream = std::pin::Pin<
         Box<dyn tokio_stream::Stream<Item = Result<JobEvent, Status>> + Send + 'static>,
     >;

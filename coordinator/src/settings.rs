@@ -125,6 +125,11 @@ pub struct Settings {
     /// a schedule's relative `spec` is resolved against its folder.
     #[serde(skip)]
     pub config_file: Option<PathBuf>,
+    /// Coordinator: hot folders (`[[watch]]` tables), each a folder whose
+    /// sub-folders are titles, rendered with a spec template once they
+    /// stop changing (see `watch::WatchConfig` for the keys).
+    #[serde(default)]
+    pub watch: Vec<crate::watch::WatchConfig>,
 }
 
 /// A configured secret: `Debug` never shows it.

@@ -71,6 +71,9 @@ enum Cmd {
     /// The coordinator's `[[schedules]]`: cron and zone, last run (and its
     /// job), next run, last error.
     Schedules(SchedulesArgs),
+    /// The coordinator's hot folders (`[[watch]]`): what each has
+    /// submitted, what waits to settle, what was rejected.
+    HotFolders(HotFoldersArgs),
     /// Cancel a job: running tasks stop at their next heartbeat.
     Cancel(CancelArgs),
     /// Run a job's failed, skipped and cancelled tasks again (or one task).
@@ -296,6 +299,15 @@ struct SubmitArgs {
 }
 
 #[derive(Args)]
+struct HotFoldersArgs {
+    #[arg(long)]
+    pub coordinator: Option<String>,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
 struct StatusArgs {
     pub job: Option<String>,
     #[arg(long)]
@@ -502,6 +514,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Status(a) => status(&ctx, a),
         Cmd::Watch(a) => watch(&ctx, a),
         Cmd::Schedules(a) => schedules(&ctx, a),
+        Cmd::HotFolders(a) => hot_folders(&ctx, a),
         Cmd::Cancel(a) => cancel(&ctx, a),
         Cmd::Retry(a) => retry(&ctx, a),
         Cmd::Priority(a) => priority(&ctx, a),
@@ -941,6 +954,17 @@ fn schedules(ctx: &Ctx, a: SchedulesArgs) -> anyhow::Result<ExitCode> {
     let SchedulesArgs { coordinator, json } = a;
     let url = coordinator.unwrap_or_else(|| ctx.settings.coordinator.clone());
     let out = ctx.rt.block_on(remote::schedules(
+        &ctx.settings.endpoint(&url, Role::Client)?,
+        json,
+    ))?;
+    write_stdout(&out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn hot_folders(ctx: &Ctx, a: HotFoldersArgs) -> anyhow::Result<ExitCode> {
+    let HotFoldersArgs { coordinator, json } = a;
+    let url = coordinator.unwrap_or_else(|| ctx.settings.coordinator.clone());
+    let out = ctx.rt.block_on(remote::hot_folders(
         &ctx.settings.endpoint(&url, Role::Client)?,
         json,
     ))?;
