@@ -31,7 +31,7 @@ KNOWN_KEYS = {
     "backoff_base_ms", "backoff_max_ms", "poll_wait_ms", "max_worker_failures",
     "metrics_public", "cache", "cache_dir", "cache_max_gb", "schedules",
     "http_listen", "dashboard", "dashboard_public_read",
-    "watch",
+    "watch", "webhooks",
 }
 # STEMFORGE_ variables that are not configuration keys.
 EXTRA_ENV = {"STEMFORGE_LOG"}
