@@ -75,7 +75,12 @@ struct Resp {
 
 /// An HTTP/1.1 request (the connection closed after it).
 fn request(addr: &str, method: &str, path: &str, headers: &[(&str, String)], body: &str) -> String {
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    // `Host: addr` unless the test names another.
+    let mut req = if headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n")
+    } else {
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n")
+    };
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -894,6 +899,30 @@ fn open_loopback_and_public_read_dashboards() {
         r.body
     );
     assert!(header(&r, "set-cookie").is_some_and(|c| !c.contains("secure")));
+    // DNS rebinding: a page of another site whose name now points here is
+    // same-origin with itself, never with the dashboard; plain HTTP answers
+    // only to an address or localhost.
+    let port = addr.rsplit(':').next().expect("port");
+    let evil = format!("rebind.example:{port}");
+    for (method, path) in [("GET", "/"), ("POST", "/login")] {
+        let r = http(
+            &addr,
+            method,
+            path,
+            &[("Host", evil.clone()), ("Origin", format!("http://{evil}"))],
+            "next=/",
+        );
+        assert_eq!(r.code, 421, "{method} {path} as {evil}: {}", r.head);
+        assert!(header(&r, "set-cookie").is_none());
+    }
+    let r = http(
+        &addr,
+        "GET",
+        "/",
+        &[("Host", format!("localhost:{port}"))],
+        "",
+    );
+    assert_eq!(r.code, 200, "{}", r.head);
     drop(c);
 
     let b = Cluster::builder("dashboard-public");

@@ -259,14 +259,18 @@ fn dashboard_options(
     args: &CoordinatorArgs<'_>,
 ) -> Result<Option<crate::dashboard::DashboardOptions>> {
     let loopback = addr.ip().is_loopback();
-    let allowed = loopback || tls || args.allow_insecure;
+    // Beyond loopback the dashboard needs what the gRPC API needs: TLS, and
+    // a client token to log in with (or viewing declared public), so
+    // nothing unauthenticated leaves the machine without --insecure.
+    let guarded = tls && (auth.has_client_token() || settings.dashboard_public_read);
+    let allowed = loopback || guarded || args.allow_insecure;
     match settings.dashboard {
         Some(false) => return Ok(None),
         Some(true) if !allowed => anyhow::bail!(
-            "refusing to serve the dashboard on {addr} without TLS: set tls_cert and tls_key, listen on 127.0.0.1, set dashboard = false, or pass --insecure (allow_insecure = true) to accept the risk"
+            "refusing to serve the dashboard on {addr} without TLS and a client token: set tls_cert, tls_key and client_token_file, listen on 127.0.0.1, set dashboard = false, or pass --insecure (allow_insecure = true) to accept the risk"
         ),
         None if !allowed => {
-            tracing::warn!(%addr, "dashboard off: the HTTP listener is beyond loopback without TLS (set tls_cert/tls_key, or dashboard = false to silence this)");
+            tracing::warn!(%addr, "dashboard off: the HTTP listener is beyond loopback without TLS and a client token (set tls_cert/tls_key and client_token_file, or dashboard = false to silence this)");
             return Ok(None);
         }
         _ => {}

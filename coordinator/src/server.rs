@@ -188,6 +188,13 @@ impl Coordinator {
     /// in-process callers too (schedules, hot folders), so every job enters
     /// through the same checks (hash, absolute paths, media roots).
     pub fn submit(&self, r: SubmitJobRequest) -> Result<SubmitJobResponse, Status> {
+        // Once shutting down (and after the data directory's lock is let
+        // go) nothing new enters the store, whoever asks.
+        if self.is_stopping() {
+            return Err(Status::unavailable(
+                "the coordinator is shutting down: submit again once it is back",
+            ));
+        }
         let hash = deliverables_spec::plan::spec_hash(&r.spec_toml);
         if hash != r.spec_sha256 {
             return Err(Status::invalid_argument(format!(

@@ -427,6 +427,17 @@ impl Outbox {
             .map_err(|e| self.err(e))
     }
 
+    /// Makes a delivery not due before `until` (an attempt in flight).
+    fn hold(&self, id: &str, until: i64) -> anyhow::Result<()> {
+        self.conn
+            .execute(
+                "UPDATE deliveries SET next_at_ms = ?2 WHERE id = ?1",
+                params![id, until],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
     fn record(
         &self,
         id: &str,
@@ -730,6 +741,17 @@ impl Notifier {
                 let Ok(permit) = slots.clone().try_acquire_owned() else {
                     break;
                 };
+                // While it is in flight the delivery is not due: the loop
+                // sleeps until it ends (or, if the process dies, the next
+                // start retries it after the attempt's timeout).
+                let hold = self
+                    .hooks
+                    .iter()
+                    .find(|h| h.url == d.url)
+                    .map_or(60_000, |h| h.timeout.as_millis() as i64 + 1_000);
+                if let Err(e) = self.outbox().and_then(|o| o.hold(&d.id, now_ms() + hold)) {
+                    warn!("{e:#}");
+                }
                 in_flight.insert(d.id.clone());
                 let me = self.clone();
                 done.spawn(async move {
@@ -758,6 +780,10 @@ impl Notifier {
                     }
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         warn!(missed = n, "webhooks fell behind; recovering from the store");
+                        // Ids still buffered ended before the recovery
+                        // scan, which finds them: skip them, or they would
+                        // be queued twice.
+                        ends = ends.resubscribe();
                         if let Err(e) = self.recover() {
                             warn!("webhooks: recovery scan failed: {e:#}");
                         }

@@ -499,7 +499,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     let ctx = Ctx { rt, settings };
-    match cli.cmd {
+    let result = match cli.cmd {
         Cmd::Demo(a) => demo(&ctx, a),
         Cmd::Render(a) => render_spec(&ctx, a),
         Cmd::Pack(a) => pack(&ctx, a),
@@ -521,7 +521,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Check(a) => check(&ctx, a),
         Cmd::Validate(a) => validate(&ctx, a),
         Cmd::Cache(a) => cache(&ctx, a),
-    }
+    };
+    // A blocking task stuck on a dead mount (a hot folder's scan, say) must
+    // not hold the process after its command is done: the runtime gives
+    // such tasks 5 s, then exits without them.
+    ctx.rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    result
 }
 
 /// What every command runs with: the layered settings and the runtime.

@@ -62,11 +62,21 @@ struct Inner {
     weights: views::WeightCache,
     /// Failed logins wait their turn here, one at a time, each delayed.
     login_gate: tokio::sync::Mutex<()>,
+    /// Logins waiting at the gate, bounded.
+    login_queue: Arc<tokio::sync::Semaphore>,
+    /// Live `/events` streams open, bounded.
+    sse_streams: Arc<tokio::sync::Semaphore>,
     stop: watch::Receiver<bool>,
 }
 
 #[derive(Clone)]
 struct Dash(Arc<Inner>);
+
+/// Live `/events` streams at once (every open dashboard tab holds one).
+const SSE_MAX_STREAMS: usize = 256;
+
+/// Logins that may wait at the gate at once.
+const LOGIN_QUEUE: usize = 32;
 
 /// A failed login's delay (and, through the gate, the most guesses per
 /// second any number of clients get).
@@ -98,6 +108,8 @@ pub fn app(
         sessions: Sessions::default(),
         weights: Default::default(),
         login_gate: tokio::sync::Mutex::new(()),
+        login_queue: Arc::new(tokio::sync::Semaphore::new(LOGIN_QUEUE)),
+        sse_streams: Arc::new(tokio::sync::Semaphore::new(SSE_MAX_STREAMS)),
         stop,
     }));
     let pages = Router::new()
@@ -139,6 +151,25 @@ async fn guard(State(d): State<Dash>, req: Request, next: Next) -> Response {
         .extensions()
         .get::<ConnectInfo<Peer>>()
         .is_some_and(|c| c.0.tls);
+    // Over plain HTTP a page of another site whose name was re-pointed at
+    // this address (DNS rebinding) would be same-origin with the
+    // dashboard: plain HTTP answers only to an IP address or `localhost`.
+    // (Over TLS the certificate's name stops it.)
+    if !tls {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        if !plain_host_ok(host) {
+            return text(
+                StatusCode::MISDIRECTED_REQUEST,
+                format!(
+                    "over plain HTTP the dashboard answers only to an IP address or localhost, not '{host}': open it by address (e.g. http://127.0.0.1:PORT/), or serve it over TLS"
+                ),
+            );
+        }
+    }
     if d.0.opts.tls && !tls {
         let host = req
             .headers()
@@ -175,6 +206,31 @@ async fn guard(State(d): State<Dash>, req: Request, next: Next) -> Response {
     set(h, header::REFERRER_POLICY, "same-origin");
     set(h, header::CACHE_CONTROL, "no-store");
     res
+}
+
+/// A `Host` header naming an IP address or `localhost`, with or without a
+/// port.
+fn plain_host_ok(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        // [v6]:port or [v6]
+        match rest.split_once(']') {
+            Some((v6, tail)) => {
+                return v6.parse::<std::net::Ipv6Addr>().is_ok()
+                    && (tail.is_empty()
+                        || tail.strip_prefix(':').is_some_and(|p| {
+                            !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())
+                        }));
+            }
+            None => return false,
+        }
+    } else {
+        match host.rsplit_once(':') {
+            Some((n, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => n,
+            Some(_) => return false,
+            None => host,
+        }
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::Ipv4Addr>().is_ok()
 }
 
 /// Who is asking, and what they may do.
@@ -830,10 +886,19 @@ async fn events(
     if !d.can_view(&v) {
         return text(StatusCode::UNAUTHORIZED, "log in first".into());
     }
+    // Each stream is a task that reads the scheduler once a second at most:
+    // their number is bounded.
+    let Ok(permit) = d.0.sse_streams.clone().try_acquire_owned() else {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("more than {SSE_MAX_STREAMS} live dashboards are open: close some"),
+        );
+    };
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(4);
     let coord = d.0.coord.clone();
     let mut stop = d.0.stop.clone();
     tokio::spawn(async move {
+        let _permit = permit;
         let mut last_fp = progress_fingerprint(&coord);
         let mut last_sent = Instant::now() - SSE_MIN_INTERVAL;
         let mut seq: u64 = 0;
@@ -942,17 +1007,27 @@ async fn login(
         );
     }
     let auth = &d.0.opts.auth;
+    // Every attempt takes its turn at the gate before the token is compared,
+    // and a wrong one holds the gate for the delay: however many guesses
+    // arrive at once, they are judged one at a time, so guessing stays
+    // slow. Attempts queue at most `LOGIN_QUEUE` deep; beyond, 429.
+    let Ok(_queued) = d.0.login_queue.clone().try_acquire_owned() else {
+        return text(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many logins at once: try again in a moment".into(),
+        );
+    };
+    let turn = d.0.login_gate.lock().await;
     if auth.has_client_token() && !auth.client_token_matches(&f.token) {
-        // One failed login at a time, each delayed: guessing stays slow
-        // however many clients try.
-        let _turn = d.0.login_gate.lock().await;
         tokio::time::sleep(LOGIN_FAILURE_DELAY).await;
+        drop(turn);
         tracing::warn!(peer = %peer.addr, "dashboard login with a wrong token");
         return again(
             StatusCode::UNAUTHORIZED,
             "That is not this coordinator's client token.",
         );
     }
+    drop(turn);
     let (id, _) = match d.0.sessions.create() {
         Ok(s) => s,
         Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
@@ -1003,6 +1078,34 @@ async fn style() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_http_answers_only_to_addresses_and_localhost() {
+        for ok in [
+            "127.0.0.1:9464",
+            "127.0.0.1",
+            "localhost:80",
+            "LOCALHOST",
+            "[::1]:9464",
+            "[::1]",
+            "10.0.0.5:9464",
+        ] {
+            assert!(plain_host_ok(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "rebind.evil:9464",
+            "evil.localhost:9464",
+            "127.0.0.1.nip.io:9464",
+            "[::1",
+            "[::1]x",
+            "127.0.0.1:",
+            "127.0.0.1:9a",
+            "coordinator:9464",
+        ] {
+            assert!(!plain_host_ok(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn files_stay_inside_the_output_folder() {

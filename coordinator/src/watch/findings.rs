@@ -196,16 +196,42 @@ pub fn findings_path(root: &Path, title: &str) -> PathBuf {
 }
 
 /// Writes a findings file atomically: a hidden temporary file beside it,
-/// fsynced, renamed over it, the folder fsynced.
+/// fsynced, renamed over it, the folder fsynced. The drop folder is writable
+/// by others: the temporary file has a fresh name and is created only if
+/// nothing (no file, no symbolic link) has that name, so a planted link
+/// never makes the coordinator write elsewhere; `rename` replaces a link at
+/// the final name rather than following it.
 pub(super) fn write_findings(root: &Path, title: &str, body: &str) -> std::io::Result<()> {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let path = findings_path(root, title);
-    let tmp = root.join(format!(".{title}{FINDINGS_SUFFIX}.tmp"));
+    let mut attempt = 0;
+    let (tmp, mut f) = loop {
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let tmp = root.join(format!(
+            ".{title}{FINDINGS_SUFFIX}.{}-{n}-{nanos}.tmp",
+            std::process::id()
+        ));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+        {
+            Ok(f) => break (tmp, f),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 8 => {
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let written = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
         f.write_all(body.as_bytes())?;
         f.sync_all()?;
         std::fs::rename(&tmp, &path)
     })();
+    drop(f);
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
@@ -251,6 +277,25 @@ mod tests {
         assert_eq!(names.len(), 1, "no temporary file left: {names:?}");
         remove_findings(&d, "Song").unwrap();
         remove_findings(&d, "Song").unwrap();
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_planted_symbolic_link_is_replaced_not_followed() {
+        let d = tmp("findings-link");
+        let victim = d.join("victim.txt");
+        std::fs::write(&victim, "keep me\n").unwrap();
+        std::os::unix::fs::symlink(&victim, findings_path(&d, "Song")).unwrap();
+        write_findings(&d, "Song", "findings\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me\n");
+        let p = findings_path(&d, "Song");
+        assert!(
+            !std::fs::symlink_metadata(&p)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "findings\n");
         let _ = std::fs::remove_dir_all(&d);
     }
 }

@@ -54,6 +54,10 @@ use findings::{FOLDER_FIX, Item, Report, job_findings, remove_findings, write_fi
 pub use scan::{FINDINGS_SUFFIX, READY_MARKER, Seen};
 pub use state::{Record, STATE_FILE, State, StateDb};
 
+/// How long a folder with a `.ready` marker must stay unchanged (one
+/// confirming scan) before it is submitted.
+const READY_CONFIRM: Duration = Duration::from_secs(1);
+
 /// Starts one task per hot folder (none configured: nothing, and no state
 /// file). They stop when `stop` turns true; await the handles after that.
 pub fn start(
@@ -89,8 +93,9 @@ struct Title {
 /// How long after an event the scan it brings forward runs (copies come in
 /// bursts of events).
 const DEBOUNCE: Duration = Duration::from_millis(200);
-/// How often running jobs of this folder are asked for their state.
-const FOLLOW_EVERY: Duration = Duration::from_millis(500);
+/// How often every running job of this folder is asked for its state: the
+/// fallback, since jobs are followed by the ends the coordinator tells.
+const FOLLOW_EVERY: Duration = Duration::from_secs(30);
 
 /// One hot folder's loop and what it knows.
 struct Folder {
@@ -148,6 +153,12 @@ impl Folder {
             return;
         }
         info!(folder = %self.key, template = %self.w.template.display(), mode = %self.view.mode, settle_s = self.w.settle.as_secs_f64(), output_dir = %self.w.output_dir.display(), "hot folder watched");
+        // Jobs of this folder are followed by their ends (the coordinator
+        // tells every job's end), with a slow look at all of them as the
+        // fallback: no polling per running title.
+        let mut ends = self.coord.job_ends.subscribe();
+        let mut ended_jobs: Vec<String> = Vec::new();
+        let mut last_follow: Option<Instant> = None;
         let mut next_scan = Instant::now();
         let mut last_scan = Instant::now();
         let min_gap = (self.w.settle / 4).clamp(Duration::from_millis(250), Duration::from_secs(5));
@@ -163,15 +174,26 @@ impl Folder {
                     d.min(now + self.w.poll_interval)
                 });
             }
-            let following = self.following();
-            if following && self.follow().await {
-                // A title that waited for its previous job is looked at now.
-                next_scan = Instant::now();
+            if !self.following() {
+                ended_jobs.clear();
+            } else {
+                let all = last_follow.is_none_or(|t| t.elapsed() >= FOLLOW_EVERY);
+                let only = (!all).then(|| std::mem::take(&mut ended_jobs));
+                if all {
+                    ended_jobs.clear();
+                    last_follow = Some(Instant::now());
+                }
+                if (all || only.as_ref().is_some_and(|o| !o.is_empty()))
+                    && self.follow(only.as_deref()).await
+                {
+                    // A title that waited for its previous job is looked at now.
+                    next_scan = Instant::now();
+                }
             }
             self.publish();
             let mut until = next_scan;
-            if self.following() {
-                until = until.min(Instant::now() + FOLLOW_EVERY);
+            if let (true, Some(t)) = (self.following(), last_follow) {
+                until = until.min(t + FOLLOW_EVERY);
             }
             tokio::select! {
                 r = stop.changed() => {
@@ -183,6 +205,12 @@ impl Folder {
                     let soon = (Instant::now() + DEBOUNCE).max(last_scan + min_gap);
                     next_scan = next_scan.min(soon);
                 }
+                r = ends.recv() => match r {
+                    Ok(job) => ended_jobs.push(job),
+                    // Missed ends: look at every running job now.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => last_follow = None,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                },
                 _ = tokio::time::sleep_until(until) => {}
             }
         }
@@ -375,12 +403,21 @@ impl Folder {
             if files == 0 || in_transit.is_some() || busy {
                 continue;
             }
-            if ready || now.duration_since(since) >= self.w.settle {
+            // A `.ready` marker still needs one confirming scan that sees
+            // the same files a moment later.
+            let confirmed = now.duration_since(since) >= READY_CONFIRM.min(self.w.settle);
+            if (ready && confirmed) || now.duration_since(since) >= self.w.settle {
                 waiting -= 1;
                 settled.push((name, fingerprint));
             } else {
-                // Just after the settle time: the scan that confirms it.
-                let at = since + self.w.settle + Duration::from_millis(20);
+                // Just after the settle time (or the marker's confirmation):
+                // the scan that confirms it.
+                let wait = if ready {
+                    READY_CONFIRM.min(self.w.settle)
+                } else {
+                    self.w.settle
+                };
+                let at = since + wait + Duration::from_millis(20);
                 due = Some(due.map_or(at, |d| d.min(at)));
             }
         }
@@ -432,14 +469,16 @@ impl Folder {
 
     /// Asks the coordinator about each running job of this folder; records
     /// those that ended (findings written or removed). True if any ended.
-    async fn follow(&mut self) -> bool {
+    /// `only`: just these jobs (the ones that ended), else every one.
+    async fn follow(&mut self, only: Option<&[String]>) -> bool {
         let running: Vec<(String, String)> = self
             .titles
             .iter()
             .filter_map(|(n, t)| {
                 let r = t.rec.as_ref()?;
-                (r.state == State::Submitted)
-                    .then(|| (n.clone(), r.job_id.clone().unwrap_or_default()))
+                let job = r.job_id.clone().unwrap_or_default();
+                (r.state == State::Submitted && only.is_none_or(|o| o.contains(&job)))
+                    .then(|| (n.clone(), job))
             })
             .collect();
         let svc = Service(self.coord.clone());

@@ -110,7 +110,8 @@ pub fn title_folders(root: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
 pub fn scan_title(dir: &Path) -> Seen {
     let mut lines: Vec<String> = Vec::new();
     let mut in_transit_name = None;
-    let mut ready = false;
+    let mut ready_mtime: Option<u128> = None;
+    let mut newest: u128 = 0;
     let mut stack: Vec<(PathBuf, String, usize)> = vec![(dir.to_path_buf(), String::new(), 0)];
     while let Some((d, rel, depth)) = stack.pop() {
         let rd = match std::fs::read_dir(&d) {
@@ -129,7 +130,13 @@ pub fn scan_title(dir: &Path) -> Seen {
                 format!("{rel}/{name}")
             };
             if depth == 0 && name == READY_MARKER {
-                ready = true;
+                ready_mtime = Some(
+                    std::fs::metadata(e.path())
+                        .ok()
+                        .and_then(|m| m.modified().ok())
+                        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                        .map_or(0, |d| d.as_nanos()),
+                );
                 continue;
             }
             if ignored(&name) {
@@ -179,9 +186,14 @@ pub fn scan_title(dir: &Path) -> Seen {
                 .ok()
                 .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
                 .map_or(0, |d| d.as_nanos());
+            newest = newest.max(mtime);
             lines.push(format!("{rel_name}\0{}\0{mtime}\n", meta.len()));
         }
     }
+    // The marker counts only when written after every file (a copier that
+    // knows it is done writes it last); one copied in with the stems, or
+    // before them, waits for the settle time like any folder.
+    let ready = ready_mtime.is_some_and(|m| m >= newest);
     lines.sort();
     let mut h = Sha256::new();
     for l in &lines {
