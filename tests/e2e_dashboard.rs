@@ -447,7 +447,19 @@ fn the_dashboard_logs_in_follows_a_job_live_and_cancels_it_in_a_real_browser() {
                 .expect("read the job's row")
             }
         };
-        let first = read(b.clone()).await;
+        // The click's navigation finishes on its own time: wait for the row.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let first = loop {
+            let r = read(b.clone()).await;
+            if !r.is_null() {
+                break r;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the jobs page never showed {row}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
         assert_eq!(first["state"], "running", "{first}");
         assert_eq!(first["pct"], "0.0%", "{first}");
         assert_eq!(first["cancel"], true, "logged in: actions shown {first}");

@@ -429,11 +429,17 @@ async fn jobs_page(
             to_login(&here)
         };
     }
-    let (rows, page_no, pages) =
-        match views::jobs_page(&d.0.coord, &d.0.weights, q.page.unwrap_or(1)) {
-            Ok(r) => r,
-            Err(s) => return status_response(s),
-        };
+    // Reading the scheduler (a lock) is kept off the async threads.
+    let inner = d.0.clone();
+    let want = q.page.unwrap_or(1);
+    let read =
+        tokio::task::spawn_blocking(move || views::jobs_page(&inner.coord, &inner.weights, want))
+            .await;
+    let (rows, page_no, pages) = match read {
+        Ok(Ok(r)) => r,
+        Ok(Err(s)) => return status_response(s),
+        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
     let csrf = v.session.as_ref().map_or("", |s| s.csrf.as_str());
     let live = JobsLiveT {
         rows: &rows,
@@ -482,27 +488,31 @@ async fn job_page(
             to_login(&here)
         };
     }
-    let coord = &d.0.coord;
-    let (job, leased) = match coord.read(|s| Ok((s.job_record(&id)?, s.leased()?))) {
-        Ok(j) => j,
-        Err(s) => return status_response(s),
+    // The scheduler's lock, the spec's parse and the output folder's file
+    // checks (often a network mount) are kept off the async threads.
+    let inner = d.0.clone();
+    let (want_id, after) = (id.clone(), q.after);
+    let read = tokio::task::spawn_blocking(move || {
+        let coord = &inner.coord;
+        let (job, leased) = coord.read(|s| Ok((s.job_record(&want_id)?, s.leased()?)))?;
+        let row = views::job_row(coord, &inner.weights, &job, &leased)?;
+        let grid = views::job_grid(coord, &job, after)?;
+        let links: Vec<(&'static str, &'static str)> = [
+            ("QC report", "report.html"),
+            ("manifest (JSON)", "manifest.json"),
+            ("manifest (CSV)", "manifest.csv"),
+        ]
+        .into_iter()
+        .filter(|(_, f)| views::output_file_exists(&job, f))
+        .collect();
+        Ok::<_, Status>((job, row, grid, links))
+    })
+    .await;
+    let (job, row, grid, links) = match read {
+        Ok(Ok(r)) => r,
+        Ok(Err(s)) => return status_response(s),
+        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
-    let row = match views::job_row(coord, &d.0.weights, &job, &leased) {
-        Ok(r) => r,
-        Err(s) => return status_response(s),
-    };
-    let grid = match views::job_grid(coord, &job, q.after) {
-        Ok(g) => g,
-        Err(s) => return status_response(s),
-    };
-    let links: Vec<(&'static str, &'static str)> = [
-        ("QC report", "report.html"),
-        ("manifest (JSON)", "manifest.json"),
-        ("manifest (CSV)", "manifest.csv"),
-    ]
-    .into_iter()
-    .filter(|(_, f)| views::output_file_exists(&job, f))
-    .collect();
     let csrf = v.session.as_ref().map_or("", |s| s.csrf.as_str());
     let live = JobLiveT {
         job: &row,
