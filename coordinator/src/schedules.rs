@@ -407,6 +407,22 @@ pub struct StateDb {
     path: PathBuf,
 }
 
+/// A schedule's row, by name.
+const SELECT_ROW: &str =
+    "SELECT first_seen_ms, last_slot_ms, last_run_ms, last_job_id, last_error, pending
+     FROM schedules WHERE name = ?1";
+
+fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+    Ok(Row {
+        first_seen_ms: r.get(0)?,
+        last_slot_ms: r.get(1)?,
+        last_run_ms: r.get(2)?,
+        last_job_id: r.get(3)?,
+        last_error: r.get(4)?,
+        pending: r.get::<_, i64>(5)? != 0,
+    })
+}
+
 impl StateDb {
     pub fn open(path: &Path) -> anyhow::Result<StateDb> {
         let conn = Connection::open(path)
@@ -451,21 +467,7 @@ impl StateDb {
                 "INSERT OR IGNORE INTO schedules (name, first_seen_ms) VALUES (?1, ?2)",
                 params![name, now],
             )?;
-            let row = tx.query_row(
-                "SELECT first_seen_ms, last_slot_ms, last_run_ms, last_job_id, last_error, pending
-                 FROM schedules WHERE name = ?1",
-                params![name],
-                |r| {
-                    Ok(Row {
-                        first_seen_ms: r.get(0)?,
-                        last_slot_ms: r.get(1)?,
-                        last_run_ms: r.get(2)?,
-                        last_job_id: r.get(3)?,
-                        last_error: r.get(4)?,
-                        pending: r.get::<_, i64>(5)? != 0,
-                    })
-                },
-            )?;
+            let row = tx.query_row(SELECT_ROW, params![name], read_row)?;
             tx.commit()?;
             Ok(row)
         })
@@ -474,22 +476,7 @@ impl StateDb {
     /// The row, if the schedule has one.
     pub fn row(&self, name: &str) -> anyhow::Result<Option<Row>> {
         self.with("reading the schedule", |c| {
-            c.query_row(
-                "SELECT first_seen_ms, last_slot_ms, last_run_ms, last_job_id, last_error, pending
-                 FROM schedules WHERE name = ?1",
-                params![name],
-                |r| {
-                    Ok(Row {
-                        first_seen_ms: r.get(0)?,
-                        last_slot_ms: r.get(1)?,
-                        last_run_ms: r.get(2)?,
-                        last_job_id: r.get(3)?,
-                        last_error: r.get(4)?,
-                        pending: r.get::<_, i64>(5)? != 0,
-                    })
-                },
-            )
-            .optional()
+            c.query_row(SELECT_ROW, params![name], read_row).optional()
         })
     }
 
