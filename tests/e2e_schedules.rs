@@ -42,6 +42,10 @@ fn daily_soon(lead_s: i64) -> (String, i64) {
 /// `THH:MM:SS+00:00`: how a job's label ends for a slot in UTC.
 fn label_time(slot_ms: i64) -> String {
     let sod = (slot_ms / 1000).rem_euclid(86_400);
+    // Whole minutes are written without seconds (`02:00+00:00`).
+    if sod % 60 == 0 {
+        return format!("T{:02}:{:02}+00:00", sod / 3600, (sod / 60) % 60);
+    }
     format!(
         "T{:02}:{:02}:{:02}+00:00",
         sod / 3600,
