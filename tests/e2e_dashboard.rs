@@ -174,21 +174,6 @@ fn header<'a>(r: &'a Resp, name: &str) -> Option<&'a str> {
         .find_map(|l| l.strip_prefix(&format!("{name}: ")))
 }
 
-fn wait<T>(what: &str, timeout: Duration, c: &Cluster, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}\n{}",
-            c.logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn the_dashboard_logs_in_follows_a_job_live_and_cancels_it_in_a_real_browser() {
     let b = Cluster::builder("dashboard");
@@ -536,10 +521,9 @@ fn the_dashboard_logs_in_follows_a_job_live_and_cancels_it_in_a_real_browser() {
     };
     // SIGTERM while it holds one of the long title's tasks: it finishes
     // that task, telling the coordinator it is draining.
-    let row = wait(
+    let row = c.wait_for(
         "the worker on the long title",
         Duration::from_secs(30),
-        &c,
         || {
             let row = worker_row(&c);
             (row.contains(" Long") && row.contains(&job) && !row.contains("preflight"))
@@ -548,15 +532,10 @@ fn the_dashboard_logs_in_follows_a_job_live_and_cancels_it_in_a_real_browser() {
     );
     eprintln!("busy worker: {row}");
     stemforge_testkit::cluster::sigterm(w2);
-    let row = wait(
-        "the worker shown draining",
-        Duration::from_secs(10),
-        &c,
-        || {
-            let row = worker_row(&c);
-            row.contains("<td>draining</td>").then_some(row)
-        },
-    );
+    let row = c.wait_for("the worker shown draining", Duration::from_secs(10), || {
+        let row = worker_row(&c);
+        row.contains("<td>draining</td>").then_some(row)
+    });
     eprintln!("draining worker: {row}");
     // The small job's page (its grid), saved beside the jobs page's
     // screenshot when one is asked for.
@@ -583,23 +562,18 @@ fn the_dashboard_logs_in_follows_a_job_live_and_cancels_it_in_a_real_browser() {
             .await
             .expect("click cancel");
     });
-    let state = wait(
-        "the row to show cancelled",
-        Duration::from_secs(20),
-        &c,
-        || {
-            let s = rt.block_on(async {
-                b.execute(
-                    "const r = document.querySelector(arguments[0]);
+    let state = c.wait_for("the row to show cancelled", Duration::from_secs(20), || {
+        let s = rt.block_on(async {
+            b.execute(
+                "const r = document.querySelector(arguments[0]);
                  return r ? r.querySelector('td.state').textContent : null;",
-                    vec![Value::from(format!("tr[data-job='{job}']"))],
-                )
-                .await
-                .ok()
-            })?;
-            (s == "cancelled").then_some(s)
-        },
-    );
+                vec![Value::from(format!("tr[data-job='{job}']"))],
+            )
+            .await
+            .ok()
+        })?;
+        (s == "cancelled").then_some(s)
+    });
     assert_eq!(state, "cancelled");
     let _ = rt.block_on(b.close());
     drop(browser);
@@ -874,7 +848,7 @@ fn with_tls_the_dashboard_is_https_only_and_its_cookie_secure() {
 }
 
 fn wait_log(c: &Cluster, what: &str) -> String {
-    wait(what, Duration::from_secs(10), c, || {
+    c.wait_for(what, Duration::from_secs(10), || {
         let log = c.coordinator_log();
         log.contains(what).then_some(log)
     })

@@ -155,17 +155,7 @@ pub fn write_spec(dir: &Path, out: Option<PathBuf>) -> anyhow::Result<DirSpec> {
         titles.len()
     };
     for (d, layout) in layouts {
-        if layout != Layout::Stereo {
-            let name = d
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let _ = writeln!(
-                spec,
-                "\n[catalog.titles.{}]\nlayout = \"{layout}\"",
-                toml_string(&name)
-            );
-        }
+        push_layout(&mut spec, &d, layout);
     }
     let path = out.join(SPEC_NAME);
     std::fs::write(&path, spec).with_context(|| format!("cannot write '{}'", path.display()))?;
@@ -174,6 +164,23 @@ pub fn write_spec(dir: &Path, out: Option<PathBuf>) -> anyhow::Result<DirSpec> {
         out,
         titles,
     })
+}
+
+/// A title folder's layout override, for a layout other than stereo (the
+/// catalog's default); the title is named after the folder.
+fn push_layout(spec: &mut String, title_dir: &Path, layout: Layout) {
+    if layout == Layout::Stereo {
+        return;
+    }
+    let name = title_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let _ = writeln!(
+        spec,
+        "\n[catalog.titles.{}]\nlayout = \"{layout}\"",
+        toml_string(&name)
+    );
 }
 
 /// The spec text of one title folder rendered with a template (a hot
@@ -195,18 +202,7 @@ pub fn template_spec(template: &str, title_dir: &Path) -> anyhow::Result<String>
         spec.push('\n');
     }
     let _ = writeln!(spec, "\n[catalog]\nfolders = [{}]", literal_glob(&dir)?);
-    let layout = layout_of(&audio);
-    if layout != Layout::Stereo {
-        let name = dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let _ = writeln!(
-            spec,
-            "\n[catalog.titles.{}]\nlayout = \"{layout}\"",
-            toml_string(&name)
-        );
-    }
+    push_layout(&mut spec, &dir, layout_of(&audio));
     Ok(spec)
 }
 
