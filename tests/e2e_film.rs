@@ -1,0 +1,1 @@
+//! End-to-end tests of issue 20 (film): filled in by its change.
