@@ -212,9 +212,18 @@ impl Coordinator {
                 "output_dir must be an absolute path",
             ));
         }
-        let loaded =
-            deliverables_spec::load_text(r.spec_toml.clone(), Path::new(&r.base_dir), None)
-                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        // Cutdowns become titles of their own before anything else (a
+        // client that loaded its spec file sent them expanded already); an
+        // EDL is read only under the media roots. The expanded text is the
+        // job's spec: hashed, stored and cut per title.
+        let roots = deliverables_spec::files::MediaRoots::new(&self.media_roots);
+        let text =
+            deliverables_spec::edit::expand(&r.spec_toml, Path::new(&r.base_dir), None, &roots)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?
+                .unwrap_or_else(|| r.spec_toml.clone());
+        let loaded = deliverables_spec::load_text(text, Path::new(&r.base_dir), None)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let hash = loaded.sha256.clone();
         let plan = deliverables_spec::plan_job(&loaded, &self.tool_version, &self.media_roots)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let submitted_ms = now_ms();
@@ -242,7 +251,7 @@ impl Coordinator {
         let plan = with_bundle(plan, &r.bundle_path, &self.media_roots)?;
         // Each task is sent its title's part of the spec, never the whole
         // catalog.
-        let scoped = deliverables_spec::scope::split_titles(&r.spec_toml)
+        let scoped = deliverables_spec::scope::split_titles(&loaded.text)
             .map_err(Status::invalid_argument)?;
         let job = JobRecord {
             job_id,
@@ -250,7 +259,7 @@ impl Coordinator {
             priority: r.priority,
             label: r.label,
             spec_header: scoped.header,
-            spec_toml: r.spec_toml,
+            spec_toml: loaded.text.clone(),
             spec_sha256: hash,
             base_dir: r.base_dir,
             output_dir,

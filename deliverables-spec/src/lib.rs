@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod compliance;
 pub mod contract;
 pub mod delivery;
+pub mod edit;
 pub mod error;
 pub mod files;
 pub mod ingest;
@@ -102,6 +103,9 @@ pub fn load_text(
     base_dir: &Path,
     file: Option<&Path>,
 ) -> Result<LoadedSpec, SpecErrors> {
+    // A title's cutdowns become titles of their own here, once: the
+    // expanded text is the spec that is hashed, planned and cut per title.
+    let text = edit::expand(&text, base_dir, file, &files::MediaRoots::new(&[]))?.unwrap_or(text);
     let spec = parse_and_validate(&text, file)?;
     Ok(LoadedSpec {
         sha256: plan::spec_hash(&text),

@@ -181,6 +181,10 @@ pub struct TitleEntry {
     /// What preflight found in the stems and reference.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preflight: Option<crate::preflight::PreflightReport>,
+    /// The title is an edit (a cutdown): its segments as asked and where
+    /// each landed at the output rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edit: Option<crate::edit::EditRecord>,
 }
 
 /// Facts about a written file.

@@ -188,6 +188,11 @@ pub struct Title {
     /// applies to it). Each name must be a variant of the spec.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variants: Option<Vec<String>>,
+    /// The title is an edit of its stems (a cutdown): segments joined by
+    /// crossfades, applied to every stem before the graph. Written by the
+    /// expansion of a title's `[[titles.cutdowns]]`, or by hand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edit: Option<crate::edit::EditSpec>,
 }
 
 /// A title's channel layout. 5.1 is in WAV order: L R C LFE Ls Rs.

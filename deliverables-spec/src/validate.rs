@@ -894,6 +894,9 @@ fn title_checks(spec: &Spec, rate: Option<u32>, errs: &mut Vec<SpecError>) {
             check_chain(&st.chain, &format!("{fs}.chain"), false, rate, errs);
         }
         title_variant_checks(spec, t, &f, errs);
+        if let Some(e) = &t.edit {
+            errs.extend(e.check(&format!("{f}.edit")));
+        }
         if let Some(r) = &t.reference
             && r.trim().is_empty()
         {

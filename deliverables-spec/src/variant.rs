@@ -876,6 +876,7 @@ mod tests {
             reference: None,
             layout: Layout::Stereo,
             variants: None,
+            edit: None,
             stems: roles
                 .iter()
                 .enumerate()

@@ -115,6 +115,7 @@ pub fn find(
     roles: &[Role],
     delivery_rate: Option<u32>,
     layout: Layout,
+    edit: Option<&deliverables_spec::edit::EditSpec>,
     gate: &DialogueGate,
     mut cancelled: impl FnMut() -> bool,
 ) -> Result<Option<DialogueActivity>, DialogueError> {
@@ -123,7 +124,7 @@ pub fn find(
     }
     // Routed as the mix routes them (a mono dialogue stem in a 5.1 title is
     // the centre), so the meter weighs it as the mix's meter does.
-    let mut source = TitleSource::open(paths, delivery_rate, layout)?;
+    let mut source = TitleSource::open_edited(paths, delivery_rate, layout, edit)?;
     let mut inputs = source.make_blocks();
     let channels = inputs.first().map_or(2, Block::channels);
     let mut sum = Block::new(channels, inputs.first().map_or(4096, Block::capacity));

@@ -73,6 +73,7 @@ pub fn dialogue_from_stem(
         &[Role::Dialogue],
         None,
         layout,
+        None,
         gate,
         || false,
     )?;

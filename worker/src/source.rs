@@ -9,6 +9,7 @@
 
 use std::path::PathBuf;
 
+use deliverables_spec::edit::{EditSpec, FadeShape, Piece, Pieces};
 use deliverables_spec::model::Layout;
 
 use crate::decode::{DecodeError, StemReader, StreamInfo};
@@ -37,6 +38,8 @@ pub enum SourceError {
         channels: usize,
         layout: Layout,
     },
+    #[error("the title's {0}")]
+    Edit(String),
 }
 
 /// The rate a title is processed and delivered at: `delivery.sample_rate`
@@ -70,7 +73,8 @@ impl Conversion {
     }
 }
 
-pub struct TitleSource {
+/// The stems at the working rate, in lockstep, unedited.
+struct Streams {
     readers: Vec<StemReader>,
     /// Per-stem read buffers at the stem's own channel count.
     raw: Vec<Block>,
@@ -83,9 +87,9 @@ pub struct TitleSource {
     position: u64,
 }
 
-impl TitleSource {
+impl Streams {
     /// Opens every stem and checks they can be mixed together.
-    pub fn open(
+    fn open(
         paths: &[PathBuf],
         delivery_rate: Option<u32>,
         layout: Layout,
@@ -133,7 +137,7 @@ impl TitleSource {
             .iter()
             .map(|r| Block::new(r.info().channels, BLOCK_FRAMES))
             .collect();
-        Ok(TitleSource {
+        Ok(Streams {
             readers,
             raw,
             conversions,
@@ -144,42 +148,42 @@ impl TitleSource {
     }
 
     /// Whether any stem is converted to the working rate.
-    pub fn converts(&self) -> bool {
+    fn converts(&self) -> bool {
         self.conversions.iter().any(Option::is_some)
     }
 
-    pub fn infos(&self) -> Vec<StreamInfo> {
+    fn infos(&self) -> Vec<StreamInfo> {
         self.readers.iter().map(|r| r.info().clone()).collect()
     }
 
     /// Channels of every block read: the title layout's.
-    pub fn channels(&self) -> usize {
+    fn channels(&self) -> usize {
         self.layout.channels()
     }
 
     /// Blocks to pass to [`TitleSource::read`]: one block per stem, in the
     /// title's layout.
-    pub fn make_blocks(&self) -> Vec<Block> {
+    fn make_blocks(&self) -> Vec<Block> {
         (0..self.readers.len())
             .map(|_| Block::new(self.channels(), BLOCK_FRAMES))
             .collect()
     }
 
     /// Frames delivered so far.
-    pub fn position(&self) -> u64 {
+    fn position(&self) -> u64 {
         self.position
     }
 
     /// Frames each stem has decoded so far, at its own rate (its own length
     /// once read to the end).
-    pub fn stem_positions(&self) -> Vec<u64> {
+    fn stem_positions(&self) -> Vec<u64> {
         self.readers.iter().map(StemReader::position).collect()
     }
 
     /// Reads the next step into `out` (one block per stem). Returns the frame
     /// count, the same for every stem: the longest stem decides, shorter ones
     /// are padded with silence. 0 when every stem has ended.
-    pub fn read(&mut self, out: &mut [Block]) -> Result<usize, SourceError> {
+    fn read(&mut self, out: &mut [Block]) -> Result<usize, SourceError> {
         let mut frames = 0;
         for ((r, raw), conv) in self
             .readers
@@ -250,5 +254,301 @@ impl TitleSource {
         }
         self.position += frames as u64;
         Ok(frames)
+    }
+}
+
+/// A title's stems as the graph reads them: in lockstep at the working
+/// rate, and through the title's edit when it has one (every stem cut the
+/// same way, so the graph runs on the edited programme).
+pub struct TitleSource {
+    streams: Streams,
+    edit: Option<Edited>,
+    /// The working rate: every block read is at this rate.
+    pub sample_rate: u32,
+}
+
+impl TitleSource {
+    /// Opens every stem and checks they can be mixed together.
+    pub fn open(
+        paths: &[PathBuf],
+        delivery_rate: Option<u32>,
+        layout: Layout,
+    ) -> Result<Self, SourceError> {
+        Self::open_edited(paths, delivery_rate, layout, None)
+    }
+
+    /// Opens every stem, to be read through `edit` when given. An edit
+    /// reaching outside the programme (the longest stem at the working
+    /// rate) is refused here, naming the segment.
+    pub fn open_edited(
+        paths: &[PathBuf],
+        delivery_rate: Option<u32>,
+        layout: Layout,
+        edit: Option<&EditSpec>,
+    ) -> Result<Self, SourceError> {
+        let streams = Streams::open(paths, delivery_rate, layout)?;
+        let rate = streams.sample_rate;
+        let edit = match edit {
+            None => None,
+            Some(e) => {
+                let programme = streams
+                    .readers
+                    .iter()
+                    .map(|r| {
+                        let i = r.info();
+                        i.frames
+                            .map_or(0, |n| Resampler::output_frames(n, i.sample_rate, rate))
+                    })
+                    .max()
+                    .unwrap_or(0);
+                let pieces = e.pieces(rate, programme).map_err(SourceError::Edit)?;
+                Some(Edited {
+                    paths: paths.to_vec(),
+                    delivery_rate,
+                    layout,
+                    pieces,
+                    next: 0,
+                    active: Vec::new(),
+                    position: 0,
+                })
+            }
+        };
+        Ok(TitleSource {
+            streams,
+            edit,
+            sample_rate: rate,
+        })
+    }
+
+    /// Whether any stem is converted to the working rate.
+    pub fn converts(&self) -> bool {
+        self.streams.converts()
+    }
+
+    pub fn infos(&self) -> Vec<StreamInfo> {
+        self.streams.infos()
+    }
+
+    /// The frames a full read gives, as far as the headers tell: the
+    /// edit's exact length, else the longest stem's stated length (at its
+    /// own rate).
+    pub fn expected_frames(&self) -> u64 {
+        match &self.edit {
+            Some(e) => e.pieces.frames,
+            None => self
+                .streams
+                .infos()
+                .iter()
+                .filter_map(|i| i.frames)
+                .max()
+                .unwrap_or(0),
+        }
+    }
+
+    /// The title's edit at the working rate, if it has one.
+    pub fn edit(&self) -> Option<&Pieces> {
+        self.edit.as_ref().map(|e| &e.pieces)
+    }
+
+    /// Channels of every block read: the title layout's.
+    pub fn channels(&self) -> usize {
+        self.streams.channels()
+    }
+
+    /// Blocks to pass to [`TitleSource::read`]: one block per stem, in the
+    /// title's layout.
+    pub fn make_blocks(&self) -> Vec<Block> {
+        self.streams.make_blocks()
+    }
+
+    /// Frames delivered so far.
+    pub fn position(&self) -> u64 {
+        match &self.edit {
+            Some(e) => e.position,
+            None => self.streams.position(),
+        }
+    }
+
+    /// Frames each stem has decoded so far, at its own rate (its own length
+    /// once read to the end). An edited title reads pieces of its stems:
+    /// their stated lengths stand in.
+    pub fn stem_positions(&self) -> Vec<u64> {
+        match &self.edit {
+            Some(_) => self
+                .streams
+                .infos()
+                .iter()
+                .map(|i| i.frames.unwrap_or(0))
+                .collect(),
+            None => self.streams.stem_positions(),
+        }
+    }
+
+    /// Reads the next step into `out` (one block per stem). Returns the frame
+    /// count, the same for every stem: the longest stem (or the edit)
+    /// decides, shorter ones are padded with silence. 0 at the end.
+    pub fn read(&mut self, out: &mut [Block]) -> Result<usize, SourceError> {
+        match &mut self.edit {
+            Some(e) => e.read(out),
+            None => self.streams.read(out),
+        }
+    }
+}
+
+/// The edit being played: the pieces not yet reached, and those sounding
+/// (at most two at once: crossfades do not overlap), each on its own
+/// streams positioned in the source.
+struct Edited {
+    paths: Vec<PathBuf>,
+    delivery_rate: Option<u32>,
+    layout: Layout,
+    pieces: Pieces,
+    next: usize,
+    active: Vec<Cursor>,
+    position: u64,
+}
+
+impl Edited {
+    fn read(&mut self, out: &mut [Block]) -> Result<usize, SourceError> {
+        let left = self.pieces.frames.saturating_sub(self.position);
+        let n = (BLOCK_FRAMES as u64).min(left) as usize;
+        if n == 0 {
+            return Ok(0);
+        }
+        for o in out.iter_mut() {
+            o.silence(n);
+        }
+        let end = self.position + n as u64;
+        while let Some(p) = self.pieces.pieces.get(self.next)
+            && p.record_start < end
+        {
+            self.active.push(Cursor::open(
+                &self.paths,
+                self.delivery_rate,
+                self.layout,
+                *p,
+            )?);
+            self.next += 1;
+        }
+        let shape = self.pieces.shape;
+        for c in &mut self.active {
+            let from = c.piece.record_start.max(self.position);
+            let to = c.piece.record_end().min(end);
+            if to > from {
+                c.add_into(
+                    out,
+                    (from - self.position) as usize,
+                    (to - from) as usize,
+                    shape,
+                )?;
+            }
+        }
+        self.active.retain(|c| c.piece.record_end() > end);
+        self.position = end;
+        Ok(n)
+    }
+}
+
+/// One piece of an edit: its own streams, read from the piece's start in
+/// the source, and what has been handed out.
+struct Cursor {
+    piece: Piece,
+    streams: Streams,
+    buf: Vec<Block>,
+    head: usize,
+    avail: usize,
+    ended: bool,
+    /// Frames of the piece handed out.
+    done: u64,
+}
+
+impl Cursor {
+    /// Opens the stems again and reads up to the piece's start (decoding is
+    /// exact from the top; a seek would not be through the converter).
+    fn open(
+        paths: &[PathBuf],
+        delivery_rate: Option<u32>,
+        layout: Layout,
+        piece: Piece,
+    ) -> Result<Cursor, SourceError> {
+        let streams = Streams::open(paths, delivery_rate, layout)?;
+        let buf = streams.make_blocks();
+        let mut c = Cursor {
+            piece,
+            streams,
+            buf,
+            head: 0,
+            avail: 0,
+            ended: false,
+            done: 0,
+        };
+        let mut skip = piece.source_start;
+        while skip > 0 {
+            c.fill()?;
+            if c.ended {
+                break;
+            }
+            let k = ((c.avail - c.head) as u64).min(skip) as usize;
+            c.head += k;
+            skip -= k as u64;
+        }
+        Ok(c)
+    }
+
+    fn fill(&mut self) -> Result<(), SourceError> {
+        if self.head == self.avail && !self.ended {
+            self.avail = self.streams.read(&mut self.buf)?;
+            self.head = 0;
+            self.ended = self.avail == 0;
+        }
+        Ok(())
+    }
+
+    /// The piece's gain at its frame `i`: its fade in, its fade out.
+    fn gain(&self, i: u64, shape: FadeShape) -> f64 {
+        use crate::dsp::math::DetMath;
+        let p = &self.piece;
+        let sin = |x: f64| x.dsin();
+        let mut g = 1.0;
+        if i < p.fade_in {
+            g *= shape.gain((i as f64 + 0.5) / p.fade_in as f64, sin);
+        }
+        let from_end = p.len - i;
+        if from_end <= p.fade_out {
+            g *= shape.gain((from_end as f64 - 0.5) / p.fade_out as f64, sin);
+        }
+        g
+    }
+
+    /// Adds the piece's next `n` frames, faded, into `out` from frame `at`.
+    fn add_into(
+        &mut self,
+        out: &mut [Block],
+        at: usize,
+        n: usize,
+        shape: FadeShape,
+    ) -> Result<(), SourceError> {
+        let mut written = 0;
+        while written < n {
+            self.fill()?;
+            if self.ended {
+                // Past the stems' end: silence, which `out` already holds.
+                self.done += (n - written) as u64;
+                return Ok(());
+            }
+            let k = (self.avail - self.head).min(n - written);
+            for j in 0..k {
+                let g = self.gain(self.done + j as u64, shape);
+                for (o, b) in out.iter_mut().zip(&self.buf) {
+                    for ch in 0..b.channels() {
+                        o.channel_mut(ch)[at + written + j] += g * b.channel(ch)[self.head + j];
+                    }
+                }
+            }
+            self.head += k;
+            self.done += k as u64;
+            written += k;
+        }
+        Ok(())
     }
 }

@@ -239,16 +239,12 @@ pub(crate) fn analyze_with(
 
     let mut notes = super::preflight::gate(ctx, title_name)?;
     // Open once to learn formats and rate (and to fail early on bad input).
-    let source = TitleSource::open(&paths, delivery_rate, title.layout)?;
+    let source =
+        TitleSource::open_edited(&paths, delivery_rate, title.layout, title.edit.as_ref())?;
     let rate = source.sample_rate;
     let infos = source.infos();
+    let expected_frames = source.expected_frames().max(1);
     drop(source);
-    let expected_frames = infos
-        .iter()
-        .filter_map(|i| i.frames)
-        .max()
-        .unwrap_or(0)
-        .max(1);
 
     let dialogue = find_dialogue(ctx, title, d, delivery_rate)?;
     // A first estimate: the share is measured on each family's mix, over its
@@ -682,9 +678,15 @@ fn find_dialogue(
         .copied()
         .filter(|r| title.stems.iter().any(|s| s.role == *r))
         .collect();
-    crate::dialogue::find(&paths, &roles, delivery_rate, title.layout, gate, || {
-        ctx.check_cancel().is_err()
-    })
+    crate::dialogue::find(
+        &paths,
+        &roles,
+        delivery_rate,
+        title.layout,
+        title.edit.as_ref(),
+        gate,
+        || ctx.check_cancel().is_err(),
+    )
     .map_err(TaskError::from)
 }
 
@@ -882,7 +884,8 @@ fn run_pass(
         expected_frames,
         dialogue,
     } = *input;
-    let mut source = TitleSource::open(paths, delivery_rate, title.layout)?;
+    let mut source =
+        TitleSource::open_edited(paths, delivery_rate, title.layout, title.edit.as_ref())?;
     let rate = source.sample_rate;
     let spec = &ctx.spec.spec;
     let mut stages = Stages::default();
@@ -1307,8 +1310,9 @@ impl CachedPasses {
             dialogue,
             ..
         } = *input;
-        let mut source = TitleSource::open(paths, delivery_rate, title.layout)
-            .map_err(|e| CachedFailure::Task(e.into()))?;
+        let mut source =
+            TitleSource::open_edited(paths, delivery_rate, title.layout, title.edit.as_ref())
+                .map_err(|e| CachedFailure::Task(e.into()))?;
         let rate = source.sample_rate;
         // The upstream graphs do not read the gains: built at 0 dB, those of
         // probes that differ only in gains are one stream.

@@ -524,6 +524,7 @@ fn title_entry(
         skipped: planned.skipped.clone(),
         notes: vec![],
         preflight: preflight_of().and_then(DepOutcome::result_as),
+        edit: None,
     };
     let a: Option<AnalysisResult> = match analysis_at(first_pack) {
         Some(o) if o.state == TaskState::Succeeded => o.result_as(),
@@ -549,6 +550,12 @@ fn title_entry(
         entry.inputs = a.inputs.clone();
         entry.level = Some(a.level.clone());
         entry.notes = a.notes.clone();
+        // Where each segment landed at the rate it was rendered (the
+        // analysis refused an edit outside the programme).
+        entry.edit = title
+            .edit
+            .as_ref()
+            .map(|e| e.record(a.sample_rate, u64::MAX));
     }
     for rate in d.packs().into_iter().skip(1).flatten() {
         match analysis_at(Some(rate)).and_then(|o| o.result_as::<AnalysisResult>()) {

@@ -37,7 +37,7 @@
 //! | Input outside the media roots, a bad spec, an unusable input | [`TaskError::Input`] | permanent |
 //! | Preflight errors in the stems | [`TaskError::Preflight`] | permanent |
 //! | Undecodable input: unsupported or corrupt container or data, no audio track | [`DecodeError`] other than `Open`/`Io` | permanent |
-//! | A stem at a rate or channel count we cannot convert | [`SourceError::Rate`], [`SourceError::Channels`] | permanent |
+//! | A stem at a rate or channel count we cannot convert, an edit outside the programme | [`SourceError::Rate`], [`SourceError::Channels`], [`SourceError::Edit`] | permanent |
 //! | A read error on an input | [`DecodeError::Open`], [`DecodeError::Io`] | its `io::Error`'s class |
 //! | A write error on an output | [`OutputError::Io`], [`OutputError::Wav`] holding an I/O error | its `io::Error`'s class |
 //! | An output the WAV format cannot hold (over 4 GiB, unsupported format) | [`OutputError::Wav`] otherwise | permanent |
@@ -252,7 +252,9 @@ impl TaskError {
         use FailureClass::{Permanent, Transient};
         match self {
             TaskError::Source(SourceError::Decode(d)) | TaskError::Decode(d) => classify_decode(d),
-            TaskError::Source(SourceError::Rate { .. } | SourceError::Channels { .. }) => Permanent,
+            TaskError::Source(
+                SourceError::Rate { .. } | SourceError::Channels { .. } | SourceError::Edit(_),
+            ) => Permanent,
             TaskError::Output(OutputError::Io { source, .. }) => classify_io(source),
             TaskError::Output(OutputError::Wav { source, .. }) => classify_bwf(source),
             TaskError::Output(OutputError::Verify { .. }) => Transient,

@@ -334,7 +334,12 @@ fn write_pack(
         }
     }
     let paths: Vec<_> = title.stems.iter().map(|s| spec.path(&s.file)).collect();
-    let mut source = TitleSource::open(&paths, pack_rate.or(d.sample_rate), title.layout)?;
+    let mut source = TitleSource::open_edited(
+        &paths,
+        pack_rate.or(d.sample_rate),
+        title.layout,
+        title.edit.as_ref(),
+    )?;
     let frames = run_stages(
         ctx,
         &mut source,
@@ -395,7 +400,12 @@ fn float_peaks(
         }
     }
     let paths: Vec<_> = title.stems.iter().map(|s| ctx.spec.path(&s.file)).collect();
-    let mut source = TitleSource::open(&paths, pack_rate.or(d.sample_rate), title.layout)?;
+    let mut source = TitleSource::open_edited(
+        &paths,
+        pack_rate.or(d.sample_rate),
+        title.layout,
+        title.edit.as_ref(),
+    )?;
     run_stages(
         ctx,
         &mut source,
