@@ -895,7 +895,11 @@ pub fn expand(
                 .map(crate::naming::slug)
         })
         .collect();
-    for (ti, mut t) in tables.into_iter().enumerate() {
+    for (ti, t) in tables.into_iter().enumerate() {
+        // Written back with its sub-tables inline: the document orders
+        // `[[titles.stems]]` headers by their old positions, which would
+        // hang them under the wrong title once cuts are inserted.
+        let mut t = flat(&t);
         let cuts = t.remove("cutdowns");
         let parent = t
             .get("name")
@@ -1033,6 +1037,29 @@ pub fn expand(
     }
     doc.insert("titles", Item::ArrayOfTables(out));
     Ok(Some(doc.to_string()))
+}
+
+/// `t` with every sub-table and array of tables written inline, in a new
+/// table (no positions from the document it came from).
+fn flat(t: &toml_edit::Table) -> toml_edit::Table {
+    use toml_edit::{Item, Value};
+    let mut out = toml_edit::Table::new();
+    for (k, item) in t.iter() {
+        let v = match item {
+            Item::None => continue,
+            Item::Value(v) => v.clone(),
+            Item::Table(sub) => Value::InlineTable(flat(sub).into_inline_table()),
+            Item::ArrayOfTables(a) => {
+                let mut arr = toml_edit::Array::new();
+                for sub in a.iter() {
+                    arr.push(Value::InlineTable(flat(sub).into_inline_table()));
+                }
+                Value::Array(arr)
+            }
+        };
+        out.insert(k, Item::Value(v));
+    }
+    out
 }
 
 /// A JSON value as an inline TOML value (`None`: JSON null, which TOML

@@ -1078,6 +1078,14 @@ fn validate(ctx: &Ctx, a: ValidateArgs) -> anyhow::Result<ExitCode> {
         env!("CARGO_PKG_VERSION"),
         &ctx.settings.media_roots(),
     )?;
+    let outside = edits_outside(&loaded);
+    if !outside.is_empty() {
+        eprintln!("error: {}: {} edit(s) do not fit their programme", spec.display(), outside.len());
+        for e in outside {
+            eprintln!("  - {e}");
+        }
+        return Ok(ExitCode::FAILURE);
+    }
     println!(
         "{}: valid; {} titles, {} tasks planned",
         spec.display(),
@@ -1104,6 +1112,33 @@ fn validate(ctx: &Ctx, a: ValidateArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The titles whose edit (a cutdown) reaches outside its stems at some
+/// pack's rate: the stems' headers are read for their lengths, as the
+/// analysis will, so `validate` refuses what a render would.
+fn edits_outside(loaded: &deliverables_spec::LoadedSpec) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in &loaded.spec.titles {
+        let Some(e) = &t.edit else { continue };
+        let paths: Vec<_> = t.stems.iter().map(|s| loaded.path(&s.file)).collect();
+        let cut = match (&e.of, &e.name) {
+            (Some(of), Some(n)) => format!(" (cutdown `{n}` of `{of}`)"),
+            _ => String::new(),
+        };
+        for pack in loaded.delivery().packs() {
+            if let Err(err) = stemforge_worker::source::TitleSource::open_edited(
+                &paths,
+                pack,
+                t.layout,
+                Some(e),
+            ) {
+                out.push(format!("title `{}`{cut}: {err}", t.name));
+                break;
+            }
+        }
+    }
+    out
 }
 
 /// Each variant: its level policy, its output and what it acts on.

@@ -219,3 +219,33 @@ stems = [{ file = "b.wav", role = "bass" }]
         "{errs}"
     );
 }
+
+#[test]
+fn cutdowns_of_a_title_written_with_sub_tables() {
+    let text = r#"schema_version = 1
+[[titles]]
+name = "A"
+reference = "Mix.wav"
+
+[[titles.stems]]
+file = "d.wav"
+role = "drums"
+
+[[titles.cutdowns]]
+name = "30s"
+frame_rate = "25"
+segments = [{ in = "00:00:00:00", out = "00:00:12:00" }]
+
+[[titles.stems]]
+file = "b.wav"
+role = "bass"
+"#;
+    let out = expand(text, Path::new("."), None, &crate::files::MediaRoots::new(&[]))
+        .expect("expands")
+        .expect("has cutdowns");
+    let spec = crate::parse_and_validate(&out, None).expect("valid");
+    assert_eq!(spec.titles.len(), 2, "{out}");
+    for t in &spec.titles {
+        assert_eq!(t.stems.len(), 2, "{out}");
+    }
+}
