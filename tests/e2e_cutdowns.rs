@@ -17,6 +17,10 @@ use stemforge_testkit::*;
 
 const RATE: u64 = 48_000;
 
+/// A cut's title, its exact length in frames, and its joins as (record,
+/// source) seconds.
+type Case<'a> = (&'a str, u64, &'a [(f64, f64)]);
+
 const CUTS: &str = r#"
 [[titles.cutdowns]]
 name = "30s"
@@ -55,16 +59,15 @@ fn session() -> PathBuf {
 
 fn write_spec(dir: &Path, name: &str, cuts: &str) -> PathBuf {
     let base = std::fs::read_to_string(dir.join("deliverables.toml")).expect("spec");
-    let spec = base
-        .replace(
+    let spec =
+        base.replace(
             "reference = \"Mix.wav\"\n",
             "reference = \"Mix.wav\"\nvariants = [\"full\"]\n",
         )
         .replace(
             "profile = \"ebu-r128\"\n",
             &format!("profile = \"ebu-r128\"\noutput_dir = \"{name}-out\"\n"),
-        )
-        + cuts;
+        ) + cuts;
     let p = dir.join(format!("{name}.toml"));
     std::fs::write(&p, spec).expect("write spec");
     p
@@ -72,7 +75,12 @@ fn write_spec(dir: &Path, name: &str, cuts: &str) -> PathBuf {
 
 /// Renders `spec` into its `NAME-out` folder; the manifest and the folder.
 fn render(spec: &Path, workers: &str) -> (Value, PathBuf) {
-    let o = stemforge(&["render", spec.to_str().expect("utf-8"), "--workers", workers]);
+    let o = stemforge(&[
+        "render",
+        spec.to_str().expect("utf-8"),
+        "--workers",
+        workers,
+    ]);
     assert!(o.status.success(), "render failed:\n{}", text(&o));
     let stem = spec.file_stem().and_then(|s| s.to_str()).expect("name");
     let out = spec.with_file_name(format!("{stem}-out"));
@@ -158,12 +166,19 @@ fn cutdowns_are_exact_on_target_and_seamless() {
     assert!(text(&v).contains("3 titles"), "{}", text(&v));
 
     let (m, out) = render(&spec, "2");
-    let parent = read_wav(&out.join(output(&m, "Last Train", "full")["file"]["path"].as_str().expect("path"))).1;
+    let parent = read_wav(
+        &out.join(
+            output(&m, "Last Train", "full")["file"]["path"]
+                .as_str()
+                .expect("path"),
+        ),
+    )
+    .1;
 
     // (title, exact frames, joins as (record, source) seconds)
     let df_frames = 450 * RATE * 1001 / 30_000; // 450 frames at 29.97: 15.015 s
     let ntsc = |frames: u64| frames as f64 * 1001.0 / 30_000.0;
-    let cases: [(&str, u64, &[(f64, f64)]); 2] = [
+    let cases: [Case; 2] = [
         ("Last Train 30s", 30 * RATE, &[(0.0, 0.0), (12.0, 40.0)]),
         // The dissolve is centred 6 frames after the record in.
         // 29.97 fps counts 30 frames a timecode second: frame f is at
@@ -176,7 +191,12 @@ fn cutdowns_are_exact_on_target_and_seamless() {
     ];
     for (name, frames, joins) in cases {
         let t = title(&m, name);
-        assert_eq!(t["edit"]["frames"].as_u64(), Some(frames), "{name}: {}", t["edit"]);
+        assert_eq!(
+            t["edit"]["frames"].as_u64(),
+            Some(frames),
+            "{name}: {}",
+            t["edit"]
+        );
         assert_eq!(t["edit"]["of"], "Last Train");
         for o in t["outputs"].as_array().expect("outputs") {
             let p = out.join(o["file"]["path"].as_str().expect("path"));
@@ -184,7 +204,12 @@ fn cutdowns_are_exact_on_target_and_seamless() {
             assert_eq!(o["verdict"]["verdict"], "pass", "{name}: {o}");
             let r = ffmpeg_r128(&p);
             let ceiling = o["true_peak_max_dbtp"].as_f64().expect("ceiling");
-            assert!(r.tp <= ceiling, "{name}/{}: {} dBTP over {ceiling}", o["variant"], r.tp);
+            assert!(
+                r.tp <= ceiling,
+                "{name}/{}: {} dBTP over {ceiling}",
+                o["variant"],
+                r.tp
+            );
             if o["level_policy"] == "normalized" {
                 let target = o["target_lufs"].as_f64().expect("target");
                 let tol = o["tolerance_lu"].as_f64().expect("tolerance");
@@ -193,10 +218,20 @@ fn cutdowns_are_exact_on_target_and_seamless() {
                     "{name}: {} LUFS, target {target} ± {tol}",
                     r.i
                 );
-                println!("{name}: {frames} frames, {:.2} LUFS, {:.2} dBTP by ffmpeg", r.i, r.tp);
+                println!(
+                    "{name}: {frames} frames, {:.2} LUFS, {:.2} dBTP by ffmpeg",
+                    r.i, r.tp
+                );
             }
         }
-        let full = read_wav(&out.join(output(&m, name, "full")["file"]["path"].as_str().expect("path"))).1;
+        let full = read_wav(
+            &out.join(
+                output(&m, name, "full")["file"]["path"]
+                    .as_str()
+                    .expect("path"),
+            ),
+        )
+        .1;
         let len = full[0].len();
         // Each segment carries the parent's material from its source point
         // (the cut is mastered on its own: the same music, not the same
@@ -211,16 +246,27 @@ fn cutdowns_are_exact_on_target_and_seamless() {
             let b0 = (src * RATE as f64) as usize + RATE as usize / 10;
             let n = bounds[k + 1] - a0 - RATE as usize / 10;
             let c = corr(&full, a0, &parent, b0, n);
-            let elsewhere = corr(&full, a0, &parent, b0 + 5 * RATE as usize, n.min(parent[0].len() - b0 - 5 * RATE as usize));
-            println!("{name} segment {k}: correlation {c:.3} with the parent at its source, {elsewhere:.3} 5 s later");
-            assert!(c > 0.9 && elsewhere < 0.5, "{name} segment {k}: {c} / {elsewhere}");
+            let elsewhere = corr(
+                &full,
+                a0,
+                &parent,
+                b0 + 5 * RATE as usize,
+                n.min(parent[0].len() - b0 - 5 * RATE as usize),
+            );
+            println!(
+                "{name} segment {k}: correlation {c:.3} with the parent at its source, {elsewhere:.3} 5 s later"
+            );
+            assert!(
+                c > 0.9 && elsewhere < 0.5,
+                "{name} segment {k}: {c} / {elsewhere}"
+            );
         }
         // No click: around each join (and at the head and tail) no step is
         // larger than the largest step of the programme elsewhere.
         let around: Vec<std::ops::Range<usize>> = bounds[..bounds.len() - 1]
             .iter()
             .map(|&b| b.saturating_sub(RATE as usize / 10)..(b + RATE as usize / 10).min(len))
-            .chain([len - RATE as usize / 10..len])
+            .chain(std::iter::once(len - RATE as usize / 10..len))
             .collect();
         let mut rest = 0.0_f64;
         let mut start = 0;
@@ -230,10 +276,20 @@ fn cutdowns_are_exact_on_target_and_seamless() {
         }
         for r in &around {
             let s = max_step(&full, r.clone());
-            println!("{name}: step {s:.4} around {:?} s, programme's own {rest:.4}", r.start as f64 / RATE as f64);
-            assert!(s <= rest, "{name}: a step of {s} around frame {} (the programme's own: {rest})", r.start);
+            println!(
+                "{name}: step {s:.4} around {:?} s, programme's own {rest:.4}",
+                r.start as f64 / RATE as f64
+            );
+            assert!(
+                s <= rest,
+                "{name}: a step of {s} around frame {} (the programme's own: {rest})",
+                r.start
+            );
         }
-        assert!(full.iter().all(|c| c[0].abs() < 1e-3), "{name}: starts with a jump");
+        assert!(
+            full.iter().all(|c| c[0].abs() < 1e-3),
+            "{name}: starts with a jump"
+        );
     }
 
     // Bit-identical with one worker.
@@ -266,7 +322,10 @@ segments = [{ in = "00:00:05:00", out = "00:00:25:00" }]
     let o = stemforge(&["validate", outside.to_str().expect("utf-8")]);
     let t = text(&o);
     assert!(!o.status.success(), "{t}");
-    assert!(t.contains("Last Train long") && t.contains("segments[0]") && t.contains("programme"), "{t}");
+    assert!(
+        t.contains("Last Train long") && t.contains("segments[0]") && t.contains("programme"),
+        "{t}"
+    );
 
     let overlap = write_spec(
         &dir,
@@ -286,7 +345,10 @@ segments = [
     let o = stemforge(&["validate", overlap.to_str().expect("utf-8")]);
     let t = text(&o);
     assert!(!o.status.success(), "{t}");
-    assert!(t.contains("titles[0].cutdowns[0].segments[1]") && t.contains("overlap"), "{t}");
+    assert!(
+        t.contains("titles[0].cutdowns[0].segments[1]") && t.contains("overlap"),
+        "{t}"
+    );
 
     let drop = write_spec(
         &dir,
@@ -301,5 +363,8 @@ segments = [{ in = "00:00:01;00", out = "00:01:00;00" }]
     let o = stemforge(&["validate", drop.to_str().expect("utf-8")]);
     let t = text(&o);
     assert!(!o.status.success(), "{t}");
-    assert!(t.contains("segments[0].out") && t.contains("drop-frame"), "{t}");
+    assert!(
+        t.contains("segments[0].out") && t.contains("drop-frame"),
+        "{t}"
+    );
 }

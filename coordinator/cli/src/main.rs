@@ -1080,7 +1080,11 @@ fn validate(ctx: &Ctx, a: ValidateArgs) -> anyhow::Result<ExitCode> {
     )?;
     let outside = edits_outside(&loaded);
     if !outside.is_empty() {
-        eprintln!("error: {}: {} edit(s) do not fit their programme", spec.display(), outside.len());
+        eprintln!(
+            "error: {}: {} edit(s) do not fit their programme",
+            spec.display(),
+            outside.len()
+        );
         for e in outside {
             eprintln!("  - {e}");
         }
@@ -1127,12 +1131,9 @@ fn edits_outside(loaded: &deliverables_spec::LoadedSpec) -> Vec<String> {
             _ => String::new(),
         };
         for pack in loaded.delivery().packs() {
-            if let Err(err) = stemforge_worker::source::TitleSource::open_edited(
-                &paths,
-                pack,
-                t.layout,
-                Some(e),
-            ) {
+            if let Err(err) =
+                stemforge_worker::source::TitleSource::open_edited(&paths, pack, t.layout, Some(e))
+            {
                 out.push(format!("title `{}`{cut}: {err}", t.name));
                 break;
             }

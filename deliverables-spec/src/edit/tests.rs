@@ -240,9 +240,14 @@ segments = [{ in = "00:00:00:00", out = "00:00:12:00" }]
 file = "b.wav"
 role = "bass"
 "#;
-    let out = expand(text, Path::new("."), None, &crate::files::MediaRoots::new(&[]))
-        .expect("expands")
-        .expect("has cutdowns");
+    let out = expand(
+        text,
+        Path::new("."),
+        None,
+        &crate::files::MediaRoots::new(&[]),
+    )
+    .expect("expands")
+    .expect("has cutdowns");
     let spec = crate::parse_and_validate(&out, None).expect("valid");
     assert_eq!(spec.titles.len(), 2, "{out}");
     for t in &spec.titles {

@@ -37,6 +37,8 @@ use crate::output::{FileDigest, TempFile, digest_wav};
 struct OutputRecipe<'a> {
     title: &'a str,
     layout: &'a str,
+    /// A cutdown's edit: which parts of the stems are heard, and how joined.
+    edit: Option<&'a deliverables_spec::edit::EditSpec>,
     frames: u64,
     sample_rate: u32,
     source_rate: Option<u32>,
@@ -153,6 +155,7 @@ pub(super) fn output_keys(
             let recipe = OutputRecipe {
                 title: &title.name,
                 layout: title.layout.as_str(),
+                edit: title.edit.as_ref(),
                 frames: analysis.frames,
                 sample_rate: analysis.sample_rate,
                 source_rate: pack_rate.or(d.sample_rate),
