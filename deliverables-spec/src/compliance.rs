@@ -375,6 +375,58 @@ pub fn judge_against(
     }
 }
 
+/// Judges one file of a live-playback pack: the true peak against the
+/// pack's headroom (a `Check`); the integrated loudness reported, never
+/// judged against the delivery's target. Click and guide (`untouched`)
+/// pass as they came: their peak is reported, not judged.
+pub fn judge_live(headroom_dbtp: f64, untouched: bool, m: &Measurement) -> Verdict {
+    let mut c = Checks(Vec::new());
+    c.add(
+        "integrated",
+        m.integrated_lufs,
+        "LUFS",
+        String::new(),
+        false,
+        None,
+    );
+    if untouched {
+        c.add(
+            "true_peak",
+            m.true_peak_dbtp,
+            "dBTP",
+            String::new(),
+            false,
+            None,
+        );
+    } else {
+        c.at_most(
+            "true_peak",
+            "true peak",
+            m.true_peak_dbtp,
+            "dBTP",
+            headroom_dbtp,
+        );
+    }
+    let reasons: Vec<String> = c.0.iter().filter_map(|x| x.reason.clone()).collect();
+    Verdict {
+        verdict: if reasons.is_empty() {
+            Outcome::Pass
+        } else {
+            Outcome::Fail
+        },
+        rule: if untouched {
+            "live click/guide: passed untouched (no chain, no gain, no dither); loudness and true peak reported, not judged".to_string()
+        } else {
+            format!(
+                "live playback: true peak at most the pack's {headroom_dbtp:.1} dBTP headroom; loudness reported, not judged against the delivery target"
+            )
+        },
+        loudness_basis: None,
+        reasons,
+        checks: c.0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,7 @@ pub mod delivery;
 pub mod error;
 pub mod files;
 pub mod ingest;
+pub mod live;
 pub mod manifest;
 pub mod model;
 pub mod naming;

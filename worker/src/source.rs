@@ -80,6 +80,9 @@ pub struct TitleSource {
     pub sample_rate: u32,
     /// The title's layout: every block read has its channels.
     layout: Layout,
+    /// Blocks keep each stem's own channels (no routing into the layout):
+    /// a live pack's per-stem files.
+    native: bool,
     position: u64,
 }
 
@@ -139,8 +142,23 @@ impl TitleSource {
             conversions,
             sample_rate: rate,
             layout,
+            native: false,
             position: 0,
         })
+    }
+
+    /// Opens every stem as [`TitleSource::open`] does (same checks, same
+    /// rate conversion), but reads each at its own channel count, not
+    /// routed into the layout: block `i` of [`TitleSource::make_blocks`]
+    /// has stem `i`'s channels.
+    pub fn open_native(
+        paths: &[PathBuf],
+        delivery_rate: Option<u32>,
+        layout: Layout,
+    ) -> Result<Self, SourceError> {
+        let mut s = TitleSource::open(paths, delivery_rate, layout)?;
+        s.native = true;
+        Ok(s)
     }
 
     /// Whether any stem is converted to the working rate.
@@ -160,8 +178,16 @@ impl TitleSource {
     /// Blocks to pass to [`TitleSource::read`]: one block per stem, in the
     /// title's layout.
     pub fn make_blocks(&self) -> Vec<Block> {
-        (0..self.readers.len())
-            .map(|_| Block::new(self.channels(), BLOCK_FRAMES))
+        self.readers
+            .iter()
+            .map(|r| {
+                let ch = if self.native {
+                    r.info().channels
+                } else {
+                    self.channels()
+                };
+                Block::new(ch, BLOCK_FRAMES)
+            })
             .collect()
     }
 
@@ -211,6 +237,15 @@ impl TitleSource {
             frames = frames.max(n);
         }
         let layout = self.layout;
+        let native = self.native;
+        // Native: every channel of the stem as it is; else routed.
+        let route = |src_ch: usize, ch: usize| {
+            if native {
+                (ch < src_ch).then_some(ch)
+            } else {
+                layout.source_channel(src_ch, ch)
+            }
+        };
         for ((raw, conv), o) in self
             .raw
             .iter_mut()
@@ -222,8 +257,8 @@ impl TitleSource {
             match conv {
                 None => {
                     let n = raw.frames();
-                    for ch in 0..layout.channels() {
-                        if let Some(k) = layout.source_channel(src_ch, ch) {
+                    for ch in 0..o.channels() {
+                        if let Some(k) = route(src_ch, ch) {
                             let s = &raw.channel(k)[..n];
                             o.channel_mut(ch)[..n].copy_from_slice(s);
                         }
@@ -231,8 +266,8 @@ impl TitleSource {
                 }
                 Some(c) => {
                     let n = c.available().min(BLOCK_FRAMES);
-                    for ch in 0..layout.channels() {
-                        if let Some(k) = layout.source_channel(src_ch, ch) {
+                    for ch in 0..o.channels() {
+                        if let Some(k) = route(src_ch, ch) {
                             let p = &c.pending[k];
                             o.channel_mut(ch)[..n].copy_from_slice(&p[c.head..c.head + n]);
                         }
