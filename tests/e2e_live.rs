@@ -9,8 +9,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use stemforge_testkit::ffmpeg::ffmpeg_r128;
-use stemforge_testkit::{outputs, read_json, read_wav, real_session, scratch, stemforge_env, text};
+use stemforge_testkit::{
+    ffmpeg_r128, outputs, read_json, read_wav, real_session, scratch, stemforge_env, text,
+};
 
 const FRAMES: u32 = 20 * 48_000;
 
