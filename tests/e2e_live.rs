@@ -50,7 +50,16 @@ fn write_click_and_guide(dir: &Path) {
     sox(
         dir,
         &[
-            "count.wav", "-r", "48000", "-b", "24", "-c", "1", "guide_long.wav", "pad", "0.2",
+            "count.wav",
+            "-r",
+            "48000",
+            "-b",
+            "24",
+            "-c",
+            "1",
+            "guide_long.wav",
+            "pad",
+            "0.2",
             "25",
         ],
     );
@@ -143,7 +152,10 @@ fn a_live_pack_holds_its_headroom_passes_click_and_guide_untouched_and_interleav
     }
     // `reported`: one gain for every stem, the loudest peak on -6.1.
     assert!(gains.iter().all(|g| *g == gains[0]), "{gains:?}");
-    eprintln!("loudest live stem: {loudest:.3} dBTP (aim -6.1), common gain {:.3} dB", gains[0]);
+    eprintln!(
+        "loudest live stem: {loudest:.3} dBTP (aim -6.1), common gain {:.3} dB",
+        gains[0]
+    );
     assert!((loudest - -6.1).abs() <= 0.5, "loudest {loudest} dBTP");
 
     for (role, input) in [("click", "Click.wav"), ("guide", "Guide.wav")] {
@@ -153,7 +165,10 @@ fn a_live_pack_holds_its_headroom_passes_click_and_guide_untouched_and_interleav
         let (_, delivered) = read_wav(&out.join(stem_file(role)));
         let (_, original) = read_wav(&dir.join(input));
         assert_eq!(delivered.len(), 1);
-        assert!(delivered == original, "{role} is not sample-identical to {input}");
+        assert!(
+            delivered == original,
+            "{role} is not sample-identical to {input}"
+        );
     }
 
     // The interleave: channel k is the mapped file's channel, exactly.
@@ -185,12 +200,18 @@ fn a_live_pack_holds_its_headroom_passes_click_and_guide_untouched_and_interleav
             "channel {k}"
         );
         match want {
-            None => assert!(channels[k].iter().all(|&x| x == 0.0), "channel {k} not silent"),
+            None => assert!(
+                channels[k].iter().all(|&x| x == 0.0),
+                "channel {k} not silent"
+            ),
             Some((f, c)) => {
                 let s = cache
                     .entry(f.clone())
                     .or_insert_with(|| read_wav(&out.join(&f)).1);
-                assert!(s[c] == channels[k], "channel {k} differs from {f} channel {c}");
+                assert!(
+                    s[c] == channels[k],
+                    "channel {k} differs from {f} channel {c}"
+                );
             }
         }
     }

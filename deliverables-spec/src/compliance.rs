@@ -379,7 +379,13 @@ pub fn judge_against(
 /// pack's headroom (a `Check`); the integrated loudness reported, never
 /// judged against the delivery's target. Click and guide (`untouched`)
 /// pass as they came: their peak is reported, not judged.
-pub fn judge_live(headroom_dbtp: f64, untouched: bool, m: &Measurement) -> Verdict {
+pub fn judge_live(
+    headroom_dbtp: f64,
+    untouched: bool,
+    interleaved: bool,
+    m: &Measurement,
+) -> Verdict {
+    let untouched = untouched || interleaved;
     let mut c = Checks(Vec::new());
     c.add(
         "integrated",
@@ -414,7 +420,9 @@ pub fn judge_live(headroom_dbtp: f64, untouched: bool, m: &Measurement) -> Verdi
         } else {
             Outcome::Fail
         },
-        rule: if untouched {
+        rule: if interleaved {
+            "live interleave: its channels are the pack's per-stem files, judged each on its own; loudness and true peak reported, not judged".to_string()
+        } else if untouched {
             "live click/guide: passed untouched (no chain, no gain, no dither); loudness and true peak reported, not judged".to_string()
         } else {
             format!(
@@ -430,6 +438,39 @@ pub fn judge_live(headroom_dbtp: f64, untouched: bool, m: &Measurement) -> Verdi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn live_files_are_judged_on_their_headroom_only() {
+        let m = |tp: f64| Measurement {
+            true_peak_dbtp: Some(tp),
+            integrated_lufs: Some(-12.0),
+            ..Default::default()
+        };
+        // Loud, but under the headroom: pass (loudness not judged).
+        let v = judge_live(-6.0, false, false, &m(-6.05));
+        assert_eq!(v.verdict, Outcome::Pass, "{v:?}");
+        assert!(
+            v.checks
+                .iter()
+                .any(|c| c.name == "true_peak" && c.outcome == CheckOutcome::Pass)
+        );
+        assert!(
+            v.checks
+                .iter()
+                .any(|c| c.name == "integrated" && c.outcome == CheckOutcome::Reported)
+        );
+        let v = judge_live(-6.0, false, false, &m(-5.5));
+        assert_eq!(v.verdict, Outcome::Fail);
+        // A click at -3 dBTP is reported, not judged; so is the interleave.
+        assert_eq!(
+            judge_live(-6.0, true, false, &m(-3.0)).verdict,
+            Outcome::Pass
+        );
+        assert_eq!(
+            judge_live(-6.0, false, true, &m(-3.0)).verdict,
+            Outcome::Pass
+        );
+    }
     use crate::model::DeliverySpec;
 
     fn m(i: Option<f64>, tp: f64) -> Measurement {

@@ -48,7 +48,10 @@ pub enum MapSource {
     Silence,
     /// Stem `stem` of the title (index into its stems); `channel`: `None`
     /// for a mono stem (`"ROLE"`), `Some(0)` / `Some(1)` for `:L` / `:R`.
-    Stem { stem: usize, channel: Option<usize> },
+    Stem {
+        stem: usize,
+        channel: Option<usize>,
+    },
 }
 
 /// The label a stem's live file carries in place of `{role}`: its role, and
@@ -91,7 +94,10 @@ pub fn resolve_map(
         errs.push(
             SpecError::new(
                 format!("{f}.channels"),
-                format!("{} channels: an interleaved live file has 8 or 16", il.channels),
+                format!(
+                    "{} channels: an interleaved live file has 8 or 16",
+                    il.channels
+                ),
             )
             .hint("set `channels = 8` or `channels = 16`"),
         );
@@ -354,7 +360,11 @@ mod tests {
         assert!((-9.5 + g[1].gain_db) <= -6.1);
         // The click is not counted and not moved.
         assert_eq!(g[2].gain_db, 0.0);
-        assert!(g[2].note.as_deref().is_some_and(|n| n.contains("untouched")));
+        assert!(
+            g[2].note
+                .as_deref()
+                .is_some_and(|n| n.contains("untouched"))
+        );
         // Quiet stems are raised to the aim too.
         let g = live_gains(&live, 0.1, &[lv(-12.0, -30.0)]);
         assert!((g[0].gain_db - 5.9).abs() < 1e-12);
@@ -434,7 +444,12 @@ mod tests {
                 "variants.live.live.interleave.map[2]"
             ]
         );
-        assert!(errs[0].hint.as_deref().is_some_and(|h| h.contains("`Gtr A`")));
+        assert!(
+            errs[0]
+                .hint
+                .as_deref()
+                .is_some_and(|h| h.contains("`Gtr A`"))
+        );
         assert!(errs[1].message.contains("no stem of role `keys`"));
         // The length must equal the channel count, and that is 8 or 16.
         let errs = resolve_map("live", &t, &il(&["click"])).expect_err("short");

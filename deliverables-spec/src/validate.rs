@@ -919,8 +919,11 @@ fn live_checks(spec: &Spec, scope: Scope, errs: &mut Vec<SpecError>) {
         let Some(l) = &v.live else { continue };
         if resolved.output != OutputKind::Live {
             errs.push(
-                SpecError::new(f.clone(), "only a variant with `output = \"live\"` is a live-playback pack")
-                    .hint("add `output = \"live\"`, or use the built-in `live` variant"),
+                SpecError::new(
+                    f.clone(),
+                    "only a variant with `output = \"live\"` is a live-playback pack",
+                )
+                .hint("add `output = \"live\"`, or use the built-in `live` variant"),
             );
             continue;
         }
@@ -928,8 +931,11 @@ fn live_checks(spec: &Spec, scope: Scope, errs: &mut Vec<SpecError>) {
             && !(-40.0..=0.0).contains(&h)
         {
             errs.push(
-                SpecError::new(format!("{f}.headroom_dbtp"), format!("{h} dBTP is out of range"))
-                    .hint("give a headroom from -40 to 0 dBTP, e.g. -6.0"),
+                SpecError::new(
+                    format!("{f}.headroom_dbtp"),
+                    format!("{h} dBTP is out of range"),
+                )
+                .hint("give a headroom from -40 to 0 dBTP, e.g. -6.0"),
             );
         }
         match (l.stem_loudness.unwrap_or_default(), l.target_lufs) {

@@ -705,11 +705,7 @@ pub struct SameAs {
 type OutputKey = (TitleGraph, OutputKind, bool, Option<crate::live::Live>);
 
 /// What decides whether two variants' outputs are the same files.
-fn output_key(
-    graph: &Graph,
-    title: &Title,
-    v: &Variant,
-) -> OutputKey {
+fn output_key(graph: &Graph, title: &Title, v: &Variant) -> OutputKey {
     (
         title_graph(graph, title, v).effective(),
         v.output,

@@ -13,7 +13,9 @@
 //! of the stems and the spec. The render cache is not used for live files
 //! (no key, so no stale hit is possible): they are rendered every time.
 
-use deliverables_spec::contract::{CacheStatus, CacheUse, RenderMode, RenderResult, RenderedOutput};
+use deliverables_spec::contract::{
+    CacheStatus, CacheUse, RenderMode, RenderResult, RenderedOutput,
+};
 use deliverables_spec::live::{MapSource, StemLevel, channel_fits, live_gains, resolve_map};
 use deliverables_spec::manifest::{InterleavedChannel, LiveRecord};
 use deliverables_spec::model::{Dither, Title};
@@ -205,11 +207,12 @@ pub(super) fn render_live(
     })?;
     let planned = outputs_for(ctx, title, variant, rate);
     let paths: Vec<_> = title.stems.iter().map(|s| spec.path(&s.file)).collect();
-    let stem_channels: Vec<usize> = TitleSource::open(&paths, pack_rate.or(d.sample_rate), title.layout)?
-        .infos()
-        .iter()
-        .map(|i| i.channels)
-        .collect();
+    let stem_channels: Vec<usize> =
+        TitleSource::open(&paths, pack_rate.or(d.sample_rate), title.layout)?
+            .infos()
+            .iter()
+            .map(|i| i.channels)
+            .collect();
 
     // The interleave map against the stems' channel counts.
     let map: Option<Vec<MapSource>> = match &live.interleave {

@@ -690,7 +690,8 @@ fn output_entry(
     let verdict = match &out.live {
         Some(l) => deliverables_spec::compliance::judge_live(
             l.headroom_dbtp,
-            l.untouched || !l.channels.is_empty(),
+            l.untouched,
+            !l.channels.is_empty(),
             &out.measurement,
         ),
         None => judge_against(rule, d, &target, &out.measurement),
