@@ -120,6 +120,19 @@ fn a_live_pack_holds_its_headroom_passes_click_and_guide_untouched_and_interleav
     let dir = real_session("live", &["--seconds", "20"]);
     write_click_and_guide(&dir);
     let spec = write_spec(&dir, "live.toml", true);
+
+    // A map entry naming no stem is refused before anything renders, by field.
+    let bad = dir.join("bad.toml");
+    let text_of = std::fs::read_to_string(&spec).expect("spec");
+    std::fs::write(&bad, text_of.replace("\"drums:R\"", "\"guitars:R\"")).expect("write");
+    let o = stemforge_env(&["validate", bad.to_str().expect("utf-8")], &[]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("variants.live.live.interleave.map[3]: `guitars:R`"),
+        "{}",
+        text(&o)
+    );
+
     let out = scratch("live-out");
     let m = render(&spec, &out);
     let outs = outputs(&m);
