@@ -375,9 +375,102 @@ pub fn judge_against(
     }
 }
 
+/// Judges one file of a live-playback pack: the true peak against the
+/// pack's headroom (a `Check`); the integrated loudness reported, never
+/// judged against the delivery's target. Click and guide (`untouched`)
+/// pass as they came: their peak is reported, not judged.
+pub fn judge_live(
+    headroom_dbtp: f64,
+    untouched: bool,
+    interleaved: bool,
+    m: &Measurement,
+) -> Verdict {
+    let untouched = untouched || interleaved;
+    let mut c = Checks(Vec::new());
+    c.add(
+        "integrated",
+        m.integrated_lufs,
+        "LUFS",
+        String::new(),
+        false,
+        None,
+    );
+    if untouched {
+        c.add(
+            "true_peak",
+            m.true_peak_dbtp,
+            "dBTP",
+            String::new(),
+            false,
+            None,
+        );
+    } else {
+        c.at_most(
+            "true_peak",
+            "true peak",
+            m.true_peak_dbtp,
+            "dBTP",
+            headroom_dbtp,
+        );
+    }
+    let reasons: Vec<String> = c.0.iter().filter_map(|x| x.reason.clone()).collect();
+    Verdict {
+        verdict: if reasons.is_empty() {
+            Outcome::Pass
+        } else {
+            Outcome::Fail
+        },
+        rule: if interleaved {
+            "live interleave: its channels are the pack's per-stem files, judged each on its own; loudness and true peak reported, not judged".to_string()
+        } else if untouched {
+            "live click/guide: passed untouched (no chain, no gain, no dither); loudness and true peak reported, not judged".to_string()
+        } else {
+            format!(
+                "live playback: true peak at most the pack's {headroom_dbtp:.1} dBTP headroom; loudness reported, not judged against the delivery target"
+            )
+        },
+        loudness_basis: None,
+        reasons,
+        checks: c.0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn live_files_are_judged_on_their_headroom_only() {
+        let m = |tp: f64| Measurement {
+            true_peak_dbtp: Some(tp),
+            integrated_lufs: Some(-12.0),
+            ..Default::default()
+        };
+        // Loud, but under the headroom: pass (loudness not judged).
+        let v = judge_live(-6.0, false, false, &m(-6.05));
+        assert_eq!(v.verdict, Outcome::Pass, "{v:?}");
+        assert!(
+            v.checks
+                .iter()
+                .any(|c| c.name == "true_peak" && c.outcome == CheckOutcome::Pass)
+        );
+        assert!(
+            v.checks
+                .iter()
+                .any(|c| c.name == "integrated" && c.outcome == CheckOutcome::Reported)
+        );
+        let v = judge_live(-6.0, false, false, &m(-5.5));
+        assert_eq!(v.verdict, Outcome::Fail);
+        // A click at -3 dBTP is reported, not judged; so is the interleave.
+        assert_eq!(
+            judge_live(-6.0, true, false, &m(-3.0)).verdict,
+            Outcome::Pass
+        );
+        assert_eq!(
+            judge_live(-6.0, false, true, &m(-3.0)).verdict,
+            Outcome::Pass
+        );
+    }
     use crate::model::DeliverySpec;
 
     fn m(i: Option<f64>, tp: f64) -> Measurement {

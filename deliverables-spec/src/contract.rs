@@ -260,6 +260,9 @@ pub enum RenderMode {
     /// One role through the same chains, with the bus and master dynamics
     /// envelopes of the variant's mix.
     LinkedStem,
+    /// A live-playback pack's file: one stem through its own chains at the
+    /// pack's gain (or untouched), or the interleave of those files.
+    Live,
 }
 
 impl RenderMode {
@@ -267,6 +270,7 @@ impl RenderMode {
         match self {
             RenderMode::Mix => "mix",
             RenderMode::LinkedStem => "linked_stem",
+            RenderMode::Live => "live",
         }
     }
 }
@@ -294,6 +298,9 @@ pub struct RenderedOutput {
     /// The variant's level changes, asked, applied and delivered.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub level_changes: Vec<LevelChange>,
+    /// A live-playback pack's file (see [`crate::manifest::LiveRecord`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live: Option<crate::manifest::LiveRecord>,
     /// Whether the file was rendered or reused from the render cache, and
     /// by which job it was rendered.
     #[serde(default, skip_serializing_if = "Option::is_none")]

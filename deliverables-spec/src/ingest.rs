@@ -11,6 +11,10 @@ use crate::model::Role;
 /// (case-insensitive; digits, `_`, `-`, `.`, spaces and camel case split
 /// words). The first matching rule wins, so specific ones come first.
 const ROLE_WORDS: &[(Role, &[&str])] = &[
+    // A live rig's click and cue tracks first: `Guide Vox` is a cue for the
+    // band, not the vocal stem. `Count-In` joins to `countin`.
+    (Role::Click, &["click", "clk", "metronome"]),
+    (Role::Guide, &["guide", "guides", "cue", "cues", "countin"]),
     (
         Role::BackingVocals,
         &[
@@ -252,6 +256,13 @@ mod tests {
             ("Lead Synth.wav", Some(Role::Keys)),
             ("Tambourine.wav", None),
             ("Track 7.wav", None),
+            ("Click.wav", Some(Role::Click)),
+            ("CLK 120bpm.wav", Some(Role::Click)),
+            ("Metronome.wav", Some(Role::Click)),
+            ("Guide.wav", Some(Role::Guide)),
+            ("Cues.wav", Some(Role::Guide)),
+            ("Count-In.wav", Some(Role::Guide)),
+            ("Guide Vox.wav", Some(Role::Guide)),
         ];
         for (name, want) in cases {
             assert_eq!(infer_role(name), want, "{name}");

@@ -13,6 +13,7 @@ pub mod edit;
 pub mod error;
 pub mod files;
 pub mod ingest;
+pub mod live;
 pub mod manifest;
 pub mod model;
 pub mod naming;

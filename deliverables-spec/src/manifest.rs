@@ -253,6 +253,10 @@ pub struct OutputEntry {
     /// (`identical_variants = "write"`): the output it duplicates, and why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub same_as: Option<crate::variant::SameAs>,
+    /// A live-playback pack's file: its source stem, gain and rule, or the
+    /// interleaved file's channel map.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live: Option<LiveRecord>,
     /// `hit` (copied from the render cache), `miss` (rendered, kept in the
     /// cache) or `off` (rendered, no cache); absent when the render failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -262,4 +266,52 @@ pub struct OutputEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_job: Option<String>,
     pub verdict: Verdict,
+}
+
+/// One file of a live-playback pack (`output = "live"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LiveRecord {
+    /// The input stem (as written in the spec); absent for the interleaved file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Click and guide: the input's samples, no chain, gain or dither.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub untouched: bool,
+    /// The gain after the stem's chains, dB (0 for click and guide).
+    pub gain_db: f64,
+    /// True peaks stay at or under this, dBTP.
+    pub headroom_dbtp: f64,
+    /// `reported` or `matched`.
+    pub stem_loudness: crate::model::StemLoudness,
+    /// The stem loudness aimed at with `matched`, LUFS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_lufs: Option<f64>,
+    /// True peak through the chains before the gain, dBTP (accurate
+    /// estimator; what the gain was decided on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured_true_peak_dbtp: Option<f64>,
+    /// Integrated loudness through the chains before the gain, LUFS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured_integrated_lufs: Option<f64>,
+    /// Why the gain is not the rule's plain one (a matched stem lowered to
+    /// the headroom), or what the file is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// The interleaved file's channels, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub channels: Vec<InterleavedChannel>,
+}
+
+/// Channel `index` of an interleaved live file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InterleavedChannel {
+    pub index: usize,
+    /// As written in the map (`""`: silence).
+    pub map: String,
+    /// The per-stem live file it equals sample for sample; absent: silence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_file: Option<String>,
+    /// The channel of that file (0 = L or mono, 1 = R).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<usize>,
 }

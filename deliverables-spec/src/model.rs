@@ -122,10 +122,16 @@ pub enum Role {
     Dialogue,
     Fx,
     Other,
+    /// A click (metronome) for a live band's in-ears: only a live output
+    /// carries it, untouched.
+    Click,
+    /// Cues, count-ins, a guide vocal for the band: only a live output
+    /// carries it, untouched.
+    Guide,
 }
 
 impl Role {
-    pub const ALL: [Role; 10] = [
+    pub const ALL: [Role; 12] = [
         Role::Drums,
         Role::Bass,
         Role::Music,
@@ -136,6 +142,8 @@ impl Role {
         Role::Dialogue,
         Role::Fx,
         Role::Other,
+        Role::Click,
+        Role::Guide,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -150,6 +158,8 @@ impl Role {
             Role::Dialogue => "dialogue",
             Role::Fx => "fx",
             Role::Other => "other",
+            Role::Click => "click",
+            Role::Guide => "guide",
         }
     }
 
@@ -160,6 +170,12 @@ impl Role {
     /// Lead and backing vocals: what `acappella` keeps and `instrumental` drops.
     pub fn is_vocal(self) -> bool {
         matches!(self, Role::Vocals | Role::BackingVocals)
+    }
+
+    /// Click and guide: muted in every output but a live one (a full mix
+    /// never contains the click), where they pass untouched.
+    pub fn is_live_only(self) -> bool {
+        matches!(self, Role::Click | Role::Guide)
     }
 }
 
@@ -607,6 +623,10 @@ pub enum OutputKind {
     Mix,
     /// One file per role: the processed stems, which sum to the variant's mix.
     Stems,
+    /// A live-playback pack: one file per input stem through its role and
+    /// own chain only (no bus, no master), at a gain that keeps its true
+    /// peak under the headroom; click and guide untouched (see [`LiveSpec`]).
+    Live,
 }
 
 /// A variant as written in the spec. Unset fields take the preset's value.
@@ -656,6 +676,53 @@ pub struct VariantSpec {
     /// sum to the master unscaled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remix: Option<bool>,
+    /// A live-playback pack's options (`output = "live"` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live: Option<LiveSpec>,
+}
+
+/// A live-playback pack, as written (every field optional).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiveSpec {
+    /// No stem's true peak goes above this, dBTP (default -6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headroom_dbtp: Option<f64>,
+    /// `reported` (one gain for every stem, their balance kept) or
+    /// `matched` (each stem to `target_lufs`, lowered where its peak would
+    /// pass the headroom).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stem_loudness: Option<StemLoudness>,
+    /// Each stem's integrated loudness with `stem_loudness = "matched"`, LUFS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_lufs: Option<f64>,
+    /// One multichannel file of every stem's channels, as `map` says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interleave: Option<InterleaveSpec>,
+}
+
+/// How a live pack sets each stem's level.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StemLoudness {
+    /// One common gain: the loudest stem's true peak lands at the headroom
+    /// (less the delivery's margin); each stem's loudness reported.
+    #[default]
+    Reported,
+    /// Each stem its own gain to `target_lufs`, lowered to the headroom.
+    Matched,
+}
+
+/// A live pack's interleaved file: channel `k` plays `map[k]`: `"ROLE"` (a
+/// mono stem), `"ROLE:L"` / `"ROLE:R"` (a channel of a stereo stem), a
+/// stem's file name (without extension) in place of the role when the role
+/// has several stems, `""` for silence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InterleaveSpec {
+    /// 8 or 16.
+    pub channels: u32,
+    pub map: Vec<String>,
 }
 
 /// What a variant's level change promises.

@@ -75,7 +75,63 @@ pub fn title_outputs(
                 })
             })
             .collect(),
+        OutputKind::Live => live_outputs(d, title, variant, rate, &live),
     }
+}
+
+/// A live pack: one file per sounding stem (in spec order, named with
+/// [`crate::live::stem_label`]), then the interleaved file when the variant
+/// asks for one (named like a mix). Click and guide are written untouched,
+/// every other stem is held to the headroom (see [`crate::live`]).
+fn live_outputs(
+    d: &Delivery,
+    title: &Title,
+    variant: &Variant,
+    rate: u32,
+    sounding: &[usize],
+) -> Vec<PlannedOutput> {
+    let mut out: Vec<PlannedOutput> = sounding
+        .iter()
+        .map(|&i| PlannedOutput {
+            variant: variant.name.clone(),
+            role: Some(title.stems[i].role),
+            file_name: stem_file_name(
+                d,
+                &title.name,
+                &variant.name,
+                &crate::live::stem_label(title, i),
+                rate,
+                d.bit_depth,
+            ),
+            level: variant.level,
+            stems: vec![i],
+            bit_depth: d.bit_depth,
+            // Held to the headroom, not to the delivery's ceiling.
+            ceiling: false,
+        })
+        .collect();
+    if let Some(il) = variant.live.as_ref().and_then(|l| l.interleave.as_ref()) {
+        let mut stems: Vec<usize> = crate::live::resolve_map(&variant.name, title, il)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|m| match m {
+                crate::live::MapSource::Stem { stem, .. } => Some(stem),
+                crate::live::MapSource::Silence => None,
+            })
+            .collect();
+        stems.sort_unstable();
+        stems.dedup();
+        out.push(PlannedOutput {
+            variant: variant.name.clone(),
+            role: None,
+            file_name: mix_file_name(d, &title.name, &variant.name, rate),
+            level: variant.level,
+            stems,
+            bit_depth: d.bit_depth,
+            ceiling: false,
+        });
+    }
+    out
 }
 
 /// Stems that sound in this graph (not muted themselves, nor through their bus).

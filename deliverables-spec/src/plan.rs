@@ -312,7 +312,7 @@ pub fn plan(
                 .iter()
                 .map(|v| match v.output {
                     OutputKind::Mix => 1.0,
-                    OutputKind::Stems => 1.5,
+                    OutputKind::Stems | OutputKind::Live => 1.5,
                 })
                 .sum();
             tasks.push(PlannedTask {

@@ -46,6 +46,7 @@ pub fn validate_in(spec: &Spec, scope: Scope) -> Vec<SpecError> {
     graph_checks(&spec.graph, rate, &mut errs);
     variant_checks(spec, scope, rate, &mut errs);
     title_checks(spec, rate, &mut errs);
+    live_checks(spec, scope, &mut errs);
     preflight_checks(&spec.preflight, &mut errs);
     // File names are made from the templates, titles and variants checked
     // above, so they are measured only once all of those are valid.
@@ -824,8 +825,10 @@ fn variant_checks(spec: &Spec, scope: Scope, rate: Option<u32>, errs: &mut Vec<S
         .variants
         .iter()
         .filter(|(n, v)| {
-            crate::variant::resolve_variant(n, v, &spec.graph).output
-                == crate::model::OutputKind::Stems
+            matches!(
+                crate::variant::resolve_variant(n, v, &spec.graph).output,
+                crate::model::OutputKind::Stems | crate::model::OutputKind::Live
+            )
         })
         .map(|(n, _)| n)
         .collect();
@@ -904,6 +907,88 @@ fn title_checks(spec: &Spec, rate: Option<u32>, errs: &mut Vec<SpecError>) {
                 SpecError::new(format!("{f}.reference"), "is empty")
                     .hint("give the reference mix's path or leave `reference` out"),
             );
+        }
+    }
+}
+
+/// Live-playback options: only on a live variant, in range, a target for
+/// `matched`, and (per title that renders it) an interleave map whose
+/// entries name the title's stems.
+fn live_checks(spec: &Spec, scope: Scope, errs: &mut Vec<SpecError>) {
+    use crate::model::{OutputKind, StemLoudness};
+    for (name, v) in &spec.variants {
+        let f = format!("variants.{name}.live");
+        let resolved = crate::variant::resolve_variant(name, v, &spec.graph);
+        let Some(l) = &v.live else { continue };
+        if resolved.output != OutputKind::Live {
+            errs.push(
+                SpecError::new(
+                    f.clone(),
+                    "only a variant with `output = \"live\"` is a live-playback pack",
+                )
+                .hint("add `output = \"live\"`, or use the built-in `live` variant"),
+            );
+            continue;
+        }
+        if let Some(h) = l.headroom_dbtp
+            && !(-40.0..=0.0).contains(&h)
+        {
+            errs.push(
+                SpecError::new(
+                    format!("{f}.headroom_dbtp"),
+                    format!("{h} dBTP is out of range"),
+                )
+                .hint("give a headroom from -40 to 0 dBTP, e.g. -6.0"),
+            );
+        }
+        match (l.stem_loudness.unwrap_or_default(), l.target_lufs) {
+            (StemLoudness::Matched, None) => errs.push(
+                SpecError::new(
+                    format!("{f}.target_lufs"),
+                    "`stem_loudness = \"matched\"` brings each stem to a loudness, and none is given",
+                )
+                .hint("add `target_lufs`, e.g. -20.0, or use `stem_loudness = \"reported\"`"),
+            ),
+            (_, Some(t)) if !(-70.0..=0.0).contains(&t) => errs.push(
+                SpecError::new(format!("{f}.target_lufs"), format!("{t} LUFS is out of range"))
+                    .hint("give a target from -70 to 0 LUFS"),
+            ),
+            (StemLoudness::Reported, Some(_)) => errs.push(
+                SpecError::new(
+                    format!("{f}.target_lufs"),
+                    "only `stem_loudness = \"matched\"` uses a target; `reported` keeps the stems' balance",
+                )
+                .hint("add `stem_loudness = \"matched\"` or remove `target_lufs`"),
+            ),
+            _ => {}
+        }
+        let Some(il) = &l.interleave else { continue };
+        if scope != Scope::Job || spec.titles.is_empty() {
+            // The channel count and the map's length need no title.
+            let empty = Title {
+                name: String::new(),
+                reference: None,
+                layout: Default::default(),
+                stems: Vec::new(),
+                variants: None,
+            };
+            if let Err(e) = crate::live::resolve_map(name, &empty, il) {
+                errs.extend(e.into_iter().filter(|e| !e.field.contains("map[")));
+            }
+            continue;
+        }
+        let mut seen = BTreeSet::new();
+        for t in &spec.titles {
+            if t.variants.as_ref().is_some_and(|vs| !vs.contains(name)) {
+                continue;
+            }
+            if let Err(e) = crate::live::resolve_map(name, t, il) {
+                for e in e {
+                    if seen.insert((e.field.clone(), e.message.clone())) {
+                        errs.push(e);
+                    }
+                }
+            }
         }
     }
 }

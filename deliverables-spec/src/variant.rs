@@ -49,6 +49,9 @@ pub struct Variant {
     /// Stems for a re-mix: 32-bit float, no ceiling.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub remix: bool,
+    /// A live-playback pack's options (`output = "live"` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live: Option<crate::live::Live>,
 }
 
 fn is_nominal(m: &AmountMode) -> bool {
@@ -333,6 +336,12 @@ pub fn resolve_variant(name: &str, v: &VariantSpec, graph: &Graph) -> Variant {
             OutputKind::Mix,
             "stereo fold-down of the 5.1 full mix".to_string(),
         ),
+        // Not in the default set: a spec lists it to get it.
+        "live" => (
+            LevelPolicy::Matched,
+            OutputKind::Live,
+            "live-playback pack: one file per stem through its own chains, true peaks under the headroom; click and guide untouched".to_string(),
+        ),
         _ => (
             LevelPolicy::Matched,
             OutputKind::Mix,
@@ -377,6 +386,8 @@ pub fn resolve_variant(name: &str, v: &VariantSpec, graph: &Graph) -> Variant {
         fold_down,
         amount_mode: v.amount_mode.unwrap_or_default(),
         remix: v.remix.unwrap_or(false) && v.output.unwrap_or(output) == OutputKind::Stems,
+        live: (v.output.unwrap_or(output) == OutputKind::Live)
+            .then(|| crate::live::Live::resolve(v.live.as_ref())),
     }
 }
 
@@ -401,7 +412,7 @@ fn tv_presence_dip(graph: &Graph) -> Vec<crate::model::InsertOverride> {
     } else {
         Role::ALL
             .iter()
-            .filter(|r| !r.is_vocal() && **r != Role::Dialogue)
+            .filter(|r| !r.is_vocal() && **r != Role::Dialogue && !r.is_live_only())
             .map(|r| format!("role:{r}"))
             .collect()
     };
@@ -535,7 +546,10 @@ pub fn title_graph(graph: &Graph, title: &Title, variant: &Variant) -> TitleGrap
                 role: s.role,
                 chain,
                 gain_db: variant.gains.get(&key).copied().unwrap_or(0.0),
-                muted: !(sounds(&key) || (bus_in_only && !variant.mute.contains(&key))),
+                // Click and guide sound in live outputs only: a mix, a stem
+                // set, any preset never contains them.
+                muted: !(sounds(&key) || (bus_in_only && !variant.mute.contains(&key)))
+                    || (s.role.is_live_only() && variant.output != OutputKind::Live),
                 bus,
             }
         })
@@ -688,8 +702,16 @@ pub struct SameAs {
 }
 
 /// What decides whether two variants' outputs are the same files.
-fn output_key(graph: &Graph, title: &Title, v: &Variant) -> (TitleGraph, OutputKind, bool) {
-    (title_graph(graph, title, v).effective(), v.output, v.remix)
+type OutputKey = (TitleGraph, OutputKind, bool, Option<crate::live::Live>);
+
+/// What decides whether two variants' outputs are the same files.
+fn output_key(graph: &Graph, title: &Title, v: &Variant) -> OutputKey {
+    (
+        title_graph(graph, title, v).effective(),
+        v.output,
+        v.remix,
+        v.live.clone(),
+    )
 }
 
 /// For each of `candidates` (the variants a title renders, in plan order),
@@ -706,7 +728,7 @@ pub fn same_as(graph: &Graph, title: &Title, candidates: &[&Variant]) -> Vec<Opt
     let mut order: Vec<usize> = (0..candidates.len()).collect();
     // `full` first: everything else is compared against it.
     order.sort_by_key(|&i| candidates[i].name != "full");
-    let mut versions: Vec<(&Variant, (TitleGraph, OutputKind, bool))> = Vec::new();
+    let mut versions: Vec<(&Variant, OutputKey)> = Vec::new();
     let mut out = vec![None; candidates.len()];
     for i in order {
         let v = candidates[i];

@@ -290,6 +290,20 @@ impl OutputWriter {
         stage: OutputStage,
         bext: &Bext,
     ) -> Result<Self, OutputError> {
+        OutputWriter::create_with_mask(final_path, sample_rate, channels, stage, bext, None)
+    }
+
+    /// [`OutputWriter::create`] with the `dwChannelMask` given (`None`: the
+    /// default for the channel count; `Some(0)`: no speaker positions, as
+    /// an interleaved playback file whose channels are not a layout).
+    pub fn create_with_mask(
+        final_path: &Path,
+        sample_rate: u32,
+        channels: usize,
+        stage: OutputStage,
+        bext: &Bext,
+        channel_mask: Option<u32>,
+    ) -> Result<Self, OutputError> {
         let depth = stage.quantizer().depth;
         let dir = final_path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
@@ -306,7 +320,7 @@ impl OutputWriter {
             channels,
             bits_per_sample: depth.bits() as u16,
             float: depth.is_float(),
-            channel_mask: None,
+            channel_mask,
         };
         let writer = BwfWriter::new(BufWriter::with_capacity(1 << 16, file), &format, bext)
             .map_err(wav_err(&temp_path))?;

@@ -84,6 +84,9 @@ struct Streams {
     pub sample_rate: u32,
     /// The title's layout: every block read has its channels.
     layout: Layout,
+    /// Blocks keep each stem's own channels (no routing into the layout):
+    /// a live pack's per-stem files.
+    native: bool,
     position: u64,
 }
 
@@ -143,6 +146,7 @@ impl Streams {
             conversions,
             sample_rate: rate,
             layout,
+            native: false,
             position: 0,
         })
     }
@@ -164,8 +168,16 @@ impl Streams {
     /// Blocks to pass to [`TitleSource::read`]: one block per stem, in the
     /// title's layout.
     fn make_blocks(&self) -> Vec<Block> {
-        (0..self.readers.len())
-            .map(|_| Block::new(self.channels(), BLOCK_FRAMES))
+        self.readers
+            .iter()
+            .map(|r| {
+                let ch = if self.native {
+                    r.info().channels
+                } else {
+                    self.channels()
+                };
+                Block::new(ch, BLOCK_FRAMES)
+            })
             .collect()
     }
 
@@ -215,6 +227,15 @@ impl Streams {
             frames = frames.max(n);
         }
         let layout = self.layout;
+        let native = self.native;
+        // Native: every channel of the stem as it is; else routed.
+        let route = |src_ch: usize, ch: usize| {
+            if native {
+                (ch < src_ch).then_some(ch)
+            } else {
+                layout.source_channel(src_ch, ch)
+            }
+        };
         for ((raw, conv), o) in self
             .raw
             .iter_mut()
@@ -226,8 +247,8 @@ impl Streams {
             match conv {
                 None => {
                     let n = raw.frames();
-                    for ch in 0..layout.channels() {
-                        if let Some(k) = layout.source_channel(src_ch, ch) {
+                    for ch in 0..o.channels() {
+                        if let Some(k) = route(src_ch, ch) {
                             let s = &raw.channel(k)[..n];
                             o.channel_mut(ch)[..n].copy_from_slice(s);
                         }
@@ -235,8 +256,8 @@ impl Streams {
                 }
                 Some(c) => {
                     let n = c.available().min(BLOCK_FRAMES);
-                    for ch in 0..layout.channels() {
-                        if let Some(k) = layout.source_channel(src_ch, ch) {
+                    for ch in 0..o.channels() {
+                        if let Some(k) = route(src_ch, ch) {
                             let p = &c.pending[k];
                             o.channel_mut(ch)[..n].copy_from_slice(&p[c.head..c.head + n]);
                         }
@@ -277,6 +298,24 @@ impl TitleSource {
         Self::open_edited(paths, delivery_rate, layout, None)
     }
 
+    /// Opens every stem as [`TitleSource::open_edited`] does (same checks,
+    /// same rate conversion, the same edit), but reads each at its own
+    /// channel count, not routed into the layout: block `i` of
+    /// [`TitleSource::make_blocks`] has stem `i`'s channels.
+    pub fn open_native(
+        paths: &[PathBuf],
+        delivery_rate: Option<u32>,
+        layout: Layout,
+        edit: Option<&EditSpec>,
+    ) -> Result<Self, SourceError> {
+        let mut s = Self::open_edited(paths, delivery_rate, layout, edit)?;
+        s.streams.native = true;
+        if let Some(e) = &mut s.edit {
+            e.native = true;
+        }
+        Ok(s)
+    }
+
     /// Opens every stem, to be read through `edit` when given. An edit
     /// reaching outside the programme (the longest stem at the working
     /// rate) is refused here, naming the segment.
@@ -306,6 +345,7 @@ impl TitleSource {
                     paths: paths.to_vec(),
                     delivery_rate,
                     layout,
+                    native: false,
                     pieces,
                     next: 0,
                     active: Vec::new(),
@@ -402,6 +442,8 @@ struct Edited {
     paths: Vec<PathBuf>,
     delivery_rate: Option<u32>,
     layout: Layout,
+    /// Pieces read at each stem's own channel count.
+    native: bool,
     pieces: Pieces,
     next: usize,
     active: Vec<Cursor>,
@@ -426,6 +468,7 @@ impl Edited {
                 &self.paths,
                 self.delivery_rate,
                 self.layout,
+                self.native,
                 *p,
             )?);
             self.next += 1;
@@ -469,9 +512,11 @@ impl Cursor {
         paths: &[PathBuf],
         delivery_rate: Option<u32>,
         layout: Layout,
+        native: bool,
         piece: Piece,
     ) -> Result<Cursor, SourceError> {
-        let streams = Streams::open(paths, delivery_rate, layout)?;
+        let mut streams = Streams::open(paths, delivery_rate, layout)?;
+        streams.native = native;
         let buf = streams.make_blocks();
         let mut c = Cursor {
             piece,

@@ -1155,6 +1155,7 @@ fn variants_table(spec: &deliverables_spec::Spec) -> String {
             match v.output {
                 deliverables_spec::OutputKind::Mix => "mix",
                 deliverables_spec::OutputKind::Stems => "stems",
+                deliverables_spec::OutputKind::Live => "live",
             },
             v.acts_on()
         ));

@@ -253,7 +253,13 @@ pub(crate) fn analyze_with(
     let first_share = dialogue.as_ref().map(|a| a.share(blocks_total));
 
     let all = variants(&spec.spec);
-    let live = title_variants(&spec.spec, title, &all).keep;
+    // A live-playback pack has no master gain, trim or ceiling pass of its
+    // own: the render measures and sets its stems' gains.
+    let live: Vec<&Variant> = title_variants(&spec.spec, title, &all)
+        .keep
+        .into_iter()
+        .filter(|v| v.output != deliverables_spec::OutputKind::Live)
+        .collect();
     let full = resolve_variant(
         "full",
         &spec.spec.variants.get("full").cloned().unwrap_or_default(),

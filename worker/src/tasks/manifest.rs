@@ -691,7 +691,18 @@ fn output_entry(
 ) -> OutputEntry {
     let target = d.loudness_target(out.measurement.dialogue.as_ref().map(|x| x.share));
     let rule = Rule::of(out.level_policy, out.remix);
-    let verdict = judge_against(rule, d, &target, &out.measurement);
+    // A live-playback file is held to its pack's headroom, not to the
+    // delivery; click/guide and the interleave (its channels are the
+    // judged files) are reported.
+    let verdict = match &out.live {
+        Some(l) => deliverables_spec::compliance::judge_live(
+            l.headroom_dbtp,
+            l.untouched,
+            !l.channels.is_empty(),
+            &out.measurement,
+        ),
+        None => judge_against(rule, d, &target, &out.measurement),
+    };
     let effective_change_db = match out.level_changes.as_slice() {
         [one] => one.effective_change_db,
         _ => None,
@@ -719,6 +730,7 @@ fn output_entry(
         remix: out.remix,
         effective_change_db,
         level_changes: out.level_changes,
+        live: out.live,
         same_as,
         cache: Some(out.cache.as_ref().map_or(CacheStatus::Off, |c| c.status)),
         // With the cache off the job is the manifest's own: not repeated,
@@ -759,6 +771,7 @@ fn missing_output(
         remix: false,
         effective_change_db: None,
         level_changes: Vec::new(),
+        live: None,
         same_as,
         cache: None,
         source_job: None,

@@ -48,6 +48,7 @@
 
 pub mod analyze;
 pub mod effective;
+mod live;
 pub mod manifest;
 pub mod metadata;
 pub mod preflight;

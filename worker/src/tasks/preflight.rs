@@ -21,7 +21,14 @@ pub fn preflight(ctx: &TaskContext<'_>, title_name: &str) -> Result<PreflightRep
     };
     let input = PreflightInput {
         title: title.name.clone(),
-        stems: title.stems.iter().map(|s| file(&s.file)).collect(),
+        // Click and guide are in no mix (live outputs only): the reference
+        // does not contain them, so they stay out of the null test.
+        stems: title
+            .stems
+            .iter()
+            .filter(|s| !s.role.is_live_only())
+            .map(|s| file(&s.file))
+            .collect(),
         reference: title.reference.as_ref().map(file),
         delivery_rate: spec.delivery().sample_rate,
         layout: title.layout,

@@ -593,6 +593,49 @@ pub fn render(
     variant_names: &[String],
     pack_rate: Option<u32>,
 ) -> Result<PackResult, TaskError> {
+    // Live-playback packs share no graph, gain or trim with the rest of the
+    // pack: rendered on their own (see `tasks::live`).
+    let spec = ctx.spec;
+    let is_live = |n: &String| {
+        spec.variant(n)
+            .is_some_and(|v| v.output == deliverables_spec::OutputKind::Live)
+    };
+    let rest: Vec<String> = variant_names
+        .iter()
+        .filter(|n| !is_live(n))
+        .cloned()
+        .collect();
+    let mut result = if rest.is_empty() {
+        PackResult {
+            title: title_name.to_string(),
+            renders: Vec::new(),
+            ceiling: None,
+        }
+    } else {
+        render_pack(ctx, title_name, &rest, pack_rate)?
+    };
+    for n in variant_names.iter().filter(|n| is_live(n)) {
+        let title = spec.title(title_name).ok_or_else(|| {
+            TaskError::Internal(format!("title `{title_name}` is not in the spec"))
+        })?;
+        let analysis = analysis_of(ctx, title_name, pack_rate)?;
+        let variant = spec
+            .variant(n)
+            .ok_or_else(|| TaskError::Internal(format!("variant `{n}` is not in the spec")))?;
+        result.renders.push(super::live::render_live(
+            ctx, title, &analysis, &variant, pack_rate,
+        )?);
+    }
+    Ok(result)
+}
+
+/// [`render`] of every variant but the live packs.
+fn render_pack(
+    ctx: &TaskContext<'_>,
+    title_name: &str,
+    variant_names: &[String],
+    pack_rate: Option<u32>,
+) -> Result<PackResult, TaskError> {
     let spec = ctx.spec;
     let title = spec
         .title(title_name)
@@ -839,6 +882,7 @@ pub fn render(
             measurement,
             stems_trim_db: (o.role.is_some() && o.ceiling).then_some(round6(p.own_trim_db)),
             remix: !o.ceiling,
+            live: None,
             level_changes: if o.role.is_none() {
                 level_changes[k].clone()
             } else {
@@ -981,7 +1025,7 @@ fn remove_stale_partials(dir: &std::path::Path, file_names: &BTreeSet<&str>) {
 
 /// Finishes the measurement taken as the file was written: its samples as
 /// the decoder gives them back.
-fn finish_measurement(
+pub(super) fn finish_measurement(
     p: &mut Pending,
     dialogue: Option<&DialogueActivity>,
 ) -> Result<Measurement, TaskError> {
@@ -1005,7 +1049,7 @@ fn finish_measurement(
 /// Writes the measured loudness into the file's `bext`, then reads the
 /// finished file back: its data chunk must hash to what was written, and
 /// be as long.
-fn verify(
+pub(super) fn verify(
     p: &mut Pending,
     o: &deliverables_spec::outputs::PlannedOutput,
     rate: u32,
