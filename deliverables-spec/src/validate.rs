@@ -971,6 +971,7 @@ fn live_checks(spec: &Spec, scope: Scope, errs: &mut Vec<SpecError>) {
                 layout: Default::default(),
                 stems: Vec::new(),
                 variants: None,
+                edit: None,
             };
             if let Err(e) = crate::live::resolve_map(name, &empty, il) {
                 errs.extend(e.into_iter().filter(|e| !e.field.contains("map[")));
