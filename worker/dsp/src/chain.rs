@@ -135,6 +135,11 @@ pub fn build_node(spec: &NodeSpec, ctx: &ChainContext) -> Result<Box<dyn Node>, 
             lookahead_ms: *lookahead_ms,
             release_ms: *release_ms,
         })),
+        NodeKind::Duck {
+            ranges,
+            depth_db,
+            fade_ms,
+        } => Box::new(super::automation::Duck::new(ranges, *depth_db, *fade_ms)),
     })
 }
 
