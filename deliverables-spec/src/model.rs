@@ -240,7 +240,9 @@ impl<'de> Deserialize<'de> for Seconds {
 /// `"01:01:01.1"` is exactly `3661.1`).
 pub fn parse_time(text: &str) -> Result<f64, String> {
     let bad = |why: &str| {
-        format!("`{text}` is not a time ({why}): write seconds (62.5) or \"HH:MM:SS.sss\" / \"MM:SS.sss\"")
+        format!(
+            "`{text}` is not a time ({why}): write seconds (62.5) or \"HH:MM:SS.sss\" / \"MM:SS.sss\""
+        )
     };
     let fields: Vec<&str> = text.trim().split(':').collect();
     if fields.len() > 3 {
@@ -270,7 +272,11 @@ pub fn parse_time(text: &str) -> Result<f64, String> {
     if !larger.is_empty() && s >= 60 {
         return Err(bad("seconds must be below 60"));
     }
-    let number = format!("{}.{}", total * 60 + s, if frac.is_empty() { "0" } else { frac });
+    let number = format!(
+        "{}.{}",
+        total * 60 + s,
+        if frac.is_empty() { "0" } else { frac }
+    );
     number.parse::<f64>().map_err(|_| bad("not a number"))
 }
 

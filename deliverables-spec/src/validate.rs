@@ -849,15 +849,17 @@ fn variant_checks(spec: &Spec, scope: Scope, rate: Option<u32>, errs: &mut Vec<S
                 );
             }
             if c.roles.as_ref().is_some_and(Vec::is_empty) {
-                errs.push(
-                    SpecError::new(format!("{fc}.roles"), "is empty")
-                        .hint("name the roles to clean, e.g. [\"vocals\", \"backing_vocals\"] (the default)"),
-                );
+                errs.push(SpecError::new(format!("{fc}.roles"), "is empty").hint(
+                    "name the roles to clean, e.g. [\"vocals\", \"backing_vocals\"] (the default)",
+                ));
             }
             match (c.mode.unwrap_or_default(), c.duck_db) {
                 (CleanMode::Mute, Some(_)) => errs.push(
-                    SpecError::new(format!("{fc}.duck_db"), "is for `mode = \"duck\"` only; `mute` is exact silence")
-                        .hint("add `mode = \"duck\"`, or leave `duck_db` out"),
+                    SpecError::new(
+                        format!("{fc}.duck_db"),
+                        "is for `mode = \"duck\"` only; `mute` is exact silence",
+                    )
+                    .hint("add `mode = \"duck\"`, or leave `duck_db` out"),
                 ),
                 (CleanMode::Duck, Some(d))
                     if !(d.is_finite() && d >= DUCK_DEPTH_RANGE_DB.0 && d < 0.0) =>

@@ -100,7 +100,10 @@ impl Clean {
         (!ranges.is_empty()).then(|| NodeSpec {
             id: Some("clean".into()),
             kind: NodeKind::Duck {
-                ranges: ranges.into_iter().map(|[a, b]| [Seconds(a), Seconds(b)]).collect(),
+                ranges: ranges
+                    .into_iter()
+                    .map(|[a, b]| [Seconds(a), Seconds(b)])
+                    .collect(),
                 depth_db: self.depth_db,
                 fade_ms: self.fade_ms,
             },
@@ -701,7 +704,11 @@ pub fn title_graph(graph: &Graph, title: &Title, variant: &Variant) -> TitleGrap
     // stems' timeline (nothing before it delays them) and no override
     // removes it.
     if let Some(node) = variant.clean.as_ref().and_then(|c| c.node(title)) {
-        let roles = variant.clean.as_ref().map(|c| c.roles.as_slice()).unwrap_or(&[]);
+        let roles = variant
+            .clean
+            .as_ref()
+            .map(|c| c.roles.as_slice())
+            .unwrap_or(&[]);
         for sp in stems.iter_mut().filter(|s| roles.contains(&s.role)) {
             sp.chain.insert(0, node.clone());
         }

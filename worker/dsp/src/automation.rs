@@ -250,7 +250,12 @@ mod tests {
 
     #[test]
     fn fades_are_monotone_raised_cosines_with_bounded_steps() {
-        for (depth, fade_ms) in [(None, 10.0), (Some(-20.0), 10.0), (None, 1.0), (None, 250.0)] {
+        for (depth, fade_ms) in [
+            (None, 10.0),
+            (Some(-20.0), 10.0),
+            (None, 1.0),
+            (None, 250.0),
+        ] {
             let n = 2 * RATE as usize;
             let ones = vec![vec![1.0; n]];
             let mut d = Duck::new(&ranges(&[(0.5, 1.0)]), depth, fade_ms);
@@ -306,7 +311,12 @@ mod tests {
         let close = ranges(&[(0.1, 0.2), (0.205, 0.3)]);
         let ones = vec![vec![1.0; RATE as usize]];
         let g = run(&mut Duck::new(&close, None, 10.0), &ones, 4096).remove(0);
-        assert!(g[4800..9600].iter().chain(&g[9840..14_400]).all(|&x| x == 0.0));
+        assert!(
+            g[4800..9600]
+                .iter()
+                .chain(&g[9840..14_400])
+                .all(|&x| x == 0.0)
+        );
         assert!(g[9600..9840].iter().all(|&x| x > 0.0 && x < 0.5));
     }
 
@@ -320,7 +330,11 @@ mod tests {
         assert_eq!(a, b);
         assert!(a[0][..9600].iter().all(|v| v.to_bits() == 0));
         // No fade at all: a hard switch at the range's edges.
-        let hard = run(&mut Duck::new(&ranges(&[(0.1, 0.2)]), None, 0.0), &input, 300);
+        let hard = run(
+            &mut Duck::new(&ranges(&[(0.1, 0.2)]), None, 0.0),
+            &input,
+            300,
+        );
         assert_eq!(hard[0][4799], input[0][4799]);
         assert_eq!(hard[0][4800], 0.0);
         assert_eq!(hard[0][9599], 0.0);
