@@ -574,9 +574,10 @@ pub enum NodeKind {
     /// Mutes or ducks over time ranges (the `clean` variant's node): over
     /// each `[start, end)` the gain is exactly `depth_db` (absent: exact
     /// silence), with raised-cosine fades of `fade_ms` outside the range —
-    /// down ending at `start`, up starting at `end`. Times count from the
-    /// start of the signal the node sees (the stems' timeline at the start
-    /// of a stem chain); overlapping or touching ranges are merged.
+    /// down ending at `start`, up starting at `end`. Times are on the
+    /// timeline of the chain's input (the stems' timeline in a stem's
+    /// chain: the latency of the nodes before it is allowed for);
+    /// overlapping or touching ranges are merged.
     Duck {
         ranges: Vec<TimeRange>,
         #[serde(default, skip_serializing_if = "Option::is_none")]

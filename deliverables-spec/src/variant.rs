@@ -699,10 +699,12 @@ pub fn title_graph(graph: &Graph, title: &Title, variant: &Variant) -> TitleGrap
         }
     }
 
-    // A clean version's duck goes first in each cleaned stem's chain, after
-    // the variant's own inserts and replacements: its times are then on the
-    // stems' timeline (nothing before it delays them) and no override
-    // removes it.
+    // A clean version's duck goes last in each cleaned stem's chain (after
+    // the variant's own inserts and replacements, so none removes it): like
+    // a fader's automation, after the stem's processing, so no filter
+    // rings into a muted range and no compressor undoes part of a duck.
+    // Its times stay on the stems' timeline: the DSP chain delays its
+    // ranges by the latency of the nodes before it.
     if let Some(node) = variant.clean.as_ref().and_then(|c| c.node(title)) {
         let roles = variant
             .clean
@@ -710,7 +712,7 @@ pub fn title_graph(graph: &Graph, title: &Title, variant: &Variant) -> TitleGrap
             .map(|c| c.roles.as_slice())
             .unwrap_or(&[]);
         for sp in stems.iter_mut().filter(|s| roles.contains(&s.role)) {
-            sp.chain.insert(0, node.clone());
+            sp.chain.push(node.clone());
         }
     }
 

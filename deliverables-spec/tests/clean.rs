@@ -98,7 +98,7 @@ fn times_are_seconds_or_clock_strings_resolved_when_read() {
 }
 
 #[test]
-fn the_clean_preset_ducks_each_cleaned_stem_at_the_start_of_its_chain() {
+fn the_clean_preset_ducks_each_cleaned_stem_at_the_end_of_its_chain() {
     let spec = parse_and_validate(&format!("{HEAD}{SONGS}"), None).expect("valid");
     let all = variants(&spec);
     let clean = all.iter().find(|v| v.name == "clean").expect("built in");
@@ -111,7 +111,7 @@ fn the_clean_preset_ducks_each_cleaned_stem_at_the_start_of_its_chain() {
     for s in &tg.stems {
         match s.role {
             Role::Vocals | Role::BackingVocals => {
-                let first = &s.chain[0];
+                let first = s.chain.last().expect("a duck");
                 assert_eq!(first.id.as_deref(), Some("clean"));
                 // Sorted and merged: [10, 11.25] and [10.5, 12] are one range.
                 assert_eq!(
@@ -129,13 +129,13 @@ fn the_clean_preset_ducks_each_cleaned_stem_at_the_start_of_its_chain() {
             _ => assert!(s.chain.iter().all(|n| n.kind.name() != "duck")),
         }
     }
-    // The vocals' own chain follows the duck.
+    // The vocals' own chain comes first.
     let vox = tg
         .stems
         .iter()
         .find(|s| s.role == Role::Vocals)
         .expect("vocals");
-    assert_eq!(vox.chain[1].kind.name(), "high_pass");
+    assert_eq!(vox.chain[0].kind.name(), "high_pass");
 
     // Default variant set: `clean` for the title with explicit ranges only,
     // and no "skipped" entry for the other (it does not apply there).
@@ -171,17 +171,17 @@ clean = {{ ranges = [[1, 2]] }}
     let all = variants(&spec);
     let ducked = all.iter().find(|v| v.name == "ducked").expect("ducked");
     let tg = title_graph(&spec.graph, &spec.titles[0], ducked);
-    let first: Vec<(Role, Option<&NodeKind>)> = tg
+    let last: Vec<(Role, Option<&NodeKind>)> = tg
         .stems
         .iter()
-        .map(|s| (s.role, s.chain.first().map(|n| &n.kind)))
+        .map(|s| (s.role, s.chain.last().map(|n| &n.kind)))
         .collect();
     assert!(matches!(
-        first[1],
+        last[1],
         (Role::Vocals, Some(NodeKind::Duck { depth_db: Some(d), fade_ms, .. })) if *d == -12.5 && *fade_ms == 25.0
     ));
     // Only the roles named: the backing vocals are untouched.
-    assert_eq!(first[2], (Role::BackingVocals, None));
+    assert_eq!(last[2], (Role::BackingVocals, None));
 
     let (renders, skipped) = rendered(&spec);
     for v in ["clean_stems", "ducked", "own_ranges"] {

@@ -7,9 +7,10 @@
 //! over the `fade` frames from `end` — and everywhere else the gain is
 //! exactly 1, so the samples pass bit for bit. Where two ranges' fades
 //! meet, the lower gain wins (the union of the ranges is what is ducked).
-//! Positions count frames since `reset` at the rate `prepare` gives, so
-//! the gain of a frame does not depend on how the stream is cut into
-//! blocks. The fade shape comes from `dsp::math` (pure-Rust `libm`), so
+//! Positions count frames since `reset` at the rate `prepare` gives, less
+//! the latency of the nodes before it in its chain ([`Duck::delayed`]), so
+//! the times are on the timeline of the chain's input and the gain of a
+//! frame does not depend on how the stream is cut into blocks. The fade shape comes from `dsp::math` (pure-Rust `libm`), so
 //! the output is bit-identical on every machine.
 
 use deliverables_spec::model::{TimeRange, merge_ranges};
@@ -24,6 +25,9 @@ pub struct Duck {
     /// The gain inside a range: 0 for a mute.
     depth: f64,
     fade_ms: f64,
+    /// Frames the signal reaching the node is late by (the latency of the
+    /// nodes before it): added to every range.
+    offset: u64,
     /// The ranges in frames at the prepared rate, `[start, end)`, sorted,
     /// disjoint and not touching.
     ranges: Vec<(u64, u64)>,
@@ -49,12 +53,20 @@ impl Duck {
             } else {
                 0.0
             },
+            offset: 0,
             ranges: Vec::new(),
             ramp: Vec::new(),
             gains: Vec::new(),
             pos: 0,
             cursor: 0,
         }
+    }
+
+    /// The same node behind `frames` frames of latency: its ranges move
+    /// that much later, so they stay on the timeline of the chain's input.
+    pub fn delayed(mut self, frames: usize) -> Self {
+        self.offset = frames as u64;
+        self
     }
 
     /// The frame nearest to `seconds` at `rate` (halves away from zero).
@@ -108,7 +120,10 @@ impl Node for Duck {
         // Rounding to frames can make ranges touch: merge them again.
         self.ranges = Vec::with_capacity(self.seconds.len());
         for &[a, b] in &self.seconds {
-            let (s, e) = (Duck::frame(a, rate), Duck::frame(b, rate));
+            let (s, e) = (
+                Duck::frame(a, rate) + self.offset,
+                Duck::frame(b, rate) + self.offset,
+            );
             match self.ranges.last_mut() {
                 Some(last) if s <= last.1 => last.1 = last.1.max(e),
                 _ => self.ranges.push((s, e)),
@@ -318,6 +333,64 @@ mod tests {
                 .all(|&x| x == 0.0)
         );
         assert!(g[9600..9840].iter().all(|&x| x > 0.0 && x < 0.5));
+    }
+
+    #[test]
+    fn a_delayed_duck_moves_its_ranges_by_the_latency_before_it() {
+        let input = noise(RATE as usize / 2);
+        let r = ranges(&[(0.1, 0.2)]);
+        let plain = run(&mut Duck::new(&r, None, 10.0), &input, 512);
+        let late = run(&mut Duck::new(&r, None, 10.0).delayed(100), &input, 512);
+        assert_eq!(late[0][4800 + 100..9600 + 100], plain[0][4800..9600]);
+        assert_eq!(late[0][4799 + 100 - 480], input[0][4799 + 100 - 480]);
+        assert!(late[0][4800..4900].iter().all(|&x| x != 0.0));
+    }
+
+    #[test]
+    fn in_a_chain_a_duck_keeps_to_the_chain_inputs_timeline() {
+        use crate::chain::{Chain, ChainContext};
+        use deliverables_spec::model::{NodeKind, NodeSpec};
+        let ctx = ChainContext {
+            sample_rate: RATE,
+            channels: 2,
+            max_block: 512,
+            loudness_db: 0.0,
+            fold_gain_db: 0.0,
+            default_ceiling_db: -1.0,
+        };
+        let duck = NodeSpec::new(NodeKind::Duck {
+            ranges: ranges(&[(0.1, 0.2)]),
+            depth_db: None,
+            fade_ms: 10.0,
+        });
+        let limiter = NodeSpec::new(NodeKind::Limiter {
+            ceiling_dbtp: None,
+            lookahead_ms: 2.0,
+            release_ms: 80.0,
+            band_limit: true,
+        });
+        let mut chain = Chain::build(&[limiter, duck], &ctx, "t", false).expect("chain");
+        let lat = chain.latency();
+        assert!(lat > 0);
+        let n = RATE as usize / 2;
+        let mut b = Block::new(2, 512);
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < n {
+            let len = 512.min(n - at);
+            b.set_frames(len);
+            for ch in 0..2 {
+                for (i, x) in b.channel_mut(ch).iter_mut().enumerate() {
+                    *x = 0.01 * (((at + i) as f64) * 0.05).dsin();
+                }
+            }
+            chain.process(&mut b);
+            out.extend_from_slice(b.channel(0));
+            at += len;
+        }
+        // Silent exactly over the range as the chain's input counts it.
+        assert!(out[4800 + lat..9600 + lat].iter().all(|x| x.to_bits() == 0));
+        assert!(out[4800 + lat - 1] != 0.0 && out[9600 + lat] != 0.0);
     }
 
     #[test]
