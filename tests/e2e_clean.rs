@@ -29,7 +29,7 @@ fn decode(p: &Path) -> Vec<Vec<f64>> {
     assert!(o.status.success(), "ffmpeg on {}", p.display());
     let ch = 2;
     let frames = o.stdout.len() / 8 / ch;
-    let mut out = vec![Vec::with_capacity(frames); ch];
+    let mut out: Vec<Vec<f64>> = (0..ch).map(|_| Vec::with_capacity(frames)).collect();
     for (i, b) in o.stdout.chunks_exact(8).enumerate() {
         let mut a = [0u8; 8];
         a.copy_from_slice(b);
@@ -246,8 +246,7 @@ fn clean_versions_mute_and_duck_the_explicit_ranges() {
     // 4. No click: around each fade the clean vocals step no more from
     // sample to sample than they do anywhere else in the file.
     let guard = 2 * FADE;
-    for ch in 0..2 {
-        let c = &clean_vox[ch];
+    for (ch, c) in clean_vox.iter().enumerate() {
         let mut around = 0.0f64;
         let mut elsewhere = 0.0f64;
         let mut from = 0;
