@@ -1011,6 +1011,12 @@ fn why_noop(graph: &Graph, title: &Title, v: &Variant) -> Option<String> {
                     "those roles"
                 }
             ));
+            if title.stems.iter().any(|s| s.role == Role::Dialogue) {
+                parts.push(format!(
+                    "the title's voice is `dialogue`: to clean it, set `variants.{}.clean.roles = [\"dialogue\"]`",
+                    v.name
+                ));
+            }
         }
     }
     if parts.is_empty() {

@@ -250,6 +250,21 @@ stems = [{{ file = "v2.wav", role = "vocals" }}]
     // `d` is named by title Y, which has no explicit ranges.
     assert!(all.contains("lists no `explicit` ranges"), "{all}");
 
+    // A cue whose voice is dialogue: the default roles find no stem, and
+    // the reason says how to clean the dialogue instead.
+    let cue = format!(
+        "{HEAD}[variants.full]\n[variants.c]\nclean = {{ ranges = [[1, 2]] }}\n\
+         [[titles]]\nname = \"Cue\"\nstems = [{{ file = \"d.wav\", role = \"dialogue\" }}, {{ file = \"m.wav\", role = \"music\" }}]\n"
+    );
+    let spec = parse_and_validate(&cue, None).expect("valid");
+    let (_, skipped) = rendered(&spec);
+    assert!(
+        skipped.iter().any(|(_, v, why)| v == "c"
+            && why.contains("no stem of those roles")
+            && why.contains("clean.roles = [\"dialogue\"]")),
+        "{skipped:?}"
+    );
+
     // The full mix cannot be clean.
     let e = errors(&format!("{HEAD}[variants.full]\nclean = {{}}\n{SONGS}"));
     assert_eq!(e.errors[0].field, "variants.full.clean", "{e}");
