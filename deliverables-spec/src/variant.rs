@@ -93,7 +93,7 @@ impl Clean {
         crate::model::merge_ranges(self.ranges.as_deref().unwrap_or(&title.explicit))
     }
 
-    /// The node it puts at the start of each cleaned stem's chain in
+    /// The node it appends to each cleaned stem's chain in
     /// `title`, or `None` when there is no range to clean.
     pub fn node(&self, title: &Title) -> Option<NodeSpec> {
         let ranges = self.ranges_in(title);
