@@ -209,6 +209,117 @@ pub struct Title {
     /// expansion of a title's `[[titles.cutdowns]]`, or by hand.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edit: Option<crate::edit::EditSpec>,
+    /// Where the title's lyrics are explicit: `[start, end]` pairs on the
+    /// stems' timeline, each time in seconds or `"HH:MM:SS.sss"` /
+    /// `"MM:SS.sss"`. A variant with `clean` mutes (or ducks) its roles
+    /// there unless it lists ranges of its own; the built-in `clean`
+    /// variant applies only to titles that list some.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub explicit: Vec<TimeRange>,
+}
+
+/// A time on the stems' timeline, in seconds from their start. Written as
+/// a number of seconds or as a string `"HH:MM:SS.sss"` / `"MM:SS.sss"`;
+/// the string is resolved when the spec is read and kept (and serialised)
+/// as the number it names, so both spellings of a time hash alike.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize)]
+#[serde(transparent)]
+pub struct Seconds(pub f64);
+
+/// `[start, end]`: the half-open span `start <= t < end`.
+pub type TimeRange = [Seconds; 2];
+
+impl<'de> Deserialize<'de> for Seconds {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Seconds;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a time: seconds (e.g. 62.5) or \"HH:MM:SS.sss\" / \"MM:SS.sss\"")
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Seconds, E> {
+                Ok(Seconds(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Seconds, E> {
+                Ok(Seconds(v as f64))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Seconds, E> {
+                Ok(Seconds(v as f64))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Seconds, E> {
+                parse_time(v).map(Seconds).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `"HH:MM:SS.sss"` or `"MM:SS.sss"` (or plain seconds, `"62.5"`) as
+/// seconds. The rule: digits only, minutes and seconds below 60 after a
+/// larger field, any number of decimals on the seconds; the result is the
+/// decimal number of seconds the fields spell, read as `f64` once (so
+/// `"01:01:01.1"` is exactly `3661.1`).
+pub fn parse_time(text: &str) -> Result<f64, String> {
+    let bad = |why: &str| {
+        format!(
+            "`{text}` is not a time ({why}): write seconds (62.5) or \"HH:MM:SS.sss\" / \"MM:SS.sss\""
+        )
+    };
+    let fields: Vec<&str> = text.trim().split(':').collect();
+    if fields.len() > 3 {
+        return Err(bad("more than three fields"));
+    }
+    let digits = |f: &str| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit());
+    let (secs, larger) = fields.split_last().ok_or_else(|| bad("empty"))?;
+    let (whole, frac) = secs.split_once('.').unwrap_or((secs, ""));
+    if !digits(whole) || !(frac.is_empty() || digits(frac)) {
+        return Err(bad("the seconds are not a number"));
+    }
+    let mut total: u64 = 0;
+    for (i, f) in larger.iter().enumerate() {
+        if !digits(f) || f.len() > 6 {
+            return Err(bad("hours and minutes are whole numbers"));
+        }
+        let v: u64 = f.parse().map_err(|_| bad("a field is too large"))?;
+        // Minutes after hours are below 60.
+        if i > 0 && v >= 60 {
+            return Err(bad("minutes must be below 60"));
+        }
+        total = total * 60 + v;
+    }
+    let s: u64 = whole
+        .parse()
+        .map_err(|_| bad("the seconds are too large"))?;
+    if !larger.is_empty() && s >= 60 {
+        return Err(bad("seconds must be below 60"));
+    }
+    let number = format!(
+        "{}.{}",
+        total * 60 + s,
+        if frac.is_empty() { "0" } else { frac }
+    );
+    number.parse::<f64>().map_err(|_| bad("not a number"))
+}
+
+/// Ranges as sorted, disjoint `[start, end)` spans in seconds: overlapping
+/// or touching ranges are merged into their union (the order they are
+/// written in does not matter). Ranges that are not `0 <= start < end`
+/// (which validation refuses) are left out.
+pub fn merge_ranges(ranges: &[TimeRange]) -> Vec<[f64; 2]> {
+    let mut r: Vec<[f64; 2]> = ranges
+        .iter()
+        .map(|[a, b]| [a.0, b.0])
+        .filter(|[a, b]| a.is_finite() && b.is_finite() && *a >= 0.0 && a < b)
+        .collect();
+    r.sort_by(|x, y| x[0].total_cmp(&y[0]).then(x[1].total_cmp(&y[1])));
+    let mut out: Vec<[f64; 2]> = Vec::with_capacity(r.len());
+    for [a, b] in r {
+        match out.last_mut() {
+            Some(last) if a <= last[1] => last[1] = last[1].max(b),
+            _ => out.push([a, b]),
+        }
+    }
+    out
 }
 
 /// A title's channel layout. 5.1 is in WAV order: L R C LFE Ls Rs.
@@ -481,6 +592,27 @@ pub enum NodeKind {
         #[serde(default = "default_true")]
         band_limit: bool,
     },
+    /// Mutes or ducks over time ranges (the `clean` variant's node): over
+    /// each `[start, end)` the gain is exactly `depth_db` (absent: exact
+    /// silence), with raised-cosine fades of `fade_ms` outside the range —
+    /// down ending at `start`, up starting at `end`. Times are on the
+    /// timeline of the chain's input (the stems' timeline in a stem's
+    /// chain: the latency of the nodes before it is allowed for);
+    /// overlapping or touching ranges are merged.
+    Duck {
+        ranges: Vec<TimeRange>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        depth_db: Option<f64>,
+        #[serde(default = "default_duck_fade")]
+        fade_ms: f64,
+    },
+}
+
+/// The fade either side of a ducked range, ms.
+pub const DEFAULT_DUCK_FADE_MS: f64 = 10.0;
+
+fn default_duck_fade() -> f64 {
+    DEFAULT_DUCK_FADE_MS
 }
 
 fn default_true() -> bool {
@@ -525,7 +657,7 @@ fn default_limiter_release() -> f64 {
 }
 
 impl NodeKind {
-    pub const NAMES: [&'static str; 14] = [
+    pub const NAMES: [&'static str; 15] = [
         "gain",
         "mute",
         "loudness",
@@ -540,6 +672,7 @@ impl NodeKind {
         "notch",
         "compressor",
         "limiter",
+        "duck",
     ];
 
     pub fn name(&self) -> &'static str {
@@ -558,6 +691,7 @@ impl NodeKind {
             NodeKind::Notch { .. } => "notch",
             NodeKind::Compressor { .. } => "compressor",
             NodeKind::Limiter { .. } => "limiter",
+            NodeKind::Duck { .. } => "duck",
         }
     }
 
@@ -591,7 +725,8 @@ impl NodeKind {
             | NodeKind::Balance { .. }
             | NodeKind::Width { .. }
             | NodeKind::Compressor { .. }
-            | NodeKind::Limiter { .. } => None,
+            | NodeKind::Limiter { .. }
+            | NodeKind::Duck { .. } => None,
         }
     }
 }
@@ -679,6 +814,11 @@ pub struct VariantSpec {
     /// A live-playback pack's options (`output = "live"` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub live: Option<LiveSpec>,
+    /// A clean version: the listed roles muted (or ducked) over the
+    /// title's explicit-lyric ranges (`Title::explicit`) or the ranges
+    /// given here. `clean = {}` takes every default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clean: Option<CleanSpec>,
 }
 
 /// A live-playback pack, as written (every field optional).
@@ -723,6 +863,38 @@ pub struct InterleaveSpec {
     /// 8 or 16.
     pub channels: u32,
     pub map: Vec<String>,
+}
+
+/// A clean version, as written (every field optional).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CleanSpec {
+    /// The roles cleaned (default `["vocals", "backing_vocals"]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<Role>>,
+    /// `mute` (default: exact silence) or `duck` (down by `duck_db`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<CleanMode>,
+    /// How far `duck` lowers the roles, dB (default -20; `duck` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duck_db: Option<f64>,
+    /// The fade either side of each range, ms (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fade_ms: Option<f64>,
+    /// The ranges, instead of the title's `explicit` list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ranges: Option<Vec<TimeRange>>,
+}
+
+/// How a clean version treats its ranges.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CleanMode {
+    /// Exact digital silence over each range.
+    #[default]
+    Mute,
+    /// Down by `duck_db` over each range.
+    Duck,
 }
 
 /// What a variant's level change promises.

@@ -4,7 +4,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::delivery::{self, Delivery, PROFILES};
 use crate::error::{SpecError, did_you_mean};
-use crate::model::{BitDepth, Graph, LimitPatch, NodeKind, NodeSpec, Role, Spec, Title};
+use crate::model::{
+    BitDepth, CleanMode, Graph, LimitPatch, NodeKind, NodeSpec, Role, Spec, TimeRange, Title,
+};
 use crate::naming::{
     LONGEST_LABEL_STEM_RATE, MAX_FILE_NAME_BYTES, MAX_OUTPUT_NAME_BYTES, PARTIAL_NAME_EXTRA_BYTES,
     check_template, fill, rate_label, slug,
@@ -17,6 +19,11 @@ const VARIANT_GAIN_RANGE_DB: (f64, f64) = (-60.0, 24.0);
 /// Widest stereo width (side gain): past 2× (+6 dB side) mono compatibility
 /// and phase problems dominate.
 const MAX_WIDTH: f64 = 2.0;
+
+/// How deep a duck may go, dB (below it, mute: exact silence).
+const DUCK_DEPTH_RANGE_DB: (f64, f64) = (-120.0, 0.0);
+/// The longest fade either side of a ducked range, ms.
+const MAX_DUCK_FADE_MS: f64 = 1000.0;
 
 /// Output rates a delivery may ask for.
 const SUPPORTED_RATES: std::ops::RangeInclusive<u32> = 8000..=384_000;
@@ -516,8 +523,67 @@ pub fn node_param_errors(kind: &NodeKind) -> Vec<(&'static str, String, String)>
             range("lookahead_ms", *lookahead_ms, 0.5, 20.0, "ms", "");
             range("release_ms", *release_ms, 1.0, 5000.0, "ms", "");
         }
+        NodeKind::Duck {
+            ranges,
+            depth_db,
+            fade_ms,
+        } => {
+            if let Some(d) = depth_db {
+                range(
+                    "depth_db",
+                    *d,
+                    DUCK_DEPTH_RANGE_DB.0,
+                    DUCK_DEPTH_RANGE_DB.1,
+                    "dB",
+                    "; leave `depth_db` out to mute (exact silence)",
+                );
+            }
+            range("fade_ms", *fade_ms, 0.0, MAX_DUCK_FADE_MS, "ms", "");
+            if ranges.is_empty() {
+                e.push((
+                    "ranges",
+                    "lists no range".to_string(),
+                    "give [start, end] pairs in seconds or \"MM:SS.sss\", e.g. [[62.5, 63.4]]"
+                        .to_string(),
+                ));
+            }
+            for (i, message, hint) in range_errors(ranges) {
+                e.push(("ranges", format!("range {i}: {message}"), hint));
+            }
+        }
     }
     e
+}
+
+/// What is wrong with each of `ranges` (index, what, the fix): each must be
+/// `0 <= start < end`, finite. Overlapping or touching ranges are not an
+/// error: they are merged into their union.
+pub fn range_errors(ranges: &[TimeRange]) -> Vec<(usize, String, String)> {
+    let mut e = Vec::new();
+    for (i, [a, b]) in ranges.iter().enumerate() {
+        let (a, b) = (a.0, b.0);
+        let hint = "write [start, end] with 0 <= start < end, in seconds or \"HH:MM:SS.sss\"";
+        if !(a.is_finite() && b.is_finite()) {
+            e.push((i, format!("[{a}, {b}] is not a time range"), hint.into()));
+        } else if a < 0.0 {
+            e.push((i, format!("starts before zero ({a} s)"), hint.into()));
+        } else if a >= b {
+            e.push((
+                i,
+                format!("[{a}, {b}] does not end after it starts"),
+                hint.into(),
+            ));
+        }
+    }
+    e
+}
+
+/// A list of ranges written at `field` (`titles[i].explicit`,
+/// `variants.NAME.clean.ranges`).
+fn check_ranges(ranges: &[TimeRange], field: &str, errs: &mut Vec<SpecError>) {
+    for (i, message, hint) in range_errors(ranges) {
+        errs.push(SpecError::new(format!("{field}[{i}]"), message).hint(hint));
+    }
 }
 
 fn graph_checks(g: &Graph, rate: Option<u32>, errs: &mut Vec<SpecError>) {
@@ -772,6 +838,58 @@ fn variant_checks(spec: &Spec, scope: Scope, rate: Option<u32>, errs: &mut Vec<S
                 .hint("set it on the `stems` variant, or add `output = \"stems\"`"),
             );
         }
+        if let Some(c) = &v.clean {
+            let fc = format!("{f}.clean");
+            if name == "full" {
+                errs.push(
+                    SpecError::new(
+                        fc.clone(),
+                        "the full mix cannot be a clean version: it sets the title's master gain",
+                    )
+                    .hint("keep `full` as mixed and add a clean variant, e.g. [variants.clean]"),
+                );
+            }
+            if c.roles.as_ref().is_some_and(Vec::is_empty) {
+                errs.push(SpecError::new(format!("{fc}.roles"), "is empty").hint(
+                    "name the roles to clean, e.g. [\"vocals\", \"backing_vocals\"] (the default)",
+                ));
+            }
+            match (c.mode.unwrap_or_default(), c.duck_db) {
+                (CleanMode::Mute, Some(_)) => errs.push(
+                    SpecError::new(
+                        format!("{fc}.duck_db"),
+                        "is for `mode = \"duck\"` only; `mute` is exact silence",
+                    )
+                    .hint("add `mode = \"duck\"`, or leave `duck_db` out"),
+                ),
+                (CleanMode::Duck, Some(d))
+                    if !(d.is_finite() && d >= DUCK_DEPTH_RANGE_DB.0 && d < 0.0) =>
+                {
+                    errs.push(
+                        SpecError::new(format!("{fc}.duck_db"), format!("{d} dB is out of range"))
+                            .hint("use -120 to just below 0 dB (default -20), or `mode = \"mute\"` for silence"),
+                    );
+                }
+                _ => {}
+            }
+            if let Some(ms) = c.fade_ms
+                && !(ms.is_finite() && (0.0..=MAX_DUCK_FADE_MS).contains(&ms))
+            {
+                errs.push(
+                    SpecError::new(format!("{fc}.fade_ms"), format!("{ms} ms is out of range"))
+                        .hint("use 0 to 1000 ms (default 10)"),
+                );
+            }
+            if let Some(r) = &c.ranges {
+                if r.is_empty() {
+                    errs.push(
+                        SpecError::new(format!("{fc}.ranges"), "lists no range")
+                            .hint("leave `ranges` out to use each title's `explicit` ranges, or give [start, end] pairs"),
+                    );
+                }
+                check_ranges(r, &format!("{fc}.ranges"), errs);
+            }
+        }
         if name == "full" && v.fold_down.is_some() {
             errs.push(
                 SpecError::new(
@@ -900,6 +1018,7 @@ fn title_checks(spec: &Spec, rate: Option<u32>, errs: &mut Vec<SpecError>) {
         if let Some(e) = &t.edit {
             errs.extend(e.check(&format!("{f}.edit")));
         }
+        check_ranges(&t.explicit, &format!("{f}.explicit"), errs);
         if let Some(r) = &t.reference
             && r.trim().is_empty()
         {
@@ -972,6 +1091,7 @@ fn live_checks(spec: &Spec, scope: Scope, errs: &mut Vec<SpecError>) {
                 stems: Vec::new(),
                 variants: None,
                 edit: None,
+                explicit: Vec::new(),
             };
             if let Err(e) = crate::live::resolve_map(name, &empty, il) {
                 errs.extend(e.into_iter().filter(|e| !e.field.contains("map[")));
@@ -1014,6 +1134,20 @@ fn title_variant_checks(spec: &Spec, t: &Title, f: &str, errs: &mut Vec<SpecErro
                     format!("`{n}` is not a variant of this spec (title `{}`)", t.name),
                 )
                 .hint(did_you_mean(n, spec.variants.keys().map(String::as_str))),
+            );
+        } else if t.explicit.is_empty()
+            && spec.variants.get(n).is_some_and(|v| {
+                crate::variant::resolve_variant(n, v, &spec.graph)
+                    .clean
+                    .is_some_and(|c| c.ranges.is_none())
+            })
+        {
+            errs.push(
+                SpecError::new(
+                    format!("{f}.variants[{i}]"),
+                    format!("`{n}` cleans the title's explicit lyrics, and title `{}` lists no `explicit` ranges", t.name),
+                )
+                .hint("add `explicit = [[start, end], …]` to the title (seconds or \"MM:SS.sss\"), or give the variant `clean.ranges`"),
             );
         } else if !seen.insert(n.as_str()) {
             errs.push(

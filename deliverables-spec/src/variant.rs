@@ -6,11 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    AmountMode, FoldDownSpec, Graph, InsertAt, Layout, LevelPolicy, NodeKind, NodeSpec, OutputKind,
-    Role, Spec, Title, VariantSpec,
+    AmountMode, CleanMode, CleanSpec, FoldDownSpec, Graph, InsertAt, Layout, LevelPolicy, NodeKind,
+    NodeSpec, OutputKind, Role, Seconds, Spec, Title, VariantSpec,
 };
 
-pub const BUILTIN_VARIANTS: [&str; 8] = [
+pub const BUILTIN_VARIANTS: [&str; 9] = [
     "full",
     "instrumental",
     "acappella",
@@ -19,7 +19,11 @@ pub const BUILTIN_VARIANTS: [&str; 8] = [
     "vocal_down",
     "stems",
     "fold_down",
+    "clean",
 ];
+
+/// Default depth of a `clean` variant in `duck` mode, dB.
+pub const DEFAULT_CLEAN_DUCK_DB: f64 = -20.0;
 
 /// Default size of the `vocal_up` / `vocal_down` move.
 pub const DEFAULT_VOCAL_MOVE_DB: f64 = 2.0;
@@ -52,6 +56,83 @@ pub struct Variant {
     /// A live-playback pack's options (`output = "live"` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub live: Option<crate::live::Live>,
+    /// Set for a clean version: roles muted or ducked over time ranges.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clean: Option<Clean>,
+}
+
+/// A clean version, resolved: which roles, how deep, the fades, and the
+/// ranges (`None`: the title's `explicit` list).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Clean {
+    pub roles: Vec<Role>,
+    /// `None`: muted (exact silence); else ducked by this many dB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depth_db: Option<f64>,
+    pub fade_ms: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ranges: Option<Vec<crate::model::TimeRange>>,
+}
+
+impl Clean {
+    pub fn resolve(c: &CleanSpec) -> Clean {
+        Clean {
+            roles: c
+                .roles
+                .clone()
+                .unwrap_or_else(|| vec![Role::Vocals, Role::BackingVocals]),
+            depth_db: match c.mode.unwrap_or_default() {
+                CleanMode::Mute => None,
+                CleanMode::Duck => Some(c.duck_db.unwrap_or(DEFAULT_CLEAN_DUCK_DB)),
+            },
+            fade_ms: c.fade_ms.unwrap_or(crate::model::DEFAULT_DUCK_FADE_MS),
+            ranges: c.ranges.clone(),
+        }
+    }
+
+    /// The ranges it cleans in `title`, sorted and merged: its own, else
+    /// the title's explicit-lyric ranges.
+    pub fn ranges_in(&self, title: &Title) -> Vec<[f64; 2]> {
+        crate::model::merge_ranges(self.ranges.as_deref().unwrap_or(&title.explicit))
+    }
+
+    /// The node it appends to each cleaned stem's chain in
+    /// `title`, or `None` when there is no range to clean.
+    pub fn node(&self, title: &Title) -> Option<NodeSpec> {
+        let ranges = self.ranges_in(title);
+        (!ranges.is_empty()).then(|| NodeSpec {
+            id: Some("clean".into()),
+            kind: NodeKind::Duck {
+                ranges: ranges
+                    .into_iter()
+                    .map(|[a, b]| [Seconds(a), Seconds(b)])
+                    .collect(),
+                depth_db: self.depth_db,
+                fade_ms: self.fade_ms,
+            },
+        })
+    }
+
+    /// `mutes vocals, backing_vocals over the explicit ranges (10 ms fades)`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} {} over {} ({} ms fades)",
+            match self.depth_db {
+                None => "mutes".to_string(),
+                Some(d) => format!("ducks ({d:+.1} dB)"),
+            },
+            self.roles
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            match &self.ranges {
+                None => "the title's explicit ranges".to_string(),
+                Some(r) => format!("{} range(s)", r.len()),
+            },
+            self.fade_ms
+        )
+    }
 }
 
 fn is_nominal(m: &AmountMode) -> bool {
@@ -150,6 +231,9 @@ impl Variant {
         }
         if self.fold_down.is_some() {
             parts.push("folds down to stereo".into());
+        }
+        if let Some(c) = &self.clean {
+            parts.push(c.describe());
         }
         if parts.is_empty() {
             "every stem as mixed".into()
@@ -342,6 +426,11 @@ pub fn resolve_variant(name: &str, v: &VariantSpec, graph: &Graph) -> Variant {
             OutputKind::Live,
             "live-playback pack: one file per stem through its own chains, true peaks under the headroom; click and guide untouched".to_string(),
         ),
+        "clean" => (
+            LevelPolicy::Matched,
+            OutputKind::Mix,
+            "clean version of the full mix".to_string(),
+        ),
         _ => (
             LevelPolicy::Matched,
             OutputKind::Mix,
@@ -373,6 +462,15 @@ pub fn resolve_variant(name: &str, v: &VariantSpec, graph: &Graph) -> Variant {
         Some(f) => format!("{description}, folded down to stereo ({})", f.describe()),
         None => description,
     };
+    let clean = match (&v.clean, name) {
+        (Some(c), _) => Some(Clean::resolve(c)),
+        (None, "clean") => Some(Clean::resolve(&CleanSpec::default())),
+        (None, _) => None,
+    };
+    let description = match &clean {
+        Some(c) => format!("{description}: {}", c.describe()),
+        None => description,
+    };
     Variant {
         name: name.to_string(),
         description: v.description.clone().unwrap_or(description),
@@ -388,6 +486,7 @@ pub fn resolve_variant(name: &str, v: &VariantSpec, graph: &Graph) -> Variant {
         remix: v.remix.unwrap_or(false) && v.output.unwrap_or(output) == OutputKind::Stems,
         live: (v.output.unwrap_or(output) == OutputKind::Live)
             .then(|| crate::live::Live::resolve(v.live.as_ref())),
+        clean,
     }
 }
 
@@ -614,6 +713,23 @@ pub fn title_graph(graph: &Graph, title: &Title, variant: &Variant) -> TitleGrap
         }
     }
 
+    // A clean version's duck goes last in each cleaned stem's chain (after
+    // the variant's own inserts and replacements, so none removes it): like
+    // a fader's automation, after the stem's processing, so no filter
+    // rings into a muted range and no compressor undoes part of a duck.
+    // Its times stay on the stems' timeline: the DSP chain delays its
+    // ranges by the latency of the nodes before it.
+    if let Some(node) = variant.clean.as_ref().and_then(|c| c.node(title)) {
+        let roles = variant
+            .clean
+            .as_ref()
+            .map(|c| c.roles.as_slice())
+            .unwrap_or(&[]);
+        for sp in stems.iter_mut().filter(|s| roles.contains(&s.role)) {
+            sp.chain.push(node.clone());
+        }
+    }
+
     let fold_down = variant
         .fold_down
         .as_ref()
@@ -652,9 +768,17 @@ pub fn title_graph(graph: &Graph, title: &Title, variant: &Variant) -> TitleGrap
     }
 }
 
-/// Whether `variant` applies to `title`: a fold-down needs a 5.1 master.
+/// Whether `variant` applies to `title`: a fold-down needs a 5.1 master;
+/// the built-in `clean` (on the title's own ranges) needs a title that
+/// lists `explicit` ranges.
 pub fn applies_to(variant: &Variant, title: &Title) -> bool {
-    variant.fold_down.is_none() || title.layout == Layout::Surround51
+    let folds = variant.fold_down.is_none() || title.layout == Layout::Surround51;
+    let cleans = variant.name != "clean"
+        || variant
+            .clean
+            .as_ref()
+            .is_none_or(|c| c.ranges.is_some() || !title.explicit.is_empty());
+    folds && cleans
 }
 
 impl TitleGraph {
@@ -749,7 +873,33 @@ pub fn same_as(graph: &Graph, title: &Title, candidates: &[&Variant]) -> Vec<Opt
         base.only = None;
         let base_key = output_key(graph, title, &base);
         let noop = v.changes_levels() && output_key(graph, title, &bare) == base_key;
+        // A clean version with nothing to clean in this title (no range, or
+        // no stem of its roles) is the plain variant under another name.
+        let clean_noop = v.clean.as_ref().is_some_and(|c| {
+            c.node(title).is_none() || !title.stems.iter().any(|s| c.roles.contains(&s.role))
+        });
         let found = match (identical, noop) {
+            (None, _) if clean_noop => {
+                let mut plain = v.clone();
+                plain.clean = None;
+                let plain_key = output_key(graph, title, &plain);
+                let u = versions
+                    .iter()
+                    .find(|(u, k)| *k == plain_key && same_policy(u))
+                    .map_or_else(|| "full".to_string(), |(u, _)| u.name.clone());
+                Some(SameAs {
+                    reason: format!(
+                        "{}: it would be {} without its cleaning",
+                        why_noop(graph, title, v).unwrap_or_default(),
+                        if u == "full" && v.output != OutputKind::Mix {
+                            "the same variant's plain stems".to_string()
+                        } else {
+                            format!("`{u}`")
+                        }
+                    ),
+                    variant: u,
+                })
+            }
             (Some(u), _) => Some(SameAs {
                 reason: format!(
                     "{}: its output would be identical to `{u}`'s",
@@ -862,6 +1012,35 @@ fn why_noop(graph: &Graph, title: &Title, v: &Variant) -> Option<String> {
             ));
         }
     }
+    if let Some(c) = &v.clean {
+        if c.ranges_in(title).is_empty() {
+            parts.push(format!(
+                "`{}` cleans the title's explicit lyrics, and this title lists no `explicit` ranges (add `explicit = [[start, end], …]` to the title, or `ranges` to `variants.{}.clean`)",
+                v.name, v.name
+            ));
+        } else if !title.stems.iter().any(|s| c.roles.contains(&s.role)) {
+            parts.push(format!(
+                "`{}` cleans {}, and this title has no stem of {}",
+                v.name,
+                c.roles
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if c.roles.len() == 1 {
+                    "that role"
+                } else {
+                    "those roles"
+                }
+            ));
+            if title.stems.iter().any(|s| s.role == Role::Dialogue) {
+                parts.push(format!(
+                    "the title's voice is `dialogue`: to clean it, set `variants.{}.clean.roles = [\"dialogue\"]`",
+                    v.name
+                ));
+            }
+        }
+    }
     if parts.is_empty() {
         return None;
     }
@@ -899,6 +1078,7 @@ mod tests {
             layout: Layout::Stereo,
             variants: None,
             edit: None,
+            explicit: vec![],
             stems: roles
                 .iter()
                 .enumerate()

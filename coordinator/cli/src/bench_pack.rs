@@ -882,6 +882,20 @@ fn node_filters(n: &NodeSpec, c: &Tctx, g: &mut GraphText) -> Vec<String> {
             ));
             v
         }
+        NodeKind::Duck {
+            ranges, depth_db, ..
+        } => {
+            // The depth over each range, switched per audio frame by
+            // `volume`'s timeline: the fades are left out (cost, not sound,
+            // is what the benchmark compares).
+            g.subs
+                .insert("duck → volume over each range (per-frame timeline, no fades)".to_string());
+            let gain = depth_db.map_or(0.0, lin);
+            deliverables_spec::model::merge_ranges(ranges)
+                .into_iter()
+                .map(|[a, b]| format!("volume={gain}:enable='between(t,{a},{b})'"))
+                .collect()
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 
 use deliverables_spec::model::{Detection as SpecDetection, NodeKind, NodeSpec};
 
+use super::automation::Duck;
 use super::band_limit::BandLimit;
 use super::block::Block;
 use super::dynamics::{Compressor, CompressorParams, Detection};
@@ -40,6 +41,15 @@ pub struct GraphError {
 enum Slot {
     Node(Box<dyn Node>),
     Replay(EnvelopeReplay),
+}
+
+impl Slot {
+    fn latency(&self) -> usize {
+        match self {
+            Slot::Node(n) => n.latency(),
+            Slot::Replay(r) => r.latency(),
+        }
+    }
 }
 
 pub struct Chain {
@@ -135,6 +145,11 @@ pub fn build_node(spec: &NodeSpec, ctx: &ChainContext) -> Result<Box<dyn Node>, 
             lookahead_ms: *lookahead_ms,
             release_ms: *release_ms,
         })),
+        NodeKind::Duck {
+            ranges,
+            depth_db,
+            fade_ms,
+        } => Box::new(Duck::new(ranges, *depth_db, *fade_ms)),
     })
 }
 
@@ -147,7 +162,7 @@ impl Chain {
         field: &str,
         linked: bool,
     ) -> Result<Chain, GraphError> {
-        Chain::build_numbered(specs, 0, ctx, field, linked)
+        Chain::build_numbered(specs, 0, 0, ctx, field, linked)
     }
 
     /// Builds the nodes `specs[from..]`: the rest of a chain from one of its
@@ -162,13 +177,23 @@ impl Chain {
         field: &str,
         linked: bool,
     ) -> Result<Chain, GraphError> {
-        Chain::build_numbered(specs.get(from..).unwrap_or(&[]), from, ctx, field, linked)
+        // A duck further on counts its times from the whole chain's input:
+        // it needs the latency of the nodes left out.
+        let rest = specs.get(from..).unwrap_or(&[]);
+        let upstream = if rest.iter().any(|n| matches!(n.kind, NodeKind::Duck { .. })) {
+            Chain::build(specs.get(..from).unwrap_or(&[]), ctx, field, linked)?.latency()
+        } else {
+            0
+        };
+        Chain::build_numbered(rest, from, upstream, ctx, field, linked)
     }
 
-    /// Builds `specs`, the first of which is node `first` of the chain.
+    /// Builds `specs`, the first of which is node `first` of the chain,
+    /// behind `upstream` frames of latency of the nodes before it.
     fn build_numbered(
         specs: &[NodeSpec],
         first: usize,
+        upstream: usize,
         ctx: &ChainContext,
         field: &str,
         linked: bool,
@@ -186,10 +211,22 @@ impl Chain {
                 b.prepare(ctx.sample_rate, ctx.channels, ctx.max_block);
                 slots.push(Slot::Node(Box::new(b)));
             }
-            let mut node = build_node(spec, ctx).map_err(|reason| GraphError {
-                field: format!("{field}[{i}] ({})", spec.kind.name()),
-                reason,
-            })?;
+            let mut node = match &spec.kind {
+                // A duck's times are on the chain input's timeline: it is
+                // told the latency of the nodes before it.
+                NodeKind::Duck {
+                    ranges,
+                    depth_db,
+                    fade_ms,
+                } => Box::new(
+                    Duck::new(ranges, *depth_db, *fade_ms)
+                        .delayed(upstream + slots.iter().map(Slot::latency).sum::<usize>()),
+                ),
+                _ => build_node(spec, ctx).map_err(|reason| GraphError {
+                    field: format!("{field}[{i}] ({})", spec.kind.name()),
+                    reason,
+                })?,
+            };
             node.prepare(ctx.sample_rate, ctx.channels, ctx.max_block);
             slots.push(if linked && spec.kind.is_dynamics() {
                 let mut r = EnvelopeReplay::new(node.name(), node.latency());
@@ -204,13 +241,7 @@ impl Chain {
 
     /// Total delay of the chain, in frames.
     pub fn latency(&self) -> usize {
-        self.slots
-            .iter()
-            .map(|s| match s {
-                Slot::Node(n) => n.latency(),
-                Slot::Replay(r) => r.latency(),
-            })
-            .sum()
+        self.slots.iter().map(Slot::latency).sum()
     }
 
     pub fn reset(&mut self) {

@@ -1,6 +1,7 @@
 //! The mastering graph. Knows nothing about gRPC, files or tasks: blocks in,
 //! blocks out (this crate depends on none of them).
 
+pub mod automation;
 pub mod band_limit;
 pub mod block;
 pub mod chain;
