@@ -10,7 +10,7 @@ use crate::model::{
     Role, Spec, Title, VariantSpec,
 };
 
-pub const BUILTIN_VARIANTS: [&str; 8] = [
+pub const BUILTIN_VARIANTS: [&str; 10] = [
     "full",
     "instrumental",
     "acappella",
@@ -19,7 +19,36 @@ pub const BUILTIN_VARIANTS: [&str; 8] = [
     "vocal_down",
     "stems",
     "fold_down",
+    "me",
+    "dme",
 ];
+
+/// Built-in variants for picture (M&E, DME): they apply only to titles
+/// with a stem of the `dialogue` role (see [`applies_to`]).
+pub const DIALOGUE_VARIANTS: [&str; 2] = ["me", "dme"];
+
+/// The `dme` preset's groups: dialogue, music (every musical role) and
+/// effects. Every role a title can sound in `dme` is in one of them, so
+/// the three files sum to the full mix.
+pub fn default_dme_groups() -> BTreeMap<String, Vec<Role>> {
+    BTreeMap::from([
+        ("dialogue".to_string(), vec![Role::Dialogue]),
+        (
+            "music".to_string(),
+            vec![
+                Role::Drums,
+                Role::Bass,
+                Role::Music,
+                Role::Keys,
+                Role::Guitars,
+                Role::Vocals,
+                Role::BackingVocals,
+                Role::Other,
+            ],
+        ),
+        ("effects".to_string(), vec![Role::Fx]),
+    ])
+}
 
 /// Default size of the `vocal_up` / `vocal_down` move.
 pub const DEFAULT_VOCAL_MOVE_DB: f64 = 2.0;
@@ -49,6 +78,10 @@ pub struct Variant {
     /// Stems for a re-mix: 32-bit float, no ceiling.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub remix: bool,
+    /// A stems output written as groups of roles: one file per group
+    /// (`None`: one file per role). Set only on stems outputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<BTreeMap<String, Vec<Role>>>,
 }
 
 fn is_nominal(m: &AmountMode) -> bool {
@@ -147,6 +180,23 @@ impl Variant {
         }
         if self.fold_down.is_some() {
             parts.push("folds down to stereo".into());
+        }
+        if let Some(groups) = &self.groups {
+            parts.push(format!(
+                "stems in groups: {}",
+                groups
+                    .iter()
+                    .map(|(g, roles)| format!(
+                        "{g} = {}",
+                        roles
+                            .iter()
+                            .map(|r| r.as_str())
+                            .collect::<Vec<_>>()
+                            .join("+")
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
         }
         if parts.is_empty() {
             "every stem as mixed".into()
@@ -333,6 +383,19 @@ pub fn resolve_variant(name: &str, v: &VariantSpec, graph: &Graph) -> Variant {
             OutputKind::Mix,
             "stereo fold-down of the 5.1 full mix".to_string(),
         ),
+        "me" => {
+            mute.insert(format!("role:{}", Role::Dialogue));
+            (
+                LevelPolicy::Matched,
+                OutputKind::Mix,
+                "M&E: music and effects, dialogue muted".to_string(),
+            )
+        }
+        "dme" => (
+            LevelPolicy::Matched,
+            OutputKind::Stems,
+            "DME: dialogue, music and effects stems; they sum to the full mix".to_string(),
+        ),
         _ => (
             LevelPolicy::Matched,
             OutputKind::Mix,
@@ -364,11 +427,19 @@ pub fn resolve_variant(name: &str, v: &VariantSpec, graph: &Graph) -> Variant {
         Some(f) => format!("{description}, folded down to stereo ({})", f.describe()),
         None => description,
     };
+    let output = v.output.unwrap_or(output);
+    // Groups belong to a stems output: the spec's own, or the `dme` preset's.
+    let groups = match (&v.groups, name) {
+        (Some(g), _) => Some(g.clone()),
+        (None, "dme") => Some(default_dme_groups()),
+        (None, _) => None,
+    }
+    .filter(|_| output == OutputKind::Stems);
     Variant {
         name: name.to_string(),
         description: v.description.clone().unwrap_or(description),
         level: v.level.unwrap_or(level),
-        output: v.output.unwrap_or(output),
+        output,
         gains,
         mute,
         only,
@@ -376,7 +447,8 @@ pub fn resolve_variant(name: &str, v: &VariantSpec, graph: &Graph) -> Variant {
         replace: v.replace.clone(),
         fold_down,
         amount_mode: v.amount_mode.unwrap_or_default(),
-        remix: v.remix.unwrap_or(false) && v.output.unwrap_or(output) == OutputKind::Stems,
+        remix: v.remix.unwrap_or(false) && output == OutputKind::Stems,
+        groups,
     }
 }
 
@@ -638,9 +710,13 @@ pub fn title_graph(graph: &Graph, title: &Title, variant: &Variant) -> TitleGrap
     }
 }
 
-/// Whether `variant` applies to `title`: a fold-down needs a 5.1 master.
+/// Whether `variant` applies to `title`: a fold-down needs a 5.1 master;
+/// M&E and DME (`me`, `dme`) need a stem of the `dialogue` role (a song
+/// without dialogue has nothing to take out or to split off).
 pub fn applies_to(variant: &Variant, title: &Title) -> bool {
-    variant.fold_down.is_none() || title.layout == Layout::Surround51
+    (variant.fold_down.is_none() || title.layout == Layout::Surround51)
+        && (!DIALOGUE_VARIANTS.contains(&variant.name.as_str())
+            || title.stems.iter().any(|s| s.role == Role::Dialogue))
 }
 
 impl TitleGraph {
@@ -687,9 +763,22 @@ pub struct SameAs {
     pub reason: String,
 }
 
-/// What decides whether two variants' outputs are the same files.
-fn output_key(graph: &Graph, title: &Title, v: &Variant) -> (TitleGraph, OutputKind, bool) {
-    (title_graph(graph, title, v).effective(), v.output, v.remix)
+/// What decides whether two variants' outputs are the same files (stems
+/// in groups are other files than stems per role).
+type OutputKey = (
+    TitleGraph,
+    OutputKind,
+    bool,
+    Option<BTreeMap<String, Vec<Role>>>,
+);
+
+fn output_key(graph: &Graph, title: &Title, v: &Variant) -> OutputKey {
+    (
+        title_graph(graph, title, v).effective(),
+        v.output,
+        v.remix,
+        v.groups.clone(),
+    )
 }
 
 /// For each of `candidates` (the variants a title renders, in plan order),
@@ -706,7 +795,7 @@ pub fn same_as(graph: &Graph, title: &Title, candidates: &[&Variant]) -> Vec<Opt
     let mut order: Vec<usize> = (0..candidates.len()).collect();
     // `full` first: everything else is compared against it.
     order.sort_by_key(|&i| candidates[i].name != "full");
-    let mut versions: Vec<(&Variant, (TitleGraph, OutputKind, bool))> = Vec::new();
+    let mut versions: Vec<(&Variant, OutputKey)> = Vec::new();
     let mut out = vec![None; candidates.len()];
     for i in order {
         let v = candidates[i];
