@@ -946,7 +946,7 @@ fn group_checks(
                     }
                 ),
             )
-            .hint(format!("add `{role}` to a group (or mute it in `{name}`): the group files must sum to the mix, and a role in no group would be missing from them")),
+            .hint(format!("add `{role}` to a group, or mute it in `{name}`: the group files must sum to the mix, and a role in no group would be missing from them")),
         );
     }
 }

@@ -947,7 +947,8 @@ fn why_noop(graph: &Graph, title: &Title, v: &Variant) -> Option<String> {
                     "to move it, set `variants.{}.roles = [\"dialogue\"]`",
                     v.name
                 ),
-                _ => "to take it out, define a variant with `mute = [\"dialogue\"]`".to_string(),
+                _ => "to take it out, use the built-in `me` variant (M&E: dialogue muted)"
+                    .to_string(),
             }
         ));
     }
