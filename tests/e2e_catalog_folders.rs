@@ -209,7 +209,12 @@ fn outputs(m: &Value) -> BTreeMap<(String, String, String), String> {
             let key = (
                 name.to_string(),
                 o["variant"].as_str().expect("variant").to_string(),
-                o["role"].as_str().unwrap_or("").to_string(),
+                // A stem's role, or a DME file's group.
+                o["role"]
+                    .as_str()
+                    .or(o["group"].as_str())
+                    .unwrap_or("")
+                    .to_string(),
             );
             let hash = o["file"]["audio_sha256"]
                 .as_str()

@@ -223,9 +223,13 @@ fn a_dialogue_title_has_no_silent_copies() {
         .iter()
         .map(|o| o["variant"].as_str().unwrap_or_default().to_string())
         .collect();
+    // The M&E and the DME are versions of a title with dialogue.
     assert_eq!(
         variants,
-        ["full", "stems"].iter().map(|s| s.to_string()).collect(),
+        ["dme", "full", "me", "stems"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
         "{m:#}"
     );
     let skipped = m["titles"][0]["skipped"].as_array().expect("skipped");
@@ -254,7 +258,11 @@ fn a_dialogue_title_has_no_silent_copies() {
     let out = dir.join("out-write");
     let m = render_ok(&spec, &out);
     let outs = outputs(&m);
-    assert_eq!(outs.len(), 2 + 4 + 4, "full, 4 stems, 4 copies");
+    assert_eq!(
+        outs.len(),
+        2 + 4 + 4 + 1 + 2,
+        "full, 4 stems, 4 copies, the M&E, the DME's dialogue and music"
+    );
     let full = outs.iter().find(|o| o["variant"] == "full").expect("full");
     let (_, f) = read_wav(&out_path(&out, full));
     for v in ["instrumental", "vocal_up", "vocal_down"] {

@@ -280,6 +280,9 @@ impl RenderMode {
 pub struct RenderedOutput {
     pub variant: String,
     pub role: Option<Role>,
+    /// The group of roles a stem file carries (stems variants with `groups`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     pub file: FileRecord,
     pub gain_db: f64,
     pub ceiling_trim_db: f64,
@@ -305,6 +308,14 @@ pub struct RenderedOutput {
     /// by which job it was rendered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<CacheUse>,
+}
+
+impl RenderedOutput {
+    /// What a stem file carries: its group's name or its role's (`None`
+    /// for a mix).
+    pub fn stem_label(&self) -> Option<&str> {
+        self.group.as_deref().or(self.role.map(Role::as_str))
+    }
 }
 
 /// Where an output's audio came from.

@@ -212,6 +212,10 @@ pub struct OutputEntry {
     pub description: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<Role>,
+    /// The group of roles a stem file carries (a stems variant with
+    /// `groups`, e.g. `dme`'s `dialogue`, `music`, `effects`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     /// Absent when the render failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<FileRecord>,
@@ -314,4 +318,12 @@ pub struct InterleavedChannel {
     /// The channel of that file (0 = L or mono, 1 = R).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<usize>,
+}
+
+impl OutputEntry {
+    /// What a stem file carries: its group's name or its role's (`None`
+    /// for a mix).
+    pub fn stem_label(&self) -> Option<&str> {
+        self.group.as_deref().or(self.role.map(Role::as_str))
+    }
 }

@@ -83,7 +83,8 @@ pub struct Spec {
     #[serde(default)]
     pub graph: Graph,
     /// Variants by name. Built-in names (`full`, `instrumental`, `acappella`,
-    /// `tv`, `vocal_up`, `vocal_down`, `stems`) take their defaults from a
+    /// `tv`, `vocal_up`, `vocal_down`, `stems`, `fold_down`, `me`, `dme`)
+    /// take their defaults from a
     /// preset; any other name is a custom variant.
     #[serde(default = "default_variants")]
     pub variants: BTreeMap<String, VariantSpec>,
@@ -811,6 +812,13 @@ pub struct VariantSpec {
     /// sum to the master unscaled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remix: Option<bool>,
+    /// A stems output as groups of roles (`output = "stems"` only): one
+    /// file per group, named by the group, instead of one per role. Every
+    /// role that sounds must be in exactly one group, so the group files
+    /// sum to the variant's mix as per-role stems do. `dme` defaults to
+    /// dialogue / music / effects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<BTreeMap<String, Vec<Role>>>,
     /// A live-playback pack's options (`output = "live"` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub live: Option<LiveSpec>,

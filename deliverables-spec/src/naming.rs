@@ -105,6 +105,27 @@ pub fn stem_file_name(
     fill(&d.stem_naming, title, variant, role, rate, bits)
 }
 
+/// File name of one group of a stems variant with `groups`: the stem
+/// template with the group's name where the role goes. When the template
+/// has no `{variant}`, the group's name is prefixed by the variant's
+/// (`dme-dialogue`), so a group never takes the file name of another
+/// variant's stem of the same name (a role has no `-`).
+pub fn group_file_name(
+    d: &Delivery,
+    title: &str,
+    variant: &str,
+    group: &str,
+    rate: u32,
+    bits: BitDepth,
+) -> String {
+    let label = if d.stem_naming.contains("{variant}") {
+        slug(group)
+    } else {
+        format!("{}-{}", slug(variant), slug(group))
+    };
+    fill(&d.stem_naming, title, variant, &label, rate, bits)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +141,23 @@ mod tests {
         assert_eq!(
             stem_file_name(&d, "Night Drive", "stems", "bass", 44100, d.bit_depth),
             "Night-Drive_stem-bass_44.1k24.wav"
+        );
+    }
+
+    #[test]
+    fn group_names() {
+        let d = Delivery::resolve(&DeliverySpec::default());
+        assert_eq!(
+            group_file_name(&d, "Reel 1", "dme", "dialogue", 48000, d.bit_depth),
+            "Reel-1_stem-dme-dialogue_48k24.wav"
+        );
+        let d = Delivery::resolve(&DeliverySpec {
+            stem_naming: Some("{title}_{variant}_{role}.wav".into()),
+            ..DeliverySpec::default()
+        });
+        assert_eq!(
+            group_file_name(&d, "Reel 1", "dme", "effects", 48000, d.bit_depth),
+            "Reel-1_dme_effects.wav"
         );
     }
 

@@ -1,17 +1,23 @@
 //! The files one variant of one title produces.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::delivery::Delivery;
 use crate::model::{BitDepth, LevelPolicy, OutputKind, Role, Spec, Title};
-use crate::naming::{mix_file_name, stem_file_name};
+use crate::naming::{group_file_name, mix_file_name, stem_file_name};
 use crate::variant::{TitleGraph, Variant, title_graph};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlannedOutput {
     pub variant: String,
-    /// `Some` for a processed-stem file.
+    /// `Some` for a processed-stem file of one role.
     pub role: Option<Role>,
+    /// `Some` for a processed-stem file of a group of roles (a stems
+    /// variant with `groups`): the group's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     pub file_name: String,
     pub level: LevelPolicy,
     /// Indices of the title's stems that feed this file.
@@ -43,40 +49,59 @@ pub fn title_outputs(
             stems: live,
             bit_depth: d.bit_depth,
             ceiling: true,
+            group: None,
         }],
-        OutputKind::Stems => Role::ALL
-            .iter()
-            .filter_map(|&role| {
-                let stems: Vec<usize> = live
-                    .iter()
-                    .copied()
-                    .filter(|&i| title.stems[i].role == role)
-                    .collect();
-                let bit_depth = if variant.remix {
-                    BitDepth::Float32
-                } else {
-                    d.bit_depth
-                };
-                (!stems.is_empty()).then(|| PlannedOutput {
-                    variant: variant.name.clone(),
-                    role: Some(role),
-                    file_name: stem_file_name(
-                        d,
-                        &title.name,
-                        &variant.name,
-                        role.as_str(),
-                        rate,
-                        bit_depth,
-                    ),
-                    level: variant.level,
-                    stems,
-                    bit_depth,
-                    ceiling: !variant.remix,
-                })
-            })
-            .collect(),
+        OutputKind::Stems => {
+            if let Some(groups) = &variant.groups {
+                return group_outputs(d, title, variant, groups, &live, rate);
+            }
+            role_outputs(d, title, variant, &live, rate)
+        }
         OutputKind::Live => live_outputs(d, title, variant, rate, &live),
     }
+}
+
+/// The sample format and ceiling of a variant's stem files: re-mix stems
+/// are 32-bit float with no ceiling.
+fn stem_format(d: &Delivery, variant: &Variant) -> (BitDepth, bool) {
+    if variant.remix {
+        (BitDepth::Float32, false)
+    } else {
+        (d.bit_depth, true)
+    }
+}
+
+/// One file per group, in group-name order: the sounding stems whose role
+/// is in the group. A group with no sounding stem gives no file.
+fn group_outputs(
+    d: &Delivery,
+    title: &Title,
+    variant: &Variant,
+    groups: &BTreeMap<String, Vec<Role>>,
+    live: &[usize],
+    rate: u32,
+) -> Vec<PlannedOutput> {
+    let (bit_depth, ceiling) = stem_format(d, variant);
+    groups
+        .iter()
+        .filter_map(|(group, roles)| {
+            let stems: Vec<usize> = live
+                .iter()
+                .copied()
+                .filter(|&i| roles.contains(&title.stems[i].role))
+                .collect();
+            (!stems.is_empty()).then(|| PlannedOutput {
+                variant: variant.name.clone(),
+                role: None,
+                group: Some(group.clone()),
+                file_name: group_file_name(d, &title.name, &variant.name, group, rate, bit_depth),
+                level: variant.level,
+                stems,
+                bit_depth,
+                ceiling,
+            })
+        })
+        .collect()
 }
 
 /// A live pack: one file per sounding stem (in spec order, named with
@@ -95,6 +120,7 @@ fn live_outputs(
         .map(|&i| PlannedOutput {
             variant: variant.name.clone(),
             role: Some(title.stems[i].role),
+            group: None,
             file_name: stem_file_name(
                 d,
                 &title.name,
@@ -124,6 +150,7 @@ fn live_outputs(
         out.push(PlannedOutput {
             variant: variant.name.clone(),
             role: None,
+            group: None,
             file_name: mix_file_name(d, &title.name, &variant.name, rate),
             level: variant.level,
             stems,
@@ -132,6 +159,58 @@ fn live_outputs(
         });
     }
     out
+}
+
+/// One file per role, in role order.
+fn role_outputs(
+    d: &Delivery,
+    title: &Title,
+    variant: &Variant,
+    live: &[usize],
+    rate: u32,
+) -> Vec<PlannedOutput> {
+    let (bit_depth, ceiling) = stem_format(d, variant);
+    Role::ALL
+        .iter()
+        .filter_map(|&role| {
+            let stems: Vec<usize> = live
+                .iter()
+                .copied()
+                .filter(|&i| title.stems[i].role == role)
+                .collect();
+            (!stems.is_empty()).then(|| PlannedOutput {
+                variant: variant.name.clone(),
+                role: Some(role),
+                group: None,
+                file_name: stem_file_name(
+                    d,
+                    &title.name,
+                    &variant.name,
+                    role.as_str(),
+                    rate,
+                    bit_depth,
+                ),
+                level: variant.level,
+                stems,
+                bit_depth,
+                ceiling,
+            })
+        })
+        .collect()
+}
+
+impl PlannedOutput {
+    /// A processed-stem file (of one role or of a group): a linked head
+    /// over the variant's mix, part of a set that sums to it.
+    pub fn is_stem(&self) -> bool {
+        self.role.is_some() || self.group.is_some()
+    }
+
+    /// What a stem file carries: its role's name or its group's (`None`
+    /// for a mix).
+    pub fn stem_label(&self) -> Option<&str> {
+        self.group.as_deref().or(self.role.map(Role::as_str))
+    }
 }
 
 /// Stems that sound in this graph (not muted themselves, nor through their bus).

@@ -890,6 +890,7 @@ fn variant_checks(spec: &Spec, scope: Scope, rate: Option<u32>, errs: &mut Vec<S
                 check_ranges(r, &format!("{fc}.ranges"), errs);
             }
         }
+        group_checks(spec, name, v, &f, errs);
         if name == "full" && v.fold_down.is_some() {
             errs.push(
                 SpecError::new(
@@ -939,14 +940,15 @@ fn variant_checks(spec: &Spec, scope: Scope, rate: Option<u32>, errs: &mut Vec<S
             }
         }
     }
+    // Stems in groups name their files by variant and group (see
+    // `naming::group_file_name`): only per-role stem sets can collide.
     let stem_variants: Vec<&String> = spec
         .variants
         .iter()
         .filter(|(n, v)| {
-            matches!(
-                crate::variant::resolve_variant(n, v, &spec.graph).output,
-                crate::model::OutputKind::Stems | crate::model::OutputKind::Live
-            )
+            let r = crate::variant::resolve_variant(n, v, &spec.graph);
+            (r.output == crate::model::OutputKind::Stems && r.groups.is_none())
+                || r.output == crate::model::OutputKind::Live
         })
         .map(|(n, _)| n)
         .collect();
@@ -961,6 +963,110 @@ fn variant_checks(spec: &Spec, scope: Scope, rate: Option<u32>, errs: &mut Vec<S
                 ),
             )
             .hint("add `{variant}` to delivery.stem_naming, e.g. \"{title}_{variant}-{role}_{rate}k{bits}.wav\""),
+        );
+    }
+}
+
+/// A stems variant's `groups`: each group named by a slug, with roles,
+/// no role in two groups, and every role that sounds in the variant for a
+/// title (one it renders) in a group, so the group files sum to the
+/// variant's mix as its per-role stems would. A role left out is reported
+/// once, with the first title that has it.
+fn group_checks(
+    spec: &Spec,
+    name: &str,
+    v: &crate::model::VariantSpec,
+    f: &str,
+    errs: &mut Vec<SpecError>,
+) {
+    let resolved = crate::variant::resolve_variant(name, v, &spec.graph);
+    if v.groups.is_some() && resolved.output != crate::model::OutputKind::Stems {
+        errs.push(
+            SpecError::new(
+                format!("{f}.groups"),
+                "only a variant with `output = \"stems\"` writes its stems in groups",
+            )
+            .hint("add `output = \"stems\"`, or remove `groups`"),
+        );
+        return;
+    }
+    let Some(groups) = &resolved.groups else {
+        return;
+    };
+    if groups.is_empty() {
+        errs.push(
+            SpecError::new(format!("{f}.groups"), "names no group")
+                .hint("e.g. groups = { dialogue = [\"dialogue\"], music = [\"music\"], effects = [\"fx\"] }, or remove `groups` for one file per role"),
+        );
+        return;
+    }
+    let mut owner: BTreeMap<Role, &str> = BTreeMap::new();
+    for (g, roles) in groups {
+        let fg = format!("{f}.groups.{g}");
+        if g.is_empty() || slug(g) != *g {
+            errs.push(
+                SpecError::new(
+                    fg.clone(),
+                    format!("`{g}` is not a group name: group names use letters, digits, `_`, `-` and `.`"),
+                )
+                .hint("the group's name goes into its file's name, e.g. `dialogue`, `music`, `effects`"),
+            );
+        }
+        if roles.is_empty() {
+            errs.push(SpecError::new(fg.clone(), "lists no role").hint(format!(
+                "list the roles of group `{g}`, e.g. [\"fx\"], or remove the group"
+            )));
+        }
+        for (i, r) in roles.iter().enumerate() {
+            match owner.get(r) {
+                Some(first) => errs.push(
+                    SpecError::new(
+                        format!("{fg}[{i}]"),
+                        format!("role `{r}` is in group `{first}` too"),
+                    )
+                    .hint(format!("put `{r}` in one group only: the group files must sum to the mix, and a role in two groups would count twice")),
+                ),
+                None => {
+                    owner.insert(*r, g);
+                }
+            }
+        }
+    }
+    // Roles that sound for a title and are in no group: the first title
+    // for each, and how many titles more.
+    let mut left_out: BTreeMap<Role, (String, usize)> = BTreeMap::new();
+    for t in &spec.titles {
+        let selected = t
+            .variants
+            .as_ref()
+            .is_none_or(|n| n.iter().any(|x| x == name));
+        if !selected || !crate::variant::applies_to(&resolved, t) {
+            continue;
+        }
+        let tg = crate::variant::title_graph(&spec.graph, t, &resolved);
+        for i in crate::outputs::sounding_stems(&tg) {
+            let role = t.stems[i].role;
+            if !owner.contains_key(&role) {
+                left_out
+                    .entry(role)
+                    .and_modify(|(_, more)| *more += 1)
+                    .or_insert((t.name.clone(), 0));
+            }
+        }
+    }
+    for (role, (title, more)) in left_out {
+        errs.push(
+            SpecError::new(
+                format!("{f}.groups"),
+                format!(
+                    "role `{role}` sounds in `{name}` for title `{title}`{} but is in no group",
+                    match more {
+                        0 => String::new(),
+                        n => format!(" (and {n} title(s) more)"),
+                    }
+                ),
+            )
+            .hint(format!("add `{role}` to a group, or mute it in `{name}`: the group files must sum to the mix, and a role in no group would be missing from them")),
         );
     }
 }
@@ -1182,12 +1288,26 @@ fn file_name_checks(spec: &Spec, errs: &mut Vec<SpecError>) {
         .map(|&(r, _)| rate_label(r).len())
         .max()
         .unwrap_or(0);
+    // What `{role}` is filled with: a role's name, or a group's label
+    // (`VARIANT-GROUP` at most).
+    let longest_role = Role::ALL
+        .iter()
+        .map(|r| r.as_str().len())
+        .chain(all.iter().flat_map(|v| {
+            v.groups
+                .iter()
+                .flat_map(|g| g.keys())
+                .map(|g| v.name.len() + 1 + g.len())
+        }))
+        .max()
+        .unwrap_or(0);
     let mut shared: BTreeMap<String, (usize, String)> = BTreeMap::new();
     for (ti, t) in spec.titles.iter().enumerate() {
         let title = slug(&t.name).len();
         // A title whose every name fits by this bound needs no closer look.
         if [&d.naming, &d.stem_naming].iter().all(|tpl| {
-            name_bound(tpl, title, longest_variant, longest_rate) <= MAX_OUTPUT_NAME_BYTES
+            name_bound(tpl, title, longest_variant, longest_rate, longest_role)
+                <= MAX_OUTPUT_NAME_BYTES
         }) {
             continue;
         }
@@ -1199,13 +1319,25 @@ fn file_name_checks(spec: &Spec, errs: &mut Vec<SpecError>) {
                     if n <= MAX_OUTPUT_NAME_BYTES {
                         continue;
                     }
-                    let (template_field, template) = match o.role {
-                        None => ("delivery.naming", &d.naming),
-                        Some(_) => ("delivery.stem_naming", &d.stem_naming),
+                    let (template_field, template) = if o.is_stem() {
+                        ("delivery.stem_naming", &d.stem_naming)
+                    } else {
+                        ("delivery.naming", &d.naming)
                     };
-                    let role = o.role.map_or("", Role::as_str);
-                    let len = |title: &str, variant: &str| {
-                        fill(template, title, variant, role, rate, o.bit_depth).len()
+                    let len = |title: &str, variant: &str| match &o.group {
+                        Some(g) => {
+                            crate::naming::group_file_name(&d, title, variant, g, rate, o.bit_depth)
+                                .len()
+                        }
+                        None => fill(
+                            template,
+                            title,
+                            variant,
+                            o.role.map_or("", Role::as_str),
+                            rate,
+                            o.bit_depth,
+                        )
+                        .len(),
                     };
                     let what = describe_output(&o, rate, known);
                     if len("x", &v.name) <= MAX_OUTPUT_NAME_BYTES {
@@ -1267,12 +1399,7 @@ fn file_name_checks(spec: &Spec, errs: &mut Vec<SpecError>) {
 /// The most bytes `template` can give a name whose title slug has `title`
 /// bytes: each placeholder counted at the longest value it takes (variant
 /// names and rate labels at the given lengths, every role, every depth).
-fn name_bound(template: &str, title: usize, variant: usize, rate: usize) -> usize {
-    let role = Role::ALL
-        .iter()
-        .map(|r| r.as_str().len())
-        .max()
-        .unwrap_or(0);
+fn name_bound(template: &str, title: usize, variant: usize, rate: usize, role: usize) -> usize {
     let bits = [BitDepth::Int16, BitDepth::Int24, BitDepth::Float32]
         .iter()
         .map(|b| b.label().len())
@@ -1300,9 +1427,10 @@ fn limit_why() -> String {
 
 /// Which output a file name is for, e.g. "the `full` mix at 48 kHz".
 fn describe_output(o: &PlannedOutput, rate: u32, known: bool) -> String {
-    let what = match o.role {
-        None => format!("the `{}` mix", o.variant),
-        Some(role) => format!("the `{}` stem of `{role}`", o.variant),
+    let what = match (o.role, &o.group) {
+        (_, Some(g)) => format!("the `{}` stem of group `{g}`", o.variant),
+        (None, None) => format!("the `{}` mix", o.variant),
+        (Some(role), None) => format!("the `{}` stem of `{role}`", o.variant),
     };
     if known {
         format!("{what} at {rate} Hz")

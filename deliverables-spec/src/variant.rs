@@ -10,7 +10,7 @@ use crate::model::{
     NodeSpec, OutputKind, Role, Seconds, Spec, Title, VariantSpec,
 };
 
-pub const BUILTIN_VARIANTS: [&str; 9] = [
+pub const BUILTIN_VARIANTS: [&str; 11] = [
     "full",
     "instrumental",
     "acappella",
@@ -20,10 +20,39 @@ pub const BUILTIN_VARIANTS: [&str; 9] = [
     "stems",
     "fold_down",
     "clean",
+    "me",
+    "dme",
 ];
 
 /// Default depth of a `clean` variant in `duck` mode, dB.
 pub const DEFAULT_CLEAN_DUCK_DB: f64 = -20.0;
+
+/// Built-in variants for picture (M&E, DME): they apply only to titles
+/// with a stem of the `dialogue` role (see [`applies_to`]).
+pub const DIALOGUE_VARIANTS: [&str; 2] = ["me", "dme"];
+
+/// The `dme` preset's groups: dialogue, music (every musical role) and
+/// effects. Every role a title can sound in `dme` is in one of them, so
+/// the three files sum to the full mix.
+pub fn default_dme_groups() -> BTreeMap<String, Vec<Role>> {
+    BTreeMap::from([
+        ("dialogue".to_string(), vec![Role::Dialogue]),
+        (
+            "music".to_string(),
+            vec![
+                Role::Drums,
+                Role::Bass,
+                Role::Music,
+                Role::Keys,
+                Role::Guitars,
+                Role::Vocals,
+                Role::BackingVocals,
+                Role::Other,
+            ],
+        ),
+        ("effects".to_string(), vec![Role::Fx]),
+    ])
+}
 
 /// Default size of the `vocal_up` / `vocal_down` move.
 pub const DEFAULT_VOCAL_MOVE_DB: f64 = 2.0;
@@ -53,6 +82,10 @@ pub struct Variant {
     /// Stems for a re-mix: 32-bit float, no ceiling.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub remix: bool,
+    /// A stems output written as groups of roles: one file per group
+    /// (`None`: one file per role). Set only on stems outputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<BTreeMap<String, Vec<Role>>>,
     /// A live-playback pack's options (`output = "live"` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub live: Option<crate::live::Live>,
@@ -234,6 +267,23 @@ impl Variant {
         }
         if let Some(c) = &self.clean {
             parts.push(c.describe());
+        }
+        if let Some(groups) = &self.groups {
+            parts.push(format!(
+                "stems in groups: {}",
+                groups
+                    .iter()
+                    .map(|(g, roles)| format!(
+                        "{g} = {}",
+                        roles
+                            .iter()
+                            .map(|r| r.as_str())
+                            .collect::<Vec<_>>()
+                            .join("+")
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
         }
         if parts.is_empty() {
             "every stem as mixed".into()
@@ -431,6 +481,19 @@ pub fn resolve_variant(name: &str, v: &VariantSpec, graph: &Graph) -> Variant {
             OutputKind::Mix,
             "clean version of the full mix".to_string(),
         ),
+        "me" => {
+            mute.insert(format!("role:{}", Role::Dialogue));
+            (
+                LevelPolicy::Matched,
+                OutputKind::Mix,
+                "M&E: music and effects, dialogue muted".to_string(),
+            )
+        }
+        "dme" => (
+            LevelPolicy::Matched,
+            OutputKind::Stems,
+            "DME: dialogue, music and effects stems; they sum to the full mix".to_string(),
+        ),
         _ => (
             LevelPolicy::Matched,
             OutputKind::Mix,
@@ -471,11 +534,19 @@ pub fn resolve_variant(name: &str, v: &VariantSpec, graph: &Graph) -> Variant {
         Some(c) => format!("{description}: {}", c.describe()),
         None => description,
     };
+    let output = v.output.unwrap_or(output);
+    // Groups belong to a stems output: the spec's own, or the `dme` preset's.
+    let groups = match (&v.groups, name) {
+        (Some(g), _) => Some(g.clone()),
+        (None, "dme") => Some(default_dme_groups()),
+        (None, _) => None,
+    }
+    .filter(|_| output == OutputKind::Stems);
     Variant {
         name: name.to_string(),
         description: v.description.clone().unwrap_or(description),
         level: v.level.unwrap_or(level),
-        output: v.output.unwrap_or(output),
+        output,
         gains,
         mute,
         only,
@@ -483,10 +554,10 @@ pub fn resolve_variant(name: &str, v: &VariantSpec, graph: &Graph) -> Variant {
         replace: v.replace.clone(),
         fold_down,
         amount_mode: v.amount_mode.unwrap_or_default(),
-        remix: v.remix.unwrap_or(false) && v.output.unwrap_or(output) == OutputKind::Stems,
-        live: (v.output.unwrap_or(output) == OutputKind::Live)
-            .then(|| crate::live::Live::resolve(v.live.as_ref())),
+        remix: v.remix.unwrap_or(false) && output == OutputKind::Stems,
+        live: (output == OutputKind::Live).then(|| crate::live::Live::resolve(v.live.as_ref())),
         clean,
+        groups,
     }
 }
 
@@ -770,7 +841,8 @@ pub fn title_graph(graph: &Graph, title: &Title, variant: &Variant) -> TitleGrap
 
 /// Whether `variant` applies to `title`: a fold-down needs a 5.1 master;
 /// the built-in `clean` (on the title's own ranges) needs a title that
-/// lists `explicit` ranges.
+/// lists `explicit` ranges; M&E and DME (`me`, `dme`) need a stem of the
+/// `dialogue` role (a song without dialogue has nothing to take out).
 pub fn applies_to(variant: &Variant, title: &Title) -> bool {
     let folds = variant.fold_down.is_none() || title.layout == Layout::Surround51;
     let cleans = variant.name != "clean"
@@ -778,7 +850,9 @@ pub fn applies_to(variant: &Variant, title: &Title) -> bool {
             .clean
             .as_ref()
             .is_none_or(|c| c.ranges.is_some() || !title.explicit.is_empty());
-    folds && cleans
+    let dialogue = !DIALOGUE_VARIANTS.contains(&variant.name.as_str())
+        || title.stems.iter().any(|s| s.role == Role::Dialogue);
+    folds && cleans && dialogue
 }
 
 impl TitleGraph {
@@ -825,16 +899,23 @@ pub struct SameAs {
     pub reason: String,
 }
 
-/// What decides whether two variants' outputs are the same files.
-type OutputKey = (TitleGraph, OutputKind, bool, Option<crate::live::Live>);
+/// What decides whether two variants' outputs are the same files (stems
+/// in groups are other files than stems per role; a live pack's options).
+type OutputKey = (
+    TitleGraph,
+    OutputKind,
+    bool,
+    Option<crate::live::Live>,
+    Option<BTreeMap<String, Vec<Role>>>,
+);
 
-/// What decides whether two variants' outputs are the same files.
 fn output_key(graph: &Graph, title: &Title, v: &Variant) -> OutputKey {
     (
         title_graph(graph, title, v).effective(),
         v.output,
         v.remix,
         v.live.clone(),
+        v.groups.clone(),
     )
 }
 
@@ -1059,7 +1140,8 @@ fn why_noop(graph: &Graph, title: &Title, v: &Variant) -> Option<String> {
                     "to move it, set `variants.{}.roles = [\"dialogue\"]`",
                     v.name
                 ),
-                _ => "to take it out, define a variant with `mute = [\"dialogue\"]`".to_string(),
+                _ => "to take it out, use the built-in `me` variant (M&E: dialogue muted)"
+                    .to_string(),
             }
         ));
     }

@@ -676,3 +676,238 @@ fn profile_limits_are_named_by_their_own_path() {
         "{err}"
     );
 }
+
+/// A film reel (dialogue, music, effects) beside a song (vocals).
+const FILM: &str = r#"
+schema_version = 1
+
+[[titles]]
+name = "Reel 1"
+stems = [
+  { file = "dx.wav", role = "dialogue" },
+  { file = "score.wav", role = "music" },
+  { file = "drums.wav", role = "drums" },
+  { file = "fx.wav", role = "fx" },
+]
+
+[[titles]]
+name = "Song"
+stems = [{ file = "keys.wav", role = "keys" }, { file = "vox.wav", role = "vocals" }]
+"#;
+
+/// Each title's rendered variants in the plan.
+fn rendered(spec: &deliverables_spec::Spec) -> Vec<(String, String)> {
+    plan(spec, "h", &BTreeMap::new(), "t")
+        .tasks
+        .iter()
+        .flat_map(|t| match &t.kind {
+            TaskKind::Render {
+                title, variants, ..
+            } => variants
+                .iter()
+                .map(|v| (title.clone(), v.clone()))
+                .collect(),
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
+/// `me` mutes the dialogue at the full mix's gain; `dme` writes three group
+/// files over every sounding stem; both only for titles with dialogue.
+#[test]
+fn me_and_dme_resolve_and_apply_to_titles_with_dialogue() {
+    use deliverables_spec::outputs::title_outputs;
+    let spec = parse_and_validate(FILM, None).expect("valid");
+    assert!(spec.variants_are_default());
+    let all = variants(&spec);
+    let me = all.iter().find(|v| v.name == "me").expect("me built in");
+    assert_eq!(
+        (me.level, me.output, me.description.as_str()),
+        (
+            LevelPolicy::Matched,
+            OutputKind::Mix,
+            "M&E: music and effects, dialogue muted"
+        )
+    );
+    assert!(me.mute.contains("role:dialogue") && me.groups.is_none());
+    let dme = all.iter().find(|v| v.name == "dme").expect("dme built in");
+    assert_eq!(
+        (dme.level, dme.output),
+        (LevelPolicy::Matched, OutputKind::Stems)
+    );
+    let groups = dme.groups.as_ref().expect("groups");
+    assert_eq!(
+        groups.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["dialogue", "effects", "music"]
+    );
+    assert_eq!(groups["effects"], [Role::Fx]);
+    // The plain `stems` variant writes per-role files, no groups.
+    assert!(
+        all.iter()
+            .find(|v| v.name == "stems")
+            .expect("stems")
+            .groups
+            .is_none()
+    );
+
+    let d = deliverables_spec::Delivery::resolve_with(&spec.delivery, &spec.profiles);
+    let outs = title_outputs(&spec, &d, &spec.titles[0], dme, 48_000);
+    let got: Vec<(Option<&str>, &str, Vec<usize>)> = outs
+        .iter()
+        .map(|o| (o.group.as_deref(), o.file_name.as_str(), o.stems.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                Some("dialogue"),
+                "Reel-1_stem-dme-dialogue_48k24.wav",
+                vec![0]
+            ),
+            (
+                Some("effects"),
+                "Reel-1_stem-dme-effects_48k24.wav",
+                vec![3]
+            ),
+            (Some("music"), "Reel-1_stem-dme-music_48k24.wav", vec![1, 2]),
+        ]
+    );
+    assert!(outs.iter().all(|o| o.role.is_none() && o.is_stem()));
+    // The groups are a set of files of their own: not the `stems` variant's.
+    let r = rendered(&spec);
+    for v in ["full", "stems", "me", "dme"] {
+        assert!(r.contains(&("Reel 1".into(), v.into())), "{v}: {r:?}");
+    }
+    assert!(
+        !r.iter()
+            .any(|(t, v)| t == "Song" && (v == "me" || v == "dme")),
+        "{r:?}"
+    );
+    let p = plan(&spec, "h", &BTreeMap::new(), "t");
+    assert!(
+        p.skipped
+            .iter()
+            .all(|s| !(s.title == "Song" && (s.variant == "me" || s.variant == "dme"))),
+        "a song without dialogue gets neither, silently: {:?}",
+        p.skipped
+    );
+}
+
+/// Groups written in the spec replace the preset's; any stems variant may
+/// set them, with `{variant}` in the stem template used as it is.
+#[test]
+fn groups_are_overridable_and_any_stems_variant_may_have_them() {
+    let text = FILM.replacen(
+        "\n[[titles]]",
+        "[delivery]\nstem_naming = \"{title}_{variant}_{role}.wav\"\n\
+         [variants.full]\n[variants.dme]\ngroups = { dx = [\"dialogue\"], mx = [\"music\", \"drums\"], fx = [\"fx\"] }\n\
+         [variants.split]\noutput = \"stems\"\ngroups = { voice = [\"dialogue\", \"vocals\"], band = [\"keys\", \"music\", \"drums\", \"fx\"] }\n\n[[titles]]",
+        1,
+    );
+    let spec = parse_and_validate(&text, None).expect("valid");
+    let d = deliverables_spec::Delivery::resolve_with(&spec.delivery, &spec.profiles);
+    let all = variants(&spec);
+    let dme = all.iter().find(|v| v.name == "dme").expect("dme");
+    let names: Vec<String> =
+        deliverables_spec::outputs::title_outputs(&spec, &d, &spec.titles[0], dme, 48_000)
+            .into_iter()
+            .map(|o| o.file_name)
+            .collect();
+    assert_eq!(
+        names,
+        [
+            "Reel-1_dme_dx.wav",
+            "Reel-1_dme_fx.wav",
+            "Reel-1_dme_mx.wav"
+        ]
+    );
+    let split = all.iter().find(|v| v.name == "split").expect("split");
+    let song: Vec<(Option<String>, Vec<usize>)> =
+        deliverables_spec::outputs::title_outputs(&spec, &d, &spec.titles[1], split, 48_000)
+            .into_iter()
+            .map(|o| (o.group, o.stems))
+            .collect();
+    assert_eq!(
+        song,
+        [
+            (Some("band".into()), vec![0]),
+            (Some("voice".into()), vec![1])
+        ]
+    );
+    assert!(
+        split
+            .acts_on()
+            .contains("stems in groups: band = keys+music+drums+fx")
+    );
+}
+
+#[test]
+fn group_errors_name_the_field_and_the_fix() {
+    let with = |groups: &str| {
+        FILM.replacen(
+            "\n[[titles]]",
+            &format!("[variants.full]\n[variants.dme]\ngroups = {groups}\n\n[[titles]]"),
+            1,
+        )
+    };
+    // A role in two groups.
+    let msg = one_error(&with(
+        r#"{ dialogue = ["dialogue"], music = ["music", "drums", "fx"], effects = ["fx"] }"#,
+    ));
+    assert!(msg.contains("variants.dme.groups.music[2]"), "{msg}");
+    assert!(msg.contains("role `fx` is in group `effects` too"), "{msg}");
+    assert!(msg.contains("must sum to the mix"), "{msg}");
+    // A group without roles.
+    let msg = one_error(&with(
+        r#"{ dialogue = ["dialogue"], music = ["music", "drums"], effects = ["fx"], ambience = [] }"#,
+    ));
+    assert!(msg.contains("variants.dme.groups.ambience"), "{msg}");
+    assert!(msg.contains("lists no role"), "{msg}");
+    // A name that is not a slug, and an empty one.
+    let msg = one_error(&with(
+        r#"{ dialogue = ["dialogue"], "mu/sic" = ["music", "drums"], effects = ["fx"] }"#,
+    ));
+    assert!(msg.contains("variants.dme.groups.mu/sic"), "{msg}");
+    assert!(msg.contains("is not a group name"), "{msg}");
+    let msg = one_error(&with(
+        r#"{ dialogue = ["dialogue"], "" = ["music", "drums"], effects = ["fx"] }"#,
+    ));
+    assert!(msg.contains("variants.dme.groups."), "{msg}");
+    // No group at all.
+    let msg = one_error(&with("{}"));
+    assert!(
+        msg.contains("variants.dme.groups") && msg.contains("names no group"),
+        "{msg}"
+    );
+    // A role that sounds and is in no group: the files would not sum.
+    let msg = one_error(&with(
+        r#"{ dialogue = ["dialogue"], music = ["music", "drums"] }"#,
+    ));
+    assert!(msg.contains("variants.dme.groups"), "{msg}");
+    assert!(
+        msg.contains("role `fx` sounds in `dme` for title `Reel 1` but is in no group"),
+        "{msg}"
+    );
+    assert!(msg.contains("add `fx` to a group"), "{msg}");
+    // … unless the variant mutes it.
+    let muted = with(r#"{ dialogue = ["dialogue"], music = ["music", "drums"] }"#)
+        .replace("[variants.dme]\n", "[variants.dme]\nmute = [\"fx\"]\n");
+    parse_and_validate(&muted, None).expect("a muted role needs no group");
+    // An unknown role is refused where it is written.
+    let e = errors(&with(
+        r#"{ dialogue = ["dialog"], music = ["music", "drums"], effects = ["fx"] }"#,
+    ));
+    assert!(e.to_string().contains("dialog"), "{e}");
+    // Groups on a mix.
+    let text = FILM.replacen(
+        "\n[[titles]]",
+        "[variants.full]\n[variants.me]\ngroups = { all = [\"music\"] }\n\n[[titles]]",
+        1,
+    );
+    let msg = one_error(&text);
+    assert!(msg.contains("variants.me.groups"), "{msg}");
+    assert!(
+        msg.contains("output = \\\"stems\\\"") || msg.contains("output = \"stems\""),
+        "{msg}"
+    );
+}

@@ -134,8 +134,8 @@ impl Contents {
                 path: f.path.clone(),
                 sha256: f.sha256.clone(),
                 title: t.name.clone(),
-                what: match o.role {
-                    Some(r) => format!("{} / {}", o.variant, r.as_str()),
+                what: match o.stem_label() {
+                    Some(r) => format!("{} / {r}", o.variant),
                     None => o.variant.clone(),
                 },
                 integrated_lufs: m.and_then(|m| m.integrated_lufs),

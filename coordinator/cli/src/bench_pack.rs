@@ -427,6 +427,8 @@ struct MOutput {
     #[serde(default)]
     role: Option<Role>,
     #[serde(default)]
+    group: Option<String>,
+    #[serde(default)]
     file: Option<MFile>,
     gain_db: Option<f64>,
     #[serde(default)]
@@ -542,7 +544,7 @@ fn build_plan(
             let tg = title_graph(&spec.graph, title, &variant);
             let planned = title_outputs(spec, d, title, &variant, file.sample_rate)
                 .into_iter()
-                .find(|p| p.file_name == file.path && p.role == o.role)
+                .find(|p| p.file_name == file.path && p.role == o.role && p.group == o.group)
                 .with_context(|| {
                     format!(
                         "output {} of `{}` is not one the spec plans for variant `{}`",
@@ -568,7 +570,7 @@ fn build_plan(
                 &mut g,
             )?;
             subs.extend(g.subs);
-            if o.role.is_some() {
+            if o.role.is_some() || o.group.is_some() {
                 subs.insert(
                     "processed stems: each role runs its own detectors through its bus and master chains; \
                      stemforge replays the full mix's bus and master dynamics envelopes on every stem \

@@ -1106,6 +1106,29 @@ fn validate(ctx: &Ctx, a: ValidateArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let all = deliverables_spec::variant::variants(&loaded.spec);
+    // The picture variants (M&E, DME) apply to titles with a dialogue stem
+    // only: how many titles get them, in one line.
+    let picture: Vec<&str> = deliverables_spec::variant::DIALOGUE_VARIANTS
+        .into_iter()
+        .filter(|n| loaded.spec.variants.contains_key(*n))
+        .collect();
+    if !picture.is_empty() {
+        let with = loaded
+            .spec
+            .titles
+            .iter()
+            .filter(|t| {
+                t.stems
+                    .iter()
+                    .any(|s| s.role == deliverables_spec::model::Role::Dialogue)
+            })
+            .count();
+        println!(
+            "  {}: for {with} of {} titles (those with a dialogue stem)",
+            picture.join(", "),
+            loaded.spec.titles.len()
+        );
+    }
     for t in &loaded.spec.titles {
         let tv = deliverables_spec::plan::title_variants(&loaded.spec, t, &all);
         for (v, s) in tv.duplicates {

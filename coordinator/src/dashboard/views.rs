@@ -332,8 +332,8 @@ pub fn job_grid(
             };
             for r in pack.renders {
                 for o in r.outputs {
-                    let col = match &o.role {
-                        Some(role) => format!("{}/{}", o.variant, role.as_str()),
+                    let col = match o.stem_label() {
+                        Some(label) => format!("{}/{label}", o.variant),
                         None => o.variant.clone(),
                     };
                     let verdict = match &delivery {

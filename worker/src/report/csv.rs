@@ -99,7 +99,8 @@ pub fn csv_rows(t: &deliverables_spec::manifest::TitleEntry) -> String {
             let row = [
                 t.name.clone(),
                 o.variant.clone(),
-                o.role.map(|r| r.as_str().to_string()).unwrap_or_default(),
+                // A group's name in the role column for stems in groups.
+                o.stem_label().unwrap_or_default().to_string(),
                 f.map(|f| f.path.clone()).unwrap_or_default(),
                 f.map(|f| f.sample_rate.to_string()).unwrap_or_default(),
                 f.map(|f| f.bit_depth.to_string()).unwrap_or_default(),

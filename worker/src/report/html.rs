@@ -88,7 +88,7 @@ fn bits_label(bits: u32, sample_format: Option<&str>) -> String {
 
 /// `variant` or `variant (role)`, plain text.
 fn output_label(o: &OutputEntry) -> String {
-    match o.role {
+    match o.stem_label() {
         Some(r) => format!("{} ({r})", o.variant),
         None => o.variant.clone(),
     }
@@ -948,8 +948,8 @@ fn verdict_table(h: &mut String, t: &TitleEntry, dialogue_column: bool) {
             escape(&o.description),
             escape(&o.variant)
         );
-        if let Some(r) = o.role {
-            let _ = write!(h, "<span class=\"role\">{}</span>", escape(r.as_str()));
+        if let Some(r) = o.stem_label() {
+            let _ = write!(h, "<span class=\"role\">{}</span>", escape(r));
         }
         match &o.file {
             Some(f) => {

@@ -297,7 +297,7 @@ pub(crate) fn analyze_with(
         }
         // Without a master limiter, every output's peak decides the clip safety.
         let outs = title_outputs(&spec.spec, d, title, v, rate);
-        let reference = if outs.iter().any(|o| o.role.is_some()) {
+        let reference = if outs.iter().any(|o| o.is_stem()) {
             probes.push(Probe::plain(
                 family,
                 format!("{} mix", v.name),
@@ -310,7 +310,7 @@ pub(crate) fn analyze_with(
         };
         for o in outs {
             probes.push(Probe {
-                reference: o.role.and(reference),
+                reference: reference.filter(|_| o.is_stem()),
                 ..Probe::plain(family, o.file_name.clone(), (*v).clone(), o.stems.clone())
             });
         }
@@ -1630,7 +1630,7 @@ fn ceiling_pass(
             0
         };
         let outs = title_outputs(spec, d, title, &v, rate);
-        let reference = if outs.iter().any(|o| o.role.is_some()) {
+        let reference = if outs.iter().any(|o| o.is_stem()) {
             probes.push(Probe::plain(
                 family,
                 format!("{} mix", v.name),
@@ -1653,7 +1653,7 @@ fn ceiling_pass(
                     file: o.file_name.clone(),
                     bit_depth: BitDepth::Float32,
                 }),
-                reference: o.role.and(reference),
+                reference: reference.filter(|_| o.is_stem()),
                 ..Probe::plain(family, o.file_name.clone(), v.clone(), o.stems.clone())
             });
         }

@@ -515,6 +515,7 @@ pub(super) fn render_live(
         outputs.push(RenderedOutput {
             variant: variant.name.clone(),
             role: o.role,
+            group: None,
             file: deliverables_spec::manifest::FileRecord {
                 path: o.file_name.clone(),
                 ..file

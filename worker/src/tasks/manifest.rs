@@ -306,9 +306,10 @@ impl Writers {
                 .filter(|o| o.verdict.verdict == Outcome::Fail)
             {
                 if self.failures.len() < INDEX_FAILURES {
-                    let what = match o.role {
-                        Some(r) => format!("{} / {} / {}", t.name, o.variant, r.as_str()),
-                        None => format!("{} / {}", t.name, o.variant),
+                    let what = match (o.group.as_deref(), o.role) {
+                        (Some(g), _) => format!("{} / {} / {g}", t.name, o.variant),
+                        (None, Some(r)) => format!("{} / {} / {}", t.name, o.variant, r.as_str()),
+                        (None, None) => format!("{} / {}", t.name, o.variant),
                     };
                     self.failures.push((href.clone(), what));
                 }
@@ -653,16 +654,22 @@ fn title_entry(
                     // One entry per file the render would have written (a stem
                     // set is several), so the summary counts every file.
                     let rate = pack_of(&o.kind).or(d.packs()[0]).unwrap_or(48_000);
-                    let roles: Vec<Option<deliverables_spec::model::Role>> = match v {
+                    type Labels = (Option<deliverables_spec::model::Role>, Option<String>);
+                    let roles: Vec<Labels> = match v {
                         Some(v) => {
                             deliverables_spec::outputs::title_outputs(spec, d, title, v, rate)
                                 .into_iter()
-                                .map(|p| p.role)
+                                .map(|p| (p.role, p.group))
                                 .collect()
                         }
-                        None => vec![None],
+                        None => vec![(None, None)],
                     };
-                    for role in if roles.is_empty() { vec![None] } else { roles } {
+                    let roles = if roles.is_empty() {
+                        vec![(None, None)]
+                    } else {
+                        roles
+                    };
+                    for (role, group) in roles {
                         let mut e = missing_output(
                             d,
                             variant,
@@ -672,6 +679,7 @@ fn title_entry(
                             same_as.cloned(),
                         );
                         e.role = role;
+                        e.group = group;
                         entry.outputs.push(e);
                     }
                 }
@@ -711,6 +719,7 @@ fn output_entry(
         variant: out.variant,
         description: description.to_string(),
         role: out.role,
+        group: out.group,
         file: Some(out.file),
         level_policy: out.level_policy,
         gain_db: Some(out.gain_db),
@@ -756,6 +765,7 @@ fn missing_output(
         variant: variant.to_string(),
         description,
         role: None,
+        group: None,
         file: None,
         level_policy: policy,
         gain_db: None,

@@ -148,7 +148,7 @@ fn build(
         let cc = chain_context(ctx, rate, title.layout, gain_db, fold_gain_db);
         let wanted: Vec<bool> = (0..planned.len()).map(|k| want(vi, k)).collect();
         // Stems replay the envelopes of the variant's whole mix.
-        let linked = planned.iter().any(|o| o.role.is_some());
+        let linked = planned.iter().any(|o| o.is_stem());
         let reference = if linked && wanted.iter().any(|&w| w) {
             Some(stages.add(&tg, &cc, |_| true, None).map_err(graph_err)?)
         } else {
@@ -282,7 +282,7 @@ fn write_pack(
                 &OutputLabel {
                     title: &title.name,
                     variant: &p.variant.name,
-                    role: o.role.map(|r| r.as_str()),
+                    role: o.stem_label(),
                     file_name: &o.file_name,
                     spec_sha256: &spec.sha256,
                 },
@@ -866,6 +866,7 @@ fn render_pack(
         let output = RenderedOutput {
             variant: p.variant.name.clone(),
             role: o.role,
+            group: o.group.clone(),
             file: FileRecord {
                 path: o.file_name.clone(),
                 ..digest_file
@@ -874,16 +875,16 @@ fn render_pack(
             ceiling_trim_db: round6(p.output_trim(o)),
             fold_down_gain_db: p.tg.fold_down.as_ref().map(|_| p.fold_gain_db),
             level_policy: p.variant.level,
-            mode: if o.role.is_some() {
+            mode: if o.is_stem() {
                 RenderMode::LinkedStem
             } else {
                 RenderMode::Mix
             },
             measurement,
-            stems_trim_db: (o.role.is_some() && o.ceiling).then_some(round6(p.own_trim_db)),
+            stems_trim_db: (o.is_stem() && o.ceiling).then_some(round6(p.own_trim_db)),
             remix: !o.ceiling,
             live: None,
-            level_changes: if o.role.is_none() {
+            level_changes: if !o.is_stem() {
                 level_changes[k].clone()
             } else {
                 Vec::new()
@@ -947,7 +948,7 @@ fn decide_pack(
                 .map(|((k, o), tp)| Probed {
                     variant: passes[*k].variant.name.clone(),
                     file: o.file_name.clone(),
-                    stem: o.role.is_some(),
+                    stem: o.is_stem(),
                     true_peak_dbtp: *tp,
                 })
                 .collect();

@@ -305,7 +305,7 @@ fn relabel(
         &OutputLabel {
             title: &title.name,
             variant: &p.variant.name,
-            role: o.role.map(|r| r.as_str()),
+            role: o.stem_label(),
             file_name: &o.file_name,
             spec_sha256: &ctx.spec.sha256,
         },
