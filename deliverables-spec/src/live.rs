@@ -326,6 +326,8 @@ mod tests {
             reference: None,
             layout: Layout::Stereo,
             variants: None,
+            edit: None,
+            explicit: Vec::new(),
             stems: stems
                 .iter()
                 .map(|(f, r)| StemSpec {
