@@ -389,6 +389,17 @@ impl EditSpec {
                 .position(&s.end, origin)
                 .map_err(|e| errs.push(SpecError::new(format!("{sp}.out"), e)));
             if let (Ok(a), Ok(b)) = (a, b) {
+                let secs = |u: u64| u as f64 * per_second.1 as f64 / per_second.0 as f64;
+                if secs(b) > crate::validate::MAX_PROGRAMME_S {
+                    errs.push(
+                        SpecError::new(
+                            format!("{sp}.out"),
+                            "is more than 48 hours into the programme",
+                        )
+                        .hint("check the position (and `timecode_start`)"),
+                    );
+                    continue;
+                }
                 if b <= a {
                     errs.push(
                         SpecError::new(
@@ -589,13 +600,6 @@ impl EditSpec {
                     piece.fade_in, piece.fade_out, piece.len
                 ));
             }
-            if let Some(prev) = pieces.last().map(|p: &Piece| p.record_end())
-                && prev > piece.record_start + piece.fade_in
-            {
-                return Err(format!(
-                    "edit.segments[{k}]: crossfades overlap at {rate} Hz; lengthen the segment or shorten its crossfades"
-                ));
-            }
             pieces.push(piece);
         }
         Ok(Pieces {
@@ -604,6 +608,53 @@ impl EditSpec {
             frames,
             shape: self.shape(),
         })
+    }
+
+    /// Each segment in seconds: (source in, source out, record start, the
+    /// handle before it, the handle after it). `None` if the edit does not
+    /// check.
+    fn seconds(&self) -> Option<Vec<[f64; 5]>> {
+        let mut errs = Vec::new();
+        let u = self.units("edit", &mut errs)?;
+        let secs = |x: u64| x as f64 * u.per_second.1 as f64 / u.per_second.0 as f64;
+        let n = u.segments.len();
+        let mut record = 0u64;
+        let mut out = Vec::with_capacity(n);
+        for (k, &(a, b)) in u.segments.iter().enumerate() {
+            let pre = if k == 0 {
+                0.0
+            } else {
+                self.crossfade_at(k) / 2000.0
+            };
+            let post = if k + 1 == n {
+                0.0
+            } else {
+                self.crossfade_at(k + 1) / 2000.0
+            };
+            out.push([secs(a), secs(b), secs(record), pre, post]);
+            record += b - a;
+        }
+        Some(out)
+    }
+
+    /// Time ranges on the source's timeline (a title's `explicit` lyrics)
+    /// carried onto the edit's: each part a segment plays (its handles
+    /// included, which a crossfade lets through) lands where the segment
+    /// does; parts no segment plays are dropped.
+    pub fn map_ranges(&self, ranges: &[[f64; 2]]) -> Vec<[f64; 2]> {
+        let Some(segs) = self.seconds() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for &[s, e] in ranges {
+            for &[a, b, rec, pre, post] in &segs {
+                let (lo, hi) = (s.max(a - pre), e.min(b + post));
+                if lo < hi {
+                    out.push([(lo - a + rec).max(0.0), hi - a + rec]);
+                }
+            }
+        }
+        out
     }
 
     /// The manifest's record of the edit at `rate`.
@@ -722,7 +773,14 @@ pub fn read_edl(text: &str, frame_rate: Option<FrameRate>) -> Result<EditSpec, S
             .collect();
         if tcs.len() != 4 || fields.len() < 7 {
             return Err(format!(
-                "line {}: an event needs number, reel, track, transition and four timecodes: `{line}`",
+                "line {}: an event needs number, reel, track, transition and four timecodes",
+                i + 1
+            ));
+        }
+        let reel = fields[1].to_ascii_uppercase();
+        if matches!(reel.as_str(), "BL" | "BLK" | "BLACK") {
+            return Err(format!(
+                "line {}: a black (BL) event: stemforge cuts the title's own stems, without gaps",
                 i + 1
             ));
         }
@@ -735,10 +793,7 @@ pub fn read_edl(text: &str, frame_rate: Option<FrameRate>) -> Result<EditSpec, S
                     .get(4)
                     .and_then(|d| d.parse::<u64>().ok())
                     .ok_or_else(|| {
-                        format!(
-                            "line {}: a dissolve needs its length in frames: `{line}`",
-                            i + 1
-                        )
+                        format!("line {}: a dissolve needs its length in frames", i + 1)
                     })?;
                 Some(d)
             }
@@ -763,6 +818,16 @@ pub fn read_edl(text: &str, frame_rate: Option<FrameRate>) -> Result<EditSpec, S
         });
     }
     let fr = match (frame_rate, drop) {
+        (Some(f), Some(d)) if d != f.is_drop_frame() => {
+            return Err(format!(
+                "the EDL says {} and `frame_rate` is {f}: declare the rate the EDL counts at",
+                if d {
+                    "FCM: DROP FRAME"
+                } else {
+                    "FCM: NON-DROP FRAME"
+                }
+            ));
+        }
         (Some(f), _) => f,
         (None, Some(true)) => FrameRate::Fps2997Df,
         (None, _) => {
@@ -817,6 +882,10 @@ pub fn read_edl(text: &str, frame_rate: Option<FrameRate>) -> Result<EditSpec, S
             if let Some(d) = dissolve {
                 // CMX dissolves start at the incoming event's record in;
                 // ours are centred on the edit point: move it half-way in.
+                // An odd dissolve loses its last frame, so the crossfade
+                // stays whole frames either side of the edit point and
+                // never reads before the incoming event's in point.
+                let d = d - d % 2;
                 let half = d / 2;
                 if let (Some(prev), Some(end)) = (out.last_mut(), ends.last_mut()) {
                     *end += half;
@@ -845,6 +914,23 @@ pub fn read_edl(text: &str, frame_rate: Option<FrameRate>) -> Result<EditSpec, S
         segments: out,
         ..EditSpec::default()
     })
+}
+
+/// An EDL is text of a few kilobytes: anything over 1 MiB is refused
+/// unread (a coordinator reads it while it answers the submission).
+const MAX_EDL_BYTES: u64 = 1 << 20;
+
+fn read_small(p: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let f = std::fs::File::open(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+    let mut text = String::new();
+    f.take(MAX_EDL_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read {} as text: {e}", p.display()))?;
+    if text.len() as u64 > MAX_EDL_BYTES {
+        return Err(format!("{} is over 1 MiB: not an EDL", p.display()));
+    }
+    Ok(text)
 }
 
 /// Expands every title's `cutdowns` into titles of their own (after their
@@ -956,10 +1042,7 @@ pub fn expand(
                 let read = roots
                     .confine(&p)
                     .map_err(|why| format!("{} is not allowed: {why}", p.display()))
-                    .and_then(|p| {
-                        std::fs::read_to_string(&p)
-                            .map_err(|e| format!("cannot read {}: {e}", p.display()))
-                    })
+                    .and_then(|p| read_small(&p))
                     .and_then(|t| read_edl(&t, cut.edit.frame_rate));
                 match read {
                     Ok(e) => {
@@ -1015,6 +1098,30 @@ pub fn expand(
             edit.name = Some(cut.name.clone());
             let mut d = base_table.clone();
             d.insert("name", toml_edit::value(name));
+            // The title's explicit-lyric ranges are times on its stems: a
+            // clean version of the cut mutes them where the cut plays them.
+            d.remove("explicit");
+            if let Some(x) = base_table.get("explicit") {
+                #[derive(Deserialize)]
+                struct Explicit {
+                    explicit: Vec<crate::model::TimeRange>,
+                }
+                let written: Vec<crate::model::TimeRange> =
+                    toml::from_str::<Explicit>(&format!("explicit = {x}"))
+                        .map(|e| e.explicit)
+                        .unwrap_or_default();
+                let mapped = edit.map_ranges(&crate::model::merge_ranges(&written));
+                if !mapped.is_empty() {
+                    let mut arr = toml_edit::Array::new();
+                    for [a, b] in mapped {
+                        let mut pair = toml_edit::Array::new();
+                        pair.push(a);
+                        pair.push(b);
+                        arr.push(pair);
+                    }
+                    d.insert("explicit", toml_edit::value(arr));
+                }
+            }
             let variants = cut.variants.clone().unwrap_or_else(|| vec!["full".into()]);
             let mut arr = toml_edit::Array::new();
             for v in variants {

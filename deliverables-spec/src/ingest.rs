@@ -11,10 +11,12 @@ use crate::model::Role;
 /// (case-insensitive; digits, `_`, `-`, `.`, spaces and camel case split
 /// words). The first matching rule wins, so specific ones come first.
 const ROLE_WORDS: &[(Role, &[&str])] = &[
-    // A live rig's click and cue tracks first: `Guide Vox` is a cue for the
-    // band, not the vocal stem. `Count-In` joins to `countin`.
+    // A live rig's click and guide tracks first: `Guide Vox` is a cue for
+    // the band, not the vocal stem. `Count-In` joins to `countin`. Not
+    // `cue`: film and trailer music is named by cue (`1M3 Cue.wav`), and a
+    // guide is muted in every mix.
     (Role::Click, &["click", "clk", "metronome"]),
-    (Role::Guide, &["guide", "guides", "cue", "cues", "countin"]),
+    (Role::Guide, &["guide", "guides", "countin"]),
     (
         Role::BackingVocals,
         &[

@@ -555,6 +555,10 @@ pub fn node_param_errors(kind: &NodeKind) -> Vec<(&'static str, String, String)>
     e
 }
 
+/// The longest programme a time may point into, s (48 hours): times past it
+/// are typing mistakes, and sample positions stay far from overflow.
+pub const MAX_PROGRAMME_S: f64 = 172_800.0;
+
 /// What is wrong with each of `ranges` (index, what, the fix): each must be
 /// `0 <= start < end`, finite. Overlapping or touching ranges are not an
 /// error: they are merged into their union.
@@ -571,6 +575,12 @@ pub fn range_errors(ranges: &[TimeRange]) -> Vec<(usize, String, String)> {
             e.push((
                 i,
                 format!("[{a}, {b}] does not end after it starts"),
+                hint.into(),
+            ));
+        } else if b > MAX_PROGRAMME_S {
+            e.push((
+                i,
+                format!("ends after {MAX_PROGRAMME_S} s (48 hours)"),
                 hint.into(),
             ));
         }

@@ -330,13 +330,16 @@ impl TitleSource {
         let edit = match edit {
             None => None,
             Some(e) => {
+                // A stem whose header does not state its length leaves the
+                // programme's end unknown: pieces past the stems read silence.
                 let programme = streams
                     .readers
                     .iter()
                     .map(|r| {
                         let i = r.info();
-                        i.frames
-                            .map_or(0, |n| Resampler::output_frames(n, i.sample_rate, rate))
+                        i.frames.map_or(u64::MAX, |n| {
+                            Resampler::output_frames(n, i.sample_rate, rate)
+                        })
                     })
                     .max()
                     .unwrap_or(0);
@@ -595,5 +598,114 @@ impl Cursor {
             written += k;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deliverables_spec::edit::{Position, SegmentSpec};
+
+    /// A mono 32-bit float stem whose sample `i` is `i · 1e-6`: a read-back
+    /// value names the source frame it came from.
+    fn ramp(dir: &std::path::Path, name: &str, frames: u32) -> PathBuf {
+        let p = dir.join(name);
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 48_000,
+            bits_per_sample: 32,
+            sample_format: hound::SampleFormat::Float,
+        };
+        let mut w = hound::WavWriter::create(&p, spec).expect("create wav");
+        for i in 0..frames {
+            w.write_sample(i as f32 * 1e-6).expect("write");
+        }
+        w.finalize().expect("finalize");
+        p
+    }
+
+    fn read_all(s: &mut TitleSource) -> Vec<f64> {
+        let mut blocks = s.make_blocks();
+        let mut out = Vec::new();
+        loop {
+            let n = s.read(&mut blocks).expect("read");
+            if n == 0 {
+                return out;
+            }
+            out.extend_from_slice(&blocks[0].channel(0)[..n]);
+        }
+    }
+
+    #[test]
+    fn an_edit_reads_the_source_frames_it_names() {
+        let dir = stemforge_testkit::scratch("source-edit");
+        let p = ramp(&dir, "ramp.wav", 100_000);
+        let seg = |a: u64, b: u64, xf: Option<f64>| SegmentSpec {
+            start: Position::Samples(a),
+            end: Position::Samples(b),
+            crossfade_ms: xf,
+        };
+        // Three segments, out of order, joined by 1 ms (48-sample)
+        // crossfades, no head or tail fade; each longer than a block.
+        let edit = EditSpec {
+            sample_rate: Some(48_000),
+            segments: vec![
+                seg(10_000, 15_000, None),
+                seg(60_000, 70_000, None),
+                seg(20_000, 26_000, None),
+            ],
+            crossfade_ms: Some(1.0),
+            fade_in_ms: Some(0.0),
+            fade_out_ms: Some(0.0),
+            ..EditSpec::default()
+        };
+        for native in [false, true] {
+            let mut s = if native {
+                TitleSource::open_native(&[p.clone()], None, Layout::Stereo, Some(&edit))
+            } else {
+                TitleSource::open_edited(&[p.clone()], None, Layout::Stereo, Some(&edit))
+            }
+            .expect("opens");
+            assert_eq!(s.expected_frames(), 21_000);
+            let got = read_all(&mut s);
+            assert_eq!(got.len(), 21_000);
+            let at = |f: u64| f64::from(f as f32 * 1e-6);
+            // Away from the joins every frame is its source frame exactly.
+            for (rec, from, len) in [
+                (24, 10_024, 4_952),
+                (5_024, 60_024, 9_952),
+                (15_024, 20_024, 5_976),
+            ] {
+                for i in 0..len {
+                    assert_eq!(
+                        got[rec + i],
+                        at(from + i as u64),
+                        "native {native}: frame {}",
+                        rec + i
+                    );
+                }
+            }
+            // Through a join the two sources' gains sum to unity power.
+            for i in 0..48 {
+                let x = (i as f64 + 0.5) / 48.0 * std::f64::consts::FRAC_PI_2;
+                let (fo, fi) = (x.cos(), x.sin());
+                let want = fo * at(15_000 - 24 + i) + fi * at(60_000 - 24 + i);
+                assert!(
+                    (got[5_000 - 24 + i as usize] - want).abs() < 1e-12,
+                    "join 1 frame {i}"
+                );
+            }
+        }
+        // An edit past the programme's end is refused, naming the segment.
+        let long = EditSpec {
+            segments: vec![seg(90_000, 120_000, None)],
+            ..edit
+        };
+        let Err(SourceError::Edit(e)) =
+            TitleSource::open_edited(&[p], None, Layout::Stereo, Some(&long))
+        else {
+            panic!("refused")
+        };
+        assert!(e.contains("segments[0]"), "{e}");
     }
 }

@@ -332,20 +332,32 @@ pub fn job_grid(
             };
             for r in pack.renders {
                 for o in r.outputs {
-                    let col = match o.stem_label() {
-                        Some(label) => format!("{}/{label}", o.variant),
-                        None => o.variant.clone(),
+                    // A live pack has a file per stem (two of one role
+                    // are `keys` and `keys_2`): its cells are its files.
+                    let col = match (&o.live, o.stem_label()) {
+                        (Some(_), _) => format!("{}/{}", o.variant, o.file.path),
+                        (None, Some(label)) => format!("{}/{label}", o.variant),
+                        (None, None) => o.variant.clone(),
                     };
                     let verdict = match &delivery {
                         Some(d) => {
                             let target =
                                 d.loudness_target(o.measurement.dialogue.as_ref().map(|x| x.share));
-                            let v = judge_against(
-                                Rule::of(o.level_policy, o.remix),
-                                d,
-                                &target,
-                                &o.measurement,
-                            );
+                            // Judged as the manifest judges it.
+                            let v = match &o.live {
+                                Some(l) => deliverables_spec::compliance::judge_live(
+                                    l.headroom_dbtp,
+                                    l.untouched,
+                                    !l.channels.is_empty(),
+                                    &o.measurement,
+                                ),
+                                None => judge_against(
+                                    Rule::of(o.level_policy, o.remix),
+                                    d,
+                                    &target,
+                                    &o.measurement,
+                                ),
+                            };
                             if v.verdict == Outcome::Pass {
                                 "pass"
                             } else {

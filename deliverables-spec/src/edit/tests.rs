@@ -254,3 +254,48 @@ role = "bass"
         assert_eq!(t.stems.len(), 2, "{out}");
     }
 }
+
+#[test]
+fn explicit_ranges_follow_the_cut() {
+    let text = r#"schema_version = 1
+[[titles]]
+name = "A"
+explicit = [[5.0, 6.0], ["00:41.000", "00:42.000"], [20.0, 21.0]]
+stems = [{ file = "d.wav", role = "vocals" }]
+
+[[titles.cutdowns]]
+name = "30s"
+frame_rate = "25"
+crossfade_ms = 0
+segments = [{ in = "00:00:00:00", out = "00:00:12:00" }, { in = "00:00:40:00", out = "00:00:58:00" }]
+"#;
+    let out = expand(
+        text,
+        Path::new("."),
+        None,
+        &crate::files::MediaRoots::new(&[]),
+    )
+    .expect("expands")
+    .expect("has cutdowns");
+    let spec = crate::parse_and_validate(&out, None).expect("valid");
+    let cut: Vec<[f64; 2]> = spec.titles[1]
+        .explicit
+        .iter()
+        .map(|[a, b]| [a.0, b.0])
+        .collect();
+    // 5–6 s plays at 5–6 s; 41–42 s at 13–14 s; 20–21 s is not in the cut.
+    assert_eq!(cut, [[5.0, 6.0], [13.0, 14.0]], "{out}");
+}
+
+#[test]
+fn edl_mistakes_are_refused() {
+    let black = EDL.replace("001  AX  ", "001  BL  ");
+    assert!(read_edl(&black, Some(FrameRate::Fps24)).is_err_and(|e| e.contains("black")));
+    let drop = EDL.replace("NON-DROP FRAME", "DROP FRAME");
+    assert!(read_edl(&drop, Some(FrameRate::Fps24)).is_err_and(|e| e.contains("DROP FRAME")));
+    // An odd dissolve is made even: 13 frames cross-fade over 12.
+    let odd = EDL.replace("D    012", "D    013");
+    let e = read_edl(&odd, Some(FrameRate::Fps24)).expect("reads");
+    assert_eq!(e.segments[1].crossfade_ms, Some(500.0));
+    assert_eq!(e.segments[1].start, tc("01:00:30:06"));
+}
