@@ -661,9 +661,19 @@ mod tests {
         };
         for native in [false, true] {
             let mut s = if native {
-                TitleSource::open_native(&[p.clone()], None, Layout::Stereo, Some(&edit))
+                TitleSource::open_native(
+                    std::slice::from_ref(&p),
+                    None,
+                    Layout::Stereo,
+                    Some(&edit),
+                )
             } else {
-                TitleSource::open_edited(&[p.clone()], None, Layout::Stereo, Some(&edit))
+                TitleSource::open_edited(
+                    std::slice::from_ref(&p),
+                    None,
+                    Layout::Stereo,
+                    Some(&edit),
+                )
             }
             .expect("opens");
             assert_eq!(s.expected_frames(), 21_000);
