@@ -368,3 +368,91 @@ segments = [{ in = "00:00:01;00", out = "00:01:00;00" }]
         "{t}"
     );
 }
+
+/// RMS of `ch` over `[a, b)` frames, dBFS.
+fn rms_db(ch: &[Vec<f64>], a: usize, b: usize) -> f64 {
+    let (mut e, mut n) = (0.0, 0);
+    for c in ch {
+        for x in &c[a..b] {
+            e += x * x;
+            n += 1;
+        }
+    }
+    10.0 * (e / n.max(1) as f64).max(1e-30).log10()
+}
+
+/// A title's explicit-lyric ranges are times on its stems; a clean version
+/// of a cut mutes them where the cut plays them (here a second the cut
+/// plays 28 s earlier), not at the same numbers on the cut's timeline.
+#[test]
+fn a_clean_cut_mutes_the_title_s_explicit_ranges_where_it_plays_them() {
+    let dir = real_session("cutdowns-clean", &["--seconds", "60"]);
+    // The loudest second of the voice inside the cut's second segment
+    // (40–58 s of the source, 12–30 s of the cut).
+    let voice = read_wav(&dir.join("Voice.wav")).1;
+    let r = RATE as usize;
+    let start = (40..57)
+        .max_by(|&a, &b| {
+            rms_db(&voice, a * r, (a + 1) * r).total_cmp(&rms_db(&voice, b * r, (b + 1) * r))
+        })
+        .expect("a second");
+    let loud = rms_db(&voice, start * r, (start + 1) * r);
+    assert!(
+        loud > -40.0,
+        "the voice is quiet everywhere in 40–57 s: {loud}"
+    );
+    let variants = "[variants.full]\n[variants.clean_stems]\noutput = \"stems\"\nclean = {}\n\n";
+    let cut = r#"
+[[titles.cutdowns]]
+name = "30s"
+frame_rate = "25"
+segments = [
+  { in = "00:00:00:00", out = "00:00:12:00" },
+  { in = "00:00:40:00", out = "00:00:58:00" },
+]
+variants = ["full", "clean_stems"]
+"#;
+    let base = std::fs::read_to_string(dir.join("deliverables.toml")).expect("spec");
+    let spec_text = base
+        .replace(
+            "reference = \"Mix.wav\"\n",
+            &format!(
+                "reference = \"Mix.wav\"\nvariants = [\"full\"]\nexplicit = [[{start}.0, {}.0]]\n",
+                start + 1
+            ),
+        )
+        .replacen("[[titles]]", &format!("{variants}[[titles]]"), 1)
+        + cut;
+    let spec = dir.join("clean.toml");
+    std::fs::write(&spec, spec_text).expect("write spec");
+    let o = stemforge(&["render", spec.to_str().expect("utf-8"), "--workers", "2"]);
+    assert!(o.status.success(), "render failed:\n{}", text(&o));
+    let m = read_json(&dir.join("deliverables").join("manifest.json"));
+    let cut = title(&m, "Last Train 30s");
+    let vocals = cut["outputs"]
+        .as_array()
+        .expect("outputs")
+        .iter()
+        .find(|o| o["variant"] == "clean_stems" && o["role"] == "vocals")
+        .unwrap_or_else(|| panic!("no clean vocals stem: {cut}"));
+    let ch = read_wav(
+        &dir.join("deliverables")
+            .join(vocals["file"]["path"].as_str().expect("path")),
+    )
+    .1;
+    // The range lands 28 s earlier in the cut: (start − 28) s. Leave the
+    // limiter's band-limit edges (a few ms) out.
+    let (a, b) = ((start - 28) * r + r / 100, (start - 27) * r - r / 100);
+    let muted = rms_db(&ch, a, b);
+    println!(
+        "clean cut: the voice's loudest second {start}–{} s ({loud:.1} dBFS) is {muted:.1} dBFS at {}–{} s of the cut",
+        start + 1,
+        start - 28,
+        start - 27
+    );
+    // 24-bit TPDF dither is what is left (about -138 dBFS RMS).
+    assert!(
+        muted < -120.0,
+        "{muted} dBFS where the explicit range plays"
+    );
+}
