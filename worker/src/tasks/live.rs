@@ -24,7 +24,7 @@ use deliverables_spec::variant::{Variant, title_graph};
 use super::analyze::{AnalysisResult, outputs_for, round6};
 use super::metadata::{OutputLabel, output_bext};
 use super::render::{finish_measurement, verify};
-use super::stream::BlockAt;
+use super::stream::Feed;
 use super::{TaskContext, TaskError};
 use crate::dsp::chain::{Chain, ChainContext};
 use crate::dsp::nodes::Delay;
@@ -139,37 +139,10 @@ fn run_pass(
         .iter()
         .map(|p| Block::new(p.channels, BLOCK_FRAMES))
         .collect();
-    let mut fed: u64 = 0;
-    let mut input_frames: Option<u64> = None;
+    let mut feed = Feed::new(latency as u64);
     let mut step = 0u64;
-    loop {
-        let n = match input_frames {
-            None => {
-                let n = source.read(&mut inputs)?;
-                if n == 0 {
-                    input_frames = Some(fed);
-                    continue;
-                }
-                n
-            }
-            Some(total) => {
-                let left = (total + latency as u64).saturating_sub(fed);
-                if left == 0 {
-                    break;
-                }
-                let n = left.min(BLOCK_FRAMES as u64) as usize;
-                for b in &mut inputs {
-                    b.silence(n);
-                }
-                n
-            }
-        };
-        let at = BlockAt {
-            start: fed,
-            frames: n,
-            input_frames,
-        };
-        fed += n as u64;
+    while let Some(at) = feed.next(&mut source, &mut inputs)? {
+        let fed = feed.fed();
         let range = at.kept(latency as u64);
         for ((p, w), k) in procs.iter_mut().zip(&mut work).zip(&mut kept) {
             w.copy_from(&inputs[p.stem]);
@@ -189,7 +162,7 @@ fn run_pass(
             (ctx.progress)(progress.0 + progress.1 * done);
         }
     }
-    Ok(input_frames.unwrap_or(fed))
+    Ok(feed.input_frames())
 }
 
 /// Renders one live variant of a title's pack.

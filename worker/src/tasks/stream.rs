@@ -130,6 +130,73 @@ impl BlockAt {
     }
 }
 
+/// A pass's input, block by block: the stems as the source reads them,
+/// then silence until `flush` frames more have run (so every graph's
+/// latency is flushed). The one rule of where a pass's input ends.
+pub struct Feed {
+    fed: u64,
+    input_frames: Option<u64>,
+    flush: u64,
+}
+
+impl Feed {
+    pub fn new(flush: u64) -> Feed {
+        Feed {
+            fed: 0,
+            input_frames: None,
+            flush,
+        }
+    }
+
+    /// Reads the next block into `inputs`; `None` once the flush is done.
+    pub fn next(
+        &mut self,
+        source: &mut TitleSource,
+        inputs: &mut [Block],
+    ) -> Result<Option<BlockAt>, TaskError> {
+        let n = loop {
+            match self.input_frames {
+                None => {
+                    let n = source.read(inputs)?;
+                    if n == 0 {
+                        self.input_frames = Some(self.fed);
+                        continue;
+                    }
+                    break n;
+                }
+                Some(total) => {
+                    let left = (total + self.flush).saturating_sub(self.fed);
+                    if left == 0 {
+                        return Ok(None);
+                    }
+                    let n = left.min(BLOCK_FRAMES as u64) as usize;
+                    for b in inputs.iter_mut() {
+                        b.silence(n);
+                    }
+                    break n;
+                }
+            }
+        };
+        let at = BlockAt {
+            start: self.fed,
+            frames: n,
+            input_frames: self.input_frames,
+        };
+        self.fed += n as u64;
+        Ok(Some(at))
+    }
+
+    /// Frames fed so far.
+    pub fn fed(&self) -> u64 {
+        self.fed
+    }
+
+    /// The stems' length: what they gave before the flush.
+    pub fn input_frames(&self) -> u64 {
+        self.input_frames.unwrap_or(self.fed)
+    }
+}
+
 /// Runs every head over the whole title, as [`run_stages`] does, but hands
 /// `sink` every head's output untrimmed: `sink(at, outs)` with `outs[h]`
 /// head `h`'s whole block. After the stems end, silence is fed until `flush`
@@ -154,37 +221,10 @@ pub fn run_heads_untrimmed(
         .iter()
         .map(|s| Block::new(s.graph.out_channels(), BLOCK_FRAMES))
         .collect();
-    let mut fed: u64 = 0;
-    let mut input_frames: Option<u64> = None;
+    let mut feed = Feed::new(flush);
     let mut step = 0u64;
-    loop {
-        let n = match input_frames {
-            None => {
-                let n = source.read(&mut inputs)?;
-                if n == 0 {
-                    input_frames = Some(fed);
-                    continue;
-                }
-                n
-            }
-            Some(total) => {
-                let left = (total + flush).saturating_sub(fed);
-                if left == 0 {
-                    break;
-                }
-                let n = left.min(BLOCK_FRAMES as u64) as usize;
-                for b in &mut inputs {
-                    b.silence(n);
-                }
-                n
-            }
-        };
-        let at = BlockAt {
-            start: fed,
-            frames: n,
-            input_frames,
-        };
-        fed += n as u64;
+    while let Some(at) = feed.next(source, &mut inputs)? {
+        let fed = feed.fed();
         bank.process(&inputs);
         for (i, out) in outs.iter_mut().enumerate() {
             let (done, rest) = stages.split_at_mut(i);
@@ -201,7 +241,7 @@ pub fn run_heads_untrimmed(
             progress((fed as f64 / expected_frames.max(1) as f64).min(1.0));
         }
     }
-    Ok(input_frames.unwrap_or(fed))
+    Ok(feed.input_frames())
 }
 
 /// Runs every stage over the whole title. `sink(stage, block)` receives each
@@ -230,33 +270,10 @@ pub fn run_stages(
     let mut has_output = vec![false; stages.len()];
     let lat: Vec<u64> = stages.iter().map(|s| s.graph.latency() as u64).collect();
     let flush = lat.iter().copied().max().unwrap_or(0);
-    let mut fed: u64 = 0;
-    let mut input_frames: Option<u64> = None;
+    let mut feed = Feed::new(flush);
     let mut step = 0u64;
-    loop {
-        let n = match input_frames {
-            None => {
-                let n = source.read(&mut inputs)?;
-                if n == 0 {
-                    input_frames = Some(fed);
-                    continue;
-                }
-                n
-            }
-            Some(total) => {
-                let left = (total + flush).saturating_sub(fed);
-                if left == 0 {
-                    break;
-                }
-                let n = left.min(BLOCK_FRAMES as u64) as usize;
-                for b in &mut inputs {
-                    b.silence(n);
-                }
-                n
-            }
-        };
-        let block_start = fed;
-        fed += n as u64;
+    while let Some(at) = feed.next(source, &mut inputs)? {
+        let fed = feed.fed();
         bank.process(&inputs);
         for i in 0..stages.len() {
             let (done, rest) = stages.split_at_mut(i);
@@ -267,15 +284,12 @@ pub fn run_stages(
                     .process_linked(bank, &done[r].graph, &mut outs[i]),
                 _ => stage.graph.process(bank, &mut outs[i]),
             }
-            // Output frame k of this block sits at timeline position block_start + k - latency.
-            let first = lat[i].saturating_sub(block_start).min(n as u64) as usize;
-            let limit = input_frames.unwrap_or(u64::MAX);
-            let last = (limit.saturating_add(lat[i]))
-                .saturating_sub(block_start)
-                .min(n as u64) as usize;
-            has_output[i] = first < last;
-            if first < last {
-                trimmed[i].copy_range_from(&outs[i], first, last - first);
+            // Output frame k of this block sits at timeline position
+            // at.start + k - latency.
+            let range = at.kept(lat[i]);
+            has_output[i] = !range.is_empty();
+            if !range.is_empty() {
+                trimmed[i].copy_range_from(&outs[i], range.start, range.len());
             }
         }
         // Every stage in the caller's order, after every head has run.
@@ -290,5 +304,5 @@ pub fn run_stages(
             progress((fed as f64 / expected_frames.max(1) as f64).min(1.0));
         }
     }
-    Ok(input_frames.unwrap_or(fed))
+    Ok(feed.input_frames())
 }
