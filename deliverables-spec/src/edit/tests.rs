@@ -4,6 +4,20 @@ fn tc(s: &str) -> Position {
     Position::Timecode(s.into())
 }
 
+/// `text` with its cutdowns expanded, and the spec it parses to.
+fn expanded(text: &str) -> (String, crate::Spec) {
+    let out = expand(
+        text,
+        Path::new("."),
+        None,
+        &crate::files::MediaRoots::new(&[]),
+    )
+    .expect("expands")
+    .expect("has cutdowns");
+    let spec = crate::parse_and_validate(&out, None).expect("valid");
+    (out, spec)
+}
+
 fn seg(a: &str, b: &str) -> SegmentSpec {
     SegmentSpec {
         start: tc(a),
@@ -186,15 +200,7 @@ segments = [{ in = "00:00:00:00", out = "00:00:12:00" }, { in = "00:00:40:00", o
 name = "Other"
 stems = [{ file = "b.wav", role = "bass" }]
 "#;
-    let out = expand(
-        text,
-        Path::new("."),
-        None,
-        &crate::files::MediaRoots::new(&[]),
-    )
-    .expect("expands")
-    .expect("has cutdowns");
-    let spec = crate::parse_and_validate(&out, None).expect("valid");
+    let (_, spec) = expanded(text);
     let names: Vec<&str> = spec.titles.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["Night Drive", "Night Drive 30s", "Other"]);
     let cut = &spec.titles[1];
@@ -240,15 +246,7 @@ segments = [{ in = "00:00:00:00", out = "00:00:12:00" }]
 file = "b.wav"
 role = "bass"
 "#;
-    let out = expand(
-        text,
-        Path::new("."),
-        None,
-        &crate::files::MediaRoots::new(&[]),
-    )
-    .expect("expands")
-    .expect("has cutdowns");
-    let spec = crate::parse_and_validate(&out, None).expect("valid");
+    let (out, spec) = expanded(text);
     assert_eq!(spec.titles.len(), 2, "{out}");
     for t in &spec.titles {
         assert_eq!(t.stems.len(), 2, "{out}");
@@ -269,15 +267,7 @@ frame_rate = "25"
 crossfade_ms = 0
 segments = [{ in = "00:00:00:00", out = "00:00:12:00" }, { in = "00:00:40:00", out = "00:00:58:00" }]
 "#;
-    let out = expand(
-        text,
-        Path::new("."),
-        None,
-        &crate::files::MediaRoots::new(&[]),
-    )
-    .expect("expands")
-    .expect("has cutdowns");
-    let spec = crate::parse_and_validate(&out, None).expect("valid");
+    let (out, spec) = expanded(text);
     let cut: Vec<[f64; 2]> = spec.titles[1]
         .explicit
         .iter()
