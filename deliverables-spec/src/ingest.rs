@@ -262,7 +262,9 @@ mod tests {
             ("CLK 120bpm.wav", Some(Role::Click)),
             ("Metronome.wav", Some(Role::Click)),
             ("Guide.wav", Some(Role::Guide)),
-            ("Cues.wav", Some(Role::Guide)),
+            // Film music is named by cue: never taken for a live guide.
+            ("1M3 Cue.wav", None),
+            ("Cues.wav", None),
             ("Count-In.wav", Some(Role::Guide)),
             ("Guide Vox.wav", Some(Role::Guide)),
         ];
