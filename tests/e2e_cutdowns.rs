@@ -292,6 +292,31 @@ fn cutdowns_are_exact_on_target_and_seamless() {
         );
     }
 
+    // `pack --title` picks a cut by its name: the zip holds that cut alone,
+    // the same audio.
+    let zip = dir.join("spot15.zip");
+    let o = stemforge(&[
+        "pack",
+        spec.to_str().expect("utf-8"),
+        "--title",
+        "Last Train 15s",
+        "-o",
+        zip.to_str().expect("utf-8"),
+    ]);
+    assert!(o.status.success(), "pack failed:\n{}", text(&o));
+    let packed = read_json(&dir.join("spot15").join("manifest.json"));
+    let names: Vec<&str> = packed["titles"]
+        .as_array()
+        .expect("titles")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(names, ["Last Train 15s"]);
+    assert_eq!(
+        output(&packed, "Last Train 15s", "full")["file"]["audio_sha256"],
+        output(&m, "Last Train 15s", "full")["file"]["audio_sha256"]
+    );
+
     // Bit-identical with one worker.
     let (again, _) = render(&write_spec(&dir, "again", CUTS), "1");
     for name in ["Last Train 30s", "Last Train 15s"] {

@@ -71,6 +71,14 @@ pub fn spec_source(path: &Path, out: &Path) -> Result<SpecSource> {
         Some(e) => e.text,
         None => text,
     };
+    // Cutdowns become titles here too, so `--titles` picks a cut by its name.
+    let text = deliverables_spec::edit::expand(
+        &text,
+        &base_dir,
+        Some(&path),
+        &deliverables_spec::files::MediaRoots::new(&[]),
+    )?
+    .unwrap_or(text);
     Ok(SpecSource {
         text,
         base_dir,
